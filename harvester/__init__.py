@@ -1,0 +1,30 @@
+"""harvester: download a whole dataset from a paginated, OAuth2-protected REST API."""
+
+from harvester.config import Config, load_config, parse_config
+from harvester.errors import (
+    AuthError,
+    ConfigError,
+    HarvesterError,
+    OutputError,
+    PageFetchError,
+    RecordsError,
+)
+from harvester.runner import run
+from harvester.stats import Stats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthError",
+    "Config",
+    "ConfigError",
+    "HarvesterError",
+    "OutputError",
+    "PageFetchError",
+    "RecordsError",
+    "Stats",
+    "__version__",
+    "load_config",
+    "parse_config",
+    "run",
+]

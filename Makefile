@@ -1,0 +1,37 @@
+# harvester: `make help` lists the targets.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PORT   ?= 8765
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test lint bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv and install harvester with its test and lint tools
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: install ## Start the demo API, harvest it with config.yaml, print the summary, stop the server
+	$(PY) -m harvester.demo.launch --port $(PORT) --latency 0.05 -- $(PY) -m harvester config.yaml
+
+test: install ## Run the test suite
+	$(PY) -m pytest
+
+lint: install ## ruff (lint and format check) and mypy --strict
+	$(VENV)/bin/ruff check harvester tests benchmarks
+	$(VENV)/bin/ruff format --check harvester tests benchmarks
+	$(VENV)/bin/mypy
+
+bench: install ## Benchmarks against the demo API on loopback (see benchmarks/)
+	$(PY) benchmarks/bench_core.py
+
+clean: ## Remove the virtualenv, caches and demo output
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache *.egg-info

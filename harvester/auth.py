@@ -1,0 +1,222 @@
+"""The one shared token: client_credentials with single-flight refresh and a generation check.
+
+Every worker asks `current()` for the token before each request. One token request is in flight
+at most, however many workers need a token at once, and a burst of 401s caused by one expired
+token leads to one refresh, not one per worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote_plus
+
+import aiohttp
+import orjson
+
+from harvester.config import AuthConfig
+from harvester.errors import AuthError, excerpt
+from harvester.retry import (
+    InvalidBody,
+    RetryableStatus,
+    RetryPolicy,
+    parse_retry_after,
+    retry_cause,
+)
+from harvester.stats import Stats
+
+# A margin of half the lifetime or more would refresh on nearly every request; for short-lived
+# tokens the margin shrinks to this share of the lifetime instead.
+_MAX_MARGIN_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class Token:
+    """An access token and its generation (1 for the first token of the run, then 2, ...)."""
+
+    value: str = field(repr=False)
+    generation: int
+    # Monotonic time after which the token counts as stale; None: until the API says 401.
+    refresh_at: float | None = None
+
+    def header(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.value}"}
+
+
+class TokenManager:
+    """Hands out the current token, refreshing it proactively and after a 401."""
+
+    def __init__(
+        self,
+        config: AuthConfig,
+        session: aiohttp.ClientSession,
+        policy: RetryPolicy,
+        stats: Stats,
+        *,
+        timeout: aiohttp.ClientTimeout | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_token: Callable[[str], None] | None = None,
+    ) -> None:
+        self._config = config
+        self._session = session
+        self._policy = policy
+        self._stats = stats
+        self._timeout = timeout
+        self._clock = clock
+        self._on_token = on_token
+        # Guards _token and the token request: whoever holds it re-checks staleness before
+        # refreshing, because the previous holder has most likely just refreshed.
+        self._lock = asyncio.Lock()
+        self._token: Token | None = None
+        self._generation = 0
+        if config.type == "bearer" and config.token is not None:
+            self._token = Token(config.token.reveal(), generation=1)
+
+    @property
+    def refreshable(self) -> bool:
+        return self._config.type == "client_credentials"
+
+    async def current(self) -> Token | None:
+        """The token to send now; None when auth.type is none."""
+        if self._config.type == "none":
+            return None
+        token = self._token
+        if token is not None and not self._stale(token):
+            return token
+        async with self._lock:
+            token = self._token
+            if token is None or self._stale(token):
+                token = await self._refresh()
+            return token
+
+    async def after_unauthorized(self, rejected: Token | None, *, url: str) -> Token:
+        """The token to retry with after the API answered 401 to `rejected`."""
+        if not self.refreshable or rejected is None:
+            what = (
+                "the configured bearer token"
+                if rejected is not None
+                else "a request without a token"
+            )
+            raise AuthError(f"the API refused {what}", url=url, status=401)
+        async with self._lock:
+            current = self._token
+            # Only the first 401 from a given token refreshes; the others find a newer token.
+            if current is None or current.generation == rejected.generation:
+                current = await self._refresh()
+            return current
+
+    def _stale(self, token: Token) -> bool:
+        return token.refresh_at is not None and self._clock() >= token.refresh_at
+
+    async def _refresh(self) -> Token:
+        assert self._config.token_url is not None
+        url = self._config.token_url
+
+        def count_retry(exc: BaseException, wait: float) -> None:
+            self._stats.count_retry(f"token_{retry_cause(exc)}")
+
+        try:
+            async for attempt in self._policy.retrying(on_retry=count_retry):
+                with attempt:
+                    payload = await self._request_token(url)
+        except (aiohttp.ClientError, TimeoutError, RetryableStatus, InvalidBody) as exc:
+            raise AuthError(
+                f"token endpoint failed after {self._policy.config.max_attempts} attempts: "
+                f"{_describe(exc)}",
+                url=url,
+                status=getattr(exc, "status", None),
+            ) from exc
+        return self._accept(payload, url)
+
+    async def _request_token(self, url: str) -> dict[str, Any]:
+        self._stats.token_requests += 1
+        form, headers = self._token_request()
+        async with self._session.post(
+            url, data=form, headers=headers, timeout=self._timeout, allow_redirects=False
+        ) as response:
+            body = await response.read()
+            if response.status in self._policy.config.statuses or response.status >= 500:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                raise RetryableStatus(response.status, retry_after=retry_after, body=excerpt(body))
+            payload = _json_object(body)
+            if response.status != 200:
+                raise AuthError(
+                    "token request refused",
+                    url=url,
+                    status=response.status,
+                    error=_text(payload.get("error")) if payload else None,
+                    error_description=_text(payload.get("error_description"))
+                    if payload
+                    else excerpt(body),
+                )
+            if payload is None:
+                raise InvalidBody("token response is not a JSON object", body=excerpt(body))
+            return payload
+
+    def _token_request(self) -> tuple[dict[str, str], dict[str, str]]:
+        config = self._config
+        assert config.client_id is not None and config.client_secret is not None
+        form = {"grant_type": "client_credentials", **config.extra_params}
+        if config.scope:
+            form["scope"] = config.scope
+        headers = {"Accept": "application/json"}
+        if config.auth_method == "client_secret_basic":
+            # RFC 6749 section 2.3.1: form-encode id and secret before joining them for Basic.
+            pair = f"{quote_plus(config.client_id)}:{quote_plus(config.client_secret.reveal())}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+        else:
+            form["client_id"] = config.client_id
+            form["client_secret"] = config.client_secret.reveal()
+        return form, headers
+
+    def _accept(self, payload: dict[str, Any], url: str) -> Token:
+        value = payload.get("access_token")
+        if not isinstance(value, str) or not value:
+            raise AuthError("token response has no access_token", url=url, status=200)
+        token_type = payload.get("token_type", "bearer")
+        if not isinstance(token_type, str) or token_type.lower() != "bearer":
+            raise AuthError(f"unsupported token_type {token_type!r}", url=url, status=200)
+        lifetime = _expires_in(payload.get("expires_in"), url)
+        refresh_at = None
+        if lifetime is not None:
+            margin = min(self._config.refresh_margin, lifetime * _MAX_MARGIN_SHARE)
+            refresh_at = self._clock() + lifetime - margin
+        self._generation += 1
+        if self._on_token is not None:
+            self._on_token(value)
+        self._token = Token(value, generation=self._generation, refresh_at=refresh_at)
+        return self._token
+
+
+def _expires_in(value: Any, url: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise AuthError(f"expires_in is not a number: {value!r}", url=url, status=200) from None
+    if seconds <= 0:
+        raise AuthError(f"expires_in must be positive, got {value!r}", url=url, status=200)
+    return seconds
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _describe(exc: BaseException) -> str:
+    cause = retry_cause(exc) or type(exc).__name__
+    detail = str(exc)
+    return f"{cause} ({detail})" if detail and detail != cause else cause

@@ -1,0 +1,232 @@
+"""Arguments, exit codes, progress display and the summary; no harvesting logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from harvester import __version__
+from harvester.config import Config, load_config
+from harvester.errors import HarvesterError
+from harvester.runner import run
+from harvester.stats import Stats
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+log = logging.getLogger("harvester")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's own exits with 2, as we want
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"harvester: error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="harvester",
+        description="Download a whole dataset from a paginated, OAuth2-protected REST API.",
+    )
+    parser.add_argument("config", help="the YAML config file")
+    parser.add_argument("--workers", type=_positive_int, help="override concurrency.workers")
+    parser.add_argument("--output", metavar="PATH", help="override output.path")
+    parser.add_argument(
+        "--max-records", type=_positive_int, metavar="N", help="stop after N records (a sample)"
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level (default INFO)",
+    )
+    parser.add_argument("--stats-json", metavar="PATH", help="write the final stats as JSON here")
+    parser.add_argument(
+        "--progress",
+        choices=["auto", "bar", "log", "none"],
+        default="auto",
+        help="progress display: a bar on a terminal, log lines otherwise (default auto)",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"harvester {__version__}")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `harvester` command; returns the exit code."""
+    args = _parser().parse_args(argv)
+    scrubber = _SecretScrubber()
+    _setup_logging(args.log_level, scrubber)
+    stats = Stats()
+    code = EXIT_FAILED
+    error: str | None = None
+    try:
+        config = load_config(args.config, overrides=_overrides(args))
+        scrubber.add(*config.secrets())
+        code = asyncio.run(_harvest(config, args, stats, scrubber))
+    except HarvesterError as exc:
+        code, error = exc.exit_code, str(exc)
+        log.error(scrubber.scrub(error), exc_info=args.debug)
+    except KeyboardInterrupt:
+        code, error = EXIT_INTERRUPTED, "interrupted"
+        log.error("interrupted: the output path was not written; partial data stays in *.part")
+    except Exception as exc:  # a bug: say so in one line, the traceback only on --debug
+        code, error = EXIT_FAILED, f"internal error: {type(exc).__name__}: {exc}"
+        log.error(scrubber.scrub(error), exc_info=args.debug)
+        if not args.debug:
+            log.error("run again with --debug for the traceback")
+    if args.stats_json and code != EXIT_USAGE:
+        _write_stats_json(Path(args.stats_json), stats, code, error, scrubber)
+    return code
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if args.workers is not None:
+        overrides["concurrency.workers"] = args.workers
+    if args.output is not None:
+        overrides["output.path"] = args.output
+    return overrides
+
+
+async def _harvest(
+    config: Config, args: argparse.Namespace, stats: Stats, scrubber: _SecretScrubber
+) -> int:
+    log.info(
+        "harvesting %s (%s pagination, %d workers) into %s",
+        config.source.url,
+        config.pagination.style,
+        config.concurrency.workers,
+        config.output.path,
+    )
+    mode = args.progress
+    if mode == "auto":
+        mode = "bar" if sys.stderr.isatty() else "log"
+    with _progress(stats, mode):
+        await run(config, max_records=args.max_records, stats=stats, on_secret=scrubber.add)
+    print(stats.summary(), flush=True)
+    log.info("wrote %s", config.output.path)
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _progress(stats: Stats, mode: str) -> Iterator[None]:
+    if mode == "none":
+        yield
+        return
+    task = asyncio.get_running_loop().create_task(
+        _show_bar(stats, sys.stderr) if mode == "bar" else _log_progress(stats)
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        if mode == "bar":
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+
+
+async def _show_bar(stats: Stats, out: TextIO) -> None:
+    while True:
+        out.write("\r\033[K" + progress_line(stats, width=30))
+        out.flush()
+        await asyncio.sleep(0.2)
+
+
+async def _log_progress(stats: Stats, every: float = 10.0) -> None:
+    while True:
+        await asyncio.sleep(every)
+        log.info("progress: %s", progress_line(stats, width=0))
+
+
+def progress_line(stats: Stats, *, width: int) -> str:
+    """records, pages/s, retries and ETA in one line; a bar of `width` cells when width > 0."""
+    elapsed = max(stats.elapsed, 1e-9)
+    total = stats.total_records
+    parts = []
+    if total:
+        share = min(1.0, stats.records / total)
+        if width:
+            filled = int(share * width)
+            parts.append("[" + "#" * filled + "." * (width - filled) + "]")
+        parts.append(f"{stats.records:,}/{total:,} records ({share:.0%})")
+    else:
+        parts.append(f"{stats.records:,} records")
+    parts.append(f"{stats.pages / elapsed:.1f} pages/s")
+    parts.append(f"retries {sum(stats.retries.values())}")
+    if total and stats.records:
+        remaining = (total - stats.records) / (stats.records / elapsed)
+        parts.append(f"ETA {remaining:.0f}s")
+    return "  ".join(parts)
+
+
+def _write_stats_json(
+    path: Path, stats: Stats, code: int, error: str | None, scrubber: _SecretScrubber
+) -> None:
+    document = {"exit_code": code, "error": scrubber.scrub(error) if error else None}
+    document.update(stats.as_dict())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("wb", dir=path.parent, delete=False) as handle:
+            handle.write(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+        os.replace(handle.name, path)
+    except OSError as exc:
+        log.error("cannot write --stats-json %s: %s", path, exc.strerror)
+
+
+class _SecretScrubber(logging.Filter):
+    """Replaces every known secret (client_secret, tokens) with *** in log records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()
+
+    def add(self, *secrets: str) -> None:
+        self._secrets.update(s for s in secrets if s)
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info:
+            formatter = logging.Formatter()
+            message += "\n" + formatter.formatException(record.exc_info)
+            record.exc_info = None
+        record.msg, record.args = self.scrub(message), None
+        return True
+
+
+def _setup_logging(level: str, scrubber: _SecretScrubber) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    handler.addFilter(scrubber)
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,393 @@
+"""Load the YAML config, expand ${VAR}, validate once, and hand out frozen config objects.
+
+Everything downstream trusts these objects: every check that can be made before the first
+request is made here, and every error names its key path (`pagination.page_size: must be > 0`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from urllib.parse import urlsplit
+
+import yaml
+
+from harvester.errors import ConfigError
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or an error message."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+AuthType = Literal["client_credentials", "bearer", "none"]
+AuthMethod = Literal["client_secret_basic", "client_secret_post"]
+PaginationStyle = Literal["offset", "range"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceConfig:
+    url: str
+    params: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    records: str = ""
+    timeout: float = 30.0
+    connect_timeout: float = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuthConfig:
+    type: AuthType = "client_credentials"
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    scope: str | None = None
+    auth_method: AuthMethod = "client_secret_basic"
+    extra_params: dict[str, str] = field(default_factory=dict)
+    refresh_margin: float = 30.0
+    token: Secret | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PaginationConfig:
+    style: PaginationStyle = "offset"
+    page_size: int = 100
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    start: int = 0
+    # None until validated: then "body:total" for offset and "content-range" for range.
+    total: str | None = None
+    range_unit: str = "items"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConcurrencyConfig:
+    workers: int = 16
+    max_buffered_pages: int = 64
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryConfig:
+    max_attempts: int = 8
+    initial_backoff: float = 0.5
+    max_backoff: float = 60.0
+    statuses: tuple[int, ...] = (408, 429, 500, 502, 503, 504)
+    # A server asking us to come back later than this is treated as a failure, not a pause.
+    max_retry_after: float = 600.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputConfig:
+    path: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    source: SourceConfig
+    output: OutputConfig
+    auth: AuthConfig = field(default_factory=lambda: AuthConfig(type="none"))
+    pagination: PaginationConfig = field(default_factory=PaginationConfig)
+    concurrency: ConcurrencyConfig = field(default_factory=ConcurrencyConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+
+    def secrets(self) -> list[str]:
+        """The secret values in this config, for log scrubbing."""
+        found = [self.auth.client_secret, self.auth.token]
+        return [s.reveal() for s in found if s is not None and s.reveal()]
+
+
+# --- loading -------------------------------------------------------------------------------
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def load_config(
+    path: str | Path,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Read, expand and validate the config file; `overrides` maps dotted keys to values."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror}", source=source) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = exc.problem or exc.context or "malformed YAML"
+        raise ConfigError(f"malformed YAML: {problem}", source=where) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"malformed YAML: {exc}", source=source) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("the top level must be a mapping of sections", source=source)
+    try:
+        return parse_config(raw, overrides=overrides, environ=environ)
+    except ConfigError as exc:
+        raise ConfigError(exc.detail, key=exc.key, source=source) from None
+
+
+def parse_config(
+    raw: Mapping[str, Any],
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Validate an already parsed mapping (the YAML document) into a Config."""
+    env = os.environ if environ is None else environ
+    expanded: set[str] = set()
+    data = _expand(dict(raw), env, "", expanded)
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    if "auth" not in data:
+        data["auth"] = {"type": "none"}
+    config = _build(Config, data, "", expanded)
+    return _check(config)
+
+
+def _expand(value: Any, env: Mapping[str, str], key: str, expanded: set[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand(v, env, _join(key, str(k)), expanded) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, env, f"{key}[{i}]", expanded) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+        expanded.add(key)
+
+        def substitute(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"environment variable {name} is not set (and has no default)", key=key
+            )
+
+        return _VAR.sub(substitute, value)
+    return value
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _build(cls: type[Any], data: Any, key: str, expanded: set[str]) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"must be a mapping, got {_kind(data)}", key=key or None)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for name in data:
+        if name not in fields:
+            nearest = difflib.get_close_matches(str(name), list(fields), n=1, cutoff=0.6)
+            hint = f" (did you mean {nearest[0]!r}?)" if nearest else ""
+            raise ConfigError(f"unknown key{hint}", key=_join(key, str(name)))
+    hints = get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        path = _join(key, name)
+        if name in data:
+            values[name] = _coerce(data[name], hints[name], path, expanded)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError("is required", key=path)
+    return cls(**values)
+
+
+def _coerce(value: Any, tp: Any, key: str, expanded: set[str]) -> Any:  # noqa: C901
+    origin = get_origin(tp)
+    if origin in (Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        (inner,) = [t for t in options if t is not type(None)]
+        return _coerce(value, inner, key, expanded)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, {} if value is None else value, key, expanded)  # type: ignore[arg-type]
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"must be one of {', '.join(choices)}; got {value!r}", key=key)
+        return value
+    if origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"must be a mapping, got {_kind(value)}", key=key)
+        return {str(k): _scalar_text(v, _join(key, str(k))) for k, v in value.items()}
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"must be a list, got {_kind(value)}", key=key)
+        (inner, _) = get_args(tp)
+        return tuple(_coerce(v, inner, f"{key}[{i}]", expanded) for i, v in enumerate(value))
+    if tp is Secret:
+        return Secret(_scalar_text(value, key))
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"must be a string, got {_kind(value)}", key=key)
+    if tp is bool:
+        if isinstance(value, str) and key in expanded and value.lower() in _BOOLS:
+            return _BOOLS[value.lower()]
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"must be true or false, got {_kind(value)}", key=key)
+    if tp in (int, float):
+        return _number(value, tp, key, key in expanded)
+    raise TypeError(f"no coercion for {tp!r}")  # a bug in this module, not in the config
+
+
+_BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def _number(value: Any, tp: type[Any], key: str, from_env: bool) -> Any:
+    if from_env and isinstance(value, str):
+        try:
+            value = int(value) if tp is int else float(value)
+        except ValueError:
+            raise ConfigError(f"must be a number, got {value!r}", key=key) from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"must be a number, got {_kind(value)}", key=key)
+    if tp is int and not isinstance(value, int):
+        if not float(value).is_integer():
+            raise ConfigError(f"must be a whole number, got {value!r}", key=key)
+        value = int(value)
+    return tp(value)
+
+
+def _scalar_text(value: Any, key: str) -> str:
+    # Query parameters and headers are text on the wire; YAML's numbers and booleans become the
+    # text a user would have typed.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise ConfigError(f"must be a string or number, got {_kind(value)}", key=key)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+# --- cross-field checks --------------------------------------------------------------------
+
+
+def _check(config: Config) -> Config:
+    _check_url(config.source.url, "source.url")
+    _check_auth(config.auth)
+    pagination = _check_pagination(config.pagination)
+    _positive("source.timeout", config.source.timeout)
+    _positive("source.connect_timeout", config.source.connect_timeout)
+    _at_least("concurrency.workers", config.concurrency.workers, 1, 1000)
+    _at_least("concurrency.max_buffered_pages", config.concurrency.max_buffered_pages, 1)
+    _check_retry(config.retry)
+    if not config.output.path.strip():
+        raise ConfigError("must not be empty", key="output.path")
+    return dataclasses.replace(config, pagination=pagination)
+
+
+def _check_url(url: str, key: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"must be an http(s) URL with a host, got {url!r}", key=key)
+
+
+def _check_auth(auth: AuthConfig) -> None:
+    if auth.type == "client_credentials":
+        for name in ("token_url", "client_id", "client_secret"):
+            if getattr(auth, name) in (None, ""):
+                raise ConfigError(
+                    "is required when auth.type is client_credentials", key=f"auth.{name}"
+                )
+        assert auth.token_url is not None
+        _check_url(auth.token_url, "auth.token_url")
+    elif auth.type == "bearer" and (auth.token is None or not auth.token.reveal()):
+        raise ConfigError("is required when auth.type is bearer", key="auth.token")
+    if auth.refresh_margin < 0:
+        raise ConfigError("must be >= 0", key="auth.refresh_margin")
+
+
+def _check_pagination(p: PaginationConfig) -> PaginationConfig:
+    _at_least("pagination.page_size", p.page_size, 1)
+    _at_least("pagination.start", p.start, 0)
+    total = p.total or ("content-range" if p.style == "range" else "body:total")
+    kind, _, arg = total.partition(":")
+    if total == "content-range":
+        if p.style != "range":
+            raise ConfigError("content-range needs pagination.style: range", key="pagination.total")
+    elif kind not in ("body", "header") or not arg:
+        raise ConfigError(
+            f"must be body:<dotted.path>, header:<Name> or content-range; got {total!r}",
+            key="pagination.total",
+        )
+    for name in ("offset_param", "limit_param", "range_unit"):
+        if not getattr(p, name):
+            raise ConfigError("must not be empty", key=f"pagination.{name}")
+    return dataclasses.replace(p, total=total)
+
+
+def _check_retry(r: RetryConfig) -> None:
+    _at_least("retry.max_attempts", r.max_attempts, 1)
+    for name in ("initial_backoff", "max_backoff", "max_retry_after"):
+        if getattr(r, name) < 0:
+            raise ConfigError("must be >= 0", key=f"retry.{name}")
+    for i, status in enumerate(r.statuses):
+        if not 100 <= status <= 599:
+            raise ConfigError(
+                f"must be an HTTP status (100-599), got {status}", key=f"retry.statuses[{i}]"
+            )
+    if 401 in r.statuses:
+        raise ConfigError(
+            "401 is handled by the token manager, not retried blindly", key="retry.statuses"
+        )
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"must be > 0, got {value}", key=key)
+
+
+def _at_least(key: str, value: int, low: int, high: int | None = None) -> None:
+    if value < low:
+        raise ConfigError(f"must be >= {low}, got {value}", key=key)
+    if high is not None and value > high:
+        raise ConfigError(f"must be <= {high}, got {value}", key=key)

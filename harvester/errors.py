@@ -1,0 +1,131 @@
+"""One exception root; subclasses carry their context as keyword-only fields.
+
+Every message is one line that names what went wrong and where (key path, URL, status), so the
+CLI can print it as is. URLs are passed through `redact_url` first: no secret in any message.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+# Query parameters whose values never appear in a message: API keys travel this way more often
+# than anyone likes.
+_SECRET_PARAM_WORDS = ("token", "secret", "key", "password", "passwd", "signature", "sig", "auth")
+
+
+def redact_url(url: str) -> str:
+    """The URL with user info and secret-looking query values replaced by ***."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if _looks_secret(k) else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _looks_secret(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_PARAM_WORDS)
+
+
+def excerpt(body: bytes | str, limit: int = 200) -> str:
+    """A short, single-line excerpt of a response body for an error message."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class HarvesterError(Exception):
+    """Root of every error harvester raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(HarvesterError):
+    """The configuration (or a command-line option) is wrong; `key` is the dotted key path."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, key: str | None = None, source: str | None = None) -> None:
+        where = ": ".join(part for part in (source, key) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+        self.key = key
+        self.source = source
+        self.detail = message
+
+
+class AuthError(HarvesterError):
+    """The token endpoint refused us, or the API refused a fresh token."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str,
+        status: int | None = None,
+        error: str | None = None,
+        error_description: str | None = None,
+    ) -> None:
+        parts = [message, f"url={redact_url(url)}"]
+        if status is not None:
+            parts.append(f"status={status}")
+        if error:
+            parts.append(f"error={error}")
+        if error_description:
+            parts.append(f"error_description={excerpt(error_description)!r}")
+        super().__init__(" ".join(parts[:1]) + " (" + ", ".join(parts[1:]) + ")")
+        self.url = redact_url(url)
+        self.status = status
+        self.error = error
+        self.error_description = error_description
+
+
+class PageFetchError(HarvesterError):
+    """A page could not be fetched: a status that is not retryable, or retries ran out."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        page: int,
+        url: str,
+        status: int | None = None,
+        body: str = "",
+        attempts: int = 1,
+    ) -> None:
+        status_part = f" status {status}" if status is not None else ""
+        body_part = f": {body}" if body else ""
+        super().__init__(f"page {page}{status_part} at {redact_url(url)}: {message}{body_part}")
+        self.page = page
+        self.url = redact_url(url)
+        self.status = status
+        self.body = body
+        self.attempts = attempts
+
+
+class RecordsError(HarvesterError):
+    """The body does not hold what the config says it holds (records path, total)."""
+
+    def __init__(self, message: str, *, page: int, url: str, path: str | None = None) -> None:
+        super().__init__(f"page {page} at {redact_url(url)}: {message}")
+        self.page = page
+        self.url = redact_url(url)
+        self.path = path
+
+
+class OutputError(HarvesterError):
+    """The output file cannot be written."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(f"output {path}: {message}")
+        self.path = path

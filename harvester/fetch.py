@@ -1,0 +1,228 @@
+"""One ClientSession, one page fetch with retries and token handling, and the worker pool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from harvester.auth import Token, TokenManager
+from harvester.config import Config
+from harvester.errors import AuthError, PageFetchError, RecordsError, excerpt
+from harvester.pagination import (
+    MissingPath,
+    PageRequest,
+    PlanError,
+    Planner,
+    extract_records,
+    read_total,
+)
+from harvester.retry import (
+    InvalidBody,
+    RetryableStatus,
+    RetryPolicy,
+    parse_retry_after,
+    retry_cause,
+)
+from harvester.sink import OrderedSink, Page
+from harvester.stats import Stats
+
+
+def open_session(config: Config) -> aiohttp.ClientSession:
+    """The run's one ClientSession, its connection pool sized to the workers (+1 for tokens)."""
+    connector = aiohttp.TCPConnector(limit=config.concurrency.workers + 1, limit_per_host=0)
+    timeout = aiohttp.ClientTimeout(
+        total=config.source.timeout, sock_connect=config.source.connect_timeout
+    )
+    return aiohttp.ClientSession(connector=connector, timeout=timeout, raise_for_status=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A page and what its answer said about the whole dataset."""
+
+    page: Page
+    total: int | None
+    complete: bool
+
+
+class _Unauthorized(Exception):
+    def __init__(self, token: Token | None) -> None:
+        super().__init__("401")
+        self.token = token
+
+
+class Fetcher:
+    """Fetches one page: token, request, retries, records; raises HarvesterError on failure."""
+
+    def __init__(
+        self,
+        config: Config,
+        session: aiohttp.ClientSession,
+        tokens: TokenManager,
+        policy: RetryPolicy,
+        stats: Stats,
+    ) -> None:
+        self._source = config.source
+        self._total_spec = config.pagination.total or ""
+        self._unit = config.pagination.range_unit
+        self._session = session
+        self._tokens = tokens
+        self._policy = policy
+        self._stats = stats
+        self._url = URL(config.source.url)
+        self._headers = {"Accept": "application/json", **config.source.headers}
+
+    def url_for(self, request: PageRequest) -> URL:
+        return self._url.update_query({**self._source.params, **request.params})
+
+    async def fetch(self, planner: Planner, request: PageRequest) -> Fetched:
+        """The page for `request`, after as many retries and token refreshes as it takes."""
+        rejected: Token | None = None
+        url = self.url_for(request)
+        while True:
+            try:
+                return await self._with_retries(planner, request, url)
+            except _Unauthorized as exc:
+                self._stats.count_retry("401")
+                if rejected is not None and (
+                    exc.token is None or exc.token.generation != rejected.generation
+                ):
+                    raise AuthError(
+                        "the API refused a freshly issued token", url=str(url), status=401
+                    ) from None
+                rejected = exc.token
+                await self._tokens.after_unauthorized(exc.token, url=str(url))
+
+    async def _with_retries(self, planner: Planner, request: PageRequest, url: URL) -> Fetched:
+        def count_retry(exc: BaseException, wait: float) -> None:
+            self._stats.count_retry(retry_cause(exc) or type(exc).__name__)
+
+        try:
+            async for attempt in self._policy.retrying(on_retry=count_retry):
+                with attempt:
+                    return await self._once(planner, request, url)
+        except (RetryableStatus, InvalidBody, aiohttp.ClientError, TimeoutError) as exc:
+            self._give_up(request, url, exc)
+        raise AssertionError("tenacity neither returned nor raised")  # pragma: no cover
+
+    def _give_up(self, request: PageRequest, url: URL, exc: BaseException) -> NoReturn:
+        attempts = self._policy.config.max_attempts
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None and retry_after > self._policy.config.max_retry_after:
+            reason = (
+                f"server asked to retry after {retry_after:.0f} s, "
+                f"more than retry.max_retry_after ({self._policy.config.max_retry_after:.0f} s)"
+            )
+        else:
+            reason = f"gave up after {attempts} attempts: {retry_cause(exc) or type(exc).__name__}"
+        raise PageFetchError(
+            reason,
+            page=request.index,
+            url=str(url),
+            status=getattr(exc, "status", None),
+            body=getattr(exc, "body", ""),
+            attempts=attempts,
+        ) from exc
+
+    async def _once(self, planner: Planner, request: PageRequest, url: URL) -> Fetched:
+        token = await self._tokens.current()
+        headers = {**self._headers, **request.headers}
+        if token is not None:
+            headers.update(token.header())
+        self._stats.requests += 1
+        async with self._session.get(url, headers=headers) as response:
+            status = response.status
+            self._stats.statuses[status] += 1
+            if status == 401:
+                raise _Unauthorized(token)
+            if planner.is_past_end(status):
+                total = (
+                    read_total(self._total_spec, None, response.headers, self._unit)
+                    if self._total_spec == "content-range"
+                    else None
+                )
+                return Fetched(Page(request.index, b"", 0), total=total, complete=True)
+            body = await response.read()
+            if status in self._policy.config.statuses:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                raise RetryableStatus(status, retry_after=retry_after, body=excerpt(body))
+            if not 200 <= status < 300:
+                raise PageFetchError(
+                    "unexpected status",
+                    page=request.index,
+                    url=str(url),
+                    status=status,
+                    body=excerpt(body),
+                )
+            return self._parse(planner, request, url, status, response.headers, body)
+
+    def _parse(
+        self,
+        planner: Planner,
+        request: PageRequest,
+        url: URL,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> Fetched:
+        try:
+            data: Any = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            content_type = headers.get("Content-Type", "")
+            if "html" in content_type:
+                # A login or error page is not going to turn into JSON on a retry.
+                raise PageFetchError(
+                    f"answered {content_type.split(';')[0]}, not JSON",
+                    page=request.index,
+                    url=str(url),
+                    status=status,
+                    body=excerpt(body),
+                ) from None
+            raise InvalidBody("body is not valid JSON", body=excerpt(body)) from None
+        try:
+            records = extract_records(data, self._source.records)
+            total = read_total(self._total_spec, data, headers, self._unit)
+            selected = planner.select(request, status, headers, records)
+        except MissingPath as exc:
+            raise RecordsError(str(exc), page=request.index, url=str(url), path=exc.path) from None
+        except PlanError as exc:
+            raise RecordsError(str(exc), page=request.index, url=str(url)) from None
+        data_out = b"".join(
+            orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in selected.records
+        )
+        page = Page(request.index, data_out, len(selected.records))
+        return Fetched(page, total=total, complete=selected.complete)
+
+
+async def fetch_pages(
+    fetcher: Fetcher,
+    planner: Planner,
+    sink: OrderedSink,
+    indexes: Iterable[int],
+    *,
+    workers: int,
+    check: Callable[[Fetched], None] | None = None,
+) -> None:
+    """Fetch every page in `indexes` with `workers` coroutines, handing each to the sink."""
+    pending = iter(indexes)
+
+    async def worker() -> None:
+        # One shared iterator: each index is taken by exactly one worker, in increasing order.
+        for index in pending:
+            if sink.full:
+                return
+            await sink.wait_for_slot(index)
+            fetched = await fetcher.fetch(planner, planner.request(index))
+            if check is not None:
+                check(fetched)
+            await sink.put(fetched.page)
+
+    async with asyncio.TaskGroup() as group:
+        for _ in range(workers):
+            group.create_task(worker())

@@ -1,0 +1,261 @@
+"""Page planners: which request fetches page i, and what a page's answer says about the whole.
+
+Every planner speaks the same small interface (`Planner`), so the runner and the workers never
+know which pagination style the API uses. Offset and Range planners are here; page-number,
+cursor and link styles slot in behind the same interface.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from harvester.config import PaginationConfig
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    """What to send for one page: extra query parameters and headers on top of the source's."""
+
+    index: int
+    first: int
+    size: int
+    params: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PageRecords:
+    """The records a planner took from one answer."""
+
+    records: list[Any]
+    # True when the answer held every record from this page's first to the end of the dataset
+    # (a Range server that ignored our Range header): no further page is needed.
+    complete: bool = False
+
+
+class Planner(Protocol):
+    """The interface every pagination style implements."""
+
+    @property
+    def page_size(self) -> int:
+        """Records per page."""
+        ...
+
+    def request(self, index: int) -> PageRequest:
+        """The request for page `index` (0-based, in output order)."""
+        ...
+
+    def is_past_end(self, status: int) -> bool:
+        """Whether `status` means the page lies past the end of the dataset."""
+        ...
+
+    def select(
+        self, request: PageRequest, status: int, headers: Mapping[str, str], records: list[Any]
+    ) -> PageRecords:
+        """The records of `request` out of an answer; raises PlanError if they cannot be told."""
+        ...
+
+    def page_count(self, total: int) -> int:
+        """How many pages hold `total` records."""
+        ...
+
+    def with_page_size(self, page_size: int) -> Planner:
+        """The same planner with a smaller page size (the server caps what it sends)."""
+        ...
+
+
+class PlanError(Exception):
+    """An answer that does not fit the page it was asked for."""
+
+
+@dataclass(frozen=True)
+class OffsetPlanner:
+    """`?offset=<first>&limit=<size>`, names configurable."""
+
+    page_size: int
+    start: int
+    offset_param: str
+    limit_param: str
+
+    def request(self, index: int) -> PageRequest:
+        first = self.start + index * self.page_size
+        params = {self.offset_param: str(first), self.limit_param: str(self.page_size)}
+        return PageRequest(index=index, first=first, size=self.page_size, params=params)
+
+    def is_past_end(self, status: int) -> bool:
+        return False
+
+    def select(
+        self, request: PageRequest, status: int, headers: Mapping[str, str], records: list[Any]
+    ) -> PageRecords:
+        if len(records) > request.size:
+            raise PlanError(f"asked for {request.size} records, got {len(records)}")
+        return PageRecords(records)
+
+    def page_count(self, total: int) -> int:
+        return math.ceil(max(0, total - self.start) / self.page_size)
+
+    def with_page_size(self, page_size: int) -> OffsetPlanner:
+        return replace(self, page_size=page_size)
+
+
+@dataclass(frozen=True)
+class RangePlanner:
+    """`Range: <unit>=<first>-<last>` answered by 206 and `Content-Range`; 416 past the end."""
+
+    page_size: int
+    start: int
+    unit: str
+
+    def request(self, index: int) -> PageRequest:
+        first = self.start + index * self.page_size
+        last = first + self.page_size - 1
+        headers = {"Range": f"{self.unit}={first}-{last}"}
+        return PageRequest(index=index, first=first, size=self.page_size, headers=headers)
+
+    def is_past_end(self, status: int) -> bool:
+        return status == 416
+
+    def select(
+        self, request: PageRequest, status: int, headers: Mapping[str, str], records: list[Any]
+    ) -> PageRecords:
+        if status == 206:
+            return PageRecords(self._partial(request, headers, records))
+        # 200: the server ignored Range and sent the whole collection. Take our slice of it,
+        # and only once: the first page takes everything and ends the harvest.
+        if request.index == 0:
+            return PageRecords(records[request.first :], complete=True)
+        end = request.first + request.size
+        if len(records) < request.first:
+            raise PlanError(
+                f"server ignored the Range header (status 200) and sent {len(records)} records, "
+                f"fewer than the {request.first} before this page"
+            )
+        return PageRecords(records[request.first : end])
+
+    def _partial(
+        self, request: PageRequest, headers: Mapping[str, str], records: list[Any]
+    ) -> list[Any]:
+        content_range = headers.get("Content-Range")
+        if content_range is None:
+            raise PlanError("status 206 without a Content-Range header")
+        first, last, _ = parse_content_range(content_range, self.unit)
+        if first is None or last is None:
+            raise PlanError(f"unusable Content-Range {content_range!r}")
+        if first != request.first:
+            raise PlanError(f"asked for records from {request.first}, got {content_range!r}")
+        if last - first + 1 != len(records):
+            raise PlanError(
+                f"Content-Range {content_range!r} announces {last - first + 1} records, "
+                f"the body holds {len(records)}"
+            )
+        if len(records) > request.size:
+            raise PlanError(f"asked for {request.size} records, got {len(records)}")
+        return records
+
+    def page_count(self, total: int) -> int:
+        return math.ceil(max(0, total - self.start) / self.page_size)
+
+    def with_page_size(self, page_size: int) -> RangePlanner:
+        return replace(self, page_size=page_size)
+
+
+def make_planner(config: PaginationConfig) -> Planner:
+    """The planner for `pagination.style`."""
+    if config.style == "range":
+        return RangePlanner(page_size=config.page_size, start=config.start, unit=config.range_unit)
+    return OffsetPlanner(
+        page_size=config.page_size,
+        start=config.start,
+        offset_param=config.offset_param,
+        limit_param=config.limit_param,
+    )
+
+
+_CONTENT_RANGE = re.compile(r"^\s*(\S+)\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\s*$")
+
+
+def parse_content_range(value: str, unit: str) -> tuple[int | None, int | None, int | None]:
+    """(first, last, total) from `<unit> <first>-<last>/<total>`; None for each `*`.
+
+    Raises PlanError when the header is malformed or speaks of another unit.
+    """
+    match = _CONTENT_RANGE.match(value)
+    if match is None:
+        raise PlanError(f"malformed Content-Range {value!r}")
+    got_unit, first, last, total = match.groups()
+    if got_unit != unit:
+        raise PlanError(f"Content-Range unit {got_unit!r}, expected {unit!r}")
+
+    def number(text: str | None) -> int | None:
+        return None if text is None or text == "*" else int(text)
+
+    return number(first), number(last), number(total)
+
+
+# --- reading the body ------------------------------------------------------------------------
+
+
+class MissingPath(Exception):
+    """A dotted path that is not in the body; `keys` lists what was there instead."""
+
+    def __init__(self, path: str, *, at: str, keys: list[str]) -> None:
+        shown = ", ".join(keys[:20]) if keys else "none"
+        super().__init__(f"{path!r} not found: no {at!r} (keys there: {shown})")
+        self.path = path
+        self.keys = keys
+
+
+def lookup(body: Any, path: str) -> Any:
+    """The value at a dotted path (`data.items`, `meta.page.0`); the body itself for ''."""
+    node = body
+    walked: list[str] = []
+    for part in path.split(".") if path else []:
+        walked.append(part)
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            keys = [str(k) for k in node] if isinstance(node, dict) else []
+            raise MissingPath(path, at=".".join(walked), keys=keys)
+    return node
+
+
+def extract_records(body: Any, path: str) -> list[Any]:
+    """The list of records at `source.records` (the body itself when the path is empty)."""
+    records = lookup(body, path)
+    if not isinstance(records, list):
+        where = f"{path!r}" if path else "the body"
+        raise PlanError(f"{where} is {type(records).__name__}, not a list of records")
+    return records
+
+
+def read_total(spec: str, body: Any, headers: Mapping[str, str], unit: str) -> int | None:
+    """The dataset's total from `pagination.total`; None when this answer does not say."""
+    kind, _, arg = spec.partition(":")
+    raw: Any
+    if spec == "content-range":
+        header = headers.get("Content-Range")
+        if header is None:
+            return None
+        return parse_content_range(header, unit)[2]
+    if kind == "header":
+        raw = headers.get(arg)
+        if raw is None:
+            return None
+    else:
+        raw = lookup(body, arg)
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise PlanError(f"total at {spec!r} is {raw!r}, not a whole number")
+    try:
+        total = int(raw)
+    except ValueError:
+        raise PlanError(f"total at {spec!r} is {raw!r}, not a whole number") from None
+    if total < 0:
+        raise PlanError(f"total at {spec!r} is negative: {total}")
+    return total

@@ -1,0 +1,127 @@
+"""What is retryable and how long to wait before the next attempt, built on tenacity.
+
+The wait is exponential with jitter, capped at `retry.max_backoff`; a server's Retry-After is the
+floor of the wait, never shortened by jitter (and may exceed max_backoff: the server knows best).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import aiohttp
+import orjson
+import tenacity
+from tenacity.wait import wait_base
+
+from harvester.config import RetryConfig
+
+
+class RetryableStatus(Exception):
+    """The server answered with a status listed in retry.statuses."""
+
+    def __init__(self, status: int, *, retry_after: float | None, body: str) -> None:
+        super().__init__(f"status {status}")
+        self.status = status
+        self.retry_after = retry_after
+        self.body = body
+
+
+class InvalidBody(Exception):
+    """The body is not the JSON it should be (cut short in transit, most often)."""
+
+    def __init__(self, reason: str, *, body: str) -> None:
+        super().__init__(reason)
+        self.body = body
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After value: delta-seconds or an HTTP-date; None if unusable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # HTTP-dates are GMT; a naive result means the zone was left out.
+        when = when.replace(tzinfo=UTC)
+    current = datetime.now(UTC).timestamp() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def retry_cause(exc: BaseException) -> str | None:
+    """The stats name of a retryable failure, or None when `exc` must not be retried."""
+    if isinstance(exc, RetryableStatus):
+        return str(exc.status) if exc.status < 500 else "5xx"
+    if isinstance(exc, InvalidBody | orjson.JSONDecodeError | aiohttp.ClientPayloadError):
+        return "invalid_body"
+    # aiohttp's timeouts subclass both ClientError and TimeoutError: test for time-outs first.
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectionError):
+        return "connection"
+    return None
+
+
+class RetryPolicy:
+    """The numbers from `retry:` turned into decisions: retry this? wait how long?"""
+
+    def __init__(
+        self,
+        config: RetryConfig,
+        *,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.config = config
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        if retry_cause(exc) is None:
+            return False
+        retry_after = getattr(exc, "retry_after", None)
+        return retry_after is None or retry_after <= self.config.max_retry_after
+
+    def wait_for(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        ceiling = min(self.config.max_backoff, self.config.initial_backoff * 2 ** (attempt - 1))
+        # Jitter in the upper half: spreads the workers out yet keeps the backoff growing.
+        backoff = self._rng.uniform(ceiling / 2, ceiling) if ceiling > 0 else 0.0
+        return max(backoff, retry_after or 0.0)
+
+    def retrying(
+        self, on_retry: Callable[[BaseException, float], None] | None = None
+    ) -> tenacity.AsyncRetrying:
+        """A tenacity loop for one request; `on_retry(exc, wait)` runs before each wait."""
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            if on_retry is not None and state.outcome is not None and state.next_action:
+                exc = state.outcome.exception()
+                if exc is not None:
+                    on_retry(exc, state.next_action.sleep)
+
+        return tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self.config.max_attempts),
+            wait=_PolicyWait(self),
+            retry=tenacity.retry_if_exception(self.is_retryable),
+            reraise=True,
+            sleep=self._sleep,
+            before_sleep=before_sleep,
+        )
+
+
+class _PolicyWait(wait_base):
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._policy = policy
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        return self._policy.wait_for(retry_state.attempt_number, retry_after)

@@ -1,0 +1,78 @@
+"""Counters every stage bumps, and the final summary built from them."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Stats:
+    """What happened during one harvest. Holds counts only: never a token, secret or record."""
+
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    records: int = 0
+    pages: int = 0
+    bytes: int = 0
+    requests: int = 0
+    token_requests: int = 0
+    retries: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[int] = field(default_factory=Counter)
+    # What the API advertised, once known; None while unknown.
+    total_records: int | None = None
+    total_pages: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def count_retry(self, cause: str) -> None:
+        self.retries[cause] += 1
+
+    def warn(self, message: str) -> None:
+        """Note something the user should know; each distinct warning is kept once."""
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    @property
+    def elapsed(self) -> float:
+        end = self.finished if self.finished is not None else time.monotonic()
+        return end - self.started
+
+    @property
+    def records_per_second(self) -> float:
+        elapsed = self.elapsed
+        return self.records / elapsed if elapsed > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "pages": self.pages,
+            "bytes": self.bytes,
+            "elapsed_seconds": round(self.elapsed, 3),
+            "records_per_second": round(self.records_per_second, 1),
+            "requests": self.requests,
+            "token_requests": self.token_requests,
+            "retries": dict(sorted(self.retries.items())),
+            "retries_total": sum(self.retries.values()),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "total_records": self.total_records,
+            "total_pages": self.total_pages,
+            "warnings": list(self.warnings),
+        }
+
+    def summary(self) -> str:
+        """The human summary printed at the end of a run."""
+        retries = ", ".join(f"{cause} {n}" for cause, n in sorted(self.retries.items())) or "none"
+        lines = [
+            f"records      {self.records:,}",
+            f"pages        {self.pages:,}",
+            f"bytes        {self.bytes:,} ({self.bytes / 1e6:.1f} MB)",
+            f"elapsed      {self.elapsed:.2f} s",
+            f"records/s    {self.records_per_second:,.0f}",
+            f"requests     {self.requests:,}",
+            f"retries      {sum(self.retries.values()):,} ({retries})",
+            f"token reqs   {self.token_requests:,}",
+        ]
+        lines.extend(f"warning      {w}" for w in self.warnings)
+        return "\n".join(lines)

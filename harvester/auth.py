@@ -29,9 +29,9 @@ from harvester.retry import (
 )
 from harvester.stats import Stats
 
-# A margin of half the lifetime or more would refresh on nearly every request; for short-lived
-# tokens the margin shrinks to this share of the lifetime instead.
-_MAX_MARGIN_SHARE = 0.1
+# A refresh_margin longer than half the token's lifetime was meant for longer-lived tokens: kept,
+# it would refresh on nearly every request. Such a margin shrinks to this share of the lifetime.
+_SHORT_TOKEN_MARGIN_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,9 @@ class TokenManager:
         lifetime = _expires_in(payload.get("expires_in"), url)
         refresh_at = None
         if lifetime is not None:
-            margin = min(self._config.refresh_margin, lifetime * _MAX_MARGIN_SHARE)
+            margin = self._config.refresh_margin
+            if margin > lifetime / 2:
+                margin = lifetime * _SHORT_TOKEN_MARGIN_SHARE
             refresh_at = self._clock() + lifetime - margin
         self._generation += 1
         if self._on_token is not None:

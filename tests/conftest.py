@@ -1,0 +1,68 @@
+"""Shared fixtures: zero-wait retry policy, aioresponses that works with aiohttp 3.14, configs."""
+
+from __future__ import annotations
+
+import inspect
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import ClientResponse
+from aioresponses import aioresponses
+from aioresponses import core as aioresponses_core
+
+from harvester.config import Config, RetryConfig, parse_config
+from harvester.retry import RetryPolicy
+
+# aiohttp 3.14 added a required `stream_writer` to ClientResponse; aioresponses 0.7.9 (the newest)
+# does not pass it (pnuckowski/aioresponses#289). The response it builds has been "sent" already,
+# so all the writer has to give is the size of what went out.
+_NEEDS_STREAM_WRITER = "stream_writer" in inspect.signature(ClientResponse.__init__).parameters
+
+
+class _CompatResponse(ClientResponse):
+    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
+        if _NEEDS_STREAM_WRITER:
+            kwargs.setdefault("stream_writer", types.SimpleNamespace(output_size=0))
+        super().__init__(method, url, **kwargs)
+
+
+@pytest.fixture
+def mock_http(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
+    """aioresponses, for tests where the exact sequence of answers matters."""
+    monkeypatch.setattr(aioresponses_core, "ClientResponse", _CompatResponse)
+    with aioresponses() as mocked:
+        yield mocked
+
+
+def no_wait_policy(**retry: Any) -> RetryPolicy:
+    """A retry policy that never sleeps; the number of attempts as in `retry`."""
+    waits = {"initial_backoff": 0.0, "max_backoff": 0.0, "max_retry_after": 3600.0}
+
+    async def no_sleep(seconds: float) -> None:
+        return None
+
+    return RetryPolicy(RetryConfig(**{**waits, **retry}), sleep=no_sleep)
+
+
+def make_config(base_url: str, out: Path, **sections: dict[str, Any]) -> Config:
+    """A config for the demo API at `base_url`, writing to `out`; `sections` merge over it."""
+    raw: dict[str, Any] = {
+        "source": {"url": f"{base_url}/items", "records": "items", "timeout": 10},
+        "auth": {
+            "type": "client_credentials",
+            "token_url": f"{base_url}/oauth2/token",
+            "client_id": "demo",
+            "client_secret": "demo-secret",
+            "scope": "read",
+        },
+        "pagination": {"style": "offset", "page_size": 100, "total": "body:total"},
+        "concurrency": {"workers": 8, "max_buffered_pages": 32},
+        "retry": {"max_attempts": 8, "initial_backoff": 0, "max_backoff": 0},
+        "output": {"path": str(out)},
+    }
+    for name, values in sections.items():
+        raw[name] = {**raw.get(name, {}), **values}
+    return parse_config(raw, environ={})

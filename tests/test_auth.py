@@ -61,9 +61,10 @@ async def manager(
 
 
 async def test_fifty_concurrent_callers_share_one_token_request(mock_http: aioresponses) -> None:
-    gate = asyncio.Event()
+    started, gate = asyncio.Event(), asyncio.Event()
 
     async def slow_token(url: URL, **kwargs: Any) -> CallbackResult:
+        started.set()
         await gate.wait()
         return CallbackResult(payload={"access_token": "tok-1", "expires_in": 3600})
 
@@ -71,8 +72,7 @@ async def test_fifty_concurrent_callers_share_one_token_request(mock_http: aiore
     async with aiohttp.ClientSession() as session:
         tokens = await manager(session)
         callers = [asyncio.create_task(tokens.current()) for _ in range(50)]
-        while len(token_requests(mock_http)) == 0:  # wait until the one request is out
-            await asyncio.sleep(0)
+        await started.wait()  # the one token request is out
         for _ in range(10):
             await asyncio.sleep(0)  # every caller has had its chance to ask as well
         gate.set()

@@ -1,0 +1,250 @@
+"""One page fetch against exact sequences of answers: retries, Retry-After, 401s, bad bodies."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aioresponses import aioresponses
+from yarl import URL
+
+from harvester.auth import TokenManager
+from harvester.config import Config, RetryConfig
+from harvester.errors import AuthError, PageFetchError, RecordsError
+from harvester.fetch import Fetched, Fetcher
+from harvester.pagination import make_planner
+from harvester.retry import RetryPolicy
+from harvester.stats import Stats
+
+from .conftest import make_config
+
+BASE = "http://api.test"
+TOKEN_URL = f"{BASE}/oauth2/token"
+PAGE0 = re.compile(r"^http://api\.test/items\?.*offset=0.*$")
+
+
+class Harness:
+    """A Fetcher wired like the runner wires it, with sleeps recorded instead of slept."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.stats = Stats()
+        self.waits: list[float] = []
+
+        async def record_sleep(seconds: float) -> None:
+            self.waits.append(seconds)
+
+        self.policy = RetryPolicy(config.retry, sleep=record_sleep)
+        self.planner = make_planner(config.pagination)
+
+    async def fetch(self, index: int = 0) -> Fetched:
+        async with aiohttp.ClientSession() as session:
+            tokens = TokenManager(self.config.auth, session, self.policy, self.stats)
+            fetcher = Fetcher(self.config, session, tokens, self.policy, self.stats)
+            return await fetcher.fetch(self.planner, self.planner.request(index))
+
+
+@pytest.fixture
+def harness(tmp_path: Path) -> Harness:
+    return Harness(make_config(BASE, tmp_path / "out.jsonl", retry={"max_attempts": 4}))
+
+
+def body(first: int = 0, count: int = 3, total: int = 3) -> dict[str, Any]:
+    return {"items": [{"id": i} for i in range(first, first + count)], "total": total}
+
+
+def tokens(mocked: aioresponses, count: int = 3) -> None:
+    for n in range(1, count + 1):
+        mocked.post(TOKEN_URL, payload={"access_token": f"tok-{n}", "expires_in": 3600})
+
+
+def data_requests(mocked: aioresponses) -> list[Any]:
+    return [
+        call for (method, _), calls in mocked.requests.items() if method == "GET" for call in calls
+    ]
+
+
+async def test_a_page_becomes_json_lines_with_its_total(
+    mock_http: aioresponses, harness: Harness
+) -> None:
+    tokens(mock_http)
+    mock_http.get(PAGE0, payload=body())
+    fetched = await harness.fetch()
+    assert fetched.page.data == b'{"id":0}\n{"id":1}\n{"id":2}\n'
+    assert (fetched.page.count, fetched.total) == (3, 3)
+    call = data_requests(mock_http)[0]
+    assert call.kwargs["headers"]["Authorization"] == "Bearer tok-1"
+    assert call.kwargs["headers"]["Accept"] == "application/json"
+
+
+async def test_retryable_statuses_are_retried_and_counted(
+    mock_http: aioresponses, harness: Harness
+) -> None:
+    tokens(mock_http)
+    mock_http.get(PAGE0, status=503)
+    mock_http.get(PAGE0, status=500)
+    mock_http.get(PAGE0, payload=body())
+    fetched = await harness.fetch()
+    assert fetched.page.count == 3
+    assert harness.stats.retries == {"5xx": 2}
+    assert harness.stats.requests == 3
+
+
+@pytest.mark.parametrize("retry_after", ["7", "Wed, 21 Oct 2099 07:28:00 GMT"])
+async def test_retry_after_is_the_floor_of_the_wait(
+    mock_http: aioresponses, harness: Harness, retry_after: str
+) -> None:
+    tokens(mock_http)
+    mock_http.get(PAGE0, status=429, headers={"Retry-After": retry_after})
+    mock_http.get(PAGE0, payload=body())
+    if "2099" in retry_after:
+        harness.policy = RetryPolicy(
+            RetryConfig(max_retry_after=10**10), sleep=harness.policy._sleep
+        )
+    await harness.fetch()
+    assert len(harness.waits) == 1 and harness.waits[0] >= 7
+    assert harness.stats.retries == {"429": 1}
+
+
+async def test_a_retry_after_beyond_max_retry_after_fails_the_page(
+    mock_http: aioresponses, harness: Harness
+) -> None:
+    tokens(mock_http)
+    mock_http.get(PAGE0, status=503, headers={"Retry-After": "86400"})
+    with pytest.raises(PageFetchError, match="max_retry_after") as caught:
+        await harness.fetch()
+    assert caught.value.status == 503
+    assert harness.waits == []
+
+
+async def test_other_4xx_fail_fast_with_status_url_and_excerpt(
+    mock_http: aioresponses, tmp_path: Path
+) -> None:
+    config = make_config(
+        BASE, tmp_path / "o.jsonl", source={"url": f"{BASE}/items?api_key=k3y-123"}
+    )
+    tokens(mock_http)
+    mock_http.get(re.compile(r".*offset=0.*"), status=404, body="no such collection")
+    harness = Harness(config)
+    with pytest.raises(PageFetchError) as caught:
+        await harness.fetch()
+    error = caught.value
+    assert (error.status, error.page, error.body) == (404, 0, "no such collection")
+    assert "k3y-123" not in str(error) and "api_key=***" in error.url
+    assert len(data_requests(mock_http)) == 1
+
+
+async def test_giving_up_after_max_attempts(mock_http: aioresponses, harness: Harness) -> None:
+    tokens(mock_http)
+    mock_http.get(PAGE0, status=502, body="bad gateway", repeat=True)
+    with pytest.raises(PageFetchError, match="gave up after 4 attempts") as caught:
+        await harness.fetch()
+    assert caught.value.status == 502
+    assert len(data_requests(mock_http)) == 4
+
+
+async def test_truncated_bodies_and_dropped_connections_are_retried(
+    mock_http: aioresponses, harness: Harness
+) -> None:
+    tokens(mock_http)
+    mock_http.get(PAGE0, body=orjson.dumps(body())[:20])
+    mock_http.get(PAGE0, exception=aiohttp.ServerDisconnectedError())
+    mock_http.get(PAGE0, exception=TimeoutError())
+    mock_http.get(PAGE0, payload=body())
+    assert (await harness.fetch()).page.count == 3
+    assert harness.stats.retries == {"invalid_body": 1, "connection": 1, "timeout": 1}
+
+
+async def test_an_html_page_with_status_200_fails_without_retry(
+    mock_http: aioresponses, harness: Harness
+) -> None:
+    tokens(mock_http)
+    mock_http.get(PAGE0, body="<html>Please log in</html>", content_type="text/html")
+    with pytest.raises(PageFetchError, match="text/html, not JSON"):
+        await harness.fetch()
+    assert len(data_requests(mock_http)) == 1
+
+
+async def test_a_401_refreshes_the_token_and_retries(
+    mock_http: aioresponses, harness: Harness
+) -> None:
+    tokens(mock_http)
+    mock_http.get(PAGE0, status=401)
+    mock_http.get(PAGE0, payload=body())
+    assert (await harness.fetch()).page.count == 3
+    sent = [c.kwargs["headers"]["Authorization"] for c in data_requests(mock_http)]
+    assert sent == ["Bearer tok-1", "Bearer tok-2"]
+    assert harness.stats.token_requests == 2 and harness.stats.retries == {"401": 1}
+
+
+async def test_a_401_with_a_fresh_token_fails_the_run(
+    mock_http: aioresponses, harness: Harness
+) -> None:
+    tokens(mock_http)
+    mock_http.get(PAGE0, status=401, repeat=True)
+    with pytest.raises(AuthError, match="freshly issued token") as caught:
+        await harness.fetch()
+    assert caught.value.status == 401
+    assert harness.stats.token_requests == 2
+
+
+async def test_a_missing_records_path_names_the_path_and_the_keys(
+    mock_http: aioresponses, tmp_path: Path
+) -> None:
+    harness = Harness(make_config(BASE, tmp_path / "o.jsonl", source={"records": "data.rows"}))
+    tokens(mock_http)
+    mock_http.get(PAGE0, payload={"data": {"items": [], "count": 0}, "total": 0})
+    with pytest.raises(RecordsError) as caught:
+        await harness.fetch()
+    assert caught.value.path == "data.rows"
+    assert "items, count" in str(caught.value)
+
+
+async def test_range_pages_send_the_range_header_and_read_content_range(
+    mock_http: aioresponses, tmp_path: Path
+) -> None:
+    config = make_config(
+        BASE,
+        tmp_path / "o.jsonl",
+        source={"url": f"{BASE}/range", "records": ""},
+        pagination={"style": "range", "page_size": 2, "total": "content-range"},
+    )
+    harness = Harness(config)
+    tokens(mock_http)
+    mock_http.get(
+        f"{BASE}/range",
+        status=206,
+        payload=[{"id": 2}, {"id": 3}],
+        headers={"Content-Range": "items 2-3/5"},
+    )
+    fetched = await harness.fetch(index=1)
+    assert (fetched.page.count, fetched.total) == (2, 5)
+    assert data_requests(mock_http)[0].kwargs["headers"]["Range"] == "items=2-3"
+
+
+async def test_a_416_is_an_empty_page_past_the_end(mock_http: aioresponses, tmp_path: Path) -> None:
+    config = make_config(
+        BASE,
+        tmp_path / "o.jsonl",
+        source={"url": f"{BASE}/range", "records": ""},
+        pagination={"style": "range", "page_size": 2, "total": "content-range"},
+    )
+    tokens(mock_http)
+    mock_http.get(f"{BASE}/range", status=416, headers={"Content-Range": "items */4"})
+    fetched = await Harness(config).fetch(index=2)
+    assert (fetched.page.count, fetched.total, fetched.complete) == (0, 4, True)
+
+
+async def test_no_request_is_ever_sent_with_the_secret_in_the_url(
+    mock_http: aioresponses, harness: Harness
+) -> None:
+    tokens(mock_http)
+    mock_http.get(PAGE0, payload=body())
+    await harness.fetch()
+    for (_, url), _calls in mock_http.requests.items():
+        assert "demo-secret" not in str(url)
+    assert URL(TOKEN_URL) in {url for (_, url) in mock_http.requests}

@@ -31,7 +31,7 @@ lint: install ## ruff (lint and format check) and mypy --strict
 	$(VENV)/bin/mypy
 
 bench: install ## Benchmarks against the demo API on loopback (see benchmarks/)
-	$(PY) benchmarks/bench_core.py
+	$(PY) benchmarks/bench_core.py --sequential
 
 clean: ## Remove the virtualenv, caches and demo output
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -42,7 +42,9 @@ def demo_process(options: Sequence[str], *, timeout: float = 30.0) -> Iterator[s
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if "--" not in args:
-        print("usage: python -m harvester.demo.launch [demo options] -- COMMAND ...", file=sys.stderr)
+        print(
+            "usage: python -m harvester.demo.launch [demo options] -- COMMAND ...", file=sys.stderr
+        )
         return 2
     split = args.index("--")
     demo_options, command = args[:split], args[split + 1 :]

@@ -168,7 +168,7 @@ async def test_a_404_fails_with_status_and_url(demo: DemoServer, tmp_path: Path)
             "auth: {type: bearer, token: '${NOPE_NOT_SET}'}\n",
             ["auth.token", "NOPE_NOT_SET"],
         ),
-        ("source: {url: http://x/items\noutput: o\n", ["config.yaml:3:1", "malformed YAML"]),
+        ("source: {url: http://x/items\noutput: o\n", ["config.yaml:2:7", "malformed YAML"]),
         ("source: {url: http://x/items}\n", ["output", "is required"]),
     ],
 )

@@ -1,0 +1,117 @@
+"""python -m harvester.demo: serve the demo API until SIGINT or SIGTERM.
+
+Prints one line, `demo API listening on http://HOST:PORT`, once it accepts connections; tools
+that start it (harvester.demo.launch, the benchmarks, the tests) wait for that line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+import orjson
+
+from .server import run_demo
+from .settings import DemoSettings
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    d = DemoSettings()
+    p = argparse.ArgumentParser(
+        prog="python -m harvester.demo",
+        description="An OAuth2-protected, paginated demo API with switchable faults.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    p.add_argument("--records", type=int, default=d.records, help="size of the dataset")
+    p.add_argument("--max-page-size", type=int, default=d.max_page_size, help="cap on limit/Range")
+    p.add_argument("--latency", type=float, default=d.latency, help="seconds per data request")
+    p.add_argument("--token-latency", type=float, default=d.token_latency, help="seconds per token")
+    p.add_argument("--client-id", default=d.client_id, help="the one known client")
+    p.add_argument("--client-secret", default=d.client_secret, help="its secret")
+    p.add_argument("--scopes", nargs="+", default=list(d.scopes), help="scopes a client may ask")
+    p.add_argument("--token-lifetime", type=float, default=d.token_lifetime, help="seconds")
+    p.add_argument("--expires-in-as-string", action="store_true", help='send "3600", not 3600')
+    p.add_argument("--omit-expires-in", action="store_true", help="no expires_in in tokens")
+    p.add_argument("--revoke-tokens-after", type=int, help="revoke all tokens at data request N")
+    p.add_argument("--rate-limit", type=float, help="data requests per second, all clients")
+    p.add_argument("--retry-after", type=float, help="Retry-After on 429; unset: from the limiter")
+    p.add_argument("--fault-rate", type=float, default=d.fault_rate, help="fraction: 5xx")
+    p.add_argument("--drop-rate", type=float, default=d.drop_rate, help="fraction: no answer")
+    p.add_argument(
+        "--truncate-rate", type=float, default=d.truncate_rate, help="fraction: half a body"
+    )
+    p.add_argument("--throttle-rate", type=float, default=d.throttle_rate, help="fraction: 429")
+    p.add_argument("--seed", type=int, default=d.seed, help="for the fault draws")
+    p.add_argument("--ignore-range", action="store_true", help="answer Range with everything")
+    p.add_argument("--access-log", action="store_true", help="log every request to stderr")
+    p.add_argument("--quiet", action="store_true", help="print nothing but the listening line")
+    return p.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> DemoSettings:
+    return DemoSettings(
+        records=args.records,
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        scopes=tuple(args.scopes),
+        token_lifetime=args.token_lifetime,
+        expires_in_as_string=args.expires_in_as_string,
+        omit_expires_in=args.omit_expires_in,
+        latency=args.latency,
+        token_latency=args.token_latency,
+        max_page_size=args.max_page_size,
+        rate_limit=args.rate_limit,
+        retry_after=args.retry_after,
+        fault_rate=args.fault_rate,
+        drop_rate=args.drop_rate,
+        truncate_rate=args.truncate_rate,
+        throttle_rate=args.throttle_rate,
+        revoke_tokens_after=args.revoke_tokens_after,
+        ignore_range=args.ignore_range,
+        seed=args.seed,
+    )
+
+
+async def serve(settings: DemoSettings, args: argparse.Namespace) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        # Not on Windows; there Ctrl-C still ends asyncio.run() with KeyboardInterrupt.
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(signum, stop.set)
+    async with run_demo(settings, args.host, args.port, access_log=args.access_log) as server:
+        print(f"demo API listening on {server.url}", flush=True)
+        await stop.wait()
+    if not args.quiet:
+        served = orjson.dumps(server.stats.as_dict(), option=orjson.OPT_NON_STR_KEYS)
+        print(f"demo API served: {served.decode()}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = settings_from(args)
+    except ValueError as exc:
+        print(f"python -m harvester.demo: {exc}", file=sys.stderr)
+        return 2
+    level = logging.INFO if args.access_log else logging.ERROR if args.quiet else logging.WARNING
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    try:
+        asyncio.run(serve(settings, args))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:  # most often: the port is taken
+        print(f"python -m harvester.demo: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

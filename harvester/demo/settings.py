@@ -1,0 +1,94 @@
+"""What the demo API does (DemoSettings) and what it has done (DemoStats)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+FAULT_KINDS = ("5xx", "drop", "truncate", "429", "401")
+
+
+@dataclass(kw_only=True)
+class DemoSettings:
+    """Switches for the demo API.
+
+    Mutable on purpose: the server reads them on every request, so a test can turn faults on
+    and off mid-run through `DemoServer.settings`.
+    """
+
+    records: int = 20_000
+    client_id: str = "demo"
+    client_secret: str = "demo-secret"
+    scopes: tuple[str, ...] = ("read",)
+    token_lifetime: float = 3600.0
+    expires_in_as_string: bool = False
+    omit_expires_in: bool = False
+    latency: float = 0.0
+    token_latency: float = 0.0
+    max_page_size: int = 1000
+    rate_limit: float | None = None
+    retry_after: float | None = None
+    fault_rate: float = 0.0
+    drop_rate: float = 0.0
+    truncate_rate: float = 0.0
+    throttle_rate: float = 0.0
+    revoke_tokens_after: int | None = None
+    ignore_range: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first setting out of range."""
+        rates = {
+            "fault_rate": self.fault_rate,
+            "drop_rate": self.drop_rate,
+            "truncate_rate": self.truncate_rate,
+            "throttle_rate": self.throttle_rate,
+        }
+        for name, rate in rates.items():
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name}: must be between 0 and 1, got {rate}")
+        if sum(rates.values()) > 1.0:
+            raise ValueError("fault_rate + drop_rate + truncate_rate + throttle_rate: must be <= 1")
+        minimums: dict[str, tuple[float | None, float]] = {
+            "records": (self.records, 0),
+            "max_page_size": (self.max_page_size, 1),
+            "latency": (self.latency, 0),
+            "token_latency": (self.token_latency, 0),
+            "token_lifetime": (self.token_lifetime, 0),
+            "retry_after": (self.retry_after, 0),
+            "revoke_tokens_after": (self.revoke_tokens_after, 1),
+        }
+        for name, (value, least) in minimums.items():
+            if value is not None and value < least:
+                raise ValueError(f"{name}: must be >= {least}, got {value}")
+        if self.rate_limit is not None and self.rate_limit <= 0:
+            raise ValueError(f"rate_limit: must be > 0, got {self.rate_limit}")
+
+
+@dataclass
+class DemoStats:
+    """Counters of what the server was asked and what it answered.
+
+    `statuses` counts every status the data endpoints sent; a dropped connection sends none,
+    so it shows only in `faults["drop"]`.
+    """
+
+    token_requests: int = 0
+    tokens_issued: int = 0
+    data_requests: int = 0
+    statuses: Counter[int] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "token_requests": self.token_requests,
+            "tokens_issued": self.tokens_issued,
+            "data_requests": self.data_requests,
+            "statuses": dict(self.statuses),
+            # Every kind present, so a caller can index a fault that never happened.
+            "faults": {kind: self.faults[kind] for kind in FAULT_KINDS} | dict(self.faults),
+        }

@@ -1,0 +1,136 @@
+"""OAuth2 client_credentials for the demo API (RFC 6749 section 4.4): issue and check tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote_plus
+
+import orjson
+from aiohttp import web
+
+from .settings import DemoSettings, DemoStats
+
+
+class TokenStore:
+    """Issued bearer tokens and when each expires, on the monotonic clock."""
+
+    def __init__(self) -> None:
+        self._expiry: dict[str, float] = {}
+
+    def issue(self, lifetime: float) -> str:
+        now = time.monotonic()
+        # Forget expired tokens here, not per request: issuing is rare, checking is not.
+        self._expiry = {token: end for token, end in self._expiry.items() if end > now}
+        token = secrets.token_urlsafe()
+        self._expiry[token] = now + lifetime
+        return token
+
+    def is_valid(self, token: str) -> bool:
+        expiry = self._expiry.get(token)
+        return expiry is not None and expiry > time.monotonic()
+
+    def expire_all(self) -> None:
+        self._expiry.clear()
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token from an `Authorization: Bearer ...` header, or None."""
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def client_credentials(
+    authorization: str | None, form: Mapping[str, str]
+) -> tuple[str, str] | None:
+    """(client_id, client_secret) from HTTP Basic or the form body; None if absent or garbled.
+
+    In Basic, id and secret are each form-urlencoded before base64 (RFC 6749 section 2.3.1), so a
+    secret may itself contain ':'; hence split on the first ':' and only then decode.
+    """
+    if authorization is not None:
+        scheme, _, encoded = authorization.partition(" ")
+        if scheme.lower() != "basic":
+            return None
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        client_id, colon, secret = decoded.partition(":")
+        return (unquote_plus(client_id), unquote_plus(secret)) if colon else None
+    if "client_id" in form:
+        return form["client_id"], form.get("client_secret", "")
+    return None
+
+
+_BASIC_CHALLENGE = {"WWW-Authenticate": 'Basic realm="demo"'}
+
+
+def oauth_error(
+    status: int, error: str, description: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    body = orjson.dumps({"error": error, "error_description": description})
+    return web.Response(
+        status=status,
+        body=body,
+        content_type="application/json",
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+async def token_response(
+    request: web.Request, settings: DemoSettings, stats: DemoStats, store: TokenStore
+) -> web.Response:
+    """The answer to one POST to the token endpoint."""
+    stats.token_requests += 1
+    if settings.token_latency:
+        await asyncio.sleep(settings.token_latency)
+    form = {key: value for key, value in (await request.post()).items() if isinstance(value, str)}
+    credentials = client_credentials(request.headers.get("Authorization"), form)
+    if credentials is None:
+        return oauth_error(
+            401, "invalid_client", "client authentication is missing", _BASIC_CHALLENGE
+        )
+    if not _is_known_client(credentials, settings):
+        return oauth_error(
+            401, "invalid_client", "unknown client or wrong secret", _BASIC_CHALLENGE
+        )
+    if form.get("grant_type") != "client_credentials":
+        return oauth_error(
+            400, "unsupported_grant_type", "only grant_type=client_credentials is supported"
+        )
+    requested = form.get("scope", "").split()
+    unknown = [scope for scope in requested if scope not in settings.scopes]
+    if unknown:
+        return oauth_error(400, "invalid_scope", f"scope not allowed: {' '.join(unknown)}")
+    body: dict[str, Any] = {
+        "access_token": store.issue(settings.token_lifetime),
+        "token_type": "Bearer",
+        "scope": " ".join(requested or settings.scopes),
+    }
+    if not settings.omit_expires_in:
+        lifetime = int(settings.token_lifetime)
+        body["expires_in"] = str(lifetime) if settings.expires_in_as_string else lifetime
+    stats.tokens_issued += 1
+    return web.Response(
+        body=orjson.dumps(body),
+        content_type="application/json",
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
+
+
+def _is_known_client(credentials: tuple[str, str], settings: DemoSettings) -> bool:
+    client_id, secret = credentials
+    # compare_digest on both, always: the demo should not teach timing leaks.
+    id_ok = secrets.compare_digest(client_id.encode(), settings.client_id.encode())
+    secret_ok = secrets.compare_digest(secret.encode(), settings.client_secret.encode())
+    return id_ok and secret_ok

@@ -1,0 +1,411 @@
+"""The demo API through real HTTP on a loopback port: tokens, both paginations, every fault."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+import urllib.request
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote_plus
+
+import aiohttp
+import orjson
+import pytest
+
+from harvester.demo import DemoServer, DemoSettings, expected_record, expected_records, run_demo
+from harvester.demo.ratelimit import TokenBucket, retry_after_seconds
+
+Json = Any
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+@pytest.fixture
+async def demo() -> AsyncIterator[DemoServer]:
+    async with run_demo(DemoSettings(records=1_000)) as server:
+        yield server
+
+
+async def post_token(
+    session: aiohttp.ClientSession, demo: DemoServer, **form: str
+) -> tuple[int, Json, aiohttp.ClientResponse]:
+    """POST the token endpoint; `auth` (if given) is the raw Authorization header."""
+    headers = {"Authorization": form.pop("auth")} if "auth" in form else {}
+    data = {"grant_type": "client_credentials", **form}
+    async with session.post(f"{demo.url}/oauth2/token", data=data, headers=headers) as resp:
+        return resp.status, await resp.json(), resp
+
+
+def basic(client_id: str, secret: str) -> str:
+    """HTTP Basic as RFC 6749 section 2.3.1 wants it: each part form-encoded first."""
+    raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
+    return "Basic " + base64.b64encode(raw).decode()
+
+
+async def token(session: aiohttp.ClientSession, demo: DemoServer) -> dict[str, str]:
+    """Authorization headers with a fresh token."""
+    status, body, _ = await post_token(session, demo, auth=basic("demo", "demo-secret"))
+    assert status == 200
+    return {"Authorization": f"Bearer {body['access_token']}"}
+
+
+async def get(
+    session: aiohttp.ClientSession, url: str, **headers: str
+) -> tuple[int, bytes, aiohttp.ClientResponse]:
+    async with session.get(url, headers=headers) as resp:
+        return resp.status, await resp.read(), resp
+
+
+def records(first: int, stop: int) -> list[dict[str, Any]]:
+    return expected_records(stop)[first:]
+
+
+# Tokens
+
+
+async def test_basic_auth_decodes_form_encoded_id_and_secret(
+    session: aiohttp.ClientSession,
+) -> None:
+    settings = DemoSettings(client_id="my app:1", client_secret="s3cr:t&+/")
+    async with run_demo(settings) as demo:
+        status, body, resp = await post_token(session, demo, auth=basic("my app:1", "s3cr:t&+/"))
+        # Without the form-encoding '+' reads as a space: a client that skips it must fail.
+        raw = base64.b64encode(b"my app:1:s3cr:t&+/").decode()
+        wrong, _, _ = await post_token(session, demo, auth=f"Basic {raw}")
+    assert status == 200 and wrong == 401
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 3600
+    assert body["scope"] == "read" and len(body["access_token"]) >= 32
+    assert resp.headers["Cache-Control"] == "no-store"
+    assert (demo.stats.token_requests, demo.stats.tokens_issued) == (2, 1)
+
+
+async def test_credentials_in_the_form_body(
+    session: aiohttp.ClientSession, demo: DemoServer
+) -> None:
+    status, body, _ = await post_token(
+        session, demo, client_id="demo", client_secret="demo-secret", scope="read"
+    )
+    assert status == 200 and body["scope"] == "read"
+    status, _, _ = await get(
+        session, f"{demo.url}/items", Authorization=f"Bearer {body['access_token']}"
+    )
+    assert status == 200
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"auth": basic("demo", "wrong")},
+        {"client_id": "demo", "client_secret": "wrong"},
+        {"auth": basic("other", "demo-secret")},
+        {"auth": "Basic !!not-base64!!"},
+        {},
+    ],
+)
+async def test_wrong_or_missing_credentials_are_invalid_client(
+    session: aiohttp.ClientSession, demo: DemoServer, form: dict[str, str]
+) -> None:
+    status, body, resp = await post_token(session, demo, **form)
+    assert status == 401 and body["error"] == "invalid_client" and body["error_description"]
+    assert resp.headers["WWW-Authenticate"].startswith("Basic")
+    assert demo.stats.tokens_issued == 0
+
+
+async def test_a_scope_not_allowed_is_invalid_scope(
+    session: aiohttp.ClientSession, demo: DemoServer
+) -> None:
+    status, body, _ = await post_token(
+        session, demo, auth=basic("demo", "demo-secret"), scope="read admin"
+    )
+    assert (
+        status == 400 and body["error"] == "invalid_scope" and "admin" in body["error_description"]
+    )
+
+
+async def test_another_grant_type_is_unsupported(
+    session: aiohttp.ClientSession, demo: DemoServer
+) -> None:
+    status, body, _ = await post_token(
+        session, demo, auth=basic("demo", "demo-secret"), grant_type="password"
+    )
+    assert status == 400 and body["error"] == "unsupported_grant_type"
+
+
+@pytest.mark.parametrize(
+    ("settings", "expires_in"),
+    [
+        (DemoSettings(token_lifetime=120), 120),
+        (DemoSettings(token_lifetime=120, expires_in_as_string=True), "120"),
+        (DemoSettings(omit_expires_in=True), None),
+    ],
+)
+async def test_expires_in_variants(
+    session: aiohttp.ClientSession, settings: DemoSettings, expires_in: int | str | None
+) -> None:
+    async with run_demo(settings) as demo:
+        _, body, _ = await post_token(session, demo, auth=basic("demo", "demo-secret"))
+    assert body.get("expires_in") == expires_in
+
+
+# Data endpoints: authorisation
+
+
+async def test_a_missing_or_unknown_token_is_401(
+    session: aiohttp.ClientSession, demo: DemoServer
+) -> None:
+    for headers in ({}, {"Authorization": "Bearer made-up"}, {"Authorization": "Basic eDp5"}):
+        status, body, resp = await get(session, f"{demo.url}/items", **headers)
+        assert status == 401 and orjson.loads(body)["error"] == "invalid_token"
+        assert resp.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    assert demo.stats.faults["401"] == 3 and demo.stats.statuses[401] == 3
+
+
+async def test_expired_tokens_are_401(session: aiohttp.ClientSession, demo: DemoServer) -> None:
+    auth = await token(session, demo)
+    assert (await get(session, f"{demo.url}/items", **auth))[0] == 200
+    demo.expire_tokens()
+    assert (await get(session, f"{demo.url}/range-items", **auth))[0] == 401
+    assert (await get(session, f"{demo.url}/items", **await token(session, demo)))[0] == 200
+
+
+async def test_a_token_past_its_lifetime_is_401(session: aiohttp.ClientSession) -> None:
+    # A lifetime of 0 has passed the moment the token is issued: no sleeping needed.
+    async with run_demo(DemoSettings(token_lifetime=0.0)) as demo:
+        status, _, _ = await get(session, f"{demo.url}/items", **await token(session, demo))
+    assert status == 401
+
+
+async def test_revoke_tokens_after_n_data_requests(session: aiohttp.ClientSession) -> None:
+    async with run_demo(DemoSettings(records=10, revoke_tokens_after=3)) as demo:
+        auth = await token(session, demo)
+        statuses = [(await get(session, f"{demo.url}/items", **auth))[0] for _ in range(4)]
+    assert statuses == [200, 200, 401, 401]
+
+
+# Offset pagination
+
+
+async def test_offset_pages_hold_the_expected_records(
+    session: aiohttp.ClientSession, demo: DemoServer
+) -> None:
+    auth = await token(session, demo)
+    status, body, resp = await get(session, f"{demo.url}/items?offset=250&limit=50", **auth)
+    page = orjson.loads(body)
+    assert status == 200 and resp.headers["X-Total-Count"] == "1000"
+    assert resp.content_type == "application/json"
+    assert page == {"items": records(250, 300), "total": 1000, "offset": 250, "limit": 50}
+    _, body, _ = await get(session, f"{demo.url}/items", **auth)
+    assert orjson.loads(body)["items"] == records(0, 100)
+    _, body, _ = await get(session, f"{demo.url}/items?offset=950&limit=100", **auth)
+    assert orjson.loads(body)["items"] == records(950, 1000)
+    _, body, _ = await get(session, f"{demo.url}/items?offset=5000", **auth)
+    assert orjson.loads(body)["items"] == []
+
+
+async def test_the_limit_is_capped_to_max_page_size(session: aiohttp.ClientSession) -> None:
+    async with run_demo(DemoSettings(records=100, max_page_size=30)) as demo:
+        auth = await token(session, demo)
+        _, body, _ = await get(session, f"{demo.url}/items?offset=10&limit=100", **auth)
+    page = orjson.loads(body)
+    assert page["limit"] == 30 and page["items"] == records(10, 40)
+
+
+@pytest.mark.parametrize("query", ["offset=-1", "limit=ten", "offset=1.5", "limit=%C2%B2"])
+async def test_bad_offset_or_limit_is_400(
+    session: aiohttp.ClientSession, demo: DemoServer, query: str
+) -> None:
+    status, body, _ = await get(session, f"{demo.url}/items?{query}", **await token(session, demo))
+    assert status == 400 and orjson.loads(body)["error"] == "invalid_request"
+
+
+# Range pagination
+
+
+async def test_range_pages(session: aiohttp.ClientSession, demo: DemoServer) -> None:
+    auth = await token(session, demo)
+    url = f"{demo.url}/range-items"
+    status, body, resp = await get(session, url, Range="items=100-199", **auth)
+    assert status == 206 and orjson.loads(body) == records(100, 200)
+    assert resp.headers["Content-Range"] == "items 100-199/1000"
+    assert resp.headers["Accept-Ranges"] == "items"
+    status, body, resp = await get(session, url, Range="items=950-1049", **auth)
+    assert status == 206 and orjson.loads(body) == records(950, 1000)
+    assert resp.headers["Content-Range"] == "items 950-999/1000"
+
+
+async def test_a_range_is_capped_to_max_page_size(session: aiohttp.ClientSession) -> None:
+    async with run_demo(DemoSettings(records=100, max_page_size=30)) as demo:
+        auth = await token(session, demo)
+        _, body, resp = await get(session, f"{demo.url}/range-items", Range="items=5-99", **auth)
+    assert orjson.loads(body) == records(5, 35)
+    assert resp.headers["Content-Range"] == "items 5-34/100"
+
+
+@pytest.mark.parametrize("range_", ["items=1000-1099", "items=20-10", "bytes=0-9", "items=x"])
+async def test_past_the_end_or_malformed_range_is_416(
+    session: aiohttp.ClientSession, demo: DemoServer, range_: str
+) -> None:
+    auth = await token(session, demo)
+    status, _, resp = await get(session, f"{demo.url}/range-items", Range=range_, **auth)
+    assert status == 416 and resp.headers["Content-Range"] == "items */1000"
+
+
+async def test_without_range_or_ignoring_it_everything_comes_back(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with run_demo(DemoSettings(records=300)) as demo:
+        auth = await token(session, demo)
+        status, body, resp = await get(session, f"{demo.url}/range-items", **auth)
+        assert status == 200 and orjson.loads(body) == records(0, 300)
+        assert "Content-Range" not in resp.headers
+        demo.settings.ignore_range = True
+        status, body, resp = await get(
+            session, f"{demo.url}/range-items", Range="items=0-9", **auth
+        )
+    assert status == 200 and orjson.loads(body) == records(0, 300)
+    assert "Content-Range" not in resp.headers
+
+
+# Rate limit and faults
+
+
+async def test_beyond_the_rate_limit_is_429_with_retry_after(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with run_demo(DemoSettings(records=10, rate_limit=2.0)) as demo:
+        auth = await token(session, demo)
+        answers = [await get(session, f"{demo.url}/items", **auth) for _ in range(5)]
+        demo.settings.retry_after = 0
+        _, _, told = await get(session, f"{demo.url}/items", **auth)
+    refused = [resp for status, _, resp in answers if status == 429]
+    assert [status for status, _, _ in answers[:2]] == [200, 200] and refused
+    assert {resp.headers["Retry-After"] for resp in refused} == {"1"}
+    assert told.status == 429 and told.headers["Retry-After"] == "0"
+    assert demo.stats.faults["429"] == demo.stats.statuses[429] == len(refused) + 1
+
+
+async def test_fault_rate_one_gives_5xx(session: aiohttp.ClientSession, demo: DemoServer) -> None:
+    auth = await token(session, demo)
+    demo.settings.fault_rate = 1.0
+    answers = [await get(session, f"{demo.url}/items", **auth) for _ in range(6)]
+    assert all(status in (500, 502, 503) for status, _, _ in answers)
+    assert all(orjson.loads(body)["error"] == "server_error" for _, body, _ in answers)
+    assert demo.stats.faults["5xx"] == 6
+    demo.settings.fault_rate = 0.0
+    assert (await get(session, f"{demo.url}/items", **auth))[0] == 200
+
+
+async def test_drop_rate_one_closes_the_connection(
+    session: aiohttp.ClientSession, demo: DemoServer
+) -> None:
+    auth = await token(session, demo)
+    demo.settings.drop_rate = 1.0
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await get(session, f"{demo.url}/range-items", **auth)
+    # aiohttp itself retries an idempotent request once after a disconnect, so two were dropped.
+    assert demo.stats.faults["drop"] == demo.stats.data_requests == 2
+    assert demo.stats.statuses == {}
+
+
+async def test_aiohttp_hides_a_single_drop_of_a_get(session: aiohttp.ClientSession) -> None:
+    # Seed 1 draws 0.13 then 0.85: the first request is dropped, aiohttp's retry is not.
+    async with run_demo(DemoSettings(records=10, drop_rate=0.5, seed=1)) as demo:
+        status, _, _ = await get(session, f"{demo.url}/items", **await token(session, demo))
+    assert status == 200 and demo.stats.faults["drop"] == 1 and demo.stats.data_requests == 2
+
+
+async def test_truncate_rate_one_gives_200_with_broken_json(
+    session: aiohttp.ClientSession, demo: DemoServer
+) -> None:
+    auth = await token(session, demo)
+    demo.settings.truncate_rate = 1.0
+    status, body, resp = await get(session, f"{demo.url}/items?limit=10", **auth)
+    assert status == 200 and int(resp.headers["Content-Length"]) == len(body)
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(body)
+    whole = orjson.dumps({"items": records(0, 10), "total": 1000, "offset": 0, "limit": 10})
+    assert body == whole[: len(whole) // 2]
+    assert demo.stats.faults["truncate"] == 1 and demo.stats.statuses[200] == 1
+
+
+async def test_throttle_rate_one_gives_429(session: aiohttp.ClientSession) -> None:
+    async with run_demo(DemoSettings(records=10, throttle_rate=1.0, retry_after=0)) as demo:
+        status, _, resp = await get(session, f"{demo.url}/items", **await token(session, demo))
+    assert status == 429 and resp.headers["Retry-After"] == "0"
+
+
+# Stats, health, the process
+
+
+async def test_stats_and_health(session: aiohttp.ClientSession, demo: DemoServer) -> None:
+    await get(session, f"{demo.url}/items", **await token(session, demo))
+    await get(session, f"{demo.url}/items")
+    assert (await get(session, f"{demo.url}/health"))[1] == b"ok"
+    _, body, _ = await get(session, f"{demo.url}/_stats")
+    stats = orjson.loads(body)
+    assert stats["data_requests"] == 2 and stats["statuses"] == {"200": 1, "401": 1}
+    assert stats["faults"]["401"] == 1 and stats["faults"]["drop"] == 0
+    assert demo.stats.as_dict()["statuses"] == {200: 1, 401: 1}
+
+
+def test_the_module_runs_as_a_process_and_stops_cleanly() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harvester.demo", "--port", "0", "--quiet", "--records", "10"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("demo API listening on http://127.0.0.1:")
+        url = line.removeprefix("demo API listening on ").strip()
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as resp:
+            assert resp.read() == b"ok"
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 0 and stderr == ""
+
+
+# The pieces
+
+
+def test_records_are_deterministic() -> None:
+    assert expected_record(61) == {
+        "id": 61,
+        "name": "item-0000061",
+        "value": (61 * 7919) % 10007,
+        "created_at": "2024-01-01T01:01:00Z",
+        "tags": ["beta", "gamma"],
+    }
+    assert expected_records(3) == [expected_record(0), expected_record(1), expected_record(2)]
+
+
+def test_the_token_bucket_allows_a_burst_then_the_rate() -> None:
+    now = [0.0]
+    bucket = TokenBucket(2.0, clock=lambda: now[0])
+    assert [bucket.acquire() for _ in range(3)] == [0.0, 0.0, 0.5]
+    now[0] = 0.5
+    assert bucket.acquire() == 0.0 and bucket.acquire() == 0.5
+    assert retry_after_seconds(0.5) == 1 and retry_after_seconds(2.1) == 3
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"fault_rate": 1.5},
+        {"fault_rate": 0.6, "drop_rate": 0.6},
+        {"max_page_size": 0},
+        {"rate_limit": 0},
+    ],
+)
+def test_settings_out_of_range_are_refused(changes: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=next(iter(changes))):
+        DemoSettings(**changes)

@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error(scrubber.scrub(error), exc_info=args.debug)
     except KeyboardInterrupt:
         code, error = EXIT_INTERRUPTED, "interrupted"
-        log.error("interrupted: the output path was not written; partial data stays in *.part")
+        log.error("interrupted: the output path was left as it was; partial data is in its .part")
     except Exception as exc:  # a bug: say so in one line, the traceback only on --debug
         code, error = EXIT_FAILED, f"internal error: {type(exc).__name__}: {exc}"
         log.error(scrubber.scrub(error), exc_info=args.debug)

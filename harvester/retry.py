@@ -43,8 +43,13 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    try:
+        # RFC 9110 says whole seconds; a few servers send fractions, which are just as clear.
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return seconds if seconds >= 0 and seconds != float("inf") else None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

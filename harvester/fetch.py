@@ -223,6 +223,18 @@ async def fetch_pages(
                 check(fetched)
             await sink.put(fetched.page)
 
-    async with asyncio.TaskGroup() as group:
-        for _ in range(workers):
-            group.create_task(worker())
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(workers):
+                group.create_task(worker())
+    except BaseExceptionGroup as failures:
+        # The first failure cancelled the other workers; it is the one worth reporting.
+        raise _first_failure(failures) from None
+
+
+def _first_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_failure(exc)
+        return exc
+    return group

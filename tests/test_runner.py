@@ -1,0 +1,61 @@
+"""The runner's wiring, against exact answers: a failing page, a changing dataset."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aioresponses import aioresponses
+
+from harvester.errors import PageFetchError
+from harvester.runner import run
+from harvester.stats import Stats
+
+from .conftest import make_config, no_wait_policy
+
+BASE = "http://api.test"
+
+
+def page(first: int, count: int, total: int) -> dict[str, Any]:
+    return {"items": [{"id": i} for i in range(first, first + count)], "total": total}
+
+
+def offset(n: int) -> re.Pattern[str]:
+    return re.compile(rf"^{re.escape(BASE)}/items\?(?=.*\boffset={n}\b).*$")
+
+
+def serve_token(mocked: aioresponses) -> None:
+    mocked.post(f"{BASE}/oauth2/token", payload={"access_token": "t", "expires_in": 3600})
+
+
+async def test_a_failing_worker_page_fails_the_run_with_its_own_error(
+    mock_http: aioresponses, tmp_path: Path
+) -> None:
+    serve_token(mock_http)
+    mock_http.get(offset(0), payload=page(0, 100, 500))
+    for n in (100, 200, 400):
+        mock_http.get(offset(n), payload=page(n, 100, 500))
+    mock_http.get(offset(300), status=404, body="gone")
+    out = tmp_path / "items.jsonl"
+    config = make_config(BASE, out, concurrency={"workers": 2})
+    with pytest.raises(PageFetchError) as caught:  # not an ExceptionGroup
+        await run(config, policy=no_wait_policy())
+    assert (caught.value.page, caught.value.status) == (3, 404)
+    assert not out.exists()
+
+
+async def test_a_dataset_changing_under_the_run_is_reported(
+    mock_http: aioresponses, tmp_path: Path
+) -> None:
+    serve_token(mock_http)
+    mock_http.get(offset(0), payload=page(0, 100, 300))
+    mock_http.get(offset(100), payload=page(100, 100, 280))
+    mock_http.get(offset(200), payload=page(200, 80, 280))
+    out = tmp_path / "items.jsonl"
+    stats = Stats()
+    await run(make_config(BASE, out), stats=stats, policy=no_wait_policy())
+    assert stats.records == 280
+    assert any("300 at the start, 280 later" in w for w in stats.warnings)
+    assert any("20 fewer records than planned (pages 2)" in w for w in stats.warnings)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import types
@@ -185,8 +186,10 @@ def _expand(value: Any, env: Mapping[str, str], key: str, expanded: set[str]) ->
 
         def substitute(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
-            if name in env:
+            if env.get(name):  # as in the shell, ${VAR:-default} also replaces an empty VAR
                 return env[name]
+            if name in env and default is None:
+                return ""
             if default is not None:
                 return default
             raise ConfigError(
@@ -200,8 +203,15 @@ def _expand(value: Any, env: Mapping[str, str], key: str, expanded: set[str]) ->
 def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     *parents, last = dotted.split(".")
     node = data
+    walked: list[str] = []
     for part in parents:
-        node = node.setdefault(part, {})
+        walked.append(part)
+        child = node.get(part)
+        if child is None:  # an empty section in YAML is null
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"must be a mapping, got {_kind(child)}", key=".".join(walked))
+        node = child
     node[last] = value
 
 
@@ -287,6 +297,8 @@ def _number(value: Any, tp: type[Any], key: str, from_env: bool) -> Any:
         if not float(value).is_integer():
             raise ConfigError(f"must be a whole number, got {value!r}", key=key)
         value = int(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"must be a finite number, got {value!r}", key=key)
     return tp(value)
 
 
@@ -334,7 +346,8 @@ def _check_url(url: str, key: str) -> None:
 def _check_auth(auth: AuthConfig) -> None:
     if auth.type == "client_credentials":
         for name in ("token_url", "client_id", "client_secret"):
-            if getattr(auth, name) in (None, ""):
+            value = getattr(auth, name)
+            if value is None or str(value.reveal() if isinstance(value, Secret) else value) == "":
                 raise ConfigError(
                     "is required when auth.type is client_credentials", key=f"auth.{name}"
                 )
@@ -366,7 +379,7 @@ def _check_pagination(p: PaginationConfig) -> PaginationConfig:
 
 
 def _check_retry(r: RetryConfig) -> None:
-    _at_least("retry.max_attempts", r.max_attempts, 1)
+    _at_least("retry.max_attempts", r.max_attempts, 1, 1000)
     for name in ("initial_backoff", "max_backoff", "max_retry_after"):
         if getattr(r, name) < 0:
             raise ConfigError("must be >= 0", key=f"retry.{name}")

@@ -6,11 +6,16 @@ CLI can print it as is. URLs are passed through `redact_url` first: no secret in
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 # Query parameters whose values never appear in a message: API keys travel this way more often
 # than anyone likes.
-_SECRET_PARAM_WORDS = ("token", "secret", "key", "password", "passwd", "signature", "sig", "auth")
+_SECRET_PARAM = re.compile(
+    r"(?:^|[_.-])(?:token|secret|key|apikey|password|passwd|pwd|signature|sig|auth|"
+    r"authorization|credentials?|code)$|(?:token|secret|apikey|password)",
+    re.IGNORECASE,
+)
 
 
 def redact_url(url: str) -> str:
@@ -23,12 +28,14 @@ def redact_url(url: str) -> str:
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(k, "***" if _looks_secret(k) else v) for k, v in pairs], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    fragment = "***" if "=" in parts.fragment else parts.fragment  # implicit-grant style tokens
+    return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
 
 
 def _looks_secret(name: str) -> bool:
-    lowered = name.lower()
-    return any(word in lowered for word in _SECRET_PARAM_WORDS)
+    # Whole words at the end (api_key, X-Auth) or unmistakable stems anywhere (accessToken);
+    # `keyword` and `author` are left alone.
+    return _SECRET_PARAM.search(name) is not None
 
 
 def excerpt(body: bytes | str, limit: int = 200) -> str:

@@ -188,7 +188,7 @@ def parse_content_range(value: str, unit: str) -> tuple[int | None, int | None, 
     if match is None:
         raise PlanError(f"malformed Content-Range {value!r}")
     got_unit, first, last, total = match.groups()
-    if got_unit != unit:
+    if got_unit.lower() != unit.lower():  # range units are case-insensitive (RFC 9110 14.1)
         raise PlanError(f"Content-Range unit {got_unit!r}, expected {unit!r}")
 
     def number(text: str | None) -> int | None:
@@ -250,6 +250,8 @@ def read_total(spec: str, body: Any, headers: Mapping[str, str], unit: str) -> i
             return None
     else:
         raw = lookup(body, arg)
+        if raw is None:
+            return None
     if isinstance(raw, bool) or not isinstance(raw, int | str):
         raise PlanError(f"total at {spec!r} is {raw!r}, not a whole number")
     try:

@@ -96,7 +96,9 @@ class RetryPolicy:
 
     def wait_for(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
-        ceiling = min(self.config.max_backoff, self.config.initial_backoff * 2 ** (attempt - 1))
+        # The exponent is capped so that a late attempt cannot overflow a float.
+        growth = 2.0 ** min(attempt - 1, 64)
+        ceiling = min(self.config.max_backoff, self.config.initial_backoff * growth)
         # Jitter in the upper half: spreads the workers out yet keeps the backoff growing.
         backoff = self._rng.uniform(ceiling / 2, ceiling) if ceiling > 0 else 0.0
         return max(backoff, retry_after or 0.0)

@@ -7,6 +7,7 @@ request is made here, and every error names its key path (`pagination.page_size:
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import difflib
 import math
 import os
@@ -48,7 +49,8 @@ class Secret:
 
 AuthType = Literal["client_credentials", "bearer", "none"]
 AuthMethod = Literal["client_secret_basic", "client_secret_post"]
-PaginationStyle = Literal["offset", "range"]
+PaginationStyle = Literal["offset", "range", "page", "cursor", "link"]
+INDEXED_STYLES = ("offset", "range", "page")  # page i can be asked for without page i-1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,15 +77,42 @@ class AuthConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PartitionConfig:
+    """Windows [from_k, to_k) of a numeric or time key, each paginated by its own cursor."""
+
+    param_from: str
+    param_to: str
+    start: int | str
+    end: int | str
+    parts: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class PaginationConfig:
     style: PaginationStyle = "offset"
     page_size: int = 100
     offset_param: str = "offset"
     limit_param: str = "limit"
     start: int = 0
-    # None until validated: then "body:total" for offset and "content-range" for range.
+    # None until validated: then the style's default (body:total, content-range, unknown).
     total: str | None = None
     range_unit: str = "items"
+    page_param: str = "page"
+    page_size_param: str = "page_size"
+    first_page: int = 1
+    total_pages: str | None = None
+    cursor_param: str = "cursor"
+    next_cursor: str | None = None
+    cursor_from_record: str | None = None
+    # None until validated: then "link-header" for style link.
+    next_url: str | None = None
+    allow_cross_host: bool = False
+    partition: PartitionConfig | None = None
+
+    @property
+    def total_known(self) -> bool:
+        """Whether the first answer tells how many pages there are."""
+        return self.total != "unknown" or self.total_pages is not None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,8 +274,13 @@ def _coerce(value: Any, tp: Any, key: str, expanded: set[str]) -> Any:  # noqa: 
         options = get_args(tp)
         if value is None and type(None) in options:
             return None
-        (inner,) = [t for t in options if t is not type(None)]
-        return _coerce(value, inner, key, expanded)
+        inner = [t for t in options if t is not type(None)]
+        for candidate in inner[:-1]:  # e.g. int | str: the first type that fits wins
+            try:
+                return _coerce(value, candidate, key, expanded)
+            except ConfigError:
+                continue
+        return _coerce(value, inner[-1], key, expanded)
     if dataclasses.is_dataclass(tp):
         return _build(tp, {} if value is None else value, key, expanded)  # type: ignore[arg-type]
     if origin is Literal:
@@ -270,6 +304,8 @@ def _coerce(value: Any, tp: Any, key: str, expanded: set[str]) -> Any:  # noqa: 
     if tp is str:
         if isinstance(value, str):
             return value
+        if isinstance(value, datetime.date):  # YAML reads unquoted timestamps as datetimes
+            return value.isoformat().replace("+00:00", "Z")
         raise ConfigError(f"must be a string, got {_kind(value)}", key=key)
     if tp is bool:
         if isinstance(value, str) and key in expanded and value.lower() in _BOOLS:
@@ -359,23 +395,107 @@ def _check_auth(auth: AuthConfig) -> None:
         raise ConfigError("must be >= 0", key="auth.refresh_margin")
 
 
+_TOTAL_DEFAULTS = {"offset": "body:total", "range": "content-range", "page": "body:total"}
+
+
 def _check_pagination(p: PaginationConfig) -> PaginationConfig:
     _at_least("pagination.page_size", p.page_size, 1)
     _at_least("pagination.start", p.start, 0)
-    total = p.total or ("content-range" if p.style == "range" else "body:total")
-    kind, _, arg = total.partition(":")
-    if total == "content-range":
-        if p.style != "range":
-            raise ConfigError("content-range needs pagination.style: range", key="pagination.total")
-    elif kind not in ("body", "header") or not arg:
-        raise ConfigError(
-            f"must be body:<dotted.path>, header:<Name> or content-range; got {total!r}",
-            key="pagination.total",
-        )
-    for name in ("offset_param", "limit_param", "range_unit"):
+    _at_least("pagination.first_page", p.first_page, 0, 1)
+    total = p.total or ("unknown" if p.total_pages else _TOTAL_DEFAULTS.get(p.style, "unknown"))
+    if total == "content-range" and p.style != "range":
+        raise ConfigError("content-range needs pagination.style: range", key="pagination.total")
+    if total not in ("unknown", "content-range"):
+        _check_source_spec(total, "pagination.total", "unknown")
+    if p.total_pages is not None:
+        if p.style != "page":
+            raise ConfigError("needs pagination.style: page", key="pagination.total_pages")
+        _check_source_spec(p.total_pages, "pagination.total_pages")
+    names = ["offset_param", "limit_param", "range_unit", "page_param", "page_size_param"]
+    for name in names + ["cursor_param"]:
         if not getattr(p, name):
             raise ConfigError("must not be empty", key=f"pagination.{name}")
-    return dataclasses.replace(p, total=total)
+    next_url = _check_chain_keys(p)
+    if p.partition is not None:
+        if p.style not in ("cursor", "link"):
+            raise ConfigError("needs pagination.style cursor or link", key="pagination.partition")
+        _check_partition(p.partition)
+    return dataclasses.replace(p, total=total, next_url=next_url)
+
+
+def _check_chain_keys(p: PaginationConfig) -> str | None:
+    """The cursor and link keys: exactly one source of the next page. Returns next_url."""
+    if p.style == "cursor":
+        if (p.next_cursor is None) == (p.cursor_from_record is None):
+            raise ConfigError(
+                "style cursor needs exactly one of next_cursor or cursor_from_record",
+                key="pagination.next_cursor",
+            )
+        if p.next_cursor is not None:
+            _check_source_spec(p.next_cursor, "pagination.next_cursor")
+    elif p.next_cursor is not None or p.cursor_from_record is not None:
+        raise ConfigError("needs pagination.style: cursor", key="pagination.next_cursor")
+    if p.style != "link":
+        if p.next_url is not None:
+            raise ConfigError("needs pagination.style: link", key="pagination.next_url")
+        return None
+    next_url = p.next_url or "link-header"
+    if next_url != "link-header":
+        kind, _, path = next_url.partition(":")
+        if kind != "body" or not path:
+            raise ConfigError(
+                f"must be body:<dotted.path> or link-header; got {next_url!r}",
+                key="pagination.next_url",
+            )
+    return next_url
+
+
+def _check_source_spec(spec: str, key: str, *extra: str) -> None:
+    kind, _, arg = spec.partition(":")
+    if kind not in ("body", "header") or not arg:
+        others = "".join(f", {e}" for e in extra)
+        content_range = ", content-range" if key == "pagination.total" else ""
+        raise ConfigError(
+            f"must be body:<dotted.path> or header:<Name>{content_range}{others}; got {spec!r}",
+            key=key,
+        )
+
+
+def _check_partition(part: PartitionConfig) -> None:
+    key = "pagination.partition"
+    for name in ("param_from", "param_to"):
+        if not getattr(part, name):
+            raise ConfigError("must not be empty", key=f"{key}.{name}")
+    _at_least(f"{key}.parts", part.parts, 1, 10_000)
+    start, end = part.start, part.end
+    if isinstance(start, int) != isinstance(end, int):
+        raise ConfigError("start and end must both be integers or both timestamps", key=key)
+    if isinstance(start, str) and isinstance(end, str):
+        start_at = parse_timestamp(start, f"{key}.start")
+        end_at = parse_timestamp(end, f"{key}.end")
+        span = (end_at - start_at).total_seconds()
+    else:
+        assert isinstance(start, int) and isinstance(end, int)
+        span = end - start
+    if span <= 0:
+        raise ConfigError(f"must be after start ({start})", key=f"{key}.end")
+    if span < part.parts:
+        raise ConfigError(
+            f"{part.parts} parts do not fit in a span of {span:g}", key=f"{key}.parts"
+        )
+
+
+def parse_timestamp(text: str, key: str) -> datetime.datetime:
+    """An ISO-8601 timestamp with a time zone (a bare one is taken as UTC)."""
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"must be an integer or an ISO-8601 timestamp, got {text!r}", key=key
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment
 
 
 def _check_retry(r: RetryConfig) -> None:

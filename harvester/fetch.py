@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -12,9 +12,12 @@ import orjson
 from yarl import URL
 
 from harvester.auth import Token, TokenManager
+from harvester.chains import ChainPlanner
 from harvester.config import Config
 from harvester.errors import AuthError, PageFetchError, RecordsError, excerpt
 from harvester.pagination import (
+    Answer,
+    IndexedPlanner,
     MissingPath,
     PageRequest,
     PlanError,
@@ -49,6 +52,8 @@ class Fetched:
     page: Page
     total: int | None
     complete: bool
+    next: PageRequest | None = None  # chain styles: the page after this one
+    total_pages: int | None = None
 
 
 class _Unauthorized(Exception):
@@ -69,7 +74,8 @@ class Fetcher:
         stats: Stats,
     ) -> None:
         self._source = config.source
-        self._total_spec = config.pagination.total or ""
+        self._total_spec = config.pagination.total or "unknown"
+        self._total_pages_spec = config.pagination.total_pages
         self._unit = config.pagination.range_unit
         self._session = session
         self._tokens = tokens
@@ -79,6 +85,8 @@ class Fetcher:
         self._headers = {"Accept": "application/json", **config.source.headers}
 
     def url_for(self, request: PageRequest) -> URL:
+        if request.url is not None:  # a next link: as the server wrote it
+            return URL(request.url, encoded=True)
         return self._url.update_query({**self._source.params, **request.params})
 
     async def fetch(self, planner: Planner, request: PageRequest) -> Fetched:
@@ -131,7 +139,7 @@ class Fetcher:
         ) from exc
 
     async def _once(self, planner: Planner, request: PageRequest, url: URL) -> Fetched:
-        token = await self._tokens.current()
+        token = await self._tokens.current() if request.send_token else None
         headers = {**self._headers, **request.headers}
         if token is not None:
             headers.update(token.header())
@@ -140,8 +148,15 @@ class Fetcher:
             status = response.status
             self._stats.statuses[status] += 1
             if status == 401:
+                if not request.send_token:
+                    raise AuthError(
+                        "a next link on another host answered 401: the token is only sent there "
+                        "with pagination.allow_cross_host: true",
+                        url=str(url),
+                        status=401,
+                    )
                 raise _Unauthorized(token)
-            if planner.is_past_end(status):
+            if planner.is_past_end(status, request):
                 total = (
                     read_total(self._total_spec, None, response.headers, self._unit)
                     if self._total_spec == "content-range"
@@ -188,7 +203,11 @@ class Fetcher:
         try:
             records = extract_records(data, self._source.records)
             total = read_total(self._total_spec, data, headers, self._unit)
-            selected = planner.select(request, status, headers, records)
+            total_pages = None
+            if self._total_pages_spec is not None:
+                total_pages = read_total(self._total_pages_spec, data, headers, self._unit)
+            answer = Answer(status, headers, data, records, str(url))
+            selected = planner.select(request, answer)
         except MissingPath as exc:
             raise RecordsError(str(exc), page=request.index, url=str(url), path=exc.path) from None
         except PlanError as exc:
@@ -197,19 +216,28 @@ class Fetcher:
             orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in selected.records
         )
         page = Page(request.index, data_out, len(selected.records))
-        return Fetched(page, total=total, complete=selected.complete)
+        return Fetched(
+            page,
+            total=total,
+            complete=selected.complete,
+            next=selected.next,
+            total_pages=total_pages,
+        )
 
 
 async def fetch_pages(
     fetcher: Fetcher,
-    planner: Planner,
+    planner: IndexedPlanner,
     sink: OrderedSink,
     indexes: Iterable[int],
     *,
     workers: int,
-    check: Callable[[Fetched], None] | None = None,
+    accept: Callable[[Fetched], bool] | None = None,
 ) -> None:
-    """Fetch every page in `indexes` with `workers` coroutines, handing each to the sink."""
+    """Fetch every page in `indexes` with `workers` coroutines, handing each to the sink.
+
+    `accept` sees every page first; a page it turns down is not written.
+    """
     pending = iter(indexes)
 
     async def worker() -> None:
@@ -219,14 +247,66 @@ async def fetch_pages(
                 return
             await sink.wait_for_slot(index)
             fetched = await fetcher.fetch(planner, planner.request(index))
-            if check is not None:
-                check(fetched)
-            await sink.put(fetched.page)
+            if accept is None or accept(fetched):
+                await sink.put(fetched.page)
 
+    await _run_all(worker() for _ in range(workers))
+
+
+async def fetch_chains(
+    fetcher: Fetcher,
+    planner: ChainPlanner,
+    write: Callable[[int, Page], Awaitable[bool]],
+    *,
+    workers: int,
+    on_first: Callable[[int, Fetched], None] | None = None,
+) -> None:
+    """Follow every chain (partition window) to its end, at most `workers` chains at once.
+
+    `write(chain, page)` takes each page in chain order and says whether more are wanted.
+    """
+    chains = iter(range(planner.chains))
+
+    async def worker() -> None:
+        for chain in chains:
+            await _follow(fetcher, planner, chain, write, on_first)
+
+    await _run_all(worker() for _ in range(min(workers, planner.chains)))
+
+
+async def _follow(
+    fetcher: Fetcher,
+    planner: ChainPlanner,
+    chain: int,
+    write: Callable[[int, Page], Awaitable[bool]],
+    on_first: Callable[[int, Fetched], None] | None,
+) -> None:
+    request: PageRequest | None = planner.first(chain)
+    seen: dict[str, int] = {}
+    while request is not None:
+        if request.key is not None:
+            if request.key in seen:
+                raise RecordsError(
+                    f"the API is looping: page {request.index} of window {chain} would repeat "
+                    f"page {seen[request.key]} (same cursor or next URL)",
+                    page=request.index,
+                    url=str(fetcher.url_for(request)),
+                )
+            seen[request.key] = request.index
+        fetched = await fetcher.fetch(planner, request)
+        if request.index == 0 and on_first is not None:
+            on_first(chain, fetched)
+        if not await write(chain, fetched.page):
+            return
+        request = fetched.next
+
+
+async def _run_all(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run the workers under one TaskGroup: the first failure cancels the rest."""
     try:
         async with asyncio.TaskGroup() as group:
-            for _ in range(workers):
-                group.create_task(worker())
+            for coroutine in coroutines:
+                group.create_task(coroutine)
     except BaseExceptionGroup as failures:
         # The first failure cancelled the other workers; it is the one worth reporting.
         raise _first_failure(failures) from None

@@ -1,8 +1,8 @@
 """Page planners: which request fetches page i, and what a page's answer says about the whole.
 
-Every planner speaks the same small interface (`Planner`), so the runner and the workers never
-know which pagination style the API uses. Offset and Range planners are here; page-number,
-cursor and link styles slot in behind the same interface.
+Every planner speaks the same small interface, so the runner and the workers never know which
+pagination style the API uses. Indexed planners (offset, range, page) can name any page up
+front; chain planners (cursor, link, in harvester.chains) learn each page from the one before.
 """
 
 from __future__ import annotations
@@ -20,25 +20,53 @@ from harvester.config import PaginationConfig
 class PageRequest:
     """What to send for one page: extra query parameters and headers on top of the source's."""
 
-    index: int
-    first: int
-    size: int
+    index: int  # the page's place in its chain (indexed styles: in the whole output)
+    first: int = 0  # indexed styles: the offset of the page's first record
+    size: int = 0
     params: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
+    url: str | None = None  # a next link, fetched as it is instead of source.url + params
+    send_token: bool = True
+    chain: int = 0  # the partition window this page belongs to
+    key: str | None = None  # the cursor or URL naming this page, for loop protection
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What a planner sees of one response."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: Any
+    records: list[Any]
+    url: str
 
 
 @dataclass(frozen=True, slots=True)
 class PageRecords:
-    """The records a planner took from one answer."""
+    """The records a planner took from one answer, and where its chain goes next."""
 
     records: list[Any]
-    # True when the answer held every record from this page's first to the end of the dataset
-    # (a Range server that ignored our Range header): no further page is needed.
+    # True when no page after this one holds records: the answer held everything to the end
+    # (a Range server that ignored our Range header), or lay past the end.
     complete: bool = False
+    next: PageRequest | None = None
 
 
 class Planner(Protocol):
-    """The interface every pagination style implements."""
+    """What every pagination style implements."""
+
+    def is_past_end(self, status: int, request: PageRequest) -> bool:
+        """Whether `status` means the page lies past the end of the dataset."""
+        ...
+
+    def select(self, request: PageRequest, answer: Answer) -> PageRecords:
+        """The records of `request` out of an answer; raises PlanError if they cannot be told."""
+        ...
+
+
+class IndexedPlanner(Planner, Protocol):
+    """A style where page i can be requested without knowing page i-1."""
 
     @property
     def page_size(self) -> int:
@@ -49,21 +77,11 @@ class Planner(Protocol):
         """The request for page `index` (0-based, in output order)."""
         ...
 
-    def is_past_end(self, status: int) -> bool:
-        """Whether `status` means the page lies past the end of the dataset."""
-        ...
-
-    def select(
-        self, request: PageRequest, status: int, headers: Mapping[str, str], records: list[Any]
-    ) -> PageRecords:
-        """The records of `request` out of an answer; raises PlanError if they cannot be told."""
-        ...
-
     def page_count(self, total: int) -> int:
         """How many pages hold `total` records."""
         ...
 
-    def with_page_size(self, page_size: int) -> Planner:
+    def with_page_size(self, page_size: int) -> IndexedPlanner:
         """The same planner with a smaller page size (the server caps what it sends)."""
         ...
 
@@ -80,21 +98,18 @@ class OffsetPlanner:
     start: int
     offset_param: str
     limit_param: str
+    open_end: bool = False  # total unknown: a 404 may mark the end
 
     def request(self, index: int) -> PageRequest:
         first = self.start + index * self.page_size
         params = {self.offset_param: str(first), self.limit_param: str(self.page_size)}
         return PageRequest(index=index, first=first, size=self.page_size, params=params)
 
-    def is_past_end(self, status: int) -> bool:
-        return False
+    def is_past_end(self, status: int, request: PageRequest) -> bool:
+        return self.open_end and _not_found_past_first(status, request)
 
-    def select(
-        self, request: PageRequest, status: int, headers: Mapping[str, str], records: list[Any]
-    ) -> PageRecords:
-        if len(records) > request.size:
-            raise PlanError(f"asked for {request.size} records, got {len(records)}")
-        return PageRecords(records)
+    def select(self, request: PageRequest, answer: Answer) -> PageRecords:
+        return PageRecords(_at_most(request.size, answer.records))
 
     def page_count(self, total: int) -> int:
         return math.ceil(max(0, total - self.start) / self.page_size)
@@ -117,14 +132,13 @@ class RangePlanner:
         headers = {"Range": f"{self.unit}={first}-{last}"}
         return PageRequest(index=index, first=first, size=self.page_size, headers=headers)
 
-    def is_past_end(self, status: int) -> bool:
+    def is_past_end(self, status: int, request: PageRequest) -> bool:
         return status == 416
 
-    def select(
-        self, request: PageRequest, status: int, headers: Mapping[str, str], records: list[Any]
-    ) -> PageRecords:
-        if status == 206:
-            return PageRecords(self._partial(request, headers, records))
+    def select(self, request: PageRequest, answer: Answer) -> PageRecords:
+        records = answer.records
+        if answer.status == 206:
+            return PageRecords(self._partial(request, answer.headers, records))
         # 200: the server ignored Range and sent the whole collection. Take our slice of it,
         # and only once: the first page takes everything and ends the harvest.
         if request.index == 0:
@@ -153,9 +167,7 @@ class RangePlanner:
                 f"Content-Range {content_range!r} announces {last - first + 1} records, "
                 f"the body holds {len(records)}"
             )
-        if len(records) > request.size:
-            raise PlanError(f"asked for {request.size} records, got {len(records)}")
-        return records
+        return _at_most(request.size, records)
 
     def page_count(self, total: int) -> int:
         return math.ceil(max(0, total - self.start) / self.page_size)
@@ -164,8 +176,59 @@ class RangePlanner:
         return replace(self, page_size=page_size)
 
 
-def make_planner(config: PaginationConfig) -> Planner:
-    """The planner for `pagination.style`."""
+@dataclass(frozen=True)
+class PagePlanner:
+    """`?page=<n>&page_size=<size>`, pages counted from `first_page` (0 or 1)."""
+
+    page_size: int
+    first_page: int
+    page_param: str
+    page_size_param: str
+    open_end: bool = False  # total unknown: a 404 may mark the end
+
+    def request(self, index: int) -> PageRequest:
+        params = {
+            self.page_param: str(self.first_page + index),
+            self.page_size_param: str(self.page_size),
+        }
+        first = index * self.page_size
+        return PageRequest(index=index, first=first, size=self.page_size, params=params)
+
+    def is_past_end(self, status: int, request: PageRequest) -> bool:
+        return self.open_end and _not_found_past_first(status, request)
+
+    def select(self, request: PageRequest, answer: Answer) -> PageRecords:
+        return PageRecords(_at_most(request.size, answer.records))
+
+    def page_count(self, total: int) -> int:
+        return math.ceil(total / self.page_size)
+
+    def with_page_size(self, page_size: int) -> PagePlanner:
+        return replace(self, page_size=page_size)
+
+
+def _not_found_past_first(status: int, request: PageRequest) -> bool:
+    # Django REST Framework and others answer 404 for a page past the end: a sign worth reading
+    # when the total is unknown. On the first page a 404 means a wrong URL, and fails as such.
+    return status == 404 and request.index > 0
+
+
+def _at_most(size: int, records: list[Any]) -> list[Any]:
+    if len(records) > size:
+        raise PlanError(f"asked for {size} records, got {len(records)}")
+    return records
+
+
+def make_planner(config: PaginationConfig) -> IndexedPlanner:
+    """The planner for an indexed `pagination.style` (offset, range, page)."""
+    if config.style == "page":
+        return PagePlanner(
+            page_size=config.page_size,
+            first_page=config.first_page,
+            page_param=config.page_param,
+            page_size_param=config.page_size_param,
+            open_end=not config.total_known,
+        )
     if config.style == "range":
         return RangePlanner(page_size=config.page_size, start=config.start, unit=config.range_unit)
     return OffsetPlanner(
@@ -173,6 +236,7 @@ def make_planner(config: PaginationConfig) -> Planner:
         start=config.start,
         offset_param=config.offset_param,
         limit_param=config.limit_param,
+        open_end=not config.total_known,
     )
 
 
@@ -235,10 +299,23 @@ def extract_records(body: Any, path: str) -> list[Any]:
     return records
 
 
+def read_value(spec: str, body: Any, headers: Mapping[str, str]) -> Any:
+    """The value at `body:<path>` or `header:<Name>`; None when the answer has none."""
+    kind, _, arg = spec.partition(":")
+    if kind == "header":
+        return headers.get(arg)
+    try:
+        return lookup(body, arg)
+    except MissingPath:
+        return None
+
+
 def read_total(spec: str, body: Any, headers: Mapping[str, str], unit: str) -> int | None:
     """The dataset's total from `pagination.total`; None when this answer does not say."""
     kind, _, arg = spec.partition(":")
     raw: Any
+    if spec == "unknown":
+        return None
     if spec == "content-range":
         header = headers.get("Content-Range")
         if header is None:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from harvester.auth import TokenManager
-from harvester.config import Config
+from harvester.chains import make_chain_planner
+from harvester.config import INDEXED_STYLES, Config
 from harvester.errors import RecordsError
-from harvester.fetch import Fetched, Fetcher, fetch_pages, open_session
-from harvester.pagination import Planner, make_planner
+from harvester.fetch import Fetched, Fetcher, fetch_chains, fetch_pages, open_session
+from harvester.pagination import IndexedPlanner, make_planner
 from harvester.retry import RetryPolicy
-from harvester.sink import OrderedSink
+from harvester.sink import ChainSink, OrderedSink
 from harvester.stats import Stats
 
 
@@ -26,41 +27,57 @@ async def run(
 ) -> Stats:
     """Harvest the whole dataset `config` describes; the stats say what happened.
 
-    The first page tells the total; every other page is then planned and fetched in parallel.
     Raises HarvesterError (or a subclass) when the harvest cannot complete.
     """
     stats = stats if stats is not None else Stats()
+    policy = policy or RetryPolicy(config.retry)
     try:
-        await _harvest(config, stats, policy or RetryPolicy(config.retry), max_records, on_secret)
+        async with open_session(config) as session:
+            tokens = TokenManager(
+                config.auth, session, policy, stats, timeout=session.timeout, on_token=on_secret
+            )
+            fetcher = Fetcher(config, session, tokens, policy, stats)
+            if config.pagination.style not in INDEXED_STYLES:
+                await _harvest_chains(config, fetcher, stats, max_records)
+            elif config.pagination.total_known:
+                await _harvest_known_total(config, fetcher, stats, max_records)
+            else:
+                await _harvest_open_end(config, fetcher, stats, max_records)
+        if max_records is None and stats.total_records not in (None, stats.records):
+            stats.warn(
+                f"the API advertised {stats.total_records} records and {stats.records} were "
+                "written: the data changed during the harvest"
+            )
     finally:
         stats.finished = time.monotonic()
     return stats
 
 
-async def _harvest(
-    config: Config,
-    stats: Stats,
-    policy: RetryPolicy,
-    max_records: int | None,
-    on_secret: Callable[[str], None] | None,
-) -> None:
-    planner = make_planner(config.pagination)
+def _sink(config: Config, stats: Stats, max_records: int | None) -> OrderedSink:
     window = config.concurrency.max_buffered_pages
-    async with (
-        open_session(config) as session,
-        OrderedSink(
-            config.output.path, window=window, stats=stats, max_records=max_records
-        ) as sink,
-    ):
-        tokens = TokenManager(
-            config.auth, session, policy, stats, timeout=session.timeout, on_token=on_secret
-        )
-        fetcher = Fetcher(config, session, tokens, policy, stats)
+    return OrderedSink(config.output.path, window=window, stats=stats, max_records=max_records)
+
+
+async def _harvest_known_total(
+    config: Config, fetcher: Fetcher, stats: Stats, max_records: int | None
+) -> None:
+    """The first page tells the total; every other page is then fetched in parallel."""
+    planner = make_planner(config.pagination)
+    async with _sink(config, stats, max_records) as sink:
         first_url = str(fetcher.url_for(planner.request(0)))
         first = await fetcher.fetch(planner, planner.request(0))
-        total = _discovered_total(config, first_url, first)
-        planner = _fit_page_size(planner, first, total, stats, first_url)
-        pages = 1 if first.complete else max(1, planner.page_count(total))
+        total: int | None
+        if first.complete:  # the first answer held everything (a Range server ignoring Range)
+            total, pages = first.page.count, 1
+        elif config.pagination.total_pages is not None:
+            pages = _required(first.total_pages, config.pagination.total_pages, first_url)
+            total = first.total
+        else:
+            total = _required(first.total, config.pagination.total, first_url)
+            planner = _fit_page_size(planner, first, total, stats, first_url)
+            pages = planner.page_count(total)
+            total = max(0, total - planner.request(0).first)
+        pages = max(1, pages)
         if max_records is not None:
             pages = min(pages, max(1, math.ceil(max_records / planner.page_size)))
         stats.total_records, stats.total_pages = total, pages
@@ -72,25 +89,66 @@ async def _harvest(
             sink,
             range(1, pages),
             workers=min(config.concurrency.workers, max(0, pages - 1)),
-            check=consistency.check,
+            accept=consistency.check,
         )
         consistency.report(stats)
         sink.finish()
 
 
-def _discovered_total(config: Config, url: str, first: Fetched) -> int:
-    if first.complete:
-        return first.page.count if first.total is None else first.total
-    if first.total is None:
-        raise RecordsError(
-            f"the first answer does not tell the total ({config.pagination.total})",
-            page=0,
-            url=url,
+async def _harvest_open_end(
+    config: Config, fetcher: Fetcher, stats: Stats, max_records: int | None
+) -> None:
+    """No total: fetch ahead in parallel until a short or empty page marks the end."""
+    planner = make_planner(config.pagination)
+    end = _OpenEnd(planner.page_size, lambda i: str(fetcher.url_for(planner.request(i))))
+    async with _sink(config, stats, max_records) as sink:
+        await fetch_pages(
+            fetcher,
+            planner,
+            sink,
+            end.claims(),
+            workers=config.concurrency.workers,
+            accept=end.check,
         )
-    return first.total
+        stats.discarded_pages = end.discarded
+        sink.finish(last_page=end.last)
 
 
-def _fit_page_size(planner: Planner, first: Fetched, total: int, stats: Stats, url: str) -> Planner:
+async def _harvest_chains(
+    config: Config, fetcher: Fetcher, stats: Stats, max_records: int | None
+) -> None:
+    """Cursor and link styles: each partition window is one chain, the windows in parallel."""
+    planner = make_chain_planner(config.pagination, config.source)
+    totals: dict[int, int] = {}
+
+    def note_total(chain: int, first: Fetched) -> None:
+        if first.total is not None:
+            totals[chain] = first.total
+            if len(totals) == planner.chains:
+                stats.total_records = sum(totals.values())
+
+    async with ChainSink(
+        config.output.path, chains=planner.chains, stats=stats, max_records=max_records
+    ) as sink:
+        await fetch_chains(
+            fetcher,
+            planner,
+            sink.put,
+            workers=config.concurrency.workers,
+            on_first=note_total,
+        )
+        sink.finish()
+
+
+def _required(value: int | None, spec: str | None, url: str) -> int:
+    if value is None:
+        raise RecordsError(f"the first answer does not tell the total ({spec})", page=0, url=url)
+    return value
+
+
+def _fit_page_size(
+    planner: IndexedPlanner, first: Fetched, total: int, stats: Stats, url: str
+) -> IndexedPlanner:
     """A planner whose page size matches what the server really sends per page."""
     count = first.page.count
     first_offset = planner.request(0).first
@@ -105,24 +163,72 @@ def _fit_page_size(planner: Planner, first: Fetched, total: int, stats: Stats, u
     return planner.with_page_size(count)
 
 
+class _OpenEnd:
+    """Hands out page numbers while the end is unknown, and finds the end.
+
+    The first page that is short, empty or past the end (404, 416) is the last. Pages fetched
+    ahead beyond it are discarded; at most one per worker, since no page is handed out once the
+    end is known.
+    """
+
+    def __init__(self, page_size: int, url_of: Callable[[int], str]) -> None:
+        self._page_size = page_size
+        self._url_of = url_of
+        self.last: int | None = None
+        self._whole = False  # the last page held the whole dataset (Range ignored)
+        self._last_filled = -1
+        self.discarded = 0
+
+    def claims(self) -> Iterator[int]:
+        index = 0
+        while self.last is None or index <= self.last:
+            yield index
+            index += 1
+
+    def check(self, fetched: Fetched) -> bool:
+        index, count = fetched.page.index, fetched.page.count
+        ends_here = fetched.complete or count < self._page_size
+        if ends_here and (self.last is None or index < self.last):
+            self.last, self._whole = index, fetched.complete and count > 0
+        if count and not (self.last is not None and self._whole and index > self.last):
+            self._last_filled = max(self._last_filled, index)
+        if self.last is not None and self._last_filled > self.last:
+            raise RecordsError(
+                f"page {self._last_filled} holds records although page {self.last} held fewer "
+                f"than page_size ({self._page_size}) and looked like the last: the server may "
+                "cap its page size (set pagination.page_size to what it sends), or the data "
+                "changed during the run",
+                page=self._last_filled,
+                url=self._url_of(self._last_filled),
+            )
+        if self.last is not None and index > self.last:
+            self.discarded += 1
+            return False
+        return True
+
+
 class _Consistency:
     """Notes where pages contradict the plan: the dataset changed while it was read."""
 
-    def __init__(self, planner: Planner, total: int) -> None:
+    def __init__(self, planner: IndexedPlanner, total: int | None) -> None:
         self._planner = planner
         self._total = total
         self._totals_seen: set[int] = set()
         self._short_pages: list[int] = []
         self._missing = 0
 
-    def check(self, fetched: Fetched) -> None:
-        if fetched.total is not None and fetched.total != self._total:
-            self._totals_seen.add(fetched.total)
+    def check(self, fetched: Fetched) -> bool:
+        if self._total is None:
+            return True
+        start = self._planner.request(0).first
+        if fetched.total is not None and fetched.total - start != self._total:
+            self._totals_seen.add(fetched.total - start)
         request = self._planner.request(fetched.page.index)
-        expected = max(0, min(request.size, self._total - request.first))
+        expected = max(0, min(request.size, self._total - (request.first - start)))
         if fetched.page.count < expected:
             self._short_pages.append(fetched.page.index)
             self._missing += expected - fetched.page.count
+        return True
 
     def report(self, stats: Stats) -> None:
         if self._totals_seen:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -118,34 +119,135 @@ class OrderedSink:
 
     def _write(self, page: Page) -> None:
         assert self._file is not None
-        data, count = page.data, page.count
-        if self._max_records is not None and self._stats.records + count > self._max_records:
-            count = self._max_records - self._stats.records
-            data = _first_lines(data, count)
-        try:
-            self._file.write(data)
-        except OSError as exc:
-            raise OutputError(f"write failed: {exc.strerror}", path=str(self.part)) from None
-        self._stats.pages += 1
-        self._stats.records += count
-        self._stats.bytes += len(data)
+        _write_page(self._file, page, self._stats.records, self._max_records, self._stats)
 
-    def finish(self) -> None:
-        """Flush, fsync and rename the .part file onto the output path: the harvest is complete."""
+    def finish(self, *, last_page: int | None = None) -> None:
+        """Flush, fsync and rename the .part file onto the output path: the harvest is complete.
+
+        Pages after `last_page` (fetched ahead, past the end of the data) are dropped.
+        """
         assert self._file is not None
         if self.full:
             self._pending.clear()  # pages past --max-records, fetched while the last was written
+        if last_page is not None:
+            self._pending = {i: p for i, p in self._pending.items() if i <= last_page}
         if self._pending:
             raise RuntimeError(f"finish() with pages {sorted(self._pending)[:5]} unwritten")
-        try:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
-            os.replace(self.part, self.path)
-            _fsync_dir(self.path.parent)
-        except OSError as exc:
-            raise OutputError(f"cannot finish: {exc.strerror}", path=str(self.path)) from None
+        _commit(self._file, self.part, self.path)
         self.finished = True
+
+
+class ChainSink:
+    """The sink for chains that run side by side (partition windows): window order, then page
+    order. Window 0 writes straight into the .part file; every later window spools to a file of
+    its own, appended in order at the end, so memory stays flat however long a window runs.
+    """
+
+    def __init__(
+        self, path: str | Path, *, chains: int, stats: Stats, max_records: int | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.part = part_path(self.path)
+        self._stats = stats
+        self._max_records = max_records
+        self._files: dict[int, BinaryIO] = {}
+        self._counts = [0] * chains
+        self.finished = False
+
+    def _spool(self, chain: int) -> Path:
+        return self.part if chain == 0 else self.part.with_name(f"{self.part.name}.{chain}")
+
+    async def __aenter__(self) -> ChainSink:
+        await self._open(0)
+        return self
+
+    async def _open(self, chain: int) -> BinaryIO:
+        target = self._spool(chain)
+
+        def open_spool() -> BinaryIO:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            return open(target, "w+b", buffering=_WRITE_BUFFER)  # noqa: SIM115 (closed below)
+
+        try:
+            handle = self._files[chain] = await asyncio.to_thread(open_spool)
+        except OSError as exc:
+            raise OutputError(f"cannot write: {exc.strerror}", path=str(target)) from None
+        return handle
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for chain, handle in self._files.items():
+            with contextlib.suppress(OSError):
+                handle.close()
+                if chain:
+                    self._spool(chain).unlink()
+
+    async def put(self, chain: int, page: Page) -> bool:
+        """Write the next page of `chain`; False once that chain has all it may need."""
+        handle = self._files.get(chain) or await self._open(chain)
+        count = _write_page(handle, page, self._counts[chain], self._max_records, self._stats)
+        self._counts[chain] += count
+        return self._max_records is None or self._counts[chain] < self._max_records
+
+    def finish(self) -> None:
+        """Append every window's spool in order, then rename onto the output path."""
+        main = self._files[0]
+        wanted = self._max_records if self._max_records is not None else sum(self._counts)
+        remaining = wanted - min(wanted, self._counts[0])
+        try:
+            for chain in range(1, len(self._counts)):
+                handle = self._files.get(chain)
+                if handle is None or remaining == 0:
+                    continue
+                handle.flush()
+                handle.seek(0)
+                take = min(remaining, self._counts[chain])
+                if take == self._counts[chain]:
+                    shutil.copyfileobj(handle, main, _WRITE_BUFFER)
+                else:  # the --max-records boundary: only the first lines
+                    for _ in range(take):
+                        main.write(handle.readline())
+                remaining -= take
+        except OSError as exc:
+            raise OutputError(f"cannot join windows: {exc.strerror}", path=str(self.part)) from None
+        self._stats.records = wanted
+        self._stats.bytes = main.tell()
+        _commit(main, self.part, self.path)
+        self.finished = True
+
+
+def _write_page(
+    handle: BinaryIO, page: Page, written: int, max_records: int | None, stats: Stats
+) -> int:
+    """Write `page` after `written` records, cut at `max_records`; returns the records written."""
+    data, count = page.data, page.count
+    if max_records is not None and written + count > max_records:
+        count = max_records - written
+        data = _first_lines(data, count)
+    try:
+        handle.write(data)
+    except OSError as exc:
+        raise OutputError(f"write failed: {exc.strerror}", path=str(handle.name)) from None
+    stats.pages += 1
+    stats.records += count
+    stats.bytes += len(data)
+    return count
+
+
+def _commit(handle: BinaryIO, part: Path, path: Path) -> None:
+    """Flush, fsync and rename `part` onto `path`: from now on the output is complete."""
+    try:
+        handle.flush()
+        os.fsync(handle.fileno())
+        handle.close()
+        os.replace(part, path)
+        _fsync_dir(path.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot finish: {exc.strerror}", path=str(path)) from None
 
 
 def _first_lines(data: bytes, count: int) -> bytes:

@@ -24,6 +24,8 @@ class Stats:
     # What the API advertised, once known; None while unknown.
     total_records: int | None = None
     total_pages: int | None = None
+    # Pages fetched ahead past the end of a dataset of unknown size, and thrown away.
+    discarded_pages: int = 0
     warnings: list[str] = field(default_factory=list)
 
     def count_retry(self, cause: str) -> None:
@@ -58,6 +60,7 @@ class Stats:
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "total_records": self.total_records,
             "total_pages": self.total_pages,
+            "discarded_pages": self.discarded_pages,
             "warnings": list(self.warnings),
         }
 
@@ -74,5 +77,7 @@ class Stats:
             f"retries      {sum(self.retries.values()):,} ({retries})",
             f"token reqs   {self.token_requests:,}",
         ]
+        if self.discarded_pages:
+            lines.append(f"past the end {self.discarded_pages:,} pages fetched ahead, discarded")
         lines.extend(f"warning      {w}" for w in self.warnings)
         return "\n".join(lines)

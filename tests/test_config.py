@@ -297,7 +297,7 @@ def test_unknown_key_with_nothing_close_has_no_suggestion() -> None:
         ("source", "headers", {"X-List": [1]}, "source.headers.X-List"),
         ("source", "url", 5, "source.url"),
         ("source", "records", ["items"], "source.records"),
-        ("pagination", "style", "cursor", "pagination.style"),
+        ("pagination", "style", "scroll", "pagination.style"),
         ("auth", "auth_method", "digest", "auth.auth_method"),
         ("auth", "type", "basic", "auth.type"),
     ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -9,9 +10,11 @@ from multidict import CIMultiDict
 
 from harvester.config import PaginationConfig
 from harvester.pagination import (
+    Answer,
     MissingPath,
     OffsetPlanner,
     PageRecords,
+    PageRequest,
     PlanError,
     RangePlanner,
     extract_records,
@@ -20,6 +23,15 @@ from harvester.pagination import (
     parse_content_range,
     read_total,
 )
+
+
+def select(
+    planner: Any, request: PageRequest, status: int, hdrs: Any, records: list[Any]
+) -> PageRecords:
+    """planner.select for an answer made of these parts."""
+    answer = Answer(status, hdrs, None, records, "http://api.test/items")
+    result: PageRecords = planner.select(request, answer)
+    return result
 
 
 def offset_planner(page_size: int = 100, start: int = 0) -> OffsetPlanner:
@@ -88,19 +100,27 @@ def test_offset_with_page_size() -> None:
 def test_offset_select_takes_the_records() -> None:
     planner = offset_planner(page_size=3)
     request = planner.request(1)
-    assert planner.select(request, 200, {}, rows(3, 3)) == PageRecords(rows(3, 3))
-    assert planner.select(request, 200, {}, rows(3, 2)).records == rows(3, 2)
+    assert select(planner, request, 200, {}, rows(3, 3)) == PageRecords(rows(3, 3))
+    assert select(planner, request, 200, {}, rows(3, 2)).records == rows(3, 2)
 
 
 def test_offset_select_refuses_more_than_asked() -> None:
     planner = offset_planner(page_size=3)
     with pytest.raises(PlanError):
-        planner.select(planner.request(0), 200, {}, rows(0, 4))
+        select(planner, planner.request(0), 200, {}, rows(0, 4))
 
 
 @pytest.mark.parametrize("status", [200, 404, 416])
-def test_offset_is_never_past_the_end(status: int) -> None:
-    assert offset_planner().is_past_end(status) is False
+def test_offset_first_page_is_never_past_the_end(status: int) -> None:
+    planner = offset_planner()
+    assert planner.is_past_end(status, planner.request(0)) is False
+
+
+def test_offset_404_after_the_first_page_is_past_the_end_when_the_total_is_unknown() -> None:
+    assert offset_planner().is_past_end(404, offset_planner().request(3)) is False
+    planner = replace(offset_planner(), open_end=True)
+    assert planner.is_past_end(404, planner.request(3)) is True
+    assert planner.is_past_end(416, planner.request(3)) is False
 
 
 # --- RangePlanner ----------------------------------------------------------------------------
@@ -127,16 +147,16 @@ def test_range_with_page_size() -> None:
 def test_range_206_with_matching_content_range() -> None:
     planner = range_planner()
     request = planner.request(2)
-    answer = planner.select(
-        request, 206, headers(content_range="items 200-299/1000"), rows(200, 100)
+    answer = select(
+        planner, request, 206, headers(content_range="items 200-299/1000"), rows(200, 100)
     )
     assert answer == PageRecords(rows(200, 100), complete=False)
 
 
 def test_range_206_short_last_page() -> None:
     planner = range_planner()
-    answer = planner.select(
-        planner.request(9), 206, headers(Content_Range="items 900-949/950"), rows(900, 50)
+    answer = select(
+        planner, planner.request(9), 206, headers(Content_Range="items 900-949/950"), rows(900, 50)
     )
     assert answer.records == rows(900, 50)
 
@@ -156,43 +176,44 @@ def test_range_206_short_last_page() -> None:
 def test_range_206_that_does_not_fit_the_page(content_range: str, count: int) -> None:
     planner = range_planner()
     with pytest.raises(PlanError):
-        planner.select(
-            planner.request(2), 206, headers(Content_Range=content_range), rows(200, count)
+        select(
+            planner, planner.request(2), 206, headers(Content_Range=content_range), rows(200, count)
         )
 
 
 def test_range_206_without_content_range() -> None:
     planner = range_planner()
     with pytest.raises(PlanError):
-        planner.select(planner.request(0), 206, headers(), rows(0, 100))
+        select(planner, planner.request(0), 206, headers(), rows(0, 100))
 
 
 @pytest.mark.parametrize("start", [0, 7])
 def test_range_200_on_first_page_takes_everything_from_start(start: int) -> None:
     planner = range_planner(page_size=10, start=start)
-    answer = planner.select(planner.request(0), 200, headers(), rows(0, 35))
+    answer = select(planner, planner.request(0), 200, headers(), rows(0, 35))
     assert answer == PageRecords(rows(start, 35 - start), complete=True)
 
 
 def test_range_200_on_a_later_page_takes_its_slice() -> None:
     planner = range_planner(page_size=10)
-    answer = planner.select(planner.request(2), 200, headers(), rows(0, 35))
+    answer = select(planner, planner.request(2), 200, headers(), rows(0, 35))
     assert answer == PageRecords(rows(20, 10), complete=False)
-    last = planner.select(planner.request(3), 200, headers(), rows(0, 35))
+    last = select(planner, planner.request(3), 200, headers(), rows(0, 35))
     assert last == PageRecords(rows(30, 5), complete=False)
 
 
 def test_range_200_on_a_later_page_with_too_few_records() -> None:
     planner = range_planner(page_size=10)
     with pytest.raises(PlanError):
-        planner.select(planner.request(5), 200, headers(), rows(0, 35))
+        select(planner, planner.request(5), 200, headers(), rows(0, 35))
 
 
 @pytest.mark.parametrize(
     ("status", "past"), [(416, True), (200, False), (206, False), (404, False)]
 )
 def test_range_past_the_end_is_416(status: int, past: bool) -> None:
-    assert range_planner().is_past_end(status) is past
+    planner = range_planner()
+    assert planner.is_past_end(status, planner.request(1)) is past
 
 
 def test_make_planner_follows_the_style() -> None:

@@ -73,6 +73,7 @@ class TokenManager:
         self._lock = asyncio.Lock()
         self._token: Token | None = None
         self._generation = 0
+        self._accepted = 0  # the newest generation the API has answered with a success
         if config.type == "bearer" and config.token is not None:
             self._token = Token(config.token.reveal(), generation=1)
 
@@ -109,6 +110,13 @@ class TokenManager:
                 current = await self._refresh()
             return current
 
+    def accepted(self, token: Token) -> None:
+        """Note that the API answered a request made with `token` with a success."""
+        self._accepted = max(self._accepted, token.generation)
+
+    def was_accepted(self, token: Token) -> bool:
+        return self._accepted >= token.generation
+
     def _stale(self, token: Token) -> bool:
         return token.refresh_at is not None and self._clock() >= token.refresh_at
 
@@ -124,9 +132,9 @@ class TokenManager:
                 with attempt:
                     payload = await self._request_token(url)
         except (aiohttp.ClientError, TimeoutError, RetryableStatus, InvalidBody) as exc:
+            attempts = self._policy.config.max_attempts if self._policy.is_retryable(exc) else 1
             raise AuthError(
-                f"token endpoint failed after {self._policy.config.max_attempts} attempts: "
-                f"{_describe(exc)}",
+                f"token endpoint failed after {attempts} attempt(s): {_describe(exc)}",
                 url=url,
                 status=getattr(exc, "status", None),
             ) from exc

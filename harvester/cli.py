@@ -17,7 +17,7 @@ import orjson
 
 from harvester import __version__
 from harvester.config import Config, load_config
-from harvester.errors import HarvesterError
+from harvester.errors import HarvesterError, redact_url
 from harvester.runner import run
 from harvester.stats import Stats
 
@@ -84,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config, overrides=_overrides(args))
         scrubber.add(*config.secrets())
         code = asyncio.run(_harvest(config, args, stats, scrubber))
+        _print_summary(stats)
     except HarvesterError as exc:
         code, error = exc.exit_code, str(exc)
         log.error(scrubber.scrub(error), exc_info=args.debug)
@@ -92,12 +93,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("interrupted: the output path was left as it was; partial data is in its .part")
     except Exception as exc:  # a bug: say so in one line, the traceback only on --debug
         code, error = EXIT_FAILED, f"internal error: {type(exc).__name__}: {exc}"
-        log.error(scrubber.scrub(error), exc_info=args.debug)
-        if not args.debug:
-            log.error("run again with --debug for the traceback")
-    if args.stats_json and code != EXIT_USAGE:
+        hint = "" if args.debug else " (run again with --debug for the traceback)"
+        log.error(scrubber.scrub(error) + hint, exc_info=args.debug)
+    if args.stats_json:  # also on a config error, so that no stale file tells of success
         _write_stats_json(Path(args.stats_json), stats, code, error, scrubber)
     return code
+
+
+def _print_summary(stats: Stats) -> None:
+    try:
+        print(stats.summary(), flush=True)
+    except BrokenPipeError:  # `harvester ... | head`: the harvest itself succeeded
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (quiets the flush at exit)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -114,7 +121,7 @@ async def _harvest(
 ) -> int:
     log.info(
         "harvesting %s (%s pagination, %d workers) into %s",
-        config.source.url,
+        redact_url(config.source.url),
         config.pagination.style,
         config.concurrency.workers,
         config.output.path,
@@ -124,7 +131,6 @@ async def _harvest(
         mode = "bar" if sys.stderr.isatty() else "log"
     with _progress(stats, mode):
         await run(config, max_records=args.max_records, stats=stats, on_secret=scrubber.add)
-    print(stats.summary(), flush=True)
     log.info("wrote %s", config.output.path)
     return EXIT_OK
 

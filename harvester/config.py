@@ -20,8 +20,9 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 from urllib.parse import urlsplit
 
 import yaml
+import yarl
 
-from harvester.errors import ConfigError
+from harvester.errors import ConfigError, looks_secret
 
 
 class Secret:
@@ -146,9 +147,15 @@ class Config:
     retry: RetryConfig = field(default_factory=RetryConfig)
 
     def secrets(self) -> list[str]:
-        """The secret values in this config, for log scrubbing."""
-        found = [self.auth.client_secret, self.auth.token]
-        return [s.reveal() for s in found if s is not None and s.reveal()]
+        """The secret values in this config, for log scrubbing: the client secret and token,
+        and whatever travels in a secret-looking header or parameter (Authorization, api_key)."""
+        found = [s.reveal() for s in (self.auth.client_secret, self.auth.token) if s is not None]
+        plain = {**self.source.headers, **self.source.params, **self.auth.extra_params}
+        for name, value in plain.items():
+            if looks_secret(name) or name.lower() in ("cookie", "proxy-authorization"):
+                found.append(value)
+                found.extend(value.split()[1:])  # "Bearer <token>": the token alone as well
+        return [s for s in found if len(s) >= 4]
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -166,6 +173,8 @@ def load_config(
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start})", source=source) from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file: {exc.strerror}", source=source) from None
     try:
@@ -368,13 +377,20 @@ def _check(config: Config) -> Config:
     _at_least("concurrency.workers", config.concurrency.workers, 1, 1000)
     _at_least("concurrency.max_buffered_pages", config.concurrency.max_buffered_pages, 1)
     _check_retry(config.retry)
+    if Path(config.output.path).name in ("", ".", ".."):
+        raise ConfigError(f"must name a file, got {config.output.path!r}", key="output.path")
     if not config.output.path.strip():
         raise ConfigError("must not be empty", key="output.path")
     return dataclasses.replace(config, pagination=pagination)
 
 
 def _check_url(url: str, key: str) -> None:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a port out of range)
+        yarl.URL(url)
+    except ValueError as exc:
+        raise ConfigError(f"is not a valid URL ({exc}): {url!r}", key=key) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"must be an http(s) URL with a host, got {url!r}", key=key)
 

@@ -27,12 +27,13 @@ def redact_url(url: str) -> str:
     query = parts.query
     if query:
         pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode([(k, "***" if _looks_secret(k) else v) for k, v in pairs], safe="*")
+        query = urlencode([(k, "***" if looks_secret(k) else v) for k, v in pairs], safe="*")
     fragment = "***" if "=" in parts.fragment else parts.fragment  # implicit-grant style tokens
     return urlunsplit((parts.scheme, netloc, parts.path, query, fragment))
 
 
-def _looks_secret(name: str) -> bool:
+def looks_secret(name: str) -> bool:
+    """Whether a query parameter or header of this name carries a secret."""
     # Whole words at the end (api_key, X-Auth) or unmistakable stems anywhere (accessToken);
     # `keyword` and `author` are left alone.
     return _SECRET_PARAM.search(name) is not None

@@ -56,6 +56,10 @@ class Fetched:
     total_pages: int | None = None
 
 
+# Each expired or revoked token costs one refresh; more in a row for one page means a loop.
+_MAX_REFRESHES_PER_PAGE = 5
+
+
 class _Unauthorized(Exception):
     def __init__(self, token: Token | None) -> None:
         super().__init__("401")
@@ -93,19 +97,29 @@ class Fetcher:
         """The page for `request`, after as many retries and token refreshes as it takes."""
         rejected: Token | None = None
         url = self.url_for(request)
-        while True:
+        for _ in range(_MAX_REFRESHES_PER_PAGE):
             try:
                 return await self._with_retries(planner, request, url)
             except _Unauthorized as exc:
                 self._stats.count_retry("401")
-                if rejected is not None and (
-                    exc.token is None or exc.token.generation != rejected.generation
+                # A token issued after this page's own 401, and never accepted by the API since,
+                # is a fresh token refused: the credentials lack access. A token the API did
+                # accept has merely expired (or was revoked) by now: refresh again.
+                token = exc.token
+                if (
+                    rejected is not None
+                    and token is not None
+                    and token.generation > rejected.generation
+                    and not self._tokens.was_accepted(token)
                 ):
                     raise AuthError(
                         "the API refused a freshly issued token", url=str(url), status=401
                     ) from None
-                rejected = exc.token
-                await self._tokens.after_unauthorized(exc.token, url=str(url))
+                rejected = token
+                await self._tokens.after_unauthorized(token, url=str(url))
+        raise AuthError(
+            f"the API refused {_MAX_REFRESHES_PER_PAGE} tokens in a row", url=str(url), status=401
+        )
 
     async def _with_retries(self, planner: Planner, request: PageRequest, url: URL) -> Fetched:
         def count_retry(exc: BaseException, wait: float) -> None:
@@ -127,8 +141,10 @@ class Fetcher:
                 f"server asked to retry after {retry_after:.0f} s, "
                 f"more than retry.max_retry_after ({self._policy.config.max_retry_after:.0f} s)"
             )
+        elif self._policy.is_retryable(exc):
+            reason = f"gave up after {attempts} attempts: {retry_cause(exc)} ({exc})"
         else:
-            reason = f"gave up after {attempts} attempts: {retry_cause(exc) or type(exc).__name__}"
+            reason = f"failed: {type(exc).__name__} ({exc})"
         raise PageFetchError(
             reason,
             page=request.index,
@@ -137,6 +153,20 @@ class Fetcher:
             body=getattr(exc, "body", ""),
             attempts=attempts,
         ) from exc
+
+    def _totals(
+        self, body: Any, headers: Mapping[str, str], *, strict: bool
+    ) -> tuple[int | None, int | None]:
+        """(total records, total pages) as this answer tells them; None where it does not."""
+        try:
+            total = read_total(self._total_spec, body, headers, self._unit)
+            pages_spec = self._total_pages_spec
+            pages = None if pages_spec is None else read_total(pages_spec, body, headers, "")
+        except (MissingPath, PlanError):
+            if strict:
+                raise
+            return None, None
+        return total, pages
 
     async def _once(self, planner: Planner, request: PageRequest, url: URL) -> Fetched:
         token = await self._tokens.current() if request.send_token else None
@@ -156,12 +186,10 @@ class Fetcher:
                         status=401,
                     )
                 raise _Unauthorized(token)
+            if token is not None and (200 <= status < 300 or status in (404, 416)):
+                self._tokens.accepted(token)
             if planner.is_past_end(status, request):
-                total = (
-                    read_total(self._total_spec, None, response.headers, self._unit)
-                    if self._total_spec == "content-range"
-                    else None
-                )
+                total, _ = self._totals(None, response.headers, strict=False)
                 return Fetched(Page(request.index, b"", 0), total=total, complete=True)
             body = await response.read()
             if status in self._policy.config.statuses:
@@ -202,10 +230,8 @@ class Fetcher:
             raise InvalidBody("body is not valid JSON", body=excerpt(body)) from None
         try:
             records = extract_records(data, self._source.records)
-            total = read_total(self._total_spec, data, headers, self._unit)
-            total_pages = None
-            if self._total_pages_spec is not None:
-                total_pages = read_total(self._total_pages_spec, data, headers, self._unit)
+            # The first page must tell the total; later ones may keep quiet about it.
+            total, total_pages = self._totals(data, headers, strict=request.index == 0)
             answer = Answer(status, headers, data, records, str(url))
             selected = planner.select(request, answer)
         except MissingPath as exc:

@@ -82,7 +82,9 @@ async def _harvest_known_total(
             pages = min(pages, max(1, math.ceil(max_records / planner.page_size)))
         stats.total_records, stats.total_pages = total, pages
         await sink.put(first.page)
-        consistency = _Consistency(planner, total)
+        consistency = _Consistency(
+            planner, total, lambda i: str(fetcher.url_for(planner.request(i)))
+        )
         await fetch_pages(
             fetcher,
             planner,
@@ -210,8 +212,11 @@ class _OpenEnd:
 class _Consistency:
     """Notes where pages contradict the plan: the dataset changed while it was read."""
 
-    def __init__(self, planner: IndexedPlanner, total: int | None) -> None:
+    def __init__(
+        self, planner: IndexedPlanner, total: int | None, url_of: Callable[[int], str]
+    ) -> None:
         self._planner = planner
+        self._url_of = url_of
         self._total = total
         self._totals_seen: set[int] = set()
         self._short_pages: list[int] = []
@@ -225,6 +230,18 @@ class _Consistency:
             self._totals_seen.add(fetched.total - start)
         request = self._planner.request(fetched.page.index)
         expected = max(0, min(request.size, self._total - (request.first - start)))
+        unchanged = fetched.total is None or fetched.total - start == self._total
+        if fetched.page.count < expected and unchanged:
+            # Nothing explains the gap but a server sending less than asked: the records in it
+            # would never be fetched. Fail rather than write a file that looks complete.
+            raise RecordsError(
+                f"held {fetched.page.count} records where {expected} were planned, with the "
+                f"total unchanged: {expected - fetched.page.count} records would be lost. The "
+                "server sends fewer records per page than asked; set pagination.page_size to "
+                f"at most {fetched.page.count}",
+                page=fetched.page.index,
+                url=self._url_of(fetched.page.index),
+            )
         if fetched.page.count < expected:
             self._short_pages.append(fetched.page.index)
             self._missing += expected - fetched.page.count

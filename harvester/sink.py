@@ -82,6 +82,7 @@ class OrderedSink:
         return self
 
     def _open_part(self) -> BinaryIO:
+        _check_target(self.path)
         self.part.parent.mkdir(parents=True, exist_ok=True)
         return open(self.part, "wb", buffering=_WRITE_BUFFER)  # noqa: SIM115 (the sink owns it)
 
@@ -165,6 +166,7 @@ class ChainSink:
         target = self._spool(chain)
 
         def open_spool() -> BinaryIO:
+            _check_target(self.path)
             target.parent.mkdir(parents=True, exist_ok=True)
             return open(target, "w+b", buffering=_WRITE_BUFFER)  # noqa: SIM115 (closed below)
 
@@ -218,6 +220,12 @@ class ChainSink:
         self._stats.bytes = main.tell()
         _commit(main, self.part, self.path)
         self.finished = True
+
+
+def _check_target(path: Path) -> None:
+    # Found now, not after the whole download, when the rename would fail.
+    if path.is_dir():
+        raise IsADirectoryError(21, "is a folder, not a file")
 
 
 def _write_page(

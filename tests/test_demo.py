@@ -1,20 +1,24 @@
-"""The demo API through real HTTP on a loopback port: tokens, both paginations, every fault."""
+"""The demo API through real HTTP on a loopback port: tokens, every pagination, every fault."""
 
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 import sys
 import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote_plus
+from unittest.mock import ANY
+from urllib.parse import quote_plus, urljoin
 
 import aiohttp
 import orjson
 import pytest
 
 from harvester.demo import DemoServer, DemoSettings, expected_record, expected_records, run_demo
+from harvester.demo.__main__ import main, parse_args, settings_from
+from harvester.demo.keyset import encode_cursor
 from harvester.demo.ratelimit import TokenBucket, retry_after_seconds
 
 Json = Any
@@ -62,8 +66,20 @@ async def get(
         return resp.status, await resp.read(), resp
 
 
+async def get_json(
+    session: aiohttp.ClientSession, url: str, auth: dict[str, str]
+) -> tuple[int, Json, aiohttp.ClientResponse]:
+    status, body, resp = await get(session, url, **auth)
+    return status, orjson.loads(body), resp
+
+
 def records(first: int, stop: int) -> list[dict[str, Any]]:
     return expected_records(stop)[first:]
+
+
+def links(header: str) -> dict[str, str]:
+    """rel -> URL, from an RFC 8288 Link header."""
+    return {rel: url for url, rel in re.findall(r'<([^>]*)>\s*;\s*rel="([^"]*)"', header)}
 
 
 # Tokens
@@ -272,6 +288,303 @@ async def test_without_range_or_ignoring_it_everything_comes_back(
     assert "Content-Range" not in resp.headers
 
 
+# Page numbers and streams
+
+
+async def test_page_numbers(session: aiohttp.ClientSession, demo: DemoServer) -> None:
+    auth = await token(session, demo)
+    _, page, _ = await get_json(session, f"{demo.url}/pages", auth)
+    assert page == {"results": records(0, 100), "count": 1000, "total_pages": 10, "page": 1}
+    got = []
+    for number in range(1, 5):
+        _, page, _ = await get_json(session, f"{demo.url}/pages?page={number}&page_size=300", auth)
+        assert (page["count"], page["total_pages"], page["page"]) == (1000, 4, number)
+        got += page["results"]
+    assert got == records(0, 1000)
+    status, page, _ = await get_json(session, f"{demo.url}/pages?page=5&page_size=300", auth)
+    assert status == 404 and page == {"detail": "Invalid page."}
+
+
+async def test_page_numbers_cap_the_page_size_and_an_empty_dataset_has_page_1(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with run_demo(DemoSettings(records=100, max_page_size=30)) as demo:
+        auth = await token(session, demo)
+        _, page, _ = await get_json(session, f"{demo.url}/pages?page=4&page_size=100", auth)
+        assert page == {"results": records(90, 100), "count": 100, "total_pages": 4, "page": 4}
+        demo.settings.records = 0
+        status, page, _ = await get_json(session, f"{demo.url}/pages", auth)
+        assert status == 200
+        assert page == {"results": [], "count": 0, "total_pages": 1, "page": 1}
+        status, page, _ = await get_json(session, f"{demo.url}/pages?page=2", auth)
+        assert status == 404 and page == {"detail": "Invalid page."}
+
+
+async def test_a_stream_has_no_total_and_ends_with_an_empty_page(
+    session: aiohttp.ClientSession, demo: DemoServer
+) -> None:
+    auth = await token(session, demo)
+    got: list[Json] = []
+    while True:
+        url = f"{demo.url}/stream?offset={len(got)}&limit=300"
+        status, page, resp = await get_json(session, url, auth)
+        assert status == 200 and list(page) == ["items"]
+        assert not [name for name in resp.headers if "total" in name.lower()]
+        if not page["items"]:
+            break
+        got += page["items"]
+    assert got == records(0, 1000) and demo.stats.endpoints["/stream"] == 5
+    _, page, _ = await get_json(session, f"{demo.url}/stream?offset=5000", auth)
+    assert page == {"items": []}
+
+
+# Cursor pagination
+
+
+async def walk_cursor(
+    session: aiohttp.ClientSession, url: str, auth: dict[str, str], *, follow: str
+) -> tuple[list[Json], int]:
+    """Every record of a /cursor walk from `url`, and the pages it took.
+
+    `follow`: the body's next_cursor, the X-Next-Cursor header, or `after` = the last id.
+    """
+    got: list[Json] = []
+    query = ""
+    for pages in range(1, 100):
+        status, page, resp = await get_json(session, url + query, auth)
+        assert status == 200 and resp.headers.get("X-Next-Cursor") == page["next_cursor"]
+        got += page["data"]
+        if page["next_cursor"] is None:
+            return got, pages
+        cursor = resp.headers["X-Next-Cursor"] if follow == "header" else page["next_cursor"]
+        query = f"&after={got[-1]['id']}" if follow == "after" else f"&cursor={cursor}"
+    raise AssertionError(f"the walk from {url} did not end")
+
+
+@pytest.mark.parametrize("follow", ["body", "header", "after"])
+@pytest.mark.parametrize(("limit", "pages"), [(300, 4), (250, 4), (1000, 1), (5000, 1)])
+async def test_a_cursor_walks_the_whole_dataset(
+    session: aiohttp.ClientSession, demo: DemoServer, follow: str, limit: int, pages: int
+) -> None:
+    url = f"{demo.url}/cursor?limit={limit}"
+    got, taken = await walk_cursor(session, url, await token(session, demo), follow=follow)
+    assert got == records(0, 1000) and taken == pages
+
+
+@pytest.mark.parametrize(
+    ("window", "first", "stop"),
+    [
+        ("since=2024-01-01T01:00:00Z&until=2024-01-01T02:00:00Z", 60, 120),
+        ("since=2024-01-01T01:00:00%2B00:00&until=2024-01-01T02:00:00%2B00:00", 60, 120),
+        ("since=2024-01-01T02:00:00%2B01:00&until=2024-01-01T01:59:30Z", 60, 120),
+        ("since=2024-01-01T00:59:59.5Z", 60, 1000),
+        ("until=2024-01-01T00:10:00Z", 0, 10),
+        ("id_from=100&id_to=350", 100, 350),
+        ("id_from=100&until=2024-01-01T03:00:00Z", 100, 180),
+        ("id_from=900&id_to=5000&since=2023-12-31T00:00:00Z", 900, 1000),
+        ("id_from=500&id_to=500", 500, 500),
+        ("since=2024-01-02T00:00:00Z", 1000, 1000),
+    ],
+)
+async def test_a_cursor_walks_a_window_exactly(
+    session: aiohttp.ClientSession, demo: DemoServer, window: str, first: int, stop: int
+) -> None:
+    auth = await token(session, demo)
+    url = f"{demo.url}/cursor?limit=25&{window}"
+    for follow in ("body", "after"):
+        got, pages = await walk_cursor(session, url, auth, follow=follow)
+        assert got == records(first, stop) and pages == max(1, -(-(stop - first) // 25))
+
+
+async def test_a_cursor_page_that_ends_the_window_has_no_next(
+    session: aiohttp.ClientSession, demo: DemoServer
+) -> None:
+    auth = await token(session, demo)
+    hour = "since=2024-01-01T01:00:00Z&until=2024-01-01T02:00:00Z"
+    status, page, resp = await get_json(session, f"{demo.url}/cursor?limit=60&{hour}", auth)
+    assert status == 200 and page == {"data": records(60, 120), "next_cursor": None}
+    assert "X-Next-Cursor" not in resp.headers
+    _, page, _ = await get_json(session, f"{demo.url}/cursor?after=100&{hour}", auth)
+    assert page == {"data": records(101, 120), "next_cursor": None}
+    _, page, _ = await get_json(session, f"{demo.url}/cursor?limit=5&after=5&{hour}", auth)
+    assert page["data"] == records(60, 65) and page["next_cursor"] == encode_cursor(64)
+    url = f"{demo.url}/cursor?cursor={encode_cursor(999)}"
+    assert await get_json(session, url, auth) == (200, {"data": [], "next_cursor": None}, ANY)
+
+
+# Link pagination
+
+
+async def test_link_walks_by_the_body_next(
+    session: aiohttp.ClientSession, demo: DemoServer
+) -> None:
+    auth = await token(session, demo)
+    url: str | None = f"{demo.url}/link?limit=300"
+    got: list[Json] = []
+    previous: list[str | None] = []
+    while url is not None:
+        status, page, _ = await get_json(session, url, auth)
+        assert status == 200 and page["count"] == 1000
+        got += page["results"]
+        previous.append(page["previous"])
+        url = page["next"]
+        assert url is None or url.startswith(f"{demo.url}/link?offset=")
+    assert got == records(0, 1000)
+    assert previous == [
+        None,
+        f"{demo.url}/link?offset=0&limit=300",
+        f"{demo.url}/link?offset=300&limit=300",
+        f"{demo.url}/link?offset=600&limit=300",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "first", "stop"),
+    [("limit=300", 0, 1000), ("limit=60&id_from=100&id_to=250", 100, 250), ("id_to=0", 0, 0)],
+)
+async def test_link_walks_by_the_link_header(
+    session: aiohttp.ClientSession, demo: DemoServer, query: str, first: int, stop: int
+) -> None:
+    auth = await token(session, demo)
+    filters = query.partition("&")[2]
+    url: str | None = f"{demo.url}/link?{query}"
+    got: list[Json] = []
+    while url is not None:
+        status, page, resp = await get_json(session, url, auth)
+        assert status == 200 and page["count"] == stop - first
+        got += page["results"]
+        rels = links(resp.headers["Link"])
+        assert rels["first"].startswith("/link?offset=0&limit=") and rels["first"].endswith(filters)
+        assert rels.get("next") == (page["next"] and page["next"].removeprefix(demo.url))
+        assert "next" not in rels or rels["next"].endswith(filters)
+        url = urljoin(url, rels["next"]) if "next" in rels else None
+    assert got == records(first, stop)
+
+
+async def test_link_urls_use_the_host_the_request_came_to(
+    session: aiohttp.ClientSession, demo: DemoServer
+) -> None:
+    auth = {**await token(session, demo), "Host": "api.example.test:8443"}
+    _, page, _ = await get_json(session, f"{demo.url}/link?offset=100&id_from=7", auth)
+    assert page["next"] == "http://api.example.test:8443/link?offset=200&limit=100&id_from=7"
+    assert page["previous"] == "http://api.example.test:8443/link?offset=0&limit=100&id_from=7"
+    assert page["results"] == records(107, 207)
+
+
+# Traps for clients' protections
+
+
+async def test_loop_cursor_at_points_back_at_the_previous_page(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with run_demo(DemoSettings(records=1000, loop_cursor_at=300)) as demo:
+        auth = await token(session, demo)
+        firsts, query = [], ""
+        for _ in range(7):
+            _, page, resp = await get_json(session, f"{demo.url}/cursor?limit=100{query}", auth)
+            assert resp.headers["X-Next-Cursor"] == page["next_cursor"]
+            firsts.append(page["data"][0]["id"])
+            query = f"&cursor={page['next_cursor']}"
+        assert firsts == [0, 100, 200, 300, 200, 300, 200]
+        # A client that derives the cursor from the last record is not fooled.
+        _, page, _ = await get_json(session, f"{demo.url}/cursor?after=399", auth)
+        assert page["data"] == records(400, 500)
+        _, page, resp = await get_json(session, f"{demo.url}/link?offset=300", auth)
+        assert page["results"] == records(300, 400)
+        assert page["next"] == f"{demo.url}/link?offset=200&limit=100"
+        assert links(resp.headers["Link"])["next"] == "/link?offset=200&limit=100"
+        _, page, _ = await get_json(session, f"{demo.url}/link?offset=200", auth)
+        assert page["next"] == f"{demo.url}/link?offset=300&limit=100"
+        demo.settings.loop_cursor_at = 0
+        _, page, _ = await get_json(session, f"{demo.url}/cursor?limit=10", auth)
+        url = f"{demo.url}/cursor?limit=10&cursor={page['next_cursor']}"
+        assert (await get_json(session, url, auth))[1] == page
+        _, page, _ = await get_json(session, f"{demo.url}/link", auth)
+        assert page["next"] == f"{demo.url}/link?offset=0&limit=100"
+
+
+async def test_cross_host_next_points_link_next_elsewhere(session: aiohttp.ClientSession) -> None:
+    async with run_demo(DemoSettings(records=1000, cross_host_next="http://127.0.0.2:9/")) as demo:
+        auth = await token(session, demo)
+        _, page, resp = await get_json(session, f"{demo.url}/link?offset=100&id_to=900", auth)
+    assert page["next"] == "http://127.0.0.2:9/link?offset=200&limit=100&id_to=900"
+    assert page["previous"] == f"{demo.url}/link?offset=0&limit=100&id_to=900"
+    rels = links(resp.headers["Link"])
+    assert rels == {
+        "next": page["next"],
+        "prev": "/link?offset=0&limit=100&id_to=900",
+        "first": "/link?offset=0&limit=100&id_to=900",
+    }
+
+
+# The newer endpoints: the same gate, strict parameters
+
+
+@pytest.mark.parametrize("path", ["/pages", "/stream", "/cursor", "/link"])
+async def test_the_newer_endpoints_pass_the_same_gate(
+    session: aiohttp.ClientSession, path: str
+) -> None:
+    async with run_demo(DemoSettings(records=50, revoke_tokens_after=10, retry_after=0)) as demo:
+        url = f"{demo.url}{path}?limit=10&page_size=10"
+        s = demo.settings
+        assert (await get(session, url))[0] == 401
+        auth = await token(session, demo)
+        status, whole, _ = await get(session, url, **auth)
+        assert status == 200 and orjson.loads(whole)
+        s.truncate_rate = 1.0
+        assert (await get(session, url, **auth))[:2] == (200, whole[: len(whole) // 2])
+        s.truncate_rate, s.fault_rate = 0.0, 1.0
+        assert (await get(session, url, **auth))[0] in (500, 502, 503)
+        s.fault_rate, s.throttle_rate = 0.0, 1.0
+        assert (await get(session, url, **auth))[0] == 429
+        s.throttle_rate, s.drop_rate = 0.0, 1.0
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await get(session, url, **auth)  # dropped twice: aiohttp retries once
+        s.drop_rate, s.rate_limit = 0.0, 1.0
+        assert (await get(session, url, **auth))[:2] == (200, whole)
+        assert (await get(session, url, **auth))[0] == 429
+        s.rate_limit = None
+        assert (await get(session, url, **auth))[0] == 401  # data request 10 revokes
+    assert demo.stats.data_requests == demo.stats.endpoints[path] == 10
+    faults = {kind: demo.stats.faults[kind] for kind in ("401", "truncate", "5xx", "429", "drop")}
+    assert faults == {"401": 2, "truncate": 1, "5xx": 1, "429": 2, "drop": 2}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "/pages?page=0",
+        "/pages?page=two",
+        "/pages?page_size=0",
+        "/stream?limit=0",
+        "/stream?offset=-1",
+        "/cursor?limit=0",
+        "/cursor?cursor=",
+        "/cursor?cursor=%21%21%21",
+        "/cursor?cursor=MTA",  # base64 of "10": a raw id is not a cursor
+        "/cursor?cursor=aWQ6OQ%3D%3D",  # a real cursor, padded: not as issued
+        "/cursor?cursor=aWQ6OQ&after=9",
+        "/cursor?after=-1",
+        "/cursor?id_from=x",
+        "/cursor?id_from=5&id_to=4",
+        "/cursor?since=yesterday",
+        "/cursor?since=2024-01-01T00:00:00",
+        "/cursor?since=2024-01-01T00:00:00+00:00",  # the '+' unencoded: a space
+        "/cursor?since=2024-01-01T02:00:00Z&until=2024-01-01T01:00:00Z",
+        "/link?limit=0",
+        "/link?offset=x",
+        "/link?id_to=1.5",
+    ],
+)
+async def test_bad_parameters_of_the_newer_endpoints_are_400(
+    session: aiohttp.ClientSession, demo: DemoServer, query: str
+) -> None:
+    status, body, _ = await get_json(session, f"{demo.url}{query}", await token(session, demo))
+    assert status == 400 and body["error"] == "invalid_request"
+    named = re.split(r"[?=]", query)[1]
+    assert named in body["error_description"]
+
+
 # Rate limit and faults
 
 
@@ -352,6 +665,17 @@ async def test_stats_and_health(session: aiohttp.ClientSession, demo: DemoServer
     assert stats["data_requests"] == 2 and stats["statuses"] == {"200": 1, "401": 1}
     assert stats["faults"]["401"] == 1 and stats["faults"]["drop"] == 0
     assert demo.stats.as_dict()["statuses"] == {200: 1, 401: 1}
+    assert stats["endpoints"] == {"/items": 2}
+
+
+def test_the_cli_sets_the_protection_switches(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--loop-cursor-at", "300", "--cross-host-next", "http://127.0.0.2:9"]
+    settings = settings_from(parse_args(args))
+    assert settings.loop_cursor_at == 300 and settings.cross_host_next == "http://127.0.0.2:9"
+    default = settings_from(parse_args([]))
+    assert default.loop_cursor_at is None and default.cross_host_next is None
+    assert main(["--cross-host-next", "127.0.0.2:9"]) == 2
+    assert "cross_host_next" in capsys.readouterr().err
 
 
 def test_the_module_runs_as_a_process_and_stops_cleanly() -> None:
@@ -404,6 +728,10 @@ def test_the_token_bucket_allows_a_burst_then_the_rate() -> None:
         {"fault_rate": 0.6, "drop_rate": 0.6},
         {"max_page_size": 0},
         {"rate_limit": 0},
+        {"loop_cursor_at": -1},
+        {"cross_host_next": "127.0.0.2:8765"},
+        {"cross_host_next": "ftp://127.0.0.2"},
+        {"cross_host_next": "http://127.0.0.2:8765/?x=1"},
     ],
 )
 def test_settings_out_of_range_are_refused(changes: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from aioresponses import aioresponses
+from aioresponses import CallbackResult, aioresponses
 from yarl import URL
 
 from harvester.auth import TokenManager
@@ -248,3 +248,30 @@ async def test_no_request_is_ever_sent_with_the_secret_in_the_url(
     for (_, url), _calls in mock_http.requests.items():
         assert "demo-secret" not in str(url)
     assert URL(TOKEN_URL) in {url for (_, url) in mock_http.requests}
+
+
+async def test_a_401_on_a_token_the_api_accepted_before_is_an_expiry_not_a_refusal(
+    mock_http: aioresponses, harness: Harness
+) -> None:
+    """tok-2 is refused for this page after other pages used it: it expired, so refresh again."""
+    tokens(mock_http)
+    async with aiohttp.ClientSession() as session:
+        manager = TokenManager(harness.config.auth, session, harness.policy, harness.stats)
+        fetcher = Fetcher(harness.config, session, manager, harness.policy, harness.stats)
+
+        def accepted_elsewhere(url: URL, **kwargs: Any) -> CallbackResult:
+            # Meanwhile another worker's page succeeded with tok-2.
+            token = manager._token
+            assert token is not None and token.value == "tok-2"
+            manager.accepted(token)
+            return CallbackResult(status=503)
+
+        mock_http.get(PAGE0, status=401)  # tok-1
+        mock_http.get(PAGE0, callback=accepted_elsewhere)  # tok-2, 503
+        mock_http.get(PAGE0, status=401)  # tok-2 has expired by now
+        mock_http.get(PAGE0, payload=body())  # tok-3
+        planner = harness.planner
+        fetched = await fetcher.fetch(planner, planner.request(0))
+    assert fetched.page.count == 3
+    sent = [c.kwargs["headers"]["Authorization"] for c in data_requests(mock_http)]
+    assert sent == ["Bearer tok-1", "Bearer tok-2", "Bearer tok-2", "Bearer tok-3"]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aioresponses import aioresponses
 
-from harvester.errors import PageFetchError
+from harvester.errors import PageFetchError, RecordsError
 from harvester.runner import run
 from harvester.stats import Stats
 
@@ -59,3 +59,18 @@ async def test_a_dataset_changing_under_the_run_is_reported(
     assert stats.records == 280
     assert any("300 at the start, 280 later" in w for w in stats.warnings)
     assert any("20 fewer records than planned (pages 2)" in w for w in stats.warnings)
+
+
+async def test_pages_shorter_than_planned_with_the_same_total_fail_the_run(
+    mock_http: aioresponses, tmp_path: Path
+) -> None:
+    """The server sends 100 records on page 0 but only 60 later: 120 records would be lost."""
+    serve_token(mock_http)
+    mock_http.get(offset(0), payload=page(0, 100, 300))
+    mock_http.get(offset(100), payload=page(100, 60, 300))
+    mock_http.get(offset(200), payload=page(200, 60, 300))
+    out = tmp_path / "items.jsonl"
+    with pytest.raises(RecordsError, match="would be lost") as caught:
+        await run(make_config(BASE, out, concurrency={"workers": 1}), policy=no_wait_policy())
+    assert caught.value.page == 1
+    assert not out.exists()

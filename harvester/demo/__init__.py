@@ -1,6 +1,23 @@
 """The demo API: an OAuth2-protected, paginated REST API on loopback, with switchable faults.
 
 `python -m harvester.demo --help` runs it as a process; `run_demo()` runs it inside a test.
+
+Every endpoint serves the same records (`expected_records`): ids 0..records-1, record i created
+i minutes after 2024-01-01T00:00:00Z. Data endpoints (Bearer token; all GET):
+
+    /items?offset=&limit=     {"items", "total", "offset", "limit"} and X-Total-Count
+    /range-items              Range: items=a-b -> 206, a bare list and Content-Range; 416
+    /pages?page=&page_size=   {"results", "count", "total_pages", "page"}; 404 past the last
+    /stream?offset=&limit=    {"items"} only: no total anywhere; [] past the end
+    /cursor?limit=&cursor=|after=&id_from=&id_to=&since=&until=
+                              {"data", "next_cursor"} and X-Next-Cursor; keyset on the id
+    /link?offset=&limit=&id_from=&id_to=
+                              {"count", "next", "previous", "results"} and a Link header
+
+A parameter out of its domain is 400 invalid_request. With `loop_cursor_at`, the /cursor and
+/link page that starts there points next back at the page before it; `cross_host_next` points
+/link's next at another host.
+Also: POST /oauth2/token, GET /_stats, GET /health.
 """
 
 from .records import expected_record, expected_records

@@ -50,6 +50,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--throttle-rate", type=float, default=d.throttle_rate, help="fraction: 429")
     p.add_argument("--seed", type=int, default=d.seed, help="for the fault draws")
     p.add_argument("--ignore-range", action="store_true", help="answer Range with everything")
+    p.add_argument(
+        "--loop-cursor-at",
+        type=int,
+        metavar="N",
+        help="/cursor and /link: the page starting at N points next back to the page before",
+    )
+    p.add_argument(
+        "--cross-host-next",
+        metavar="BASE_URL",
+        help="/link: next points at this base, e.g. http://127.0.0.2:8765, not the request's host",
+    )
     p.add_argument("--access-log", action="store_true", help="log every request to stderr")
     p.add_argument("--quiet", action="store_true", help="print nothing but the listening line")
     return p.parse_args(argv)
@@ -76,6 +87,8 @@ def settings_from(args: argparse.Namespace) -> DemoSettings:
         revoke_tokens_after=args.revoke_tokens_after,
         ignore_range=args.ignore_range,
         seed=args.seed,
+        loop_cursor_at=args.loop_cursor_at,
+        cross_host_next=args.cross_host_next,
     )
 
 

@@ -1,4 +1,4 @@
-"""The demo API's pages, as bytes: offset pages (/items) and Range pages (/range-items).
+"""The demo API's pages, as bytes: offset pages (/items, /stream) and Range pages (/range-items).
 
 Pure functions of the request and the settings, so the fault handling around them in server.py
 can cut or replace any answer the same way.
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from .params import non_negative_int
 from .records import EncodedRecords
 
 JSON = "application/json"
@@ -36,8 +37,8 @@ def offset_page(
 
     limit=0 is allowed: it answers the total without records, as many real APIs do.
     """
-    offset = _non_negative_int(query, "offset", 0)
-    limit = _non_negative_int(query, "limit", 100)
+    offset = non_negative_int(query, "offset", 0)
+    limit = non_negative_int(query, "limit", 100)
     if offset is None or limit is None:
         return error_answer(
             400, "invalid_request", "offset and limit must be non-negative integers"
@@ -51,6 +52,24 @@ def offset_page(
         limit,
     )
     return Answer(200, body, {"X-Total-Count": str(total)})
+
+
+def stream_page(
+    query: Mapping[str, str], *, total: int, max_page_size: int, records: EncodedRecords
+) -> Answer:
+    """{"items": [...]} and nothing else: no total in the body or the headers.
+
+    For clients that must harvest without knowing the total: they read on until a page comes
+    back empty (200 with []). limit=0 is refused, since an empty page would mean "the end".
+    """
+    offset = non_negative_int(query, "offset", 0)
+    limit = non_negative_int(query, "limit", 100)
+    if offset is None or limit is None or limit == 0:
+        return error_answer(
+            400, "invalid_request", "offset must be an integer >= 0 and limit one >= 1"
+        )
+    start, stop = min(offset, total), min(offset + min(limit, max_page_size), total)
+    return Answer(200, b'{"items":%b}' % records.json_list(start, stop))
 
 
 def range_page(
@@ -84,13 +103,3 @@ def range_page(
     stop = min(total, first + max_page_size, total if last is None else last + 1)
     headers = {**accept, "Content-Range": f"items {first}-{stop - 1}/{total}"}
     return Answer(206, records.json_list(first, stop), headers)
-
-
-def _non_negative_int(query: Mapping[str, str], name: str, default: int) -> int | None:
-    raw = query.get(name)
-    if raw is None:
-        return default
-    # isdigit() alone would accept "²" and other Unicode digits that int() rejects.
-    if not (raw.isascii() and raw.isdigit()):
-        return None
-    return int(raw)

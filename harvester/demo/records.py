@@ -28,6 +28,16 @@ def expected_records(n: int) -> list[dict[str, Any]]:
     return [expected_record(i) for i in range(n)]
 
 
+def first_id_created_at_or_after(moment: datetime) -> int:
+    """The smallest id whose created_at is at or after `moment`; may be < 0 or past the end.
+
+    Record i is created i minutes after the epoch, so this is a ceiling division, done in whole
+    microseconds to stay exact.
+    """
+    elapsed = (moment - _EPOCH) // timedelta(microseconds=1)
+    return -(-elapsed // 60_000_000)
+
+
 class EncodedRecords:
     """orjson bytes per record, built on first use and kept.
 

@@ -1,77 +1,32 @@
 """The demo API: an aiohttp app that behaves like the APIs harvester is for, faults included.
 
-Every data request passes the same gate, in this order: it is counted; the rate limit (429);
-the bearer token (401); the latency; one random draw for a fault (5xx, dropped connection,
-truncated body, 429); then the real answer.
+Every data request (/items, /range-items, /pages, /stream, /cursor, /link) passes the same gate,
+in this order: it is counted; the rate limit (429); the bearer token (401); the latency; one
+random draw for a fault (5xx, dropped connection, truncated body, 429); then the real answer,
+where a query parameter the page cannot use (BadParam) is 400 invalid_request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
-from typing import Literal
 
 import orjson
 from aiohttp import web
 from aiohttp.log import access_logger as web_logger
 
-from .pages import JSON, Answer, error_answer, offset_page, range_page
-from .ratelimit import TokenBucket, retry_after_seconds
-from .records import EncodedRecords
+from .keyset import cursor_page
+from .links import link_page
+from .numbered import numbered_page
+from .pages import JSON, Answer, error_answer, offset_page, range_page, stream_page
+from .params import BadParam
 from .settings import DemoSettings, DemoStats
-from .tokens import TokenStore, bearer_token, token_response
+from .state import DemoState, Fault
+from .tokens import bearer_token, token_response
 
 __all__ = ["DemoServer", "DemoSettings", "DemoStats", "create_app", "run_demo"]
-
-Fault = Literal["5xx", "drop", "truncate", "429"]
-
-
-class DemoState:
-    """Everything the handlers share: one per app, on one event loop, so no locks are needed."""
-
-    def __init__(self, settings: DemoSettings) -> None:
-        self.settings = settings
-        self.stats = DemoStats()
-        self.tokens = TokenStore()
-        self.records = EncodedRecords()
-        self.random = random.Random(settings.seed)
-        self._bucket: TokenBucket | None = None
-
-    def rate_limit_wait(self) -> float:
-        """0.0 if this request fits the rate limit, else the seconds until it would."""
-        rate = self.settings.rate_limit
-        if rate is None:
-            return 0.0
-        # The limit may be changed at run time; a new rate starts a new, full bucket.
-        if self._bucket is None or self._bucket.rate != rate:
-            self._bucket = TokenBucket(rate)
-        return self._bucket.acquire()
-
-    def draw_fault(self) -> Fault | None:
-        """One draw decides among the faults, so they never overlap and each keeps its own rate."""
-        s = self.settings
-        rates: tuple[tuple[Fault, float], ...] = (
-            ("5xx", s.fault_rate),
-            ("drop", s.drop_rate),
-            ("truncate", s.truncate_rate),
-            ("429", s.throttle_rate),
-        )
-        draw = self.random.random()
-        for fault, rate in rates:
-            if draw < rate:
-                return fault
-            draw -= rate
-        return None
-
-    def retry_after(self, wait: float) -> str:
-        if self.settings.retry_after is None:
-            return str(retry_after_seconds(wait))
-        # Sent as given, fractions too: tests set 0 so that nobody waits.
-        return f"{self.settings.retry_after:g}"
-
 
 STATE = web.AppKey("demo_state", DemoState)
 Page = Callable[[web.Request, DemoState], Answer]
@@ -89,6 +44,7 @@ async def _gate(request: web.Request, state: DemoState) -> web.Response | Fault 
     """A response that refuses the request, or the fault to inject, or None to answer it."""
     settings, stats = state.settings, state.stats
     stats.data_requests += 1
+    stats.endpoints[request.path] += 1
     if stats.data_requests == settings.revoke_tokens_after:
         state.tokens.expire_all()
     wait = state.rate_limit_wait()
@@ -121,7 +77,7 @@ def _fault_response(
         return _send(state, error_answer(429, "rate_limited", "injected", **_retry(state, 1.0)))
     if fault == "truncate":
         # Status, headers and Content-Length as usual: only the JSON is broken.
-        answer = page(request, state)
+        answer = _answer(request, state, page)
         return _send(state, replace(answer, body=answer.body[: len(answer.body) // 2]))
     # A drop: close the socket before a byte is written. aiohttp then fails to write the
     # response returned here, takes that for a client that went away, and logs nothing.
@@ -138,9 +94,16 @@ def _data_endpoint(page: Page) -> Handler:
             return gated
         if gated is not None:
             return _fault_response(request, state, gated, page)
-        return _send(state, page(request, state))
+        return _send(state, _answer(request, state, page))
 
     return handler
+
+
+def _answer(request: web.Request, state: DemoState, page: Page) -> Answer:
+    try:
+        return page(request, state)
+    except BadParam as exc:
+        return error_answer(400, "invalid_request", str(exc))
 
 
 def _items(request: web.Request, state: DemoState) -> Answer:
@@ -157,6 +120,45 @@ def _range_items(request: web.Request, state: DemoState) -> Answer:
         total=s.records,
         max_page_size=s.max_page_size,
         ignore_range=s.ignore_range,
+        records=state.records,
+    )
+
+
+def _pages(request: web.Request, state: DemoState) -> Answer:
+    s = state.settings
+    return numbered_page(
+        request.query, total=s.records, max_page_size=s.max_page_size, records=state.records
+    )
+
+
+def _stream(request: web.Request, state: DemoState) -> Answer:
+    s = state.settings
+    return stream_page(
+        request.query, total=s.records, max_page_size=s.max_page_size, records=state.records
+    )
+
+
+def _cursor(request: web.Request, state: DemoState) -> Answer:
+    s = state.settings
+    return cursor_page(
+        request.query,
+        total=s.records,
+        max_page_size=s.max_page_size,
+        loop_at=s.loop_cursor_at,
+        records=state.records,
+    )
+
+
+def _link(request: web.Request, state: DemoState) -> Answer:
+    s = state.settings
+    return link_page(
+        request.query,
+        origin=str(request.url.origin()),
+        path=request.path,
+        total=s.records,
+        max_page_size=s.max_page_size,
+        loop_at=s.loop_cursor_at,
+        cross_host_next=s.cross_host_next,
         records=state.records,
     )
 
@@ -182,6 +184,10 @@ def create_app(settings: DemoSettings | None = None) -> web.Application:
     app.router.add_post("/oauth2/token", _token)
     app.router.add_get("/items", _data_endpoint(_items))
     app.router.add_get("/range-items", _data_endpoint(_range_items))
+    app.router.add_get("/pages", _data_endpoint(_pages))
+    app.router.add_get("/stream", _data_endpoint(_stream))
+    app.router.add_get("/cursor", _data_endpoint(_cursor))
+    app.router.add_get("/link", _data_endpoint(_link))
     app.router.add_get("/_stats", _stats)
     app.router.add_get("/health", _health)
     return app

@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from yarl import URL
+
 FAULT_KINDS = ("5xx", "drop", "truncate", "429", "401")
 
 
@@ -36,6 +38,9 @@ class DemoSettings:
     revoke_tokens_after: int | None = None
     ignore_range: bool = False
     seed: int = 0
+    # Traps for clients' loop and host protections, on /cursor and /link only.
+    loop_cursor_at: int | None = None
+    cross_host_next: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -61,12 +66,30 @@ class DemoSettings:
             "token_lifetime": (self.token_lifetime, 0),
             "retry_after": (self.retry_after, 0),
             "revoke_tokens_after": (self.revoke_tokens_after, 1),
+            "loop_cursor_at": (self.loop_cursor_at, 0),
         }
         for name, (value, least) in minimums.items():
             if value is not None and value < least:
                 raise ValueError(f"{name}: must be >= {least}, got {value}")
         if self.rate_limit is not None and self.rate_limit <= 0:
             raise ValueError(f"rate_limit: must be > 0, got {self.rate_limit}")
+        if self.cross_host_next is not None and not _is_base_url(self.cross_host_next):
+            raise ValueError(
+                f"cross_host_next: must be an http(s) URL like http://127.0.0.2:8765, "
+                f"got {self.cross_host_next!r}"
+            )
+
+
+def _is_base_url(text: str) -> bool:
+    try:
+        url = URL(text)
+    except ValueError:
+        return False
+    return (
+        url.scheme in ("http", "https")
+        and bool(url.host)
+        and not (url.query_string or url.fragment)
+    )
 
 
 @dataclass
@@ -74,7 +97,7 @@ class DemoStats:
     """Counters of what the server was asked and what it answered.
 
     `statuses` counts every status the data endpoints sent; a dropped connection sends none,
-    so it shows only in `faults["drop"]`.
+    so it shows only in `faults["drop"]`. `endpoints` counts data requests by path.
     """
 
     token_requests: int = 0
@@ -82,6 +105,7 @@ class DemoStats:
     data_requests: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
+    endpoints: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -91,4 +115,5 @@ class DemoStats:
             "statuses": dict(self.statuses),
             # Every kind present, so a caller can index a fault that never happened.
             "faults": {kind: self.faults[kind] for kind in FAULT_KINDS} | dict(self.faults),
+            "endpoints": dict(self.endpoints),
         }

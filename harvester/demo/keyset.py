@@ -1,0 +1,72 @@
+"""Keyset pages (/cursor): records after a cursor, in ascending id, within optional filters."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import re
+from collections.abc import Mapping
+
+import orjson
+
+from .pages import Answer
+from .params import BadParam, id_window, int_param, optional_int
+from .records import EncodedRecords
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_PAYLOAD = re.compile(rb"id:(-?[0-9]+)")
+
+
+def encode_cursor(last_id: int) -> str:
+    """The opaque cursor for "the records after `last_id`": unpadded urlsafe base64."""
+    return base64.urlsafe_b64encode(b"id:%d" % last_id).rstrip(b"=").decode()
+
+
+def decode_cursor(token: str) -> int:
+    """The last id a cursor stands for; BadParam unless this server could have issued it."""
+    payload = b""
+    # urlsafe_b64decode skips characters outside the alphabet; _TOKEN rules them out first.
+    with contextlib.suppress(binascii.Error, ValueError):
+        if _TOKEN.fullmatch(token):
+            payload = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    match = _PAYLOAD.fullmatch(payload)
+    # Only the one spelling the server issues: no leading zeros, no "-0", no padding.
+    if match is None or encode_cursor(int(match[1])) != token:
+        raise BadParam(f"cursor: not a cursor this server issued: {token!r}")
+    return int(match[1])
+
+
+def cursor_page(
+    query: Mapping[str, str],
+    *,
+    total: int,
+    max_page_size: int,
+    loop_at: int | None,
+    records: EncodedRecords,
+) -> Answer:
+    """{"data": [...], "next_cursor": "..." or null} and the same cursor in X-Next-Cursor.
+
+    Up to `limit` records (default 100, capped to max_page_size) with id > the `cursor`'s id or
+    > `after` (a raw id; not both), inside the id_from/id_to and since/until filters, which the
+    client sends again with every cursor. next_cursor is null, and X-Next-Cursor absent, when
+    the page is empty or ends the filtered range. With `loop_at`, the page whose first id is
+    loop_at answers the cursor of the page before it instead, so a naive client loops.
+    """
+    limit = min(int_param(query, "limit", 100, least=1), max_page_size)
+    window = id_window(query, total, by_time=True)
+    token, after = query.get("cursor"), optional_int(query, "after")
+    if token is not None and after is not None:
+        raise BadParam("cursor, after: send one or the other, not both")
+    last = decode_cursor(token) if token is not None else after
+    start = window.start if last is None else max(window.start, last + 1)
+    stop = min(start + limit, window.stop)
+    next_cursor = encode_cursor(stop - 1) if start < stop < window.stop else None
+    if start < stop and start == loop_at:
+        # The cursor that yields the previous page; on the first page, this very page again.
+        next_cursor = encode_cursor(max(window.start, start - limit) - 1)
+    body = b'{"data":%b,"next_cursor":%b}' % (
+        records.json_list(start, stop),
+        orjson.dumps(next_cursor),
+    )
+    return Answer(200, body, {} if next_cursor is None else {"X-Next-Cursor": next_cursor})

@@ -1,0 +1,67 @@
+"""Link pages (/link), like Django REST Framework's LimitOffsetPagination plus RFC 8288 Link."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+
+from .pages import Answer
+from .params import id_window, int_param
+from .records import EncodedRecords
+
+_FILTERS = ("id_from", "id_to")
+
+
+def link_page(
+    query: Mapping[str, str],
+    *,
+    origin: str,
+    path: str,
+    total: int,
+    max_page_size: int,
+    loop_at: int | None,
+    cross_host_next: str | None,
+    records: EncodedRecords,
+) -> Answer:
+    """{"count", "next", "previous", "results"} and a Link header with rel="next", "prev", "first".
+
+    `offset` counts within the id_from/id_to filter, which every link carries over; `limit`
+    (default 100) is capped to max_page_size. The body's links are absolute, on `origin` (the
+    scheme, host and port the request came to); the Link header's are relative. With
+    `cross_host_next`, next (in both) is an absolute URL on that base instead. With `loop_at`,
+    the page at offset loop_at points next to the page before it, so a naive client loops.
+    """
+    offset = int_param(query, "offset", 0)
+    limit = min(int_param(query, "limit", 100, least=1), max_page_size)
+    window = id_window(query, total, by_time=False)
+    count = len(window)
+    # Checked as plain integers already, so they go into URLs without escaping.
+    carried = "".join(f"&{name}={query[name]}" for name in _FILTERS if name in query)
+
+    def relative(at: int) -> str:
+        return f"{path}?offset={at}&limit={limit}{carried}"
+
+    next_offset = offset + limit if offset + limit < count else None
+    if offset < count and offset == loop_at:
+        next_offset = max(0, offset - limit)
+    previous_offset = max(0, offset - limit) if offset > 0 else None
+    elsewhere = cross_host_next.rstrip("/") if cross_host_next is not None else ""
+    header: list[str] = []
+    body_next = body_previous = None
+    if next_offset is not None:
+        body_next = (elsewhere or origin) + relative(next_offset)
+        header.append(f'<{elsewhere + relative(next_offset)}>; rel="next"')
+    if previous_offset is not None:
+        body_previous = origin + relative(previous_offset)
+        header.append(f'<{relative(previous_offset)}>; rel="prev"')
+    header.append(f'<{relative(0)}>; rel="first"')
+    start = window.start + min(offset, count)
+    stop = window.start + min(offset + limit, count)
+    body = b'{"count":%d,"next":%b,"previous":%b,"results":%b}' % (
+        count,
+        orjson.dumps(body_next),
+        orjson.dumps(body_previous),
+        records.json_list(start, stop),
+    )
+    return Answer(200, body, {"Link": ", ".join(header)})

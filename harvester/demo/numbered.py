@@ -1,0 +1,37 @@
+"""Page-number pages (/pages), like Django REST Framework's PageNumberPagination."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+
+from .pages import Answer
+from .params import int_param
+from .records import EncodedRecords
+
+_INVALID_PAGE = orjson.dumps({"detail": "Invalid page."})
+
+
+def numbered_page(
+    query: Mapping[str, str], *, total: int, max_page_size: int, records: EncodedRecords
+) -> Answer:
+    """{"results": [...], "count", "total_pages", "page"}: page `page` (1-based) of `page_size`.
+
+    page_size (default 100) is capped to max_page_size. As in Django's Paginator, an empty
+    dataset still has one (empty) page, so total_pages is at least 1; a page past the last
+    is 404 {"detail": "Invalid page."}. Raises BadParam for a page or page_size below 1.
+    """
+    page = int_param(query, "page", 1, least=1)
+    size = min(int_param(query, "page_size", 100, least=1), max_page_size)
+    total_pages = max(1, -(-total // size))
+    if page > total_pages:
+        return Answer(404, _INVALID_PAGE)
+    start = (page - 1) * size
+    body = b'{"results":%b,"count":%d,"total_pages":%d,"page":%d}' % (
+        records.json_list(start, min(start + size, total)),
+        total,
+        total_pages,
+        page,
+    )
+    return Answer(200, body)

@@ -6,7 +6,9 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8765
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint bench clean
+EXAMPLE ?= cursor-partitioned
+
+.PHONY: help install run example test lint bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -22,6 +24,9 @@ $(STAMP): pyproject.toml
 run: install ## Start the demo API, harvest it with config.yaml, print the summary, stop the server
 	$(PY) -m harvester.demo.launch --port $(PORT) --latency 0.05 -- $(PY) -m harvester config.yaml
 
+example: install ## Harvest the demo API with examples/$(EXAMPLE).yaml (e.g. make example EXAMPLE=link)
+	$(PY) -m harvester.demo.launch --port $(PORT) --latency 0.05 -- $(PY) -m harvester examples/$(EXAMPLE).yaml
+
 test: install ## Run the test suite
 	$(PY) -m pytest
 
@@ -32,6 +37,7 @@ lint: install ## ruff (lint and format check) and mypy --strict
 
 bench: install ## Benchmarks against the demo API on loopback (see benchmarks/)
 	$(PY) benchmarks/bench_core.py --sequential
+	$(PY) benchmarks/bench_styles.py
 
 clean: ## Remove the virtualenv, caches and demo output
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -11,7 +11,6 @@ whole CLI process (Python start-up included) is timed as well.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import math
 import statistics
 import subprocess
@@ -22,39 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from common import check_output, demo_config, harvest
 
-from harvester.config import parse_config
 from harvester.demo.launch import demo_process
-from harvester.runner import run
-
-
-def config_for(url: str, out: Path, *, workers: int, page_size: int) -> dict[str, Any]:
-    return {
-        "source": {"url": f"{url}/items", "records": "items"},
-        "auth": {
-            "type": "client_credentials",
-            "token_url": f"{url}/oauth2/token",
-            "client_id": "demo",
-            "client_secret": "demo-secret",
-        },
-        "pagination": {"style": "offset", "page_size": page_size, "total": "body:total"},
-        "concurrency": {"workers": workers, "max_buffered_pages": workers * 4},
-        "output": {"path": str(out)},
-    }
-
-
-def check_output(path: Path, records: int) -> None:
-    with path.open("rb") as handle:
-        for expected, line in enumerate(handle):
-            if orjson.loads(line)["id"] != expected:
-                raise SystemExit(f"FAILED: record {expected} out of order or missing in {path}")
-    if expected + 1 != records:
-        raise SystemExit(f"FAILED: {expected + 1} records written, {records} expected")
 
 
 def harvest_in_process(raw: dict[str, Any]) -> float:
-    stats = asyncio.run(run(parse_config(raw, environ={})))
-    return stats.elapsed
+    return harvest(raw).elapsed
 
 
 def harvest_cli(raw: dict[str, Any], folder: Path) -> float:
@@ -103,7 +76,7 @@ def main() -> None:
     with demo_process(demo) as url, tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         out = folder / "items.jsonl"
-        raw = config_for(url, out, workers=args.workers, page_size=args.page_size)
+        raw = demo_config(url, out, workers=args.workers, page_size=args.page_size)
         harvest_in_process(raw)  # warm-up: imports, first connections
         times = [harvest_in_process(raw) for _ in range(args.runs)]
         check_output(out, args.records)
@@ -114,7 +87,7 @@ def main() -> None:
         rows.append((f"CLI process, {args.workers} workers", harvest_cli(raw, folder)))
         check_output(out, args.records)
         if args.sequential:
-            one = config_for(url, out, workers=1, page_size=args.page_size)
+            one = demo_config(url, out, workers=1, page_size=args.page_size)
             rows.append(("harvest, 1 worker (sequential)", harvest_in_process(one)))
 
     print(

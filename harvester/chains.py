@@ -74,7 +74,7 @@ class ChainPlanner:
 
     def _next_link(self, request: PageRequest, answer: Answer) -> PageRequest | None:
         if self.next_url == "link-header":
-            target = next_link(answer.headers.get("Link", ""))
+            target = next_link(", ".join(_all_values(answer.headers, "Link")))
         else:
             value = read_value(self.next_url, answer.body, answer.headers)
             if value is not None and not isinstance(value, str):
@@ -86,7 +86,10 @@ class ChainPlanner:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise PlanError(f"the next URL {url!r} is not http(s)")
-        same_host = (parts.scheme, parts.hostname or "", parts.port) == self.origin
+        try:
+            same_host = _origin(url) == self.origin
+        except ValueError as exc:
+            raise PlanError(f"the next URL {url!r} is not a valid URL ({exc})") from None
         send_token = same_host or self.allow_cross_host
         return replace(
             request, index=request.index + 1, url=url, params={}, key=url, send_token=send_token
@@ -95,7 +98,6 @@ class ChainPlanner:
 
 def make_chain_planner(config: PaginationConfig, source: SourceConfig) -> ChainPlanner:
     """The planner for `pagination.style` cursor or link."""
-    parts = urlsplit(source.url)
     windows = partition_windows(config.partition) if config.partition else ({},)
     return ChainPlanner(
         style=config.style,
@@ -106,9 +108,26 @@ def make_chain_planner(config: PaginationConfig, source: SourceConfig) -> ChainP
         cursor_from_record=config.cursor_from_record,
         next_url=config.next_url or "link-header",
         allow_cross_host=config.allow_cross_host,
-        origin=(parts.scheme, parts.hostname or "", parts.port),
+        origin=_origin(source.url),
         windows=windows,
     )
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port filled in; ValueError on a bad port."""
+    parts = urlsplit(url)
+    return (parts.scheme, parts.hostname or "", parts.port or _DEFAULT_PORTS.get(parts.scheme))
+
+
+def _all_values(headers: Mapping[str, str], name: str) -> list[str]:
+    getall = getattr(headers, "getall", None)  # a multidict: every line of a repeated header
+    if getall is not None:
+        return list(getall(name, []))
+    value = headers.get(name)
+    return [] if value is None else [value]
 
 
 # --- partition windows -----------------------------------------------------------------------
@@ -129,19 +148,18 @@ def _bounds(start: int | str, end: int | str, parts: int) -> list[str]:
     assert isinstance(start, str) and isinstance(end, str)
     low = parse_timestamp(start, "pagination.partition.start")
     high = parse_timestamp(end, "pagination.partition.end")
-    span = int((high - low).total_seconds())
-    first = int(low.timestamp())
-    moments = [first + span * k // parts for k in range(parts)] + [int(high.timestamp())]
+    # Inner bounds on whole seconds; the outer ones exactly as given, so nothing is lost or added.
+    inner = [(low + (high - low) * k / parts).replace(microsecond=0) for k in range(1, parts)]
+    moments = [low, *inner, high]
     # Bounds are written as the user wrote theirs: a Z suffix stays a Z suffix.
     zulu = start.endswith("Z") or end.endswith("Z")
     zone = low.utcoffset()
     return [_iso(m, zone=None if zulu or not zone else timezone(zone)) for m in moments]
 
 
-def _iso(epoch: int, *, zone: timezone | None) -> str:
-    moment = datetime.fromtimestamp(epoch, UTC)
+def _iso(moment: datetime, *, zone: timezone | None) -> str:
     if zone is None:
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
     return moment.astimezone(zone).isoformat()
 
 

@@ -120,6 +120,9 @@ class PaginationConfig:
 class ConcurrencyConfig:
     workers: int = 16
     max_buffered_pages: int = 64
+    rate_limit: float | None = None  # requests per second across all workers
+    burst: int = 1
+    adaptive: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -376,6 +379,9 @@ def _check(config: Config) -> Config:
     _positive("source.connect_timeout", config.source.connect_timeout)
     _at_least("concurrency.workers", config.concurrency.workers, 1, 1000)
     _at_least("concurrency.max_buffered_pages", config.concurrency.max_buffered_pages, 1)
+    _at_least("concurrency.burst", config.concurrency.burst, 1)
+    if config.concurrency.rate_limit is not None:
+        _positive("concurrency.rate_limit", config.concurrency.rate_limit)
     _check_retry(config.retry)
     if Path(config.output.path).name in ("", ".", ".."):
         raise ConfigError(f"must name a file, got {config.output.path!r}", key="output.path")
@@ -450,7 +456,8 @@ def _check_chain_keys(p: PaginationConfig) -> str | None:
         if p.next_cursor is not None:
             _check_source_spec(p.next_cursor, "pagination.next_cursor")
     elif p.next_cursor is not None or p.cursor_from_record is not None:
-        raise ConfigError("needs pagination.style: cursor", key="pagination.next_cursor")
+        name = "next_cursor" if p.next_cursor is not None else "cursor_from_record"
+        raise ConfigError("needs pagination.style: cursor", key=f"pagination.{name}")
     if p.style != "link":
         if p.next_url is not None:
             raise ConfigError("needs pagination.style: link", key="pagination.next_url")

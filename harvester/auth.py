@@ -18,8 +18,9 @@ from urllib.parse import quote_plus
 import aiohttp
 import orjson
 
-from harvester.config import AuthConfig
+from harvester.config import AuthConfig, ConcurrencyConfig
 from harvester.errors import AuthError, excerpt
+from harvester.ratelimit import Throttle
 from harvester.retry import (
     InvalidBody,
     RetryableStatus,
@@ -60,6 +61,7 @@ class TokenManager:
         timeout: aiohttp.ClientTimeout | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_token: Callable[[str], None] | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         self._config = config
         self._session = session
@@ -68,6 +70,8 @@ class TokenManager:
         self._timeout = timeout
         self._clock = clock
         self._on_token = on_token
+        # Token requests count against the rate and wait out cool-downs like data requests.
+        self._throttle = throttle or Throttle(ConcurrencyConfig(), stats)
         # Guards _token and the token request: whoever holds it re-checks staleness before
         # refreshing, because the previous holder has most likely just refreshed.
         self._lock = asyncio.Lock()
@@ -141,11 +145,15 @@ class TokenManager:
         return self._accept(payload, url)
 
     async def _request_token(self, url: str) -> dict[str, Any]:
-        self._stats.token_requests += 1
         form, headers = self._token_request()
-        async with self._session.post(
-            url, data=form, headers=headers, timeout=self._timeout, allow_redirects=False
-        ) as response:
+        self._stats.token_requests += 1
+        async with (
+            self._throttle.request(counted=False) as ticket,
+            self._session.post(
+                url, data=form, headers=headers, timeout=self._timeout, allow_redirects=False
+            ) as response,
+        ):
+            ticket.observe(response.status, response.headers)
             body = await response.read()
             if response.status in self._policy.config.statuses or response.status >= 500:
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))

@@ -25,6 +25,7 @@ from harvester.pagination import (
     extract_records,
     read_total,
 )
+from harvester.ratelimit import Throttle
 from harvester.retry import (
     InvalidBody,
     RetryableStatus,
@@ -76,8 +77,10 @@ class Fetcher:
         tokens: TokenManager,
         policy: RetryPolicy,
         stats: Stats,
+        throttle: Throttle | None = None,
     ) -> None:
         self._source = config.source
+        self._throttle = throttle or Throttle(config.concurrency, stats)
         self._total_spec = config.pagination.total or "unknown"
         self._total_pages_spec = config.pagination.total_pages
         self._unit = config.pagination.range_unit
@@ -169,41 +172,53 @@ class Fetcher:
         return total, pages
 
     async def _once(self, planner: Planner, request: PageRequest, url: URL) -> Fetched:
-        token = await self._tokens.current() if request.send_token else None
-        headers = {**self._headers, **request.headers}
-        if token is not None:
-            headers.update(token.header())
-        self._stats.requests += 1
-        async with self._session.get(url, headers=headers) as response:
-            status = response.status
-            self._stats.statuses[status] += 1
-            if status == 401:
-                if not request.send_token:
-                    raise AuthError(
-                        "a next link on another host answered 401: the token is only sent there "
-                        "with pagination.allow_cross_host: true",
-                        url=str(url),
-                        status=401,
-                    )
-                raise _Unauthorized(token)
-            if token is not None and (200 <= status < 300 or status in (404, 416)):
-                self._tokens.accepted(token)
-            if planner.is_past_end(status, request):
-                total, _ = self._totals(None, response.headers, strict=False)
-                return Fetched(Page(request.index, b"", 0), total=total, complete=True)
-            body = await response.read()
-            if status in self._policy.config.statuses:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                raise RetryableStatus(status, retry_after=retry_after, body=excerpt(body))
-            if not 200 <= status < 300:
-                raise PageFetchError(
-                    "unexpected status",
-                    page=request.index,
+        async with self._throttle.request() as ticket:
+            token = await self._tokens.current() if request.send_token else None
+            headers = {**self._headers, **request.headers}
+            if token is not None:
+                headers.update(token.header())
+            self._stats.requests += 1
+            async with self._session.get(url, headers=headers) as response:
+                self._stats.statuses[response.status] += 1
+                ticket.observe(response.status, response.headers)
+                return await self._answer(planner, request, url, token, response)
+
+    async def _answer(
+        self,
+        planner: Planner,
+        request: PageRequest,
+        url: URL,
+        token: Token | None,
+        response: aiohttp.ClientResponse,
+    ) -> Fetched:
+        status = response.status
+        if status == 401:
+            if not request.send_token:
+                raise AuthError(
+                    "a next link on another host answered 401: the token is only sent there "
+                    "with pagination.allow_cross_host: true",
                     url=str(url),
-                    status=status,
-                    body=excerpt(body),
+                    status=401,
                 )
-            return self._parse(planner, request, url, status, response.headers, body)
+            raise _Unauthorized(token)
+        if token is not None and (200 <= status < 300 or status in (404, 416)):
+            self._tokens.accepted(token)
+        if planner.is_past_end(status, request):
+            total, _ = self._totals(None, response.headers, strict=False)
+            return Fetched(Page(request.index, b"", 0), total=total, complete=True)
+        body = await response.read()
+        if status in self._policy.config.statuses:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise RetryableStatus(status, retry_after=retry_after, body=excerpt(body))
+        if not 200 <= status < 300:
+            raise PageFetchError(
+                "unexpected status",
+                page=request.index,
+                url=str(url),
+                status=status,
+                body=excerpt(body),
+            )
+        return self._parse(planner, request, url, status, response.headers, body)
 
     def _parse(
         self,

@@ -12,6 +12,7 @@ from harvester.config import INDEXED_STYLES, Config
 from harvester.errors import RecordsError
 from harvester.fetch import Fetched, Fetcher, fetch_chains, fetch_pages, open_session
 from harvester.pagination import IndexedPlanner, make_planner
+from harvester.ratelimit import Throttle
 from harvester.retry import RetryPolicy
 from harvester.sink import ChainSink, OrderedSink
 from harvester.stats import Stats
@@ -33,10 +34,17 @@ async def run(
     policy = policy or RetryPolicy(config.retry)
     try:
         async with open_session(config) as session:
+            throttle = Throttle(config.concurrency, stats, max_pause=config.retry.max_retry_after)
             tokens = TokenManager(
-                config.auth, session, policy, stats, timeout=session.timeout, on_token=on_secret
+                config.auth,
+                session,
+                policy,
+                stats,
+                timeout=session.timeout,
+                on_token=on_secret,
+                throttle=throttle,
             )
-            fetcher = Fetcher(config, session, tokens, policy, stats)
+            fetcher = Fetcher(config, session, tokens, policy, stats, throttle)
             if config.pagination.style not in INDEXED_STYLES:
                 await _harvest_chains(config, fetcher, stats, max_records)
             elif config.pagination.total_known:

@@ -24,6 +24,11 @@ class Stats:
     # What the API advertised, once known; None while unknown.
     total_records: int | None = None
     total_pages: int | None = None
+    # The throttle's state: the concurrency limit now, the rate (set or learned), the cool-downs.
+    concurrency_limit: int | None = None
+    rate_limit: float | None = None
+    cool_downs: int = 0
+    cool_down_seconds: float = 0.0
     # Pages fetched ahead past the end of a dataset of unknown size, and thrown away.
     discarded_pages: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -61,6 +66,10 @@ class Stats:
             "total_records": self.total_records,
             "total_pages": self.total_pages,
             "discarded_pages": self.discarded_pages,
+            "concurrency_limit": self.concurrency_limit,
+            "rate_limit": self.rate_limit,
+            "cool_downs": self.cool_downs,
+            "cool_down_seconds": round(self.cool_down_seconds, 3),
             "warnings": list(self.warnings),
         }
 
@@ -77,6 +86,11 @@ class Stats:
             f"retries      {sum(self.retries.values()):,} ({retries})",
             f"token reqs   {self.token_requests:,}",
         ]
+        if self.cool_downs:
+            lines.append(
+                f"cool-downs   {self.cool_downs} ({self.cool_down_seconds:.1f} s paused); "
+                f"rate {self.rate_limit or 'unlimited'}/s, concurrency {self.concurrency_limit}"
+            )
         if self.discarded_pages:
             lines.append(f"past the end {self.discarded_pages:,} pages fetched ahead, discarded")
         lines.extend(f"warning      {w}" for w in self.warnings)

@@ -17,10 +17,11 @@ from harvester.config import Config, RetryConfig
 from harvester.errors import AuthError, PageFetchError, RecordsError
 from harvester.fetch import Fetched, Fetcher
 from harvester.pagination import make_planner
+from harvester.ratelimit import Throttle
 from harvester.retry import RetryPolicy
 from harvester.stats import Stats
 
-from .conftest import make_config
+from .conftest import FakeTime, make_config
 
 BASE = "http://api.test"
 TOKEN_URL = f"{BASE}/oauth2/token"
@@ -40,11 +41,24 @@ class Harness:
 
         self.policy = RetryPolicy(config.retry, sleep=record_sleep)
         self.planner = make_planner(config.pagination)
+        self.time = FakeTime()
+
+    def throttle(self) -> Throttle:
+        return Throttle(
+            self.config.concurrency,
+            self.stats,
+            clock=self.time.clock,
+            sleep=self.time.sleep,
+            max_pause=self.policy.config.max_retry_after,
+        )
 
     async def fetch(self, index: int = 0) -> Fetched:
         async with aiohttp.ClientSession() as session:
-            tokens = TokenManager(self.config.auth, session, self.policy, self.stats)
-            fetcher = Fetcher(self.config, session, tokens, self.policy, self.stats)
+            throttle = self.throttle()
+            tokens = TokenManager(
+                self.config.auth, session, self.policy, self.stats, throttle=throttle
+            )
+            fetcher = Fetcher(self.config, session, tokens, self.policy, self.stats, throttle)
             return await fetcher.fetch(self.planner, self.planner.request(index))
 
 

@@ -1,0 +1,253 @@
+"""The shared request budget: a rate limit, a global cool-down, adaptive concurrency.
+
+Every request, data or token, passes `Throttle` first. Three things can hold it:
+
+1. the cool-down: a 429 or 503 with Retry-After, or rate-limit headers saying nothing remains,
+   pause every worker until that time, not only the one that was told;
+2. the rate: a token bucket (GCRA) of `concurrency.rate_limit` requests per second, or, when no
+   rate is set, the rate the API was seen to admit (learned at each cool-down);
+3. the concurrency limit (data requests only): additive increase, multiplicative decrease between
+   1 and `workers`; halved once per cool-down, raised by one after a run of successes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from harvester.config import ConcurrencyConfig
+from harvester.retry import parse_retry_after
+from harvester.stats import Stats
+
+# A rate learned at a cool-down keeps this share of what the API was seen to admit: a little
+# under the limit costs a little speed, a little over costs a pause per overshoot.
+_LEARNED_SHARE = 0.9
+# After this long without a cool-down, a learned rate is raised by _PROBE_STEP to find out
+# whether the API admits more by now.
+_PROBE_AFTER = 10.0
+_PROBE_STEP = 1.02
+# Seconds past which a reset value is a Unix timestamp rather than a delay (ten years).
+_EPOCH_THRESHOLD = 315_360_000
+
+
+@dataclass(frozen=True)
+class RateLimitInfo:
+    """What an answer's rate-limit headers say; None where they are silent."""
+
+    limit: int | None = None
+    remaining: int | None = None
+    reset: float | None = None  # seconds from now until the budget is back
+    window: float | None = None  # seconds the limit is counted over (RateLimit-Policy w=)
+
+
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_PARAM = re.compile(r"([A-Za-z-]+)\s*=\s*\"?(\d+(?:\.\d+)?)")
+
+
+def parse_rate_limit(
+    headers: Mapping[str, str], *, now: float | None = None
+) -> RateLimitInfo | None:
+    """Read `X-RateLimit-*`, `RateLimit-*`, `RateLimit` and `RateLimit-Policy`; None if absent.
+
+    A reset above ten years of seconds is a Unix timestamp (in milliseconds above 1e12), else a
+    delay in seconds. The IETF fields win over the X- ones where both are sent.
+    """
+    epoch = time.time() if now is None else now
+    fields: dict[str, float] = {}
+    for prefix in ("X-RateLimit-", "RateLimit-"):  # later wins: the IETF names
+        for name in ("Limit", "Remaining", "Reset"):
+            value = headers.get(prefix + name)
+            number = _NUMBER.search(value) if value else None
+            if number:
+                fields[name.lower()] = float(number.group())
+    combined = headers.get("RateLimit")  # `limit=50, remaining=3, reset=1` or `"x";r=3;t=1`
+    if combined:
+        aliases = {"r": "remaining", "t": "reset", "q": "limit"}
+        for key, value in _PARAM.findall(combined):
+            fields[aliases.get(key.lower(), key.lower())] = float(value)
+    window = None
+    policy = headers.get("RateLimit-Policy")
+    if policy:
+        params = {k.lower(): float(v) for k, v in _PARAM.findall(policy)}
+        window = params.get("w")
+        leading = _NUMBER.match(policy.strip())
+        if "limit" not in fields and (leading or "q" in params):
+            fields["limit"] = float(leading.group()) if leading else params["q"]
+    if not fields and window is None:
+        return None
+    reset = fields.get("reset")
+    if reset is not None and reset > _EPOCH_THRESHOLD:
+        reset = (reset / 1000 if reset > 1e12 else reset) - epoch
+    return RateLimitInfo(
+        limit=int(fields["limit"]) if "limit" in fields else None,
+        remaining=int(fields["remaining"]) if "remaining" in fields else None,
+        reset=max(0.0, reset) if reset is not None else None,
+        window=window,
+    )
+
+
+class Ticket:
+    """One request's passage through the throttle; `observe` tells it how the request went."""
+
+    def __init__(self, throttle: Throttle, episode: int, counted: bool) -> None:
+        self._throttle = throttle
+        self.episode = episode  # the cool-down episode current when the request was sent
+        self.counted = counted  # holds a place in the concurrency limit
+
+    def observe(self, status: int, headers: Mapping[str, str]) -> None:
+        self._throttle._observe(self, status, headers)
+
+
+class Throttle:
+    """Rate, cool-down and concurrency, shared by every worker and the token manager."""
+
+    def __init__(
+        self,
+        config: ConcurrencyConfig,
+        stats: Stats,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        max_pause: float = 600.0,
+    ) -> None:
+        self._clock = clock
+        # A pause asked for beyond this is not held: the request that got it fails instead.
+        self._max_pause = max_pause
+        self._sleep = sleep
+        self._stats = stats
+        self._workers = config.workers
+        self._adaptive = config.adaptive
+        self._fixed_rate = config.rate_limit
+        self._burst = config.burst
+        self.rate: float | None = config.rate_limit  # None: no limit known
+        self._next_slot = 0.0  # GCRA: when the next request may go, burst aside
+        self._cool_until = 0.0
+        self._episode = 0
+        self._last_cool_down = clock()
+        self.limit = config.workers
+        self._in_flight = 0
+        self._streak = 0
+        self._changed = asyncio.Condition()
+        self._admitted: deque[float] = deque()  # when recent successes came back
+        stats.concurrency_limit = self.limit
+        stats.rate_limit = self.rate
+
+    @contextlib.asynccontextmanager
+    async def request(self, *, counted: bool = True) -> AsyncIterator[Ticket]:
+        """Wait for a place (concurrency, cool-down, rate); hold it for the request."""
+        if counted:
+            await self._enter()
+        try:
+            await self._wait_cool_down()
+            await self._wait_rate()
+            yield Ticket(self, self._episode, counted)
+        finally:
+            if counted:
+                await self._leave()
+
+    async def _enter(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._in_flight < self.limit)
+            self._in_flight += 1
+
+    async def _leave(self) -> None:
+        async with self._changed:
+            self._in_flight -= 1
+            self._changed.notify_all()
+
+    async def _wait_cool_down(self) -> None:
+        # Re-checked after every sleep: another worker may have extended the cool-down.
+        while (left := self._cool_until - self._clock()) > 0:
+            await self._sleep(left)
+
+    async def _wait_rate(self) -> None:
+        self._probe_upwards()
+        if self.rate is None:
+            return
+        interval = 1.0 / self.rate
+        now = self._clock()
+        # Reserve the slot before sleeping, so that waiting workers queue in order.
+        slot = max(self._next_slot, now - (self._burst - 1) * interval)
+        self._next_slot = slot + interval
+        if slot > now:
+            await self._sleep(slot - now)
+            await self._wait_cool_down()  # a cool-down may have begun meanwhile
+
+    def _observe(self, ticket: Ticket, status: int, headers: Mapping[str, str]) -> None:
+        now = self._clock()
+        info = parse_rate_limit(headers)
+        if info is not None:
+            self._read_headers(info, now)
+        if status in (429, 503):
+            retry_after = parse_retry_after(headers.get("Retry-After"))
+            if status == 429 or retry_after is not None:
+                self._cool_down(ticket, retry_after, now)
+        elif 200 <= status < 300:
+            self._admitted.append(now)
+            self._succeeded()
+
+    def _read_headers(self, info: RateLimitInfo, now: float) -> None:
+        if info.limit and info.window and self._fixed_rate is None:
+            stated = info.limit / info.window
+            if self.rate is None or self.rate > stated:
+                self._set_rate(stated * _LEARNED_SHARE)
+        if info.remaining == 0 and info.reset and info.reset <= self._max_pause:
+            self._hold_until(now + info.reset)
+
+    def _cool_down(self, ticket: Ticket, retry_after: float | None, now: float) -> None:
+        if retry_after and retry_after <= self._max_pause:
+            self._hold_until(now + retry_after)
+        if ticket.episode != self._episode:
+            return  # sent before this episode began, which has been answered: once per episode
+        self._episode += 1
+        self._stats.cool_downs += 1
+        self._last_cool_down = now
+        if self._adaptive:
+            self.limit = max(1, self.limit // 2)
+            self._streak = 0
+            self._stats.concurrency_limit = self.limit
+        # "Retry-After: 0" asks for no pause: whatever refused the request, it was not the rate.
+        if self._fixed_rate is None and retry_after != 0:
+            self._learn_rate(now, horizon=min(60.0, max(1.0, retry_after or 1.0)))
+
+    def _learn_rate(self, now: float, horizon: float) -> None:
+        """Set the rate from what the API admitted over the last `horizon` seconds."""
+        while self._admitted and self._admitted[0] < now - 60.0:
+            self._admitted.popleft()
+        admitted = sum(1 for t in self._admitted if t >= now - horizon) / horizon
+        if admitted <= 0:
+            return
+        learned = admitted * _LEARNED_SHARE
+        self._set_rate(learned if self.rate is None else min(self.rate * _LEARNED_SHARE, learned))
+
+    def _set_rate(self, rate: float) -> None:
+        self.rate = max(rate, 0.1)
+        self._stats.rate_limit = round(self.rate, 2)
+
+    def _probe_upwards(self) -> None:
+        if self._fixed_rate is not None or self.rate is None:
+            return
+        now = self._clock()
+        if now - self._last_cool_down >= _PROBE_AFTER:
+            self._last_cool_down = now
+            self._set_rate(self.rate * _PROBE_STEP)
+
+    def _hold_until(self, until: float) -> None:
+        if until > self._cool_until:
+            self._stats.cool_down_seconds += until - max(self._cool_until, self._clock())
+            self._cool_until = until
+
+    def _succeeded(self) -> None:
+        if not self._adaptive or self.limit >= self._workers:
+            return
+        self._streak += 1
+        if self._streak >= self.limit:  # about one success per place: one round trip
+            self._streak = 0
+            # Waiting workers learn of the new place when this request leaves (_leave).
+            self.limit += 1
+            self._stats.concurrency_limit = self.limit

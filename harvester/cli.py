@@ -20,6 +20,7 @@ from harvester.config import Config, load_config
 from harvester.errors import HarvesterError, redact_url
 from harvester.runner import run
 from harvester.stats import Stats
+from harvester.tune import report, tune
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -74,7 +75,10 @@ def _positive_int(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The `harvester` command; returns the exit code."""
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["tune"]:
+        return _tune_main(arguments[1:])
+    args = _parser().parse_args(arguments)
     scrubber = _SecretScrubber()
     _setup_logging(args.log_level, scrubber)
     stats = Stats()
@@ -98,6 +102,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stats_json:  # also on a config error, so that no stale file tells of success
         _write_stats_json(Path(args.stats_json), stats, code, error, scrubber)
     return code
+
+
+def _tune_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="harvester tune",
+        description="Ramp concurrency (1, 2, 4, ...) against the API for a bounded time, "
+        "reading pages without writing them, and recommend workers and rate_limit.",
+    )
+    parser.add_argument("config", help="the YAML config file")
+    parser.add_argument("--max-workers", type=_positive_int, default=64, metavar="N")
+    parser.add_argument(
+        "--duration", type=float, default=60.0, metavar="S", help="seconds at most (default 60)"
+    )
+    parser.add_argument("--log-level", default="WARNING", type=str.upper)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def _tune_main(argv: list[str]) -> int:
+    args = _tune_parser().parse_args(argv)
+    if not 0 < args.duration <= 24 * 3600:
+        _tune_parser().error("--duration must be between 0 and 86400 seconds")
+    scrubber = _SecretScrubber()
+    _setup_logging(args.log_level, scrubber)
+    try:
+        config = load_config(args.config)
+        scrubber.add(*config.secrets())
+        steps, advice = asyncio.run(
+            tune(config, max_workers=args.max_workers, duration=args.duration)
+        )
+    except HarvesterError as exc:
+        log.error(scrubber.scrub(str(exc)), exc_info=args.debug)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return EXIT_INTERRUPTED
+    print(report(steps, advice), flush=True)
+    return EXIT_OK
 
 
 def _print_summary(stats: Stats) -> None:
@@ -180,6 +222,12 @@ def progress_line(stats: Stats, *, width: int) -> str:
         parts.append(f"{stats.records:,} records")
     parts.append(f"{stats.pages / elapsed:.1f} pages/s")
     parts.append(f"retries {sum(stats.retries.values())}")
+    if stats.concurrency_limit is not None:
+        parts.append(f"limit {stats.concurrency_limit}")
+    if stats.rate_limit is not None:
+        parts.append(f"rate {stats.rate_limit:g}/s")
+    if stats.cool_downs:
+        parts.append(f"cool-downs {stats.cool_downs}")
     if total and stats.records:
         remaining = (total - stats.records) / (stats.records / elapsed)
         parts.append(f"ETA {remaining:.0f}s")

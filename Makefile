@@ -38,6 +38,7 @@ lint: install ## ruff (lint and format check) and mypy --strict
 bench: install ## Benchmarks against the demo API on loopback (see benchmarks/)
 	$(PY) benchmarks/bench_core.py --sequential
 	$(PY) benchmarks/bench_styles.py
+	$(PY) benchmarks/bench_limits.py
 
 clean: ## Remove the virtualenv, caches and demo output
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -27,6 +27,8 @@ from harvester.stats import Stats
 # A rate learned at a cool-down keeps this share of what the API was seen to admit: a little
 # under the limit costs a little speed, a little over costs a pause per overshoot.
 _LEARNED_SHARE = 0.9
+# A rate the API states (RateLimit-Policy) is exact: only a sliver is left for clock drift.
+_STATED_SHARE = 0.97
 # After this long without a cool-down, a learned rate is raised by _PROBE_STEP to find out
 # whether the API admits more by now.
 _PROBE_AFTER = 10.0
@@ -195,7 +197,7 @@ class Throttle:
         if info.limit and info.window and self._fixed_rate is None:
             stated = info.limit / info.window
             if self.rate is None or self.rate > stated:
-                self._set_rate(stated * _LEARNED_SHARE)
+                self._set_rate(stated * _STATED_SHARE)
         if info.remaining == 0 and info.reset and info.reset <= self._max_pause:
             self._hold_until(now + info.reset)
 

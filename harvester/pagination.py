@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from harvester.config import PaginationConfig
 
@@ -91,11 +91,23 @@ class PlanError(Exception):
 
 
 @dataclass(frozen=True)
-class OffsetPlanner:
-    """`?offset=<first>&limit=<size>`, names configurable."""
+class _FromStart:
+    """Pages of `page_size` records counted from record `start` (offset and range styles)."""
 
     page_size: int
     start: int
+
+    def page_count(self, total: int) -> int:
+        return math.ceil(max(0, total - self.start) / self.page_size)
+
+    def with_page_size(self, page_size: int) -> Self:
+        return replace(self, page_size=page_size)
+
+
+@dataclass(frozen=True)
+class OffsetPlanner(_FromStart):
+    """`?offset=<first>&limit=<size>`, names configurable."""
+
     offset_param: str
     limit_param: str
     open_end: bool = False  # total unknown: a 404 may mark the end
@@ -111,19 +123,11 @@ class OffsetPlanner:
     def select(self, request: PageRequest, answer: Answer) -> PageRecords:
         return PageRecords(_at_most(request.size, answer.records))
 
-    def page_count(self, total: int) -> int:
-        return math.ceil(max(0, total - self.start) / self.page_size)
-
-    def with_page_size(self, page_size: int) -> OffsetPlanner:
-        return replace(self, page_size=page_size)
-
 
 @dataclass(frozen=True)
-class RangePlanner:
+class RangePlanner(_FromStart):
     """`Range: <unit>=<first>-<last>` answered by 206 and `Content-Range`; 416 past the end."""
 
-    page_size: int
-    start: int
     unit: str
 
     def request(self, index: int) -> PageRequest:
@@ -168,12 +172,6 @@ class RangePlanner:
                 f"the body holds {len(records)}"
             )
         return _at_most(request.size, records)
-
-    def page_count(self, total: int) -> int:
-        return math.ceil(max(0, total - self.start) / self.page_size)
-
-    def with_page_size(self, page_size: int) -> RangePlanner:
-        return replace(self, page_size=page_size)
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import ClientResponse
 from aioresponses import aioresponses
 from aioresponses import core as aioresponses_core
 
 from harvester.config import Config, RetryConfig, parse_config
+from harvester.demo import DemoSettings, expected_records
 from harvester.retry import RetryPolicy
 
 # aiohttp 3.14 added a required `stream_writer` to ClientResponse; aioresponses 0.7.9 (the newest)
@@ -62,6 +64,24 @@ def no_wait_policy(**retry: Any) -> RetryPolicy:
         return None
 
     return RetryPolicy(RetryConfig(**{**waits, **retry}), sleep=no_sleep)
+
+
+def expected_bytes(count: int, first: int = 0) -> bytes:
+    """The demo API's records first..first+count-1 as harvester writes them."""
+    return b"".join(orjson.dumps(r) + b"\n" for r in expected_records(first + count)[first:])
+
+
+def faulty_demo(records: int, **changes: Any) -> DemoSettings:
+    """Demo settings with every kind of fault on: 5xx, drops, truncated bodies, 429s, 2 s tokens."""
+    faults: dict[str, Any] = {
+        "fault_rate": 0.03,
+        "drop_rate": 0.01,
+        "truncate_rate": 0.01,
+        "throttle_rate": 0.02,
+        "retry_after": 0,
+        "token_lifetime": 2.0,
+    }
+    return DemoSettings(records=records, **{**faults, **changes})
 
 
 def make_config(base_url: str, out: Path, **sections: dict[str, Any]) -> Config:

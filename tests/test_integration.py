@@ -5,20 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from harvester.config import Config
-from harvester.demo import DemoSettings, expected_records, run_demo
+from harvester.demo import DemoSettings, run_demo
 from harvester.errors import AuthError, RecordsError
 from harvester.runner import run
 from harvester.stats import Stats
 
-from .conftest import make_config, no_wait_policy
-
-
-def expected_bytes(count: int, first: int = 0) -> bytes:
-    return b"".join(orjson.dumps(r) + b"\n" for r in expected_records(first + count)[first:])
+from .conftest import expected_bytes, faulty_demo, make_config, no_wait_policy
 
 
 async def harvest(config: Config, **kwargs: Any) -> Stats:
@@ -100,17 +95,7 @@ async def test_max_records_stops_early(tmp_path: Path) -> None:
 async def test_faults_token_expiry_and_429s_lose_and_duplicate_nothing(tmp_path: Path) -> None:
     """The issue's acceptance run: 20,000 records, latency, 5% faults, 2 s tokens, 429s."""
     out = tmp_path / "items.jsonl"
-    settings = DemoSettings(
-        records=20_000,
-        latency=0.08,
-        fault_rate=0.03,
-        drop_rate=0.01,
-        truncate_rate=0.01,
-        throttle_rate=0.02,
-        retry_after=0,
-        token_lifetime=2.0,
-        seed=1,
-    )
+    settings = faulty_demo(20_000, latency=0.08, seed=1)
     async with run_demo(settings) as demo:
         config = make_config(demo.url, out, concurrency={"workers": 8}, retry={"max_attempts": 10})
         stats = await harvest(config)

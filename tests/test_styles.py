@@ -6,36 +6,21 @@ import re
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import yaml
 from aioresponses import aioresponses
 
 from harvester.config import Config, parse_config
-from harvester.demo import DemoSettings, expected_records, run_demo
+from harvester.demo import DemoSettings, run_demo
 from harvester.errors import AuthError, RecordsError
 from harvester.runner import run
 from harvester.stats import Stats
 
-from .conftest import make_config, no_wait_policy
+from .conftest import expected_bytes, faulty_demo, make_config, no_wait_policy
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.yaml"))
 RECORDS = 3_000
-FAULTY = DemoSettings(
-    records=RECORDS,
-    fault_rate=0.03,
-    drop_rate=0.01,
-    truncate_rate=0.01,
-    throttle_rate=0.02,
-    retry_after=0,
-    token_lifetime=2.0,
-    revoke_tokens_after=25,
-    seed=2,
-)
-
-
-def expected_bytes(count: int = RECORDS) -> bytes:
-    return b"".join(orjson.dumps(r) + b"\n" for r in expected_records(count))
+FAULTY = faulty_demo(RECORDS, revoke_tokens_after=25, seed=2)
 
 
 def example_config(path: Path, url: str, out: Path, **pagination: Any) -> Config:
@@ -62,7 +47,7 @@ async def test_each_example_harvests_every_record_once_in_order(
             example_config(example, demo.url, out), policy=no_wait_policy(max_attempts=10)
         )
         served = demo.stats.as_dict()
-    assert out.read_bytes() == expected_bytes()
+    assert out.read_bytes() == expected_bytes(RECORDS)
     assert stats.records == RECORDS and not stats.warnings
     assert served["faults"]["401"] >= 1 and stats.token_requests >= 2  # revoked mid-run
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import orjson
 
 from .server import run_demo
-from .settings import DemoSettings
+from .settings import RATE_LIMIT_HEADERS, DemoSettings
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -41,6 +41,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--omit-expires-in", action="store_true", help="no expires_in in tokens")
     p.add_argument("--revoke-tokens-after", type=int, help="revoke all tokens at data request N")
     p.add_argument("--rate-limit", type=float, help="data requests per second, all clients")
+    p.add_argument(
+        "--rate-limit-headers",
+        choices=RATE_LIMIT_HEADERS,
+        default=d.rate_limit_headers,
+        help="with --rate-limit: X-RateLimit-* (x), the IETF draft's RateLimit* (ietf), or both",
+    )
     p.add_argument("--retry-after", type=float, help="Retry-After on 429; unset: from the limiter")
     p.add_argument("--fault-rate", type=float, default=d.fault_rate, help="fraction: 5xx")
     p.add_argument("--drop-rate", type=float, default=d.drop_rate, help="fraction: no answer")
@@ -79,6 +85,7 @@ def settings_from(args: argparse.Namespace) -> DemoSettings:
         token_latency=args.token_latency,
         max_page_size=args.max_page_size,
         rate_limit=args.rate_limit,
+        rate_limit_headers=args.rate_limit_headers,
         retry_after=args.retry_after,
         fault_rate=args.fault_rate,
         drop_rate=args.drop_rate,

@@ -3,13 +3,16 @@
 Every data request (/items, /range-items, /pages, /stream, /cursor, /link) passes the same gate,
 in this order: it is counted; the rate limit (429); the bearer token (401); the latency; one
 random draw for a fault (5xx, dropped connection, truncated body, 429); then the real answer,
-where a query parameter the page cannot use (BadParam) is 400 invalid_request.
+where a query parameter the page cannot use (BadParam) is 400 invalid_request. Every answer
+after the rate limit, the limiter's own 429 included, carries the rate-limit headers that
+`rate_limit_headers` asks for (see harvester.demo.ratelimit).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 
@@ -40,26 +43,32 @@ def _send(state: DemoState, answer: Answer) -> web.Response:
     )
 
 
-async def _gate(request: web.Request, state: DemoState) -> web.Response | Fault | None:
-    """A response that refuses the request, or the fault to inject, or None to answer it."""
+async def _gate(
+    request: web.Request, state: DemoState
+) -> tuple[web.Response | Fault | None, dict[str, str]]:
+    """What to do with the request, and the rate-limit headers its answer carries, whatever it is.
+
+    What to do: send the response that refuses it, inject the fault, or (None) answer it.
+    """
     settings, stats = state.settings, state.stats
     stats.data_requests += 1
     stats.endpoints[request.path] += 1
     if stats.data_requests == settings.revoke_tokens_after:
         state.tokens.expire_all()
-    wait = state.rate_limit_wait()
+    wait, limit_headers = state.rate_limit()
     if wait:
         stats.faults["429"] += 1
         refusal = error_answer(429, "rate_limited", "too many requests", **_retry(state, wait))
-        return _send(state, refusal)
+        return _send(state, refusal), limit_headers
     token = bearer_token(request.headers.get("Authorization"))
     if token is None or not state.tokens.is_valid(token):
         stats.faults["401"] += 1
         challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-        return _send(state, error_answer(401, "invalid_token", "missing or expired", **challenge))
+        refusal = error_answer(401, "invalid_token", "missing or expired", **challenge)
+        return _send(state, refusal), limit_headers
     if settings.latency:
         await asyncio.sleep(settings.latency)
-    return state.draw_fault()
+    return state.draw_fault(), limit_headers
 
 
 def _retry(state: DemoState, wait: float) -> dict[str, str]:
@@ -89,12 +98,15 @@ def _fault_response(
 def _data_endpoint(page: Page) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE]
-        gated = await _gate(request, state)
+        gated, limit_headers = await _gate(request, state)
         if isinstance(gated, web.Response):
-            return gated
-        if gated is not None:
-            return _fault_response(request, state, gated, page)
-        return _send(state, _answer(request, state, page))
+            response = gated
+        elif gated is not None:
+            response = _fault_response(request, state, gated, page)
+        else:
+            response = _send(state, _answer(request, state, page))
+        response.headers.update(limit_headers)
+        return response
 
     return handler
 
@@ -177,10 +189,15 @@ async def _health(request: web.Request) -> web.StreamResponse:
     return web.Response(text="ok")
 
 
-def create_app(settings: DemoSettings | None = None) -> web.Application:
-    """The demo API as an aiohttp app; `settings` stays live, changes apply to the next request."""
+def create_app(
+    settings: DemoSettings | None = None, *, clock: Callable[[], float] = time.monotonic
+) -> web.Application:
+    """The demo API as an aiohttp app; `settings` stays live, changes apply to the next request.
+
+    `clock` drives the rate limit; tests pass a fake one to step time instead of sleeping.
+    """
     app = web.Application()
-    app[STATE] = DemoState(settings if settings is not None else DemoSettings())
+    app[STATE] = DemoState(settings if settings is not None else DemoSettings(), clock=clock)
     app.router.add_post("/oauth2/token", _token)
     app.router.add_get("/items", _data_endpoint(_items))
     app.router.add_get("/range-items", _data_endpoint(_range_items))
@@ -220,9 +237,10 @@ async def run_demo(
     port: int = 0,
     *,
     access_log: bool = False,
+    clock: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[DemoServer]:
     """Serve the demo API on host:port (0 = a free port) until the block exits."""
-    app = create_app(settings)
+    app = create_app(settings, clock=clock)
     # access_log=None switches aiohttp's per-request log off entirely, not just its output.
     runner = web.AppRunner(app, access_log=web_logger if access_log else None, shutdown_timeout=5.0)
     await runner.setup()

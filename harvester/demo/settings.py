@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from yarl import URL
 
 FAULT_KINDS = ("5xx", "drop", "truncate", "429", "401")
+# The headers that describe the rate limit on data answers; harvester.demo.ratelimit has each.
+RateLimitHeaders = Literal["none", "x", "ietf", "both"]
+RATE_LIMIT_HEADERS: tuple[RateLimitHeaders, ...] = get_args(RateLimitHeaders)
 
 
 @dataclass(kw_only=True)
@@ -30,6 +33,7 @@ class DemoSettings:
     token_latency: float = 0.0
     max_page_size: int = 1000
     rate_limit: float | None = None
+    rate_limit_headers: RateLimitHeaders = "none"
     retry_after: float | None = None
     fault_rate: float = 0.0
     drop_rate: float = 0.0
@@ -73,6 +77,11 @@ class DemoSettings:
                 raise ValueError(f"{name}: must be >= {least}, got {value}")
         if self.rate_limit is not None and self.rate_limit <= 0:
             raise ValueError(f"rate_limit: must be > 0, got {self.rate_limit}")
+        if self.rate_limit_headers not in RATE_LIMIT_HEADERS:
+            raise ValueError(
+                f"rate_limit_headers: must be one of {', '.join(RATE_LIMIT_HEADERS)}, "
+                f"got {self.rate_limit_headers!r}"
+            )
         if self.cross_host_next is not None and not _is_base_url(self.cross_host_next):
             raise ValueError(
                 f"cross_host_next: must be an http(s) URL like http://127.0.0.2:8765, "

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 from typing import Literal
 
-from .ratelimit import TokenBucket, retry_after_seconds
+from .ratelimit import TokenBucket, quota_headers, retry_after_seconds
 from .records import EncodedRecords
 from .settings import DemoSettings, DemoStats
 from .tokens import TokenStore
@@ -16,23 +18,34 @@ Fault = Literal["5xx", "drop", "truncate", "429"]
 class DemoState:
     """Everything the handlers share: one per app, on one event loop, so no locks are needed."""
 
-    def __init__(self, settings: DemoSettings) -> None:
+    def __init__(
+        self, settings: DemoSettings, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.settings = settings
         self.stats = DemoStats()
         self.tokens = TokenStore()
         self.records = EncodedRecords()
         self.random = random.Random(settings.seed)
+        self._clock = clock
         self._bucket: TokenBucket | None = None
 
-    def rate_limit_wait(self) -> float:
-        """0.0 if this request fits the rate limit, else the seconds until it would."""
-        rate = self.settings.rate_limit
-        if rate is None:
-            return 0.0
+    def rate_limit(self) -> tuple[float, dict[str, str]]:
+        """The seconds until this request fits the rate limit (0.0: now), and its answer's headers.
+
+        Either way the request has been through the bucket; the headers describe the bucket as
+        it left it, in the style `rate_limit_headers` asks for.
+        """
+        s = self.settings
+        if s.rate_limit is None:
+            return 0.0, {}
         # The limit may be changed at run time; a new rate starts a new, full bucket.
-        if self._bucket is None or self._bucket.rate != rate:
-            self._bucket = TokenBucket(rate)
-        return self._bucket.acquire()
+        if self._bucket is None or self._bucket.rate != s.rate_limit:
+            self._bucket = TokenBucket(s.rate_limit, clock=self._clock)
+        wait = self._bucket.acquire()
+        if s.rate_limit_headers == "none":
+            return wait, {}
+        # Taken now, not when the answer goes out: other requests may spend slots meanwhile.
+        return wait, quota_headers(self._bucket.quota(), s.rate_limit_headers, now=time.time())
 
     def draw_fault(self) -> Fault | None:
         """One draw decides among the faults, so they never overlap and each keeps its own rate."""

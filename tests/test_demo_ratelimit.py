@@ -1,0 +1,263 @@
+"""The demo API's rate-limit headers, through real HTTP on a loopback port and a fake clock."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+
+import aiohttp
+import pytest
+
+from harvester.demo import DemoServer, DemoSettings, run_demo
+from harvester.demo.__main__ import parse_args, settings_from
+from harvester.demo.ratelimit import Quota, TokenBucket, quota_headers
+from harvester.demo.settings import RateLimitHeaders
+
+X = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
+IETF = (
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
+    "RateLimit-Policy",
+    "RateLimit",
+)
+FAMILIES: dict[RateLimitHeaders, tuple[str, ...]] = {"x": X, "ietf": IETF, "both": X + IETF}
+
+
+class FakeClock:
+    """A monotonic clock that moves only when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client:
+        yield client
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+async def token(session: aiohttp.ClientSession, demo: DemoServer) -> dict[str, str]:
+    """Authorization headers with a fresh token (the token endpoint is not rate limited)."""
+    form = {"grant_type": "client_credentials", "client_id": "demo", "client_secret": "demo-secret"}
+    async with session.post(f"{demo.url}/oauth2/token", data=form) as resp:
+        assert resp.status == 200
+        return {"Authorization": f"Bearer {(await resp.json())['access_token']}"}
+
+
+async def get(
+    session: aiohttp.ClientSession,
+    demo: DemoServer,
+    auth: Mapping[str, str],
+    path: str = "/items?limit=1",
+) -> tuple[int, Mapping[str, str]]:
+    async with session.get(f"{demo.url}{path}", headers=auth) as resp:
+        await resp.read()
+        return resp.status, resp.headers
+
+
+def limit_headers(headers: Mapping[str, str]) -> set[str]:
+    """The names of the rate-limit headers among `headers`, as the API spelled them."""
+    return {name for name in headers if re.match(r"(x-)?ratelimit", name, re.IGNORECASE)}
+
+
+def structured(field: str) -> dict[str, int]:
+    """`limit=5, remaining=4, reset=1` as a dict, keys in order, each value a bare integer."""
+    items = [item.strip().split("=") for item in field.split(",")]
+    assert all(len(item) == 2 and item[1].isdigit() for item in items), field
+    return {key: int(value) for key, value in items}
+
+
+def ints(headers: Mapping[str, str], *names: str) -> list[int]:
+    return [int(headers[name]) for name in names]
+
+
+@pytest.mark.parametrize("style", ["x", "ietf", "both"])
+async def test_each_family_is_on_every_answer_of_a_burst(
+    session: aiohttp.ClientSession, clock: FakeClock, style: RateLimitHeaders
+) -> None:
+    settings = DemoSettings(records=10, rate_limit=5.0, rate_limit_headers=style)
+    async with run_demo(settings, clock=clock) as demo:
+        auth = await token(session, demo)
+        answers = [await get(session, demo, auth) for _ in range(7)]
+    assert [status for status, _ in answers] == [200] * 5 + [429] * 2
+    for _, headers in answers:
+        assert limit_headers(headers) == set(FAMILIES[style])
+    remaining = "X-RateLimit-Remaining" if style == "x" else "RateLimit-Remaining"
+    assert [int(headers[remaining]) for _, headers in answers] == [4, 3, 2, 1, 0, 0, 0]
+    assert {headers["Retry-After"] for status, headers in answers if status == 429} == {"1"}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        DemoSettings(records=10, rate_limit=5.0),
+        DemoSettings(records=10, rate_limit=5.0, rate_limit_headers="none"),
+        DemoSettings(records=10, rate_limit=None, rate_limit_headers="both"),
+    ],
+    ids=["default", "none", "no-rate-limit"],
+)
+async def test_no_headers_with_none_or_without_a_rate_limit(
+    session: aiohttp.ClientSession, clock: FakeClock, settings: DemoSettings
+) -> None:
+    async with run_demo(settings, clock=clock) as demo:
+        auth = await token(session, demo)
+        answers = [await get(session, demo, auth) for _ in range(7)]
+    expected = [200] * 7 if settings.rate_limit is None else [200] * 5 + [429] * 2
+    assert [status for status, _ in answers] == expected
+    assert all(limit_headers(headers) == set() for _, headers in answers)
+
+
+async def test_ietf_headers_count_down_and_refill_with_the_clock(
+    session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    settings = DemoSettings(records=10, rate_limit=5.0, rate_limit_headers="ietf")
+    async with run_demo(settings, clock=clock) as demo:
+        auth = await token(session, demo)
+        first = [(await get(session, demo, auth))[1] for _ in range(3)]
+        clock.now += 0.5  # 2.5 tokens back: 2 + 2.5 = 4.5, and this request spends one
+        _, refilled = await get(session, demo, auth)
+        clock.now += 10.0  # full again, whatever was spent
+        _, rested = await get(session, demo, auth)
+    names = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+    assert [ints(headers, *names) for headers in first] == [[5, 4, 1], [5, 3, 1], [5, 2, 1]]
+    assert ints(refilled, *names) == [5, 3, 1] and ints(rested, *names) == [5, 4, 1]
+    for headers in [*first, refilled, rested]:
+        assert headers["RateLimit-Policy"] == "5;w=1"
+        field = structured(headers["RateLimit"])
+        assert list(field) == ["limit", "remaining", "reset"]
+        assert list(field.values()) == ints(headers, *names)
+
+
+async def test_a_slow_limit_has_a_longer_window_and_reset(
+    session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    # 0.25/s: a burst of 1, full again 4 s after it is spent.
+    settings = DemoSettings(records=10, rate_limit=0.25, rate_limit_headers="ietf")
+    async with run_demo(settings, clock=clock) as demo:
+        auth = await token(session, demo)
+        status, spent = await get(session, demo, auth)
+        clock.now += 1.0
+        refused, told = await get(session, demo, auth)
+        clock.now += 3.0
+        again, _ = await get(session, demo, auth)
+    assert (status, refused, again) == (200, 429, 200)
+    assert re.fullmatch(r"(\d+);w=(\d+)", spent["RateLimit-Policy"])
+    assert spent["RateLimit-Policy"] == told["RateLimit-Policy"] == "1;w=4"
+    assert structured(spent["RateLimit"]) == {"limit": 1, "remaining": 0, "reset": 4}
+    assert structured(told["RateLimit"]) == {"limit": 1, "remaining": 0, "reset": 3}
+    # Retry-After is unchanged: the wait for one slot, which here is the wait for a full bucket.
+    assert told["Retry-After"] == told["RateLimit-Reset"] == "3"
+
+
+async def test_x_reset_is_unix_time_when_the_bucket_is_full(
+    session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    settings = DemoSettings(records=10, rate_limit=0.25, rate_limit_headers="x")
+    async with run_demo(settings, clock=clock) as demo:
+        auth = await token(session, demo)
+        before = time.time()
+        _, spent = await get(session, demo, auth)
+        clock.now += 1.0
+        status, told = await get(session, demo, auth)
+        after = time.time()
+    assert status == 429
+    assert ints(spent, *X[:2]) == [1, 0] and ints(told, *X[:2]) == [1, 0]
+    # Full 4 s after the first request, then 3 s after the second; Unix time, rounded up.
+    assert math.ceil(before + 4) <= int(spent["X-RateLimit-Reset"]) <= math.ceil(after + 4)
+    assert math.ceil(before + 3) <= int(told["X-RateLimit-Reset"]) <= math.ceil(after + 3)
+
+
+async def test_both_families_agree(session: aiohttp.ClientSession, clock: FakeClock) -> None:
+    settings = DemoSettings(records=10, rate_limit=3.0, rate_limit_headers="both")
+    async with run_demo(settings, clock=clock) as demo:
+        auth = await token(session, demo)
+        answers = []
+        for _ in range(5):
+            answers.append((await get(session, demo, auth), time.time()))
+            clock.now += 0.05
+    assert [status for (status, _), _ in answers] == [200, 200, 200, 429, 429]
+    for (_, headers), now in answers:
+        field = structured(headers["RateLimit"])
+        assert headers["X-RateLimit-Limit"] == headers["RateLimit-Limit"] == str(field["limit"])
+        remaining = headers["X-RateLimit-Remaining"]
+        assert remaining == headers["RateLimit-Remaining"] == str(field["remaining"])
+        assert headers["RateLimit-Reset"] == str(field["reset"])
+        assert headers["RateLimit-Policy"] == "3;w=1"
+        # The epoch is now + the exact delta rounded up; the delta alone is rounded up.
+        delta = int(headers["X-RateLimit-Reset"]) - now
+        assert field["reset"] - 1.5 < delta < field["reset"] + 1
+    assert [int(headers["RateLimit-Remaining"]) for (_, headers), _ in answers] == [2, 1, 0, 0, 0]
+
+
+async def test_every_answer_after_the_limiter_has_them(
+    session: aiohttp.ClientSession, clock: FakeClock
+) -> None:
+    # The token check comes after the limiter: a 401 has spent a slot too, and says so.
+    settings = DemoSettings(records=10, rate_limit=10.0, rate_limit_headers="ietf")
+    async with run_demo(settings, clock=clock) as demo:
+        answers = [await get(session, demo, {}, path="/cursor")]
+        auth = await token(session, demo)
+        answers.append(await get(session, demo, auth, path="/cursor?limit=0"))
+        demo.settings.fault_rate = 1.0
+        answers.append(await get(session, demo, auth, path="/link"))
+        demo.settings.fault_rate, demo.settings.throttle_rate = 0.0, 1.0
+        answers.append(await get(session, demo, auth, path="/pages"))
+        demo.settings.throttle_rate = 0.0
+        demo.settings.rate_limit_headers = "none"  # live, like every setting
+        answers.append(await get(session, demo, auth))
+    assert [status for status, _ in answers[:2]] == [401, 400]
+    assert answers[2][0] in (500, 502, 503) and answers[3][0] == 429
+    remaining = [headers.get("RateLimit-Remaining") for _, headers in answers]
+    assert remaining == ["9", "8", "7", "6", None]
+    assert answers[4][0] == 200 and limit_headers(answers[4][1]) == set()
+
+
+def test_the_cli_flag_and_the_setting() -> None:
+    args = parse_args(["--rate-limit", "50", "--rate-limit-headers", "both"])
+    settings = settings_from(args)
+    assert settings.rate_limit == 50 and settings.rate_limit_headers == "both"
+    assert settings_from(parse_args([])).rate_limit_headers == "none"
+    with pytest.raises(SystemExit):
+        parse_args(["--rate-limit-headers", "github"])
+    with pytest.raises(ValueError, match="rate_limit_headers"):
+        DemoSettings(rate_limit_headers="github")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("rate", "limit", "window"),
+    [(50.0, 50, 1), (1.0, 1, 1), (0.5, 1, 2), (0.3, 1, 4), (2.5, 2, 1)],
+)
+def test_the_policy_never_promises_more_than_the_rate(rate: float, limit: int, window: int) -> None:
+    bucket = TokenBucket(rate, clock=lambda: 0.0)
+    assert bucket.acquire() == 0.0
+    quota = bucket.quota()
+    assert (quota.limit, quota.window) == (limit, window)
+    assert quota.limit / quota.window <= rate
+
+
+def test_quota_headers_by_hand() -> None:
+    quota = Quota(limit=50, window=1, remaining=7, until_full=0.86)
+    assert quota_headers(quota, "none", now=1_700_000_000.5) == {}
+    assert quota_headers(quota, "both", now=1_700_000_000.5) == {
+        "X-RateLimit-Limit": "50",
+        "X-RateLimit-Remaining": "7",
+        "X-RateLimit-Reset": "1700000002",
+        "RateLimit-Limit": "50",
+        "RateLimit-Remaining": "7",
+        "RateLimit-Reset": "1",
+        "RateLimit-Policy": "50;w=1",
+        "RateLimit": "limit=50, remaining=7, reset=1",
+    }
+    # At least 1 while anything is spent, however little.
+    assert Quota(limit=5, window=1, remaining=4, until_full=1e-12).reset == 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 import time
 from collections import deque
@@ -33,6 +34,8 @@ _STATED_SHARE = 0.97
 # whether the API admits more by now.
 _PROBE_AFTER = 10.0
 _PROBE_STEP = 1.02
+# The longest look back at what the API admitted (and the longest Retry-After learned from).
+_ADMITTED_HORIZON = 60.0
 # Seconds past which a reset value is a Unix timestamp rather than a delay (ten years).
 _EPOCH_THRESHOLD = 315_360_000
 
@@ -65,17 +68,19 @@ def parse_rate_limit(
         for name in ("Limit", "Remaining", "Reset"):
             value = headers.get(prefix + name)
             number = _NUMBER.search(value) if value else None
-            if number:
+            if number and math.isfinite(float(number.group())):
                 fields[name.lower()] = float(number.group())
     combined = headers.get("RateLimit")  # `limit=50, remaining=3, reset=1` or `"x";r=3;t=1`
     if combined:
         aliases = {"r": "remaining", "t": "reset", "q": "limit"}
         for key, value in _PARAM.findall(combined):
-            fields[aliases.get(key.lower(), key.lower())] = float(value)
+            if math.isfinite(float(value)):
+                fields[aliases.get(key.lower(), key.lower())] = float(value)
     window = None
-    policy = headers.get("RateLimit-Policy")
+    # Several policies (`100;w=60, 1000;w=3600`): the first, whose limit and window belong together.
+    policy = (headers.get("RateLimit-Policy") or "").split(",")[0]
     if policy:
-        params = {k.lower(): float(v) for k, v in _PARAM.findall(policy)}
+        params = {k.lower(): float(v) for k, v in _PARAM.findall(policy) if math.isfinite(float(v))}
         window = params.get("w")
         leading = _NUMBER.match(policy.strip())
         if "limit" not in fields and (leading or "q" in params):
@@ -169,16 +174,19 @@ class Throttle:
 
     async def _wait_rate(self) -> None:
         self._probe_upwards()
-        if self.rate is None:
-            return
-        interval = 1.0 / self.rate
-        now = self._clock()
-        # Reserve the slot before sleeping, so that waiting workers queue in order.
-        slot = max(self._next_slot, now - (self._burst - 1) * interval)
-        self._next_slot = slot + interval
-        if slot > now:
+        while self.rate is not None:
+            interval = 1.0 / self.rate
+            now = self._clock()
+            # Reserve the slot before sleeping, so that waiting workers queue in order.
+            slot = max(self._next_slot, now - (self._burst - 1) * interval)
+            self._next_slot = slot + interval
+            if slot <= now:
+                return
             await self._sleep(slot - now)
-            await self._wait_cool_down()  # a cool-down may have begun meanwhile
+            if self._cool_until <= self._clock():
+                return
+            # A cool-down began meanwhile: queue again, behind its end, spaced like the rest.
+            await self._wait_cool_down()
 
     def _observe(self, ticket: Ticket, status: int, headers: Mapping[str, str]) -> None:
         now = self._clock()
@@ -191,6 +199,8 @@ class Throttle:
                 self._cool_down(ticket, retry_after, now)
         elif 200 <= status < 300:
             self._admitted.append(now)
+            while self._admitted[0] < now - _ADMITTED_HORIZON:
+                self._admitted.popleft()
             self._succeeded()
 
     def _read_headers(self, info: RateLimitInfo, now: float) -> None:
@@ -215,12 +225,10 @@ class Throttle:
             self._stats.concurrency_limit = self.limit
         # "Retry-After: 0" asks for no pause: whatever refused the request, it was not the rate.
         if self._fixed_rate is None and retry_after != 0:
-            self._learn_rate(now, horizon=min(60.0, max(1.0, retry_after or 1.0)))
+            self._learn_rate(now, horizon=min(_ADMITTED_HORIZON, max(1.0, retry_after or 1.0)))
 
     def _learn_rate(self, now: float, horizon: float) -> None:
         """Set the rate from what the API admitted over the last `horizon` seconds."""
-        while self._admitted and self._admitted[0] < now - 60.0:
-            self._admitted.popleft()
         admitted = sum(1 for t in self._admitted if t >= now - horizon) / horizon
         if admitted <= 0:
             return
@@ -243,6 +251,9 @@ class Throttle:
         if until > self._cool_until:
             self._stats.cool_down_seconds += until - max(self._cool_until, self._clock())
             self._cool_until = until
+            # Slots reserved before the cool-down are void: after it, requests are spaced anew
+            # rather than all let go at once.
+            self._next_slot = max(self._next_slot, until)
 
     def _succeeded(self) -> None:
         if not self._adaptive or self.limit >= self._workers:

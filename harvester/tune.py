@@ -76,6 +76,8 @@ async def tune(config: Config, *, max_workers: int, duration: float) -> tuple[li
     """Ramp concurrency within `duration` seconds; the steps measured and the advice."""
     levels = [2**k for k in range(int(math.log2(max_workers)) + 1)]
     deadline = time.monotonic() + duration
+    # Every level gets an equal slice. Keep slices to several seconds (the default duration
+    # does): a short one measures an API's burst allowance rather than its lasting rate.
     per_step = duration / len(levels)
     steps: list[Step] = []
     # One attempt per request: a tuner that retried would hide what it is there to see.
@@ -105,21 +107,22 @@ async def tune(config: Config, *, max_workers: int, duration: float) -> tuple[li
 def advise(steps: list[Step]) -> Advice:
     """The fastest step that drew no 429 and no error; a rate if a later step was refused."""
     clean = [s for s in steps if not s.throttled and s.errors <= _ERRORS_TOLERATED * s.requests]
+    refused = any(s.throttled for s in steps)
     if not clean:
-        return Advice(workers=1, rate_limit=_rate_below(steps[0]) if steps else None)
+        return Advice(workers=1, rate_limit=_rate_below(steps[0]) if refused else None)
     best = max(clean, key=lambda s: s.requests_per_second)
     # The smallest concurrency within a tenth of the best: more workers than that buy nothing.
     enough = min(
         (s for s in clean if s.requests_per_second >= best.requests_per_second / _GROWTH),
         key=lambda s: s.concurrency,
     )
-    refused = any(s.throttled for s in steps)
     return Advice(workers=enough.concurrency, rate_limit=_rate_below(best) if refused else None)
 
 
 def _rate_below(step: Step) -> float:
     # What the API admitted, less a tenth: harvesting at its very limit earns a 429 now and then.
-    return max(0.1, round(step.requests_per_second * 0.9, 1))
+    admitted = (step.requests - step.throttled) / step.seconds if step.seconds else 0.0
+    return max(0.1, round(admitted * 0.9, 1))
 
 
 def _stopped_growing(steps: list[Step]) -> bool:
@@ -168,15 +171,16 @@ async def _measure(fetcher: Fetcher, pages: _Pages, concurrency: int, seconds: f
         while True:
             request = pages.take()
             started = time.monotonic()
-            step.requests += 1
             try:
                 fetched = await fetcher.fetch(pages.planner, request)
             except HarvesterError as exc:
+                step.requests += 1  # counted once answered: a request cut off at the end is not
                 if getattr(exc, "status", None) == 429:
                     step.throttled += 1
                 else:
                     step.errors += 1
                 continue
+            step.requests += 1
             step.latencies.append(time.monotonic() - started)
             step.records += fetched.page.count
             pages.followed(request, fetched.page.count, fetched.next)

@@ -4,13 +4,15 @@ With `rate_limit` set, `rate_limit_headers` picks which headers describe the buc
 data request left it: "none", "x" (GitHub style), "ietf" (the IETF draft), or "both". Every
 answer whose request went through the limiter carries them: pages, errors, injected faults, the
 limiter's own 429s, and 401s too, since the limiter comes before the token check and a request
-refused for its token has spent a slot all the same. For rate r and burst b = max(1, r):
+refused for its token has spent a slot all the same. The values are taken as the request
+passes the limiter, before any latency. For rate r and burst b = max(1, r):
 
     L  limit      floor(b) requests per window w = ceil(b / r) seconds. Exact when r is a
-                  whole number >= 1 (L = r, w = 1) or 1/r is one (L = 1, w = 1/r); otherwise
-                  a little under r, so a client that keeps to L per w is never refused.
+                  whole number (L = r, w = 1) or 1/r is (L = 1, w = 1/r); otherwise a little
+                  under r, so that a client keeping to L per w is never refused.
     R  remaining  floor(tokens left after this request): how many more requests would be
-                  granted right now; 0 on the limiter's 429.
+                  granted right now; 0 on the limiter's 429 (an injected 429 fault spent a
+                  real slot and shows the real R).
     reset         seconds until the bucket is full again, (b - tokens) / r, rounded up; at
                   least 1 while R < L.
 

@@ -1,0 +1,590 @@
+"""Throttle (cool-down, AIMD concurrency, rate, learned rate) on a fake clock; parse_rate_limit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+
+import pytest
+from multidict import CIMultiDict
+
+from harvester.config import ConcurrencyConfig
+from harvester.ratelimit import RateLimitInfo, Throttle, parse_rate_limit
+from harvester.stats import Stats
+from tests.conftest import FakeTime
+
+T0 = 1000.0  # FakeTime's starting point
+
+
+@pytest.fixture
+def fake() -> FakeTime:
+    return FakeTime()
+
+
+def throttle_on(
+    fake: FakeTime, *, max_pause: float = 600.0, **concurrency: object
+) -> tuple[Throttle, Stats]:
+    stats = Stats()
+    config = ConcurrencyConfig(**concurrency)  # type: ignore[arg-type]
+    throttle = Throttle(config, stats, clock=fake.clock, sleep=fake.sleep, max_pause=max_pause)
+    return throttle, stats
+
+
+def headers(**values: str) -> CIMultiDict[str]:
+    """Response headers; `Retry_After="5"` becomes `Retry-After: 5`."""
+    return CIMultiDict({name.replace("_", "-"): value for name, value in values.items()})
+
+
+async def answer(throttle: Throttle, status: int, **values: str) -> None:
+    """One request through the throttle, answered with `status` and these headers."""
+    async with throttle.request() as ticket:
+        ticket.observe(status, headers(**values))
+
+
+async def admitted_at(throttle: Throttle, fake: FakeTime, *, counted: bool = True) -> float:
+    """The fake time at which one request is let through."""
+    async with throttle.request(counted=counted):
+        return fake.now
+
+
+async def admit_all(throttle: Throttle, fake: FakeTime, n: int) -> list[float]:
+    return list(await asyncio.gather(*(admitted_at(throttle, fake) for _ in range(n))))
+
+
+# --- the cool-down ---------------------------------------------------------------------------
+
+
+async def test_429_with_retry_after_holds_every_later_request(fake: FakeTime) -> None:
+    throttle, stats = throttle_on(fake, workers=8)
+    await answer(throttle, 429, Retry_After="5")
+
+    times = await admit_all(throttle, fake, 6)
+
+    assert times == [pytest.approx(T0 + 5)] * 6
+    assert stats.cool_downs == 1
+    assert stats.cool_down_seconds == pytest.approx(5)
+
+
+async def test_requests_queued_for_a_place_are_held_by_a_cool_down_that_began_meanwhile(
+    fake: FakeTime,
+) -> None:
+    throttle, _ = throttle_on(fake, workers=1, adaptive=False)
+    async with throttle.request() as ticket:
+        waiting = [asyncio.create_task(admitted_at(throttle, fake)) for _ in range(3)]
+        await asyncio.sleep(0)  # they start, and queue for the one place
+        ticket.observe(429, headers(Retry_After="5"))
+
+    times = await asyncio.gather(*waiting)
+
+    assert min(times) >= T0 + 5
+
+
+async def test_503_with_retry_after_holds_every_request(fake: FakeTime) -> None:
+    throttle, stats = throttle_on(fake, workers=4)
+    await answer(throttle, 503, Retry_After="5")
+
+    assert min(await admit_all(throttle, fake, 4)) >= T0 + 5
+    assert stats.cool_downs == 1
+
+
+async def test_503_without_retry_after_does_not_pause(fake: FakeTime) -> None:
+    throttle, stats = throttle_on(fake, workers=4)
+    await answer(throttle, 503)
+
+    assert await admit_all(throttle, fake, 4) == [T0] * 4
+    assert fake.slept == []
+    assert (stats.cool_downs, throttle.limit) == (0, 4)
+
+
+async def test_retry_after_beyond_max_pause_is_not_held(fake: FakeTime) -> None:
+    throttle, stats = throttle_on(fake, workers=4, max_pause=60)
+    await answer(throttle, 429, Retry_After="120")
+
+    assert await admit_all(throttle, fake, 3) == [T0] * 3
+    assert stats.cool_down_seconds == 0
+
+
+async def test_overlapping_cool_downs_extend_to_the_later_end_never_shorten(
+    fake: FakeTime,
+) -> None:
+    # Not adaptive: the three tickets held open must leave room for a fourth request.
+    throttle, stats = throttle_on(fake, workers=4, adaptive=False)
+    async with contextlib.AsyncExitStack() as stack:
+        first, second, third = [await stack.enter_async_context(throttle.request()) for _ in "abc"]
+        first.observe(429, headers(Retry_After="5"))  # until T0 + 5
+        fake.now = T0 + 2
+        second.observe(429, headers(Retry_After="1"))  # until T0 + 3: not shorter
+        assert await admitted_at(throttle, fake) == pytest.approx(T0 + 5)
+        fake.now = T0 + 6
+        third.observe(429, headers(Retry_After="10"))  # until T0 + 16: longer
+    assert await admitted_at(throttle, fake) == pytest.approx(T0 + 16)
+    assert stats.cool_down_seconds == pytest.approx(5 + 10)
+
+
+async def test_remaining_zero_holds_requests_until_the_reset(fake: FakeTime) -> None:
+    throttle, _ = throttle_on(fake, workers=4)
+    await answer(throttle, 200, RateLimit_Limit="50", RateLimit_Remaining="0", RateLimit_Reset="3")
+
+    assert min(await admit_all(throttle, fake, 3)) == pytest.approx(T0 + 3)
+
+
+async def test_remaining_zero_with_an_epoch_reset_holds_for_the_delay(fake: FakeTime) -> None:
+    throttle, _ = throttle_on(fake, workers=4)
+    reset = math.ceil(time.time()) + 3  # GitHub style: the Unix time when the budget is back
+    await answer(throttle, 200, X_RateLimit_Remaining="0", X_RateLimit_Reset=str(reset))
+
+    assert await admitted_at(throttle, fake) == pytest.approx(T0 + 3, abs=1)
+
+
+async def test_remaining_above_zero_does_not_pause(fake: FakeTime) -> None:
+    throttle, _ = throttle_on(fake, workers=4)
+    await answer(throttle, 200, RateLimit_Remaining="1", RateLimit_Reset="3")
+
+    assert await admitted_at(throttle, fake) == T0
+
+
+# --- AIMD concurrency ------------------------------------------------------------------------
+
+
+async def test_limit_starts_at_workers(fake: FakeTime) -> None:
+    throttle, stats = throttle_on(fake, workers=16)
+
+    assert throttle.limit == stats.concurrency_limit == 16
+
+
+async def test_a_burst_of_429s_from_one_episode_halves_the_limit_once(fake: FakeTime) -> None:
+    throttle, stats = throttle_on(fake, workers=16)
+    async with contextlib.AsyncExitStack() as stack:
+        tickets = [await stack.enter_async_context(throttle.request()) for _ in range(16)]
+        for ticket in tickets:
+            ticket.observe(429, headers())
+
+    assert throttle.limit == stats.concurrency_limit == 8
+    assert stats.cool_downs == 1
+
+    await answer(throttle, 429)  # sent after the episode began: a new one
+
+    assert throttle.limit == stats.concurrency_limit == 4
+    assert stats.cool_downs == 2
+
+
+async def test_successes_raise_the_limit_by_one_per_round(fake: FakeTime) -> None:
+    throttle, stats = throttle_on(fake, workers=16)
+    await answer(throttle, 429)
+    assert throttle.limit == 8
+
+    for _ in range(7):
+        await answer(throttle, 200)
+    assert throttle.limit == 8
+    await answer(throttle, 200)
+    assert throttle.limit == stats.concurrency_limit == 9
+
+    for _ in range(9):
+        await answer(throttle, 200)
+    assert throttle.limit == stats.concurrency_limit == 10
+
+
+async def test_the_limit_stays_between_1_and_workers(fake: FakeTime) -> None:
+    throttle, stats = throttle_on(fake, workers=4)
+    for _ in range(100):
+        await answer(throttle, 200)
+    assert throttle.limit == 4
+
+    seen = []
+    for _ in range(5):
+        await answer(throttle, 429)
+        seen.append(throttle.limit)
+    assert seen == [2, 1, 1, 1, 1]
+    assert stats.concurrency_limit == 1
+
+    for _ in range(100):
+        await answer(throttle, 200)
+    assert throttle.limit == stats.concurrency_limit == 4
+
+
+async def test_not_adaptive_never_changes_the_limit(fake: FakeTime) -> None:
+    throttle, stats = throttle_on(fake, workers=8, adaptive=False)
+    for _ in range(3):
+        await answer(throttle, 429)
+    assert throttle.limit == stats.concurrency_limit == 8
+    assert stats.cool_downs == 3  # the cool-down itself still counts
+    for _ in range(20):
+        await answer(throttle, 200)
+    assert throttle.limit == 8
+
+
+async def max_in_flight(throttle: Throttle, tasks: int) -> int:
+    """Start `tasks` requests at once, each yielding while it holds its place; the most at once."""
+    in_flight = most = 0
+
+    async def one() -> None:
+        nonlocal in_flight, most
+        async with throttle.request():
+            in_flight += 1
+            most = max(most, in_flight)
+            for _ in range(3):
+                await asyncio.sleep(0)  # the request "runs": others get their turn
+            in_flight -= 1
+
+    await asyncio.gather(*(one() for _ in range(tasks)))
+    return most
+
+
+async def test_the_limit_bounds_requests_in_flight(fake: FakeTime) -> None:
+    throttle, _ = throttle_on(fake, workers=3)
+
+    assert await max_in_flight(throttle, 12) == 3
+
+
+async def test_a_halved_limit_bounds_requests_in_flight(fake: FakeTime) -> None:
+    throttle, _ = throttle_on(fake, workers=8)
+    await answer(throttle, 429)
+    assert throttle.limit == 4
+
+    assert await max_in_flight(throttle, 20) <= 5  # 4, and perhaps one more as it grows back
+
+
+async def test_token_requests_do_not_take_a_place(fake: FakeTime) -> None:
+    throttle, _ = throttle_on(fake, workers=1)
+    async with throttle.request():
+        # The one place is taken; a token request still goes.
+        assert await asyncio.wait_for(admitted_at(throttle, fake, counted=False), 1) == T0
+
+
+# --- the rate --------------------------------------------------------------------------------
+
+
+async def test_rate_limit_spaces_requests_evenly(fake: FakeTime) -> None:
+    throttle, _ = throttle_on(fake, workers=8, rate_limit=10, burst=1)
+
+    times = [await admitted_at(throttle, fake) for _ in range(6)]
+
+    assert times == pytest.approx([T0 + 0.1 * i for i in range(6)])
+
+
+async def test_rate_limit_holds_concurrent_requests_to_the_rate(fake: FakeTime) -> None:
+    throttle, _ = throttle_on(fake, workers=8, rate_limit=10, burst=1)
+
+    await admit_all(throttle, fake, 8)
+
+    # Eight requests at 10/s: the first at once, the last 0.7 s later, never sooner.
+    assert fake.now == pytest.approx(T0 + 0.7)
+
+
+async def test_burst_lets_the_first_requests_go_at_once(fake: FakeTime) -> None:
+    throttle, _ = throttle_on(fake, workers=8, rate_limit=10, burst=5)
+
+    times = [await admitted_at(throttle, fake) for _ in range(8)]
+
+    assert times == pytest.approx([T0] * 5 + [T0 + 0.1, T0 + 0.2, T0 + 0.3])
+
+
+async def test_burst_comes_back_after_idle_time(fake: FakeTime) -> None:
+    throttle, _ = throttle_on(fake, workers=8, rate_limit=10, burst=3)
+    for _ in range(6):
+        await admitted_at(throttle, fake)
+    fake.now += 10
+
+    times = [await admitted_at(throttle, fake) for _ in range(4)]
+
+    assert times == pytest.approx([fake.now - 0.1] * 3 + [fake.now])
+
+
+async def test_token_requests_share_the_rate(fake: FakeTime) -> None:
+    throttle, _ = throttle_on(fake, workers=8, rate_limit=10, burst=1)
+
+    times = [await admitted_at(throttle, fake, counted=i % 2 == 0) for i in range(6)]
+
+    assert times == pytest.approx([T0 + 0.1 * i for i in range(6)])
+
+
+async def test_a_fixed_rate_is_not_changed_by_429s_or_headers(fake: FakeTime) -> None:
+    throttle, stats = throttle_on(fake, workers=8, rate_limit=10)
+    for _ in range(20):
+        await answer(throttle, 200)
+    await answer(throttle, 429, Retry_After="1", RateLimit_Policy="2;w=1")
+
+    assert throttle.rate == stats.rate_limit == 10
+
+
+class SteppedTime:
+    """A clock the test moves by hand: a sleeper wakes once the clock has passed its deadline.
+
+    FakeTime moves its clock at each sleep, which is exact for one sleeper at a time; this one
+    keeps concurrent sleepers apart, to see when each is let through.
+    """
+
+    def __init__(self) -> None:
+        self.now = T0
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sleepers.append((self.now + seconds, woken))
+        await woken
+
+    async def run(self, tasks: list[asyncio.Task[float]]) -> list[float]:
+        """Move the clock from deadline to deadline until every task is done."""
+        while not all(task.done() for task in tasks):
+            # Let every task run on until it sleeps or finishes (nothing else can hold it).
+            for _ in range(1000):
+                if len(self._sleepers) + sum(t.done() for t in tasks) >= len(tasks):
+                    break
+                await asyncio.sleep(0)
+            else:
+                raise AssertionError("a task neither slept nor finished")
+            if self._sleepers:
+                deadline = min(d for d, _ in self._sleepers)
+                self.now = max(self.now, deadline)
+                for sleeper in [s for s in self._sleepers if s[0] <= self.now]:
+                    self._sleepers.remove(sleeper)
+                    sleeper[1].set_result(None)
+        return [task.result() for task in tasks]
+
+
+@pytest.mark.parametrize(
+    "queued",
+    [
+        pytest.param(4, id="slots-within-the-cool-down"),
+        pytest.param(20, id="slots-past-its-end"),
+    ],
+)
+async def test_requests_queued_for_the_rate_stay_spaced_after_a_cool_down(queued: int) -> None:
+    stepped = SteppedTime()
+    config = ConcurrencyConfig(workers=32, rate_limit=10, burst=1, adaptive=False)
+    throttle = Throttle(config, Stats(), clock=stepped.clock, sleep=stepped.sleep)
+
+    async def admitted() -> float:
+        async with throttle.request():
+            return stepped.now
+
+    async with throttle.request() as first:  # at T0; the next slots are T0 + 0.1, + 0.2, ...
+        tasks = [asyncio.create_task(admitted()) for _ in range(queued)]
+        await asyncio.sleep(0)  # they reserve their slots and sleep
+        first.observe(429, headers(Retry_After="1"))  # a cool-down until T0 + 1
+    times = sorted(await stepped.run(tasks))
+
+    assert times[0] >= T0 + 1
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= 0.1 - 1e-9, times
+
+
+# --- the learned rate ------------------------------------------------------------------------
+
+
+async def successes_at(throttle: Throttle, fake: FakeTime, per_second: float, n: int) -> None:
+    """n successful requests, one every 1/per_second seconds of fake time."""
+    for _ in range(n):
+        fake.now += 1 / per_second
+        await answer(throttle, 200)
+
+
+async def test_a_429_sets_the_rate_to_nine_tenths_of_what_was_admitted(fake: FakeTime) -> None:
+    throttle, stats = throttle_on(fake, workers=8)
+    assert throttle.rate is None
+    await successes_at(throttle, fake, 20, 40)  # 20/s for two seconds
+
+    await answer(throttle, 429, Retry_After="1")
+
+    assert throttle.rate == pytest.approx(0.9 * 20, abs=1)
+    assert stats.rate_limit == pytest.approx(throttle.rate, abs=0.01)
+
+
+async def test_a_learned_rate_spaces_the_requests_after_the_cool_down(fake: FakeTime) -> None:
+    throttle, _ = throttle_on(fake, workers=8)
+    await successes_at(throttle, fake, 20, 40)
+    await answer(throttle, 429, Retry_After="1")
+    assert throttle.rate is not None
+
+    times = [await admitted_at(throttle, fake) for _ in range(5)]
+
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    assert gaps == pytest.approx([1 / throttle.rate] * 4)
+
+
+async def test_a_429_with_retry_after_0_does_not_set_a_rate(fake: FakeTime) -> None:
+    throttle, stats = throttle_on(fake, workers=8)
+    await successes_at(throttle, fake, 20, 40)
+
+    await answer(throttle, 429, Retry_After="0")
+
+    assert throttle.rate is None
+    assert stats.rate_limit is None
+
+
+async def test_a_429_before_any_success_does_not_set_a_rate(fake: FakeTime) -> None:
+    throttle, _ = throttle_on(fake, workers=8)
+
+    await answer(throttle, 429, Retry_After="1")
+
+    assert throttle.rate is None
+
+
+async def test_rate_limit_policy_sets_the_rate_a_little_under_the_stated_one(
+    fake: FakeTime,
+) -> None:
+    throttle, stats = throttle_on(fake, workers=8)
+
+    await answer(throttle, 200, RateLimit_Policy="50;w=1")
+
+    # 0.9 x 50 in the brief; a later change keeps 0.97 x 50 for a stated (exact) rate.
+    assert throttle.rate is not None
+    assert 0.9 * 50 <= throttle.rate < 50
+    assert stats.rate_limit == pytest.approx(throttle.rate, abs=0.01)
+    assert stats.cool_downs == 0
+
+
+async def test_rate_limit_policy_over_a_window_sets_a_per_second_rate(fake: FakeTime) -> None:
+    throttle, _ = throttle_on(fake, workers=8)
+
+    await answer(throttle, 200, RateLimit_Limit="600", RateLimit_Policy="600;w=60")
+
+    assert throttle.rate is not None
+    assert 0.9 * 10 <= throttle.rate < 10
+
+
+async def test_the_record_of_successes_stays_bounded_without_cool_downs(fake: FakeTime) -> None:
+    throttle, _ = throttle_on(fake, workers=8)
+
+    await successes_at(throttle, fake, 10, 3000)  # 300 s of successes, no 429
+
+    # Only the last 60 s can ever be learned from (_learn_rate's horizon is at most 60 s).
+    assert len(throttle._admitted) <= 60 * 10 + 1
+
+
+# --- parse_rate_limit ------------------------------------------------------------------------
+
+NOW = 1_700_000_000.0
+
+
+def parse(**values: str) -> RateLimitInfo | None:
+    return parse_rate_limit(headers(**values), now=NOW)
+
+
+def test_x_ratelimit_reset_as_unix_time_is_a_delay() -> None:
+    info = parse(
+        X_RateLimit_Limit="5000", X_RateLimit_Remaining="4999", X_RateLimit_Reset=str(int(NOW) + 30)
+    )
+
+    assert info == RateLimitInfo(limit=5000, remaining=4999, reset=30.0)
+
+
+def test_x_ratelimit_reset_in_milliseconds_is_a_delay() -> None:
+    info = parse(X_RateLimit_Remaining="0", X_RateLimit_Reset=str(int(NOW) * 1000 + 30_000))
+
+    assert info == RateLimitInfo(remaining=0, reset=30.0)
+
+
+def test_x_ratelimit_reset_in_the_past_is_no_delay() -> None:
+    info = parse(X_RateLimit_Remaining="0", X_RateLimit_Reset=str(int(NOW) - 30))
+
+    assert info is not None and info.reset == 0.0
+
+
+def test_x_ratelimit_reset_as_delta_seconds() -> None:
+    info = parse(X_RateLimit_Limit="60", X_RateLimit_Remaining="0", X_RateLimit_Reset="42")
+
+    assert info == RateLimitInfo(limit=60, remaining=0, reset=42.0)
+
+
+def test_ietf_fields_and_policy_window() -> None:
+    info = parse(
+        RateLimit_Limit="100",
+        RateLimit_Remaining="7",
+        RateLimit_Reset="12",
+        RateLimit_Policy="100;w=60",
+    )
+
+    assert info == RateLimitInfo(limit=100, remaining=7, reset=12.0, window=60.0)
+
+
+def test_policy_alone_gives_limit_and_window() -> None:
+    assert parse(RateLimit_Policy="100;w=60") == RateLimitInfo(limit=100, window=60.0)
+
+
+def test_combined_ratelimit_field() -> None:
+    info = parse(RateLimit="limit=50, remaining=3, reset=1")
+
+    assert info == RateLimitInfo(limit=50, remaining=3, reset=1.0)
+
+
+def test_newer_structured_ratelimit_fields() -> None:
+    info = parse(RateLimit='"default";r=3;t=1', RateLimit_Policy='"default";q=50;w=1')
+
+    assert info == RateLimitInfo(limit=50, remaining=3, reset=1.0, window=1.0)
+
+
+def test_ietf_wins_over_x_when_both_are_sent() -> None:
+    info = parse(
+        X_RateLimit_Limit="10",
+        X_RateLimit_Remaining="9",
+        X_RateLimit_Reset=str(int(NOW) + 100),
+        RateLimit_Limit="20",
+        RateLimit_Remaining="5",
+        RateLimit_Reset="2",
+    )
+
+    assert info == RateLimitInfo(limit=20, remaining=5, reset=2.0)
+
+
+def test_x_fills_in_what_ietf_does_not_say() -> None:
+    info = parse(X_RateLimit_Reset="30", RateLimit_Limit="20", RateLimit_Remaining="5")
+
+    assert info == RateLimitInfo(limit=20, remaining=5, reset=30.0)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{}, {"Content-Type": "application/json", "Retry-After": "5", "X-Total-Count": "100"}],
+)
+def test_absent_headers_give_none(values: dict[str, str]) -> None:
+    assert parse_rate_limit(CIMultiDict(values), now=NOW) is None
+
+
+@pytest.mark.parametrize("garbage", ["", "soon", "NaN", "inf", "-", "abc", "; ;", "=;w="])
+def test_garbage_values_are_ignored(garbage: str) -> None:
+    names = ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset", "RateLimit-Limit"]
+    names += ["RateLimit-Remaining", "RateLimit-Reset", "RateLimit", "RateLimit-Policy"]
+
+    assert parse_rate_limit(CIMultiDict({name: garbage for name in names}), now=NOW) is None
+
+
+def test_garbage_next_to_good_values_leaves_the_good_ones() -> None:
+    info = parse(RateLimit_Limit="100", RateLimit_Remaining="lots", RateLimit_Reset="later")
+
+    assert info == RateLimitInfo(limit=100)
+
+
+def test_an_absurdly_long_number_is_ignored_without_an_exception() -> None:
+    info = parse(X_RateLimit_Limit="9" * 400, X_RateLimit_Remaining="5")
+
+    assert info is not None and info.remaining == 5
+
+
+def test_header_names_are_case_insensitive() -> None:
+    lower = CIMultiDict(
+        {
+            "x-ratelimit-remaining": "0",
+            "ratelimit-limit": "100",
+            "ratelimit-reset": "12",
+            "ratelimit-policy": "100;w=60",
+        }
+    )
+    upper = CIMultiDict({"X-RATELIMIT-REMAINING": "0", "RATELIMIT": "limit=100, reset=12"})
+
+    assert parse_rate_limit(lower, now=NOW) == RateLimitInfo(
+        limit=100, remaining=0, reset=12.0, window=60.0
+    )
+    assert parse_rate_limit(upper, now=NOW) == RateLimitInfo(limit=100, remaining=0, reset=12.0)
+
+
+def test_several_policies_pair_each_limit_with_its_own_window() -> None:
+    info = parse(RateLimit_Policy="100;w=60, 1000;w=3600")
+
+    assert info is not None
+    assert (info.limit, info.window) in {(100, 60.0), (1000, 3600.0)}

@@ -75,16 +75,8 @@ class OrderedSink:
         return self._max_records is not None and self._stats.records >= self._max_records
 
     async def __aenter__(self) -> OrderedSink:
-        try:
-            self._file = await asyncio.to_thread(self._open_part)
-        except OSError as exc:
-            raise OutputError(f"cannot write: {exc.strerror}", path=str(self.part)) from None
+        self._file = await _open_for_writing(self.part, output=self.path)
         return self
-
-    def _open_part(self) -> BinaryIO:
-        _check_target(self.path)
-        self.part.parent.mkdir(parents=True, exist_ok=True)
-        return open(self.part, "wb", buffering=_WRITE_BUFFER)  # noqa: SIM115 (the sink owns it)
 
     async def __aexit__(
         self,
@@ -163,17 +155,7 @@ class ChainSink:
         return self
 
     async def _open(self, chain: int) -> BinaryIO:
-        target = self._spool(chain)
-
-        def open_spool() -> BinaryIO:
-            _check_target(self.path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            return open(target, "w+b", buffering=_WRITE_BUFFER)  # noqa: SIM115 (closed below)
-
-        try:
-            handle = self._files[chain] = await asyncio.to_thread(open_spool)
-        except OSError as exc:
-            raise OutputError(f"cannot write: {exc.strerror}", path=str(target)) from None
+        handle = self._files[chain] = await _open_for_writing(self._spool(chain), output=self.path)
         return handle
 
     async def __aexit__(
@@ -222,10 +204,20 @@ class ChainSink:
         self.finished = True
 
 
-def _check_target(path: Path) -> None:
-    # Found now, not after the whole download, when the rename would fail.
-    if path.is_dir():
-        raise IsADirectoryError(21, "is a folder, not a file")
+async def _open_for_writing(target: Path, *, output: Path) -> BinaryIO:
+    """`target` opened for writing (its folder made); OutputError if that, or `output`, fails."""
+
+    def open_target() -> BinaryIO:
+        # An output path that is a folder is found now, not after the whole download.
+        if output.is_dir():
+            raise IsADirectoryError(21, "is a folder, not a file")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return open(target, "w+b", buffering=_WRITE_BUFFER)  # noqa: SIM115 (the sink closes it)
+
+    try:
+        return await asyncio.to_thread(open_target)
+    except OSError as exc:
+        raise OutputError(f"cannot write: {exc.strerror}", path=str(target)) from None
 
 
 def _write_page(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 import types
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,34 @@ class FakeTime:
         self.slept.append(seconds)
         self.now += seconds
         await asyncio.sleep(0)  # still a suspension point, as a real sleep is
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+async def run_cli(*args: str, env: dict[str, str] | None = None) -> CliResult:
+    """`python -m harvester ARGS` as a subprocess the event loop waits on, so that a demo API
+    running in this process keeps serving."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "harvester",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return CliResult(process.returncode, stdout.decode(), stderr.decode())
 
 
 def no_wait_policy(**retry: Any) -> RetryPolicy:

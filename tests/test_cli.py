@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,33 +13,9 @@ import yaml
 
 from harvester.demo import DemoServer, DemoSettings, expected_records, run_demo
 
+from .conftest import CliResult, run_cli
+
 SECRET = "s3cr3t-VALUE-9f2c"
-
-
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-
-async def harvester(*args: str, env: dict[str, str] | None = None) -> Result:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "harvester",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return Result(process.returncode, stdout.decode(), stderr.decode())
 
 
 @pytest.fixture
@@ -74,7 +47,7 @@ def write_config(folder: Path, url: str, **changes: Any) -> Path:
     return path
 
 
-def assert_one_clear_line(result: Result, *needles: str) -> None:
+def assert_one_clear_line(result: CliResult, *needles: str) -> None:
     assert "Traceback" not in result.output
     assert SECRET not in result.output
     errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
@@ -90,7 +63,7 @@ def lines(path: Path) -> list[Any]:
 async def test_harvests_the_demo_api(demo: DemoServer, tmp_path: Path) -> None:
     config = write_config(tmp_path, demo.url)
     stats_path = tmp_path / "stats.json"
-    result = await harvester(str(config), "--stats-json", str(stats_path), "--log-level=DEBUG")
+    result = await run_cli(str(config), "--stats-json", str(stats_path), "--log-level=DEBUG")
     assert result.code == 0, result.stderr
     assert lines(tmp_path / "out" / "items.jsonl") == expected_records(1_000)
     assert "records      1,000" in result.stdout
@@ -103,7 +76,7 @@ async def test_harvests_the_demo_api(demo: DemoServer, tmp_path: Path) -> None:
 async def test_options_override_the_config(demo: DemoServer, tmp_path: Path) -> None:
     config = write_config(tmp_path, demo.url)
     out = tmp_path / "sample.jsonl"
-    result = await harvester(str(config), "--output", str(out), "--max-records=120", "--workers=2")
+    result = await run_cli(str(config), "--output", str(out), "--max-records=120", "--workers=2")
     assert result.code == 0, result.stderr
     assert lines(out) == expected_records(120)
     assert not (tmp_path / "out" / "items.jsonl").exists()
@@ -112,7 +85,7 @@ async def test_options_override_the_config(demo: DemoServer, tmp_path: Path) -> 
 async def test_a_secret_from_the_environment_never_shows(demo: DemoServer, tmp_path: Path) -> None:
     config = write_config(tmp_path, demo.url, auth__client_secret="${MY_SECRET}")
     env = {"MY_SECRET": SECRET, "PATH": "/usr/bin:/bin"}
-    result = await harvester(str(config), "--log-level=DEBUG", "--debug", env=env)
+    result = await run_cli(str(config), "--log-level=DEBUG", "--debug", env=env)
     assert result.code == 0, result.stderr
     assert SECRET not in result.output
 
@@ -121,7 +94,7 @@ async def test_wrong_credentials_fail_with_the_oauth_error(
     demo: DemoServer, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, demo.url, auth__client_secret="wrong")
-    result = await harvester(str(config))
+    result = await run_cli(str(config))
     assert result.code == 1
     assert_one_clear_line(result, "invalid_client", "/oauth2/token", "status=401")
     assert not (tmp_path / "out" / "items.jsonl").exists()
@@ -132,21 +105,21 @@ async def test_an_unreachable_token_url_fails_with_the_url(tmp_path: Path) -> No
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     config = write_config(tmp_path, f"http://127.0.0.1:{port}")
-    result = await harvester(str(config))
+    result = await run_cli(str(config))
     assert result.code == 1
     assert_one_clear_line(result, f"127.0.0.1:{port}/oauth2/token", "connection")
 
 
 async def test_a_wrong_records_path_names_it_and_the_keys(demo: DemoServer, tmp_path: Path) -> None:
     config = write_config(tmp_path, demo.url, source__records="data")
-    result = await harvester(str(config))
+    result = await run_cli(str(config))
     assert result.code == 1
     assert_one_clear_line(result, "'data'", "items")
 
 
 async def test_a_404_fails_with_status_and_url(demo: DemoServer, tmp_path: Path) -> None:
     config = write_config(tmp_path, demo.url, source__url=f"{demo.url}/nothing-here")
-    result = await harvester(str(config))
+    result = await run_cli(str(config))
     assert result.code == 1
     assert_one_clear_line(result, "status 404", "/nothing-here")
 
@@ -177,18 +150,18 @@ async def test_bad_config_exits_2_with_the_key_path(
 ) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(text)
-    result = await harvester(str(config))
+    result = await run_cli(str(config))
     assert result.code == 2
     assert_one_clear_line(result, "config.yaml", *needles)
 
 
 async def test_a_missing_config_file_exits_2(tmp_path: Path) -> None:
-    result = await harvester(str(tmp_path / "nope.yaml"))
+    result = await run_cli(str(tmp_path / "nope.yaml"))
     assert result.code == 2
     assert_one_clear_line(result, "nope.yaml", "cannot read")
 
 
 async def test_bad_options_exit_2(tmp_path: Path) -> None:
-    result = await harvester("config.yaml", "--workers", "0")
+    result = await run_cli("config.yaml", "--workers", "0")
     assert result.code == 2
     assert "--workers" in result.stderr and "Traceback" not in result.stderr

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,8 @@ import yaml
 from harvester.demo import DemoSettings, run_demo
 from harvester.runner import run
 from harvester.tune import Advice, Step, advise, report, tune
-from tests.conftest import make_config
+
+from .conftest import make_config, run_cli
 
 
 def step(concurrency: int, per_second: int, *, throttled: int = 0, errors: int = 0) -> Step:
@@ -257,28 +257,6 @@ async def test_requests_cut_off_at_the_end_of_a_step_do_not_count(tmp_path: Path
 # --- the command line ------------------------------------------------------------------------
 
 
-@dataclass
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-
-async def harvester(*args: str) -> Result:
-    # A subprocess the event loop waits on, so that the demo in this process keeps serving.
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "harvester",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return Result(process.returncode, stdout.decode(), stderr.decode())
-
-
 def write_config(folder: Path, url: str) -> Path:
     raw: dict[str, Any] = {
         "source": {"url": f"{url}/items", "records": "items"},
@@ -306,7 +284,7 @@ async def test_cli_tune_prints_the_table_and_the_config_lines(tmp_path: Path) ->
     async with run_demo(limited_demo()) as demo:
         config = write_config(tmp_path, demo.url)
         started = time.monotonic()
-        result = await harvester("tune", str(config), "--duration", "2", "--max-workers", "4")
+        result = await run_cli("tune", str(config), "--duration", "2", "--max-workers", "4")
         elapsed = time.monotonic() - started
 
     assert result.code == 0, result.stderr
@@ -328,7 +306,7 @@ async def test_cli_tune_prints_the_table_and_the_config_lines(tmp_path: Path) ->
 async def test_cli_tune_rejects_a_duration_out_of_range(
     no_demo_config: Path, duration: str
 ) -> None:
-    result = await harvester("tune", str(no_demo_config), f"--duration={duration}")
+    result = await run_cli("tune", str(no_demo_config), f"--duration={duration}")
 
     assert result.code == 2
     assert result.stdout == ""

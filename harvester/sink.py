@@ -84,7 +84,7 @@ class OrderedSink:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # An unfinished harvest leaves its .part file (a later run may resume it) and never
+        # An unfinished harvest leaves its .part file (partial data to inspect) and never
         # touches the output path.
         if self._file is not None and not self._file.closed:
             with contextlib.suppress(OSError):

@@ -172,8 +172,10 @@ class Fetcher:
         return total, pages
 
     async def _once(self, planner: Planner, request: PageRequest, url: URL) -> Fetched:
+        # The token first: a worker that waited for a token refresh must still pass the
+        # cool-down and the rate afterwards, not find itself already past them.
+        token = await self._tokens.current() if request.send_token else None
         async with self._throttle.request() as ticket:
-            token = await self._tokens.current() if request.send_token else None
             headers = {**self._headers, **request.headers}
             if token is not None:
                 headers.update(token.header())
@@ -284,12 +286,13 @@ async def fetch_pages(
     async def worker() -> None:
         # One shared iterator: each index is taken by exactly one worker, in increasing order.
         for index in pending:
-            if sink.full:
+            if not await sink.wait_for_slot(index):
                 return
-            await sink.wait_for_slot(index)
             fetched = await fetcher.fetch(planner, planner.request(index))
             if accept is None or accept(fetched):
                 await sink.put(fetched.page)
+            else:
+                await sink.wake()
 
     await _run_all(worker() for _ in range(workers))
 

@@ -36,6 +36,8 @@ _PROBE_AFTER = 10.0
 _PROBE_STEP = 1.02
 # The longest look back at what the API admitted (and the longest Retry-After learned from).
 _ADMITTED_HORIZON = 60.0
+# The fewest successes a learned rate is drawn from.
+_MIN_SAMPLE = 10
 # Seconds past which a reset value is a Unix timestamp rather than a delay (ten years).
 _EPOCH_THRESHOLD = 315_360_000
 
@@ -229,9 +231,10 @@ class Throttle:
 
     def _learn_rate(self, now: float, horizon: float) -> None:
         """Set the rate from what the API admitted over the last `horizon` seconds."""
-        admitted = sum(1 for t in self._admitted if t >= now - horizon) / horizon
-        if admitted <= 0:
+        seen = sum(1 for t in self._admitted if t >= now - horizon)
+        if seen < _MIN_SAMPLE:  # too few successes to tell a rate from
             return
+        admitted = seen / horizon
         learned = admitted * _LEARNED_SHARE
         self._set_rate(learned if self.rate is None else min(self.rate * _LEARNED_SHARE, learned))
 

@@ -110,8 +110,10 @@ async def _harvest_open_end(
 ) -> None:
     """No total: fetch ahead in parallel until a short or empty page marks the end."""
     planner = make_planner(config.pagination)
-    end = _OpenEnd(planner.page_size, lambda i: str(fetcher.url_for(planner.request(i))))
     async with _sink(config, stats, max_records) as sink:
+        end = _OpenEnd(
+            planner.page_size, lambda i: str(fetcher.url_for(planner.request(i))), sink.stop_after
+        )
         await fetch_pages(
             fetcher,
             planner,
@@ -181,9 +183,12 @@ class _OpenEnd:
     end is known.
     """
 
-    def __init__(self, page_size: int, url_of: Callable[[int], str]) -> None:
+    def __init__(
+        self, page_size: int, url_of: Callable[[int], str], on_end: Callable[[int], None]
+    ) -> None:
         self._page_size = page_size
         self._url_of = url_of
+        self._on_end = on_end
         self.last: int | None = None
         self._whole = False  # the last page held the whole dataset (Range ignored)
         self._last_filled = -1
@@ -200,6 +205,7 @@ class _OpenEnd:
         ends_here = fetched.complete or count < self._page_size
         if ends_here and (self.last is None or index < self.last):
             self.last, self._whole = index, fetched.complete and count > 0
+            self._on_end(index)
         if count and not (self.last is not None and self._whole and index > self.last):
             self._last_filled = max(self._last_filled, index)
         if self.last is not None and self._last_filled > self.last:

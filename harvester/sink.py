@@ -48,6 +48,7 @@ class OrderedSink:
         self._max_records = max_records
         self._pending: dict[int, Page] = {}
         self._next = 0  # the oldest page not written yet
+        self._last: int | None = None  # the last page the data has, once known
         self._advanced = asyncio.Condition()
         self._file: BinaryIO | None = None
         self.finished = False
@@ -90,12 +91,28 @@ class OrderedSink:
             with contextlib.suppress(OSError):
                 self._file.close()
 
-    async def wait_for_slot(self, index: int) -> None:
-        """Return once page `index` fits in the reorder window."""
+    async def wait_for_slot(self, index: int) -> bool:
+        """Wait until page `index` fits in the reorder window; False if it is no longer wanted
+        (past the end of the data, or past --max-records), which may be learned while waiting."""
         if index < self._next + self._window:
-            return
+            return not self._unwanted(index)
         async with self._advanced:
-            await self._advanced.wait_for(lambda: index < self._next + self._window)
+            await self._advanced.wait_for(
+                lambda: index < self._next + self._window or self._unwanted(index)
+            )
+        return not self._unwanted(index)
+
+    def stop_after(self, last: int) -> None:
+        """No page after `last` will be written: the data ends there."""
+        self._last = last if self._last is None else min(self._last, last)
+
+    async def wake(self) -> None:
+        """Let waiting workers look again (a page was dropped instead of put)."""
+        async with self._advanced:
+            self._advanced.notify_all()
+
+    def _unwanted(self, index: int) -> bool:
+        return self.full or (self._last is not None and index > self._last)
 
     async def put(self, page: Page) -> None:
         """Take a fetched page; write it and every page it unblocks."""
@@ -180,7 +197,9 @@ class ChainSink:
     def finish(self) -> None:
         """Append every window's spool in order, then rename onto the output path."""
         main = self._files[0]
-        wanted = self._max_records if self._max_records is not None else sum(self._counts)
+        wanted = sum(self._counts)
+        if self._max_records is not None:
+            wanted = min(wanted, self._max_records)
         remaining = wanted - min(wanted, self._counts[0])
         try:
             for chain in range(1, len(self._counts)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -179,3 +180,36 @@ async def test_a_total_that_disagrees_with_the_records_is_a_warning_with_both_nu
     assert stats.records == 3
     assert any("advertised 5 records and 3 were written" in w for w in stats.warnings)
     assert stats.as_dict()["total_records"] == 5
+
+
+@pytest.mark.parametrize("max_records", [None, 150])
+async def test_unknown_total_with_a_window_smaller_than_the_workers_finishes(
+    tmp_path: Path, max_records: int | None
+) -> None:
+    """Workers parked beyond the end (or past --max-records) must be let go, not wait forever."""
+    out = tmp_path / "out.jsonl"
+    async with run_demo(DemoSettings(records=250)) as demo:
+        config = make_config(
+            demo.url,
+            out,
+            source={"url": f"{demo.url}/stream"},
+            pagination={"total": "unknown"},
+            concurrency={"workers": 8, "max_buffered_pages": 2},
+        )
+        await asyncio.wait_for(
+            run(config, policy=no_wait_policy(), max_records=max_records), timeout=30
+        )
+    assert out.read_bytes() == expected_bytes(max_records or 250)
+
+
+async def test_max_records_beyond_a_partitioned_dataset_counts_what_was_written(
+    tmp_path: Path,
+) -> None:
+    example = next(p for p in EXAMPLES if p.stem == "cursor-partitioned")
+    out = tmp_path / "out.jsonl"
+    async with run_demo(DemoSettings(records=1_000)) as demo:
+        stats = await run(
+            example_config(example, demo.url, out), policy=no_wait_policy(), max_records=5_000
+        )
+    assert out.read_bytes() == expected_bytes(1_000)
+    assert stats.records == 1_000

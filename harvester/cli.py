@@ -37,6 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="harvester",
         description="Download a whole dataset from a paginated, OAuth2-protected REST API.",
+        epilog="harvester tune CONFIG: measure the concurrency and rate the API admits "
+        "(see harvester tune --help). Exit codes: 0 done, 1 failed, 2 bad config or usage, "
+        "130 interrupted.",
     )
     parser.add_argument("config", help="the YAML config file")
     parser.add_argument("--workers", type=_positive_int, help="override concurrency.workers")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -289,3 +290,42 @@ async def test_a_401_on_a_token_the_api_accepted_before_is_an_expiry_not_a_refus
     assert fetched.page.count == 3
     sent = [c.kwargs["headers"]["Authorization"] for c in data_requests(mock_http)]
     assert sent == ["Bearer tok-1", "Bearer tok-2", "Bearer tok-2", "Bearer tok-3"]
+
+
+async def test_a_worker_that_waited_for_a_token_still_waits_out_a_cool_down(
+    mock_http: aioresponses, harness: Harness
+) -> None:
+    """A token refresh in progress must not let its waiters past a cool-down begun meanwhile."""
+    gate = asyncio.Event()
+    sent_at: list[float] = []
+
+    class SlowTokens:
+        async def current(self) -> None:
+            await gate.wait()  # a slow token endpoint
+
+        def accepted(self, token: Any) -> None:
+            pass
+
+    def answer(url: URL, **kwargs: Any) -> CallbackResult:
+        sent_at.append(harness.time.clock())
+        return CallbackResult(payload=body())
+
+    mock_http.get(PAGE0, callback=answer)
+    throttle = harness.throttle()
+    async with aiohttp.ClientSession() as session:
+        fetcher = Fetcher(
+            harness.config,
+            session,
+            SlowTokens(),
+            harness.policy,
+            harness.stats,
+            throttle,  # type: ignore[arg-type]
+        )
+        waiting = asyncio.create_task(fetcher.fetch(harness.planner, harness.planner.request(0)))
+        await asyncio.sleep(0)  # the worker now waits for its token
+        async with throttle.request() as ticket:  # another worker's request gets a 429
+            ticket.observe(429, {"Retry-After": "5"})
+        cool_until = harness.time.clock() + 5
+        gate.set()
+        await waiting
+    assert sent_at and sent_at[0] >= cool_until

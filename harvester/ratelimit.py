@@ -32,7 +32,7 @@ _LEARNED_SHARE = 0.9
 _STATED_SHARE = 0.97
 # After this long without a cool-down, a learned rate is raised by _PROBE_STEP to find out
 # whether the API admits more by now.
-_PROBE_AFTER = 10.0
+_PROBE_AFTER = 3.0
 _PROBE_STEP = 1.02
 # The longest look back at what the API admitted (and the longest Retry-After learned from).
 _ADMITTED_HORIZON = 60.0

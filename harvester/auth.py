@@ -25,7 +25,7 @@ from harvester.retry import (
     InvalidBody,
     RetryableStatus,
     RetryPolicy,
-    parse_retry_after,
+    refused,
     retry_cause,
 )
 from harvester.stats import Stats
@@ -156,8 +156,7 @@ class TokenManager:
             ticket.observe(response.status, response.headers)
             body = await response.read()
             if response.status in self._policy.config.statuses or response.status >= 500:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                raise RetryableStatus(response.status, retry_after=retry_after, body=excerpt(body))
+                raise refused(response.status, response.headers, body)
             payload = _json_object(body)
             if response.status != 200:
                 raise AuthError(

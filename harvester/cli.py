@@ -124,9 +124,10 @@ def _tune_parser() -> argparse.ArgumentParser:
 
 
 def _tune_main(argv: list[str]) -> int:
-    args = _tune_parser().parse_args(argv)
+    parser = _tune_parser()
+    args = parser.parse_args(argv)
     if not 0 < args.duration <= 24 * 3600:
-        _tune_parser().error("--duration must be between 0 and 86400 seconds")
+        parser.error("--duration must be between 0 and 86400 seconds")
     scrubber = _SecretScrubber()
     _setup_logging(args.log_level, scrubber)
     try:

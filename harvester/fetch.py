@@ -30,7 +30,7 @@ from harvester.retry import (
     InvalidBody,
     RetryableStatus,
     RetryPolicy,
-    parse_retry_after,
+    refused,
     retry_cause,
 )
 from harvester.sink import OrderedSink, Page
@@ -210,8 +210,7 @@ class Fetcher:
             return Fetched(Page(request.index, b"", 0), total=total, complete=True)
         body = await response.read()
         if status in self._policy.config.statuses:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            raise RetryableStatus(status, retry_after=retry_after, body=excerpt(body))
+            raise refused(status, response.headers, body)
         if not 200 <= status < 300:
             raise PageFetchError(
                 "unexpected status",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 
 import aiohttp
@@ -18,6 +18,7 @@ import tenacity
 from tenacity.wait import wait_base
 
 from harvester.config import RetryConfig
+from harvester.errors import excerpt
 
 
 class RetryableStatus(Exception):
@@ -28,6 +29,12 @@ class RetryableStatus(Exception):
         self.status = status
         self.retry_after = retry_after
         self.body = body
+
+
+def refused(status: int, headers: Mapping[str, str], body: bytes) -> RetryableStatus:
+    """The RetryableStatus for an answer with a retryable status, its Retry-After read."""
+    retry_after = parse_retry_after(headers.get("Retry-After"))
+    return RetryableStatus(status, retry_after=retry_after, body=excerpt(body))
 
 
 class InvalidBody(Exception):

@@ -230,6 +230,7 @@ class _Consistency:
         self, planner: IndexedPlanner, total: int | None, url_of: Callable[[int], str]
     ) -> None:
         self._planner = planner
+        self._start = planner.request(0).first  # the offset the counts are relative to
         self._url_of = url_of
         self._total = total
         self._totals_seen: set[int] = set()
@@ -239,7 +240,7 @@ class _Consistency:
     def check(self, fetched: Fetched) -> bool:
         if self._total is None:
             return True
-        start = self._planner.request(0).first
+        start = self._start
         if fetched.total is not None and fetched.total - start != self._total:
             self._totals_seen.add(fetched.total - start)
         request = self._planner.request(fetched.page.index)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -17,8 +18,8 @@ import orjson
 
 from harvester import __version__
 from harvester.config import Config, load_config
-from harvester.errors import HarvesterError, redact_url
-from harvester.runner import run
+from harvester.errors import HarvesterError, Interrupted, redact_url
+from harvester.runner import Stop, run
 from harvester.stats import Stats
 from harvester.tune import report, tune
 
@@ -53,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
         type=str.upper,
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="log level (default INFO)",
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over: ignore (and remove) the checkpoint and partial data of an earlier run",
     )
     parser.add_argument("--stats-json", metavar="PATH", help="write the final stats as JSON here")
     parser.add_argument(
@@ -92,12 +98,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         scrubber.add(*config.secrets())
         code = asyncio.run(_harvest(config, args, stats, scrubber))
         _print_summary(stats)
+    except Interrupted as exc:
+        code, error = exc.exit_code, str(exc)
+        log.warning(scrubber.scrub(error))
+        _print_summary(stats)
     except HarvesterError as exc:
         code, error = exc.exit_code, str(exc)
         log.error(scrubber.scrub(error), exc_info=args.debug)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before the harvest began: nothing was written
         code, error = EXIT_INTERRUPTED, "interrupted"
-        log.error("interrupted: the output path was left as it was; partial data is in its .part")
+        log.error("interrupted before the harvest began: nothing was written")
     except Exception as exc:  # a bug: say so in one line, the traceback only on --debug
         code, error = EXIT_FAILED, f"internal error: {type(exc).__name__}: {exc}"
         hint = "" if args.debug else " (run again with --debug for the traceback)"
@@ -175,10 +185,49 @@ async def _harvest(
     mode = args.progress
     if mode == "auto":
         mode = "bar" if sys.stderr.isatty() else "log"
-    with _progress(stats, mode):
-        await run(config, max_records=args.max_records, stats=stats, on_secret=scrubber.add)
+    stop = Stop(grace=config.concurrency.stop_grace)
+    with _progress(stats, mode), _stopping_on_signals(stop):
+        await run(
+            config,
+            max_records=args.max_records,
+            stats=stats,
+            on_secret=scrubber.add,
+            fresh=args.fresh,
+            stop=stop,
+        )
     log.info("wrote %s", config.output.path)
     return EXIT_OK
+
+
+@contextlib.contextmanager
+def _stopping_on_signals(stop: Stop) -> Iterator[None]:
+    """SIGINT and SIGTERM stop the harvest gracefully; a second one stops it at once."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(name: str) -> None:
+        if stop.requested:
+            log.warning("%s again: stopping at once", name)
+            stop.request(name, at_once=True)
+            return
+        log.warning(
+            "%s: stopping; pages in flight get %g s to finish (again to stop at once)",
+            name,
+            stop.grace,
+        )
+        stop.request(name)
+
+    installed = []
+    for number in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(number, on_signal, number.name)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or no such support
+            continue
+        installed.append(number)
+    try:
+        yield
+    finally:
+        for number in installed:
+            loop.remove_signal_handler(number)
 
 
 @contextlib.contextmanager
@@ -232,8 +281,9 @@ def progress_line(stats: Stats, *, width: int) -> str:
         parts.append(f"rate {stats.rate_limit:g}/s")
     if stats.cool_downs:
         parts.append(f"cool-downs {stats.cool_downs}")
-    if total and stats.records:
-        remaining = (total - stats.records) / (stats.records / elapsed)
+    fetched = stats.records - stats.resumed_records  # this run's pace, not the earlier run's
+    if total and fetched > 0:
+        remaining = (total - stats.records) / (fetched / elapsed)
         parts.append(f"ETA {remaining:.0f}s")
     return "  ".join(parts)
 

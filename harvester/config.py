@@ -123,6 +123,8 @@ class ConcurrencyConfig:
     rate_limit: float | None = None  # requests per second across all workers
     burst: int = 1
     adaptive: bool = True
+    # After SIGINT or SIGTERM, how long pages already in flight may take to finish.
+    stop_grace: float = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,6 +140,8 @@ class RetryConfig:
 @dataclass(frozen=True, kw_only=True)
 class OutputConfig:
     path: str
+    # Seconds between checkpoints at most; one more is written when a run stops unfinished.
+    checkpoint_every: float = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -382,6 +386,9 @@ def _check(config: Config) -> Config:
     _at_least("concurrency.burst", config.concurrency.burst, 1)
     if config.concurrency.rate_limit is not None:
         _positive("concurrency.rate_limit", config.concurrency.rate_limit)
+    if config.concurrency.stop_grace < 0:
+        raise ConfigError("must be >= 0", key="concurrency.stop_grace")
+    _positive("output.checkpoint_every", config.output.checkpoint_every)
     _check_retry(config.retry)
     if Path(config.output.path).name in ("", ".", ".."):
         raise ConfigError(f"must name a file, got {config.output.path!r}", key="output.path")

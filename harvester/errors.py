@@ -137,3 +137,24 @@ class OutputError(HarvesterError):
     def __init__(self, message: str, *, path: str) -> None:
         super().__init__(f"output {path}: {message}")
         self.path = path
+
+
+class ResumeError(HarvesterError):
+    """The checkpoint cannot be resumed from: another dataset, or files changed since."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, path: str, differences: tuple[str, ...] = ()) -> None:
+        super().__init__(f"checkpoint {path}: {message}; run with --fresh to start over")
+        self.path = path
+        self.differences = differences
+
+
+class Interrupted(HarvesterError):
+    """SIGINT or SIGTERM stopped the run; what was written in order is checkpointed."""
+
+    exit_code = 130
+
+    def __init__(self, message: str, *, signal: str) -> None:
+        super().__init__(message)
+        self.signal = signal

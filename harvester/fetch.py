@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+import contextlib
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -257,7 +266,7 @@ class Fetcher:
         data_out = b"".join(
             orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in selected.records
         )
-        page = Page(request.index, data_out, len(selected.records))
+        page = Page(request.index, data_out, len(selected.records), url=str(url))
         return Fetched(
             page,
             total=total,
@@ -265,6 +274,44 @@ class Fetcher:
             next=selected.next,
             total_pages=total_pages,
         )
+
+
+class Stop:
+    """A request to stop early (SIGINT, SIGTERM): no page is started once it is made, and pages
+    in flight get `grace` seconds to finish; `request(at_once=True)` leaves them none."""
+
+    def __init__(self, *, grace: float = 5.0) -> None:
+        self.grace = grace
+        self.reason: str | None = None
+        self._scopes: list[asyncio.Timeout] = []
+
+    @property
+    def requested(self) -> bool:
+        return self.reason is not None
+
+    def request(self, reason: str, *, at_once: bool = False) -> None:
+        self.reason = reason
+        for scope in self._scopes:
+            self._shorten(scope, 0.0 if at_once else self.grace)
+
+    def _shorten(self, scope: asyncio.Timeout, seconds: float) -> None:
+        deadline = asyncio.get_running_loop().time() + seconds
+        current = scope.when()
+        if current is None or deadline < current:
+            scope.reschedule(deadline)
+
+    @contextlib.asynccontextmanager
+    async def grace_period(self) -> AsyncIterator[None]:
+        """Run the body until it ends, or until the grace period after a stop request runs out
+        (TimeoutError, the body cancelled)."""
+        async with asyncio.timeout(None) as scope:
+            self._scopes.append(scope)
+            if self.requested:
+                self._shorten(scope, self.grace)
+            try:
+                yield
+            finally:
+                self._scopes.remove(scope)
 
 
 async def fetch_pages(
@@ -275,17 +322,20 @@ async def fetch_pages(
     *,
     workers: int,
     accept: Callable[[Fetched], bool] | None = None,
+    stop: Stop | None = None,
 ) -> None:
     """Fetch every page in `indexes` with `workers` coroutines, handing each to the sink.
 
-    `accept` sees every page first; a page it turns down is not written.
+    `accept` sees every page first; a page it turns down is not written. Once `stop` is
+    requested no further page is started.
     """
     pending = iter(indexes)
+    stop = stop or Stop()
 
     async def worker() -> None:
         # One shared iterator: each index is taken by exactly one worker, in increasing order.
         for index in pending:
-            if not await sink.wait_for_slot(index):
+            if stop.requested or not await sink.wait_for_slot(index) or stop.requested:
                 return
             fetched = await fetcher.fetch(planner, planner.request(index))
             if accept is None or accept(fetched):
@@ -299,20 +349,25 @@ async def fetch_pages(
 async def fetch_chains(
     fetcher: Fetcher,
     planner: ChainPlanner,
-    write: Callable[[int, Page], Awaitable[bool]],
+    write: Callable[[int, Fetched], Awaitable[bool]],
     *,
     workers: int,
+    starts: Sequence[PageRequest | None] | None = None,
     on_first: Callable[[int, Fetched], None] | None = None,
+    stop: Stop | None = None,
 ) -> None:
     """Follow every chain (partition window) to its end, at most `workers` chains at once.
 
-    `write(chain, page)` takes each page in chain order and says whether more are wanted.
+    `write(chain, fetched)` takes each page in chain order and says whether more are wanted.
+    `starts` gives each chain's first request (None: the chain is done), if not the planner's.
     """
-    chains = iter(range(planner.chains))
+    firsts = starts if starts is not None else [planner.first(k) for k in range(planner.chains)]
+    chains = iter([first for first in firsts if first is not None])
+    stop = stop or Stop()
 
     async def worker() -> None:
-        for chain in chains:
-            await _follow(fetcher, planner, chain, write, on_first)
+        for first in chains:
+            await _follow(fetcher, planner, first, write, on_first, stop)
 
     await _run_all(worker() for _ in range(min(workers, planner.chains)))
 
@@ -320,13 +375,15 @@ async def fetch_chains(
 async def _follow(
     fetcher: Fetcher,
     planner: ChainPlanner,
-    chain: int,
-    write: Callable[[int, Page], Awaitable[bool]],
+    first: PageRequest,
+    write: Callable[[int, Fetched], Awaitable[bool]],
     on_first: Callable[[int, Fetched], None] | None,
+    stop: Stop,
 ) -> None:
-    request: PageRequest | None = planner.first(chain)
+    chain = first.chain
+    request: PageRequest | None = first
     seen: dict[str, int] = {}
-    while request is not None:
+    while request is not None and not stop.requested:
         if request.key is not None:
             if request.key in seen:
                 raise RecordsError(
@@ -339,7 +396,7 @@ async def _follow(
         fetched = await fetcher.fetch(planner, request)
         if request.index == 0 and on_first is not None:
             on_first(chain, fetched)
-        if not await write(chain, fetched.page):
+        if not await write(chain, fetched):
             return
         request = fetched.next
 

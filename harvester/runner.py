@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import glob
 import math
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn
 
 from harvester.auth import TokenManager
-from harvester.chains import make_chain_planner
+from harvester.chains import ChainPlanner, make_chain_planner
+from harvester.checkpoint import (
+    Checkpoint,
+    Checkpointer,
+    CheckpointFile,
+    Committing,
+    dataset_fingerprint,
+)
 from harvester.config import INDEXED_STYLES, Config
-from harvester.errors import RecordsError
-from harvester.fetch import Fetched, Fetcher, fetch_chains, fetch_pages, open_session
-from harvester.pagination import IndexedPlanner, make_planner
+from harvester.errors import Interrupted, RecordsError
+from harvester.fetch import Fetched, Fetcher, Stop, fetch_chains, fetch_pages, open_session
+from harvester.pagination import IndexedPlanner, PageRequest, make_planner
 from harvester.ratelimit import Throttle
 from harvester.retry import RetryPolicy
-from harvester.sink import ChainSink, OrderedSink
+from harvester.sink import ChainSink, OrderedSink, part_path
 from harvester.stats import Stats
+
+__all__ = ["Stop", "run"]
 
 
 async def run(
@@ -25,14 +39,21 @@ async def run(
     stats: Stats | None = None,
     policy: RetryPolicy | None = None,
     on_secret: Callable[[str], None] | None = None,
+    fresh: bool = False,
+    stop: Stop | None = None,
 ) -> Stats:
     """Harvest the whole dataset `config` describes; the stats say what happened.
 
-    Raises HarvesterError (or a subclass) when the harvest cannot complete.
+    A checkpoint left beside the output by an unfinished run is resumed from, unless `fresh`.
+    Raises HarvesterError (or a subclass) when the harvest cannot complete; Interrupted when
+    `stop` was requested.
     """
     stats = stats if stats is not None else Stats()
     policy = policy or RetryPolicy(config.retry)
+    stop = stop or Stop(grace=config.concurrency.stop_grace)
     try:
+        job = _Job(config, stats, max_records, stop)
+        job.load_checkpoint(fresh=fresh)
         async with open_session(config) as session:
             throttle = Throttle(config.concurrency, stats, max_pause=config.retry.max_retry_after)
             tokens = TokenManager(
@@ -44,13 +65,19 @@ async def run(
                 on_token=on_secret,
                 throttle=throttle,
             )
-            fetcher = Fetcher(config, session, tokens, policy, stats, throttle)
-            if config.pagination.style not in INDEXED_STYLES:
-                await _harvest_chains(config, fetcher, stats, max_records)
-            elif config.pagination.total_known:
-                await _harvest_known_total(config, fetcher, stats, max_records)
-            else:
-                await _harvest_open_end(config, fetcher, stats, max_records)
+            job.fetcher = Fetcher(config, session, tokens, policy, stats, throttle)
+            try:
+                async with stop.grace_period():
+                    if config.pagination.style not in INDEXED_STYLES:
+                        await _harvest_chains(job)
+                    elif config.pagination.total_known:
+                        await _harvest_known_total(job)
+                    else:
+                        await _harvest_open_end(job)
+            except TimeoutError:
+                if not stop.requested:
+                    raise
+                job.interrupted()
         if max_records is None and stats.total_records not in (None, stats.records):
             stats.warn(
                 f"the API advertised {stats.total_records} records and {stats.records} were "
@@ -61,75 +88,153 @@ async def run(
     return stats
 
 
-def _sink(config: Config, stats: Stats, max_records: int | None) -> OrderedSink:
-    window = config.concurrency.max_buffered_pages
-    return OrderedSink(config.output.path, window=window, stats=stats, max_records=max_records)
+class _Job:
+    """One harvest's shared parts: what each style's harvest function needs."""
 
+    def __init__(self, config: Config, stats: Stats, max_records: int | None, stop: Stop) -> None:
+        self.config = config
+        self.stats = stats
+        self.max_records = max_records
+        self.stop = stop
+        self.output = Path(config.output.path)
+        self.checkpoints = CheckpointFile(self.output)
+        self.fingerprint = dataset_fingerprint(config)
+        self.resume: Checkpoint | None = None
+        self.fetcher: Fetcher
 
-async def _harvest_known_total(
-    config: Config, fetcher: Fetcher, stats: Stats, max_records: int | None
-) -> None:
-    """The first page tells the total; every other page is then fetched in parallel."""
-    planner = make_planner(config.pagination)
-    async with _sink(config, stats, max_records) as sink:
-        first_url = str(fetcher.url_for(planner.request(0)))
-        first = await fetcher.fetch(planner, planner.request(0))
-        total: int | None
-        if first.complete:  # the first answer held everything (a Range server ignoring Range)
-            total, pages = first.page.count, 1
-        elif config.pagination.total_pages is not None:
-            pages = _required(first.total_pages, config.pagination.total_pages, first_url)
-            total = first.total
-        else:
-            total = _required(first.total, config.pagination.total, first_url)
-            planner = _fit_page_size(planner, first, total, stats, first_url)
-            pages = planner.page_count(total)
-            total = max(0, total - planner.request(0).first)
-        pages = max(1, pages)
-        if max_records is not None:
-            pages = min(pages, max(1, math.ceil(max_records / planner.page_size)))
-        stats.total_records, stats.total_pages = total, pages
-        await sink.put(first.page)
-        consistency = _Consistency(
-            planner, total, lambda i: str(fetcher.url_for(planner.request(i)))
+    def load_checkpoint(self, *, fresh: bool) -> None:
+        """Find the checkpoint to resume from, or clear the way for a fresh start."""
+        part = part_path(self.output)
+        if fresh:
+            self.checkpoints.remove()
+            for leftover in [part, *part.parent.glob(glob.escape(part.name) + ".*")]:
+                with contextlib.suppress(FileNotFoundError):
+                    leftover.unlink()
+            return
+        checkpoint = self.checkpoints.load(self.fingerprint)
+        if checkpoint is not None and not part.exists():
+            # The run finished (renamed its .part) just before removing the checkpoint, or the
+            # partial data was deleted: either way there is nothing to resume.
+            self.stats.warn(f"ignored the checkpoint {self.checkpoints.path}: {part} is gone")
+            self.checkpoints.remove()
+            checkpoint = None
+        self.resume = checkpoint
+        if checkpoint is not None:
+            self.stats.resumed_records = int(checkpoint.sink.get("records", 0)) or sum(
+                int(c["records"]) for c in checkpoint.sink.get("chains", [])
+            )
+
+    def checkpointer(self, sink: Committing, plan: dict[str, Any] | None) -> Checkpointer:
+        return Checkpointer(
+            self.checkpoints,
+            sink,
+            fingerprint=self.fingerprint,
+            every=self.config.output.checkpoint_every,
+            stats=self.stats,
+            plan=plan,
         )
+
+    def check_stop(self) -> None:
+        """Raise Interrupted if a stop was requested: an unfinished sink must not be finished."""
+        if self.stop.requested:
+            self.interrupted()
+
+    def interrupted(self) -> NoReturn:
+        part = part_path(self.output)
+        raise Interrupted(
+            f"stopped by {self.stop.reason}: {self.stats.records:,} records written in order "
+            f"to {part}; run the same command again to resume",
+            signal=self.stop.reason or "",
+        )
+
+    def url_of(self, planner: IndexedPlanner) -> Callable[[int], str]:
+        return lambda index: str(self.fetcher.url_for(planner.request(index)))
+
+    def sink(self) -> OrderedSink:
+        return OrderedSink(
+            self.output,
+            window=self.config.concurrency.max_buffered_pages,
+            stats=self.stats,
+            max_records=self.max_records,
+            resume=self.resume.sink if self.resume else None,
+        )
+
+
+async def _harvest_known_total(job: _Job) -> None:
+    """The first page tells the total; every other page is then fetched in parallel."""
+    config, fetcher, stats = job.config, job.fetcher, job.stats
+    planner = make_planner(config.pagination)
+    async with job.sink() as sink, job.checkpointer(sink, None) as checkpointer:
+        if job.resume is not None:
+            plan = job.resume.plan
+        else:
+            first = await fetcher.fetch(planner, planner.request(0))
+            plan = _plan(planner, first, config, stats, job.url_of(planner)(0))
+            await sink.put(first.page)
+        if plan["page_size"] != planner.page_size:
+            planner = planner.with_page_size(plan["page_size"])
+        total, pages = plan["total"], plan["pages"]
+        if job.max_records is not None:
+            pages = min(pages, max(1, math.ceil(job.max_records / planner.page_size)))
+        stats.total_records, stats.total_pages = total, pages
+        checkpointer.plan = plan
+        consistency = _Consistency(planner, total, job.url_of(planner))
+        start = sink.committed_pages
         await fetch_pages(
             fetcher,
             planner,
             sink,
-            range(1, pages),
-            workers=min(config.concurrency.workers, max(0, pages - 1)),
+            range(start, pages),
+            workers=min(config.concurrency.workers, max(0, pages - start)),
             accept=consistency.check,
+            stop=job.stop,
         )
         consistency.report(stats)
+        job.check_stop()
         sink.finish()
 
 
-async def _harvest_open_end(
-    config: Config, fetcher: Fetcher, stats: Stats, max_records: int | None
-) -> None:
+def _plan(
+    planner: IndexedPlanner, first: Fetched, config: Config, stats: Stats, first_url: str
+) -> dict[str, Any]:
+    """What the first page tells of the whole: total records, pages, the real page size."""
+    total: int | None
+    if first.complete:  # the first answer held everything (a Range server ignoring Range)
+        total, pages = first.page.count, 1
+    elif config.pagination.total_pages is not None:
+        pages = _required(first.total_pages, config.pagination.total_pages, first_url)
+        total = first.total
+    else:
+        total = _required(first.total, config.pagination.total, first_url)
+        planner = _fit_page_size(planner, first, total, stats, first_url)
+        pages = planner.page_count(total)
+        total = max(0, total - planner.request(0).first)
+    return {"total": total, "pages": max(1, pages), "page_size": planner.page_size}
+
+
+async def _harvest_open_end(job: _Job) -> None:
     """No total: fetch ahead in parallel until a short or empty page marks the end."""
-    planner = make_planner(config.pagination)
-    async with _sink(config, stats, max_records) as sink:
-        end = _OpenEnd(
-            planner.page_size, lambda i: str(fetcher.url_for(planner.request(i))), sink.stop_after
-        )
+    planner = make_planner(job.config.pagination)
+    plan = {"page_size": planner.page_size}
+    async with job.sink() as sink, job.checkpointer(sink, plan):
+        end = _OpenEnd(planner.page_size, job.url_of(planner), sink.stop_after)
         await fetch_pages(
-            fetcher,
+            job.fetcher,
             planner,
             sink,
-            end.claims(),
-            workers=config.concurrency.workers,
+            end.claims(sink.committed_pages),
+            workers=job.config.concurrency.workers,
             accept=end.check,
+            stop=job.stop,
         )
-        stats.discarded_pages = end.discarded
+        job.stats.discarded_pages = end.discarded
+        job.check_stop()
         sink.finish(last_page=end.last)
 
 
-async def _harvest_chains(
-    config: Config, fetcher: Fetcher, stats: Stats, max_records: int | None
-) -> None:
+async def _harvest_chains(job: _Job) -> None:
     """Cursor and link styles: each partition window is one chain, the windows in parallel."""
+    config, stats = job.config, job.stats
     planner = make_chain_planner(config.pagination, config.source)
     totals: dict[int, int] = {}
 
@@ -139,17 +244,38 @@ async def _harvest_chains(
             if len(totals) == planner.chains:
                 stats.total_records = sum(totals.values())
 
-    async with ChainSink(
-        config.output.path, chains=planner.chains, stats=stats, max_records=max_records
-    ) as sink:
+    sink = ChainSink(
+        job.output,
+        chains=planner.chains,
+        stats=stats,
+        max_records=job.max_records,
+        resume=job.resume.sink if job.resume else None,
+    )
+
+    async def write(chain: int, fetched: Fetched) -> bool:
+        after = None if fetched.next is None else dataclasses.asdict(fetched.next)
+        return await sink.put(chain, fetched.page, after=after)
+
+    async with sink, job.checkpointer(sink, {"chains": planner.chains}):
         await fetch_chains(
-            fetcher,
+            job.fetcher,
             planner,
-            sink.put,
+            write,
             workers=config.concurrency.workers,
+            starts=[_start(planner, sink, k) for k in range(planner.chains)],
             on_first=note_total,
+            stop=job.stop,
         )
+        job.check_stop()
         sink.finish()
+
+
+def _start(planner: ChainPlanner, sink: ChainSink, chain: int) -> PageRequest | None:
+    """Where `chain` starts: its first page, or where an earlier run left it (None: done)."""
+    done, after = sink.carry_on(chain)
+    if done:
+        return None
+    return planner.first(chain) if after is None else PageRequest(**after)
 
 
 def _required(value: int | None, spec: str | None, url: str) -> int:
@@ -194,8 +320,8 @@ class _OpenEnd:
         self._last_filled = -1
         self.discarded = 0
 
-    def claims(self) -> Iterator[int]:
-        index = 0
+    def claims(self, start: int = 0) -> Iterator[int]:
+        index = start
         while self.last is None or index <= self.last:
             yield index
             index += 1

@@ -3,20 +3,26 @@
 Records go to `<path>.part`; only a finished harvest is renamed onto `<path>`, so a file at the
 output path is always complete. The reorder window bounds memory: a worker may start page i only
 while i < oldest unwritten page + `max_buffered_pages`.
+
+Both sinks describe what they have committed (`flush()`) for the checkpoint, and take that
+description back (`resume=`) to carry on where an earlier run stopped: their files are cut back
+to the committed length, so nothing written after the checkpoint is kept twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from harvester.errors import OutputError
+from harvester.checkpoint import checkpoint_path, fsync_folder
+from harvester.errors import OutputError, RecordsError, ResumeError
 from harvester.stats import Stats
 
 _WRITE_BUFFER = 1 << 20
@@ -29,6 +35,40 @@ class Page:
     index: int
     data: bytes
     count: int
+    url: str = ""  # where it came from, for error messages
+
+
+class _Repeats:
+    """Catches a page that repeats the previous page's records: an API that ignores the offset
+    or page parameter would otherwise fill the output with copies of one page."""
+
+    def __init__(self, digest: str | None = None) -> None:
+        self._previous: bytes | None = None
+        self._digest = digest  # after a resume: the previous page is known by its digest only
+
+    def check(self, page: Page, previous_index: int) -> None:
+        if not page.count:
+            return
+        if self._previous is not None:
+            same = page.data == self._previous
+        else:
+            same = self._digest is not None and _digest(page.data) == self._digest
+        if same:
+            raise RecordsError(
+                f"repeats the records of page {previous_index}: the API ignores the paging "
+                "parameters, or keeps answering the same page",
+                page=page.index,
+                url=page.url,
+            )
+        self._previous, self._digest = page.data, None
+
+    @property
+    def digest(self) -> str | None:
+        return _digest(self._previous) if self._previous is not None else self._digest
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def part_path(path: Path) -> Path:
@@ -39,18 +79,26 @@ class OrderedSink:
     """Writes pages in index order through a bounded reorder window."""
 
     def __init__(
-        self, path: str | Path, *, window: int, stats: Stats, max_records: int | None = None
+        self,
+        path: str | Path,
+        *,
+        window: int,
+        stats: Stats,
+        max_records: int | None = None,
+        resume: dict[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
         self.part = part_path(self.path)
         self._window = window
         self._stats = stats
         self._max_records = max_records
+        self._resume = resume
         self._pending: dict[int, Page] = {}
         self._next = 0  # the oldest page not written yet
         self._last: int | None = None  # the last page the data has, once known
         self._advanced = asyncio.Condition()
         self._file: BinaryIO | None = None
+        self._repeats = _Repeats()
         self.finished = False
 
     # Committed means written, in order, with nothing missing before it.
@@ -76,8 +124,27 @@ class OrderedSink:
         return self._max_records is not None and self._stats.records >= self._max_records
 
     async def __aenter__(self) -> OrderedSink:
-        self._file = await _open_for_writing(self.part, output=self.path)
+        state = self._resume
+        keep = None if state is None else int(state["bytes"])
+        self._file = await _open_for_writing(self.part, output=self.path, keep=keep)
+        if state is not None:
+            self._next = int(state["pages"])
+            self._stats.pages, self._stats.records = self._next, int(state["records"])
+            self._stats.bytes = int(state["bytes"])
+            self._repeats = _Repeats(state.get("last_page"))
         return self
+
+    def flush(self) -> tuple[dict[str, Any], list[int]]:
+        """What is committed, once flushed to the OS, and a descriptor to fsync it with."""
+        assert self._file is not None
+        self._file.flush()
+        state = {
+            "pages": self._next,
+            "records": self._stats.records,
+            "bytes": self._stats.bytes,
+            "last_page": self._repeats.digest,
+        }
+        return state, [os.dup(self._file.fileno())]
 
     async def __aexit__(
         self,
@@ -129,6 +196,7 @@ class OrderedSink:
 
     def _write(self, page: Page) -> None:
         assert self._file is not None
+        self._repeats.check(page, self._next - 1)
         _write_page(self._file, page, self._stats.records, self._max_records, self._stats)
 
     def finish(self, *, last_page: int | None = None) -> None:
@@ -147,6 +215,28 @@ class OrderedSink:
         self.finished = True
 
 
+@dataclass
+class _Chain:
+    """What one chain (partition window) has written, and where it carries on."""
+
+    pages: int = 0
+    records: int = 0
+    bytes: int = 0
+    next: dict[str, Any] | None = None  # the next page's request, as the caller described it
+    done: bool = False
+    last_page: str | None = None  # digest of the last page, for the repeat check on resume
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pages": self.pages,
+            "records": self.records,
+            "bytes": self.bytes,
+            "next": self.next,
+            "done": self.done,
+            "last_page": self.last_page,
+        }
+
+
 class ChainSink:
     """The sink for chains that run side by side (partition windows): window order, then page
     order. Window 0 writes straight into the .part file; every later window spools to a file of
@@ -154,25 +244,45 @@ class ChainSink:
     """
 
     def __init__(
-        self, path: str | Path, *, chains: int, stats: Stats, max_records: int | None = None
+        self,
+        path: str | Path,
+        *,
+        chains: int,
+        stats: Stats,
+        max_records: int | None = None,
+        resume: dict[str, Any] | None = None,
     ) -> None:
         self.path = Path(path)
         self.part = part_path(self.path)
         self._stats = stats
         self._max_records = max_records
         self._files: dict[int, BinaryIO] = {}
-        self._counts = [0] * chains
+        self._chains = [_Chain() for _ in range(chains)]
+        for chain, state in enumerate((resume or {}).get("chains", [])[:chains]):
+            self._chains[chain] = _Chain(**state)
+        self._repeats = [_Repeats(c.last_page) for c in self._chains]
         self.finished = False
 
     def _spool(self, chain: int) -> Path:
         return self.part if chain == 0 else self.part.with_name(f"{self.part.name}.{chain}")
 
+    def carry_on(self, chain: int) -> tuple[bool, dict[str, Any] | None]:
+        """(done, next request) of `chain` as an earlier run left it; (False, None) if unstarted."""
+        state = self._chains[chain]
+        return state.done, state.next
+
     async def __aenter__(self) -> ChainSink:
-        await self._open(0)
+        for chain, state in enumerate(self._chains):
+            if chain == 0 or state.pages:
+                await self._open(chain, keep=state.bytes if state.pages or state.bytes else None)
+        self._stats.pages = sum(c.pages for c in self._chains)
+        self._stats.records = sum(c.records for c in self._chains)
+        self._stats.bytes = sum(c.bytes for c in self._chains)
         return self
 
-    async def _open(self, chain: int) -> BinaryIO:
-        handle = self._files[chain] = await _open_for_writing(self._spool(chain), output=self.path)
+    async def _open(self, chain: int, keep: int | None = None) -> BinaryIO:
+        handle = await _open_for_writing(self._spool(chain), output=self.path, keep=keep)
+        self._files[chain] = handle
         return handle
 
     async def __aexit__(
@@ -181,35 +291,53 @@ class ChainSink:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # The spools of an unfinished harvest stay: the checkpoint counts on them.
         for chain, handle in self._files.items():
             with contextlib.suppress(OSError):
                 handle.close()
-                if chain:
+                if chain and self.finished:
                     self._spool(chain).unlink()
 
-    async def put(self, chain: int, page: Page) -> bool:
-        """Write the next page of `chain`; False once that chain has all it may need."""
+    async def put(self, chain: int, page: Page, *, after: dict[str, Any] | None) -> bool:
+        """Write the next page of `chain`, `after` describing the page that follows it (None at
+        the end of the chain); False once that chain has all it may need."""
         handle = self._files.get(chain) or await self._open(chain)
-        count = _write_page(handle, page, self._counts[chain], self._max_records, self._stats)
-        self._counts[chain] += count
-        return self._max_records is None or self._counts[chain] < self._max_records
+        state = self._chains[chain]
+        self._repeats[chain].check(page, state.pages - 1)
+        state.records += _write_page(handle, page, state.records, self._max_records, self._stats)
+        state.pages += 1
+        state.bytes = handle.tell()
+        wanted = self._max_records is None or state.records < self._max_records
+        state.next, state.done = after, after is None or not wanted
+        return not state.done
+
+    def flush(self) -> tuple[dict[str, Any], list[int]]:
+        """What is committed, once flushed to the OS, and descriptors to fsync it with."""
+        descriptors = []
+        for handle in self._files.values():
+            handle.flush()
+            descriptors.append(os.dup(handle.fileno()))
+        for state, repeats in zip(self._chains, self._repeats, strict=True):
+            state.last_page = repeats.digest
+        return {"chains": [c.as_dict() for c in self._chains]}, descriptors
 
     def finish(self) -> None:
         """Append every window's spool in order, then rename onto the output path."""
         main = self._files[0]
-        wanted = sum(self._counts)
+        counts = [c.records for c in self._chains]
+        wanted = sum(counts)
         if self._max_records is not None:
             wanted = min(wanted, self._max_records)
-        remaining = wanted - min(wanted, self._counts[0])
+        remaining = wanted - min(wanted, counts[0])
         try:
-            for chain in range(1, len(self._counts)):
+            for chain in range(1, len(counts)):
                 handle = self._files.get(chain)
                 if handle is None or remaining == 0:
                     continue
                 handle.flush()
                 handle.seek(0)
-                take = min(remaining, self._counts[chain])
-                if take == self._counts[chain]:
+                take = min(remaining, counts[chain])
+                if take == counts[chain]:
                     shutil.copyfileobj(handle, main, _WRITE_BUFFER)
                 else:  # the --max-records boundary: only the first lines
                     for _ in range(take):
@@ -223,20 +351,53 @@ class ChainSink:
         self.finished = True
 
 
-async def _open_for_writing(target: Path, *, output: Path) -> BinaryIO:
-    """`target` opened for writing (its folder made); OutputError if that, or `output`, fails."""
+async def _open_for_writing(target: Path, *, output: Path, keep: int | None = None) -> BinaryIO:
+    """`target` opened for writing (its folder made); OutputError if that, or `output`, fails.
+
+    With `keep`, an earlier run's file is resumed: cut back to its first `keep` bytes, the
+    length the checkpoint vouches for, and written on from there.
+    """
 
     def open_target() -> BinaryIO:
         # An output path that is a folder is found now, not after the whole download.
         if output.is_dir():
             raise IsADirectoryError(21, "is a folder, not a file")
         target.parent.mkdir(parents=True, exist_ok=True)
-        return open(target, "w+b", buffering=_WRITE_BUFFER)  # noqa: SIM115 (the sink closes it)
+        if keep is None:
+            return open(target, "w+b", buffering=_WRITE_BUFFER)  # noqa: SIM115 (sink closes it)
+        if not target.exists():
+            raise ResumeError(f"{target} is gone", path=str(checkpoint_path(output)))
+        handle = open(target, "r+b", buffering=_WRITE_BUFFER)  # noqa: SIM115 (sink closes it)
+        try:
+            _cut_back(handle, keep, target, checkpoint_path(output))
+        except BaseException:
+            handle.close()
+            raise
+        return handle
 
     try:
         return await asyncio.to_thread(open_target)
     except OSError as exc:
         raise OutputError(f"cannot write: {exc.strerror}", path=str(target)) from None
+
+
+def _cut_back(handle: BinaryIO, keep: int, target: Path, checkpoint: Path) -> None:
+    size = os.fstat(handle.fileno()).st_size
+    if size < keep:
+        raise ResumeError(
+            f"{target} holds {size} bytes, fewer than the {keep} it vouches for: "
+            "it was changed outside harvester",
+            path=str(checkpoint),
+        )
+    if keep:
+        handle.seek(keep - 1)
+        if handle.read(1) != b"\n":
+            raise ResumeError(
+                f"{target} does not end a record at byte {keep}: it was changed outside harvester",
+                path=str(checkpoint),
+            )
+    handle.truncate(keep)
+    handle.seek(keep)
 
 
 def _write_page(
@@ -264,7 +425,7 @@ def _commit(handle: BinaryIO, part: Path, path: Path) -> None:
         os.fsync(handle.fileno())
         handle.close()
         os.replace(part, path)
-        _fsync_dir(path.parent)
+        fsync_folder(path.parent)
     except OSError as exc:
         raise OutputError(f"cannot finish: {exc.strerror}", path=str(path)) from None
 
@@ -274,17 +435,3 @@ def _first_lines(data: bytes, count: int) -> bytes:
     for _ in range(count):
         end = data.index(b"\n", end) + 1
     return data[:end]
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The rename is durable only once the directory entry is; not every platform allows it.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -31,6 +31,10 @@ class Stats:
     cool_down_seconds: float = 0.0
     # Pages fetched ahead past the end of a dataset of unknown size, and thrown away.
     discarded_pages: int = 0
+    # Records an earlier, unfinished run had written (resumed from its checkpoint), and the
+    # checkpoints this run wrote.
+    resumed_records: int = 0
+    checkpoints: int = 0
     warnings: list[str] = field(default_factory=list)
 
     def count_retry(self, cause: str) -> None:
@@ -49,7 +53,7 @@ class Stats:
     @property
     def records_per_second(self) -> float:
         elapsed = self.elapsed
-        return self.records / elapsed if elapsed > 0 else 0.0
+        return (self.records - self.resumed_records) / elapsed if elapsed > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -66,6 +70,8 @@ class Stats:
             "total_records": self.total_records,
             "total_pages": self.total_pages,
             "discarded_pages": self.discarded_pages,
+            "resumed_records": self.resumed_records,
+            "checkpoints": self.checkpoints,
             "concurrency_limit": self.concurrency_limit,
             "rate_limit": self.rate_limit,
             "cool_downs": self.cool_downs,
@@ -91,6 +97,8 @@ class Stats:
                 f"cool-downs   {self.cool_downs} ({self.cool_down_seconds:.1f} s paused); "
                 f"rate {self.rate_limit or 'unlimited'}/s, concurrency {self.concurrency_limit}"
             )
+        if self.resumed_records:
+            lines.append(f"resumed      at {self.resumed_records:,} records, from a checkpoint")
         if self.discarded_pages:
             lines.append(f"past the end {self.discarded_pages:,} pages fetched ahead, discarded")
         lines.extend(f"warning      {w}" for w in self.warnings)

@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import os
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -162,8 +163,10 @@ class Checkpointer:
         every: float,
         stats: Stats,
         plan: dict[str, Any] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._file = file
+        self._sleep = sleep
         self._sink = sink
         self._fingerprint = fingerprint
         self._every = every
@@ -199,7 +202,7 @@ class Checkpointer:
 
     async def _every_few_seconds(self) -> None:
         while True:
-            await asyncio.sleep(self._every)
+            await self._sleep(self._every)
             if self._sink.finished:
                 return
             await self.save()

@@ -272,9 +272,13 @@ class ChainSink:
         return state.done, state.next
 
     async def __aenter__(self) -> ChainSink:
-        for chain, state in enumerate(self._chains):
-            if chain == 0 or state.pages:
-                await self._open(chain, keep=state.bytes if state.pages or state.bytes else None)
+        try:
+            for chain, state in enumerate(self._chains):
+                if chain == 0 or state.pages:
+                    await self._open(chain, keep=state.bytes if state.pages else None)
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
         self._stats.pages = sum(c.pages for c in self._chains)
         self._stats.records = sum(c.records for c in self._chains)
         self._stats.bytes = sum(c.bytes for c in self._chains)
@@ -376,7 +380,8 @@ async def _open_for_writing(target: Path, *, output: Path, keep: int | None = No
         return handle
 
     try:
-        return await asyncio.to_thread(open_target)
+        # In the loop's own thread: quick, and a cancelled open cannot leak its file.
+        return open_target()
     except OSError as exc:
         raise OutputError(f"cannot write: {exc.strerror}", path=str(target)) from None
 

@@ -5,11 +5,13 @@ from harvester.errors import (
     AuthError,
     ConfigError,
     HarvesterError,
+    Interrupted,
     OutputError,
     PageFetchError,
     RecordsError,
+    ResumeError,
 )
-from harvester.runner import run
+from harvester.runner import Stop, run
 from harvester.stats import Stats
 
 __version__ = "0.1.0"
@@ -19,10 +21,13 @@ __all__ = [
     "Config",
     "ConfigError",
     "HarvesterError",
+    "Interrupted",
     "OutputError",
     "PageFetchError",
     "RecordsError",
+    "ResumeError",
     "Stats",
+    "Stop",
     "__version__",
     "load_config",
     "parse_config",

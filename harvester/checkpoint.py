@@ -229,8 +229,8 @@ class Checkpointer:
             return None, []
         try:
             state, descriptors = self._sink.flush()
-        except OSError:  # the write that failed says so itself; the last checkpoint holds
-            return None, []
+        except (OSError, ValueError):  # a failed write, or a file closed by a failed finish:
+            return None, []  # that failure speaks for itself, and the last checkpoint holds
         if state == self._last:
             for fd in descriptors:
                 os.close(fd)

@@ -8,6 +8,7 @@ from harvester.errors import (
     OutputError,
     PageFetchError,
     RecordsError,
+    TotalChangedError,
 )
 from harvester.runner import run
 from harvester.stats import Stats
@@ -23,6 +24,7 @@ __all__ = [
     "PageFetchError",
     "RecordsError",
     "Stats",
+    "TotalChangedError",
     "__version__",
     "load_config",
     "parse_config",

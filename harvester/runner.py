@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from harvester.auth import TokenManager
 from harvester.chains import make_chain_planner
 from harvester.config import INDEXED_STYLES, Config
-from harvester.errors import RecordsError
+from harvester.errors import RecordsError, TotalChangedError
 from harvester.fetch import Fetched, Fetcher, fetch_chains, fetch_pages, open_session
 from harvester.pagination import IndexedPlanner, make_planner
 from harvester.ratelimit import Throttle
@@ -91,7 +92,7 @@ async def _harvest_known_total(
         stats.total_records, stats.total_pages = total, pages
         await sink.put(first.page)
         consistency = _Consistency(
-            planner, total, lambda i: str(fetcher.url_for(planner.request(i)))
+            planner, total, lambda i: str(fetcher.url_for(planner.request(i))), sink.part
         )
         await fetch_pages(
             fetcher,
@@ -101,7 +102,6 @@ async def _harvest_known_total(
             workers=min(config.concurrency.workers, max(0, pages - 1)),
             accept=consistency.check,
         )
-        consistency.report(stats)
         sink.finish()
 
 
@@ -224,29 +224,37 @@ class _OpenEnd:
 
 
 class _Consistency:
-    """Notes where pages contradict the plan: the dataset changed while it was read."""
+    """Fails the run where a page contradicts the plan: the dataset changed while it was read,
+    or the server sends fewer records per page than asked."""
 
     def __init__(
-        self, planner: IndexedPlanner, total: int | None, url_of: Callable[[int], str]
+        self,
+        planner: IndexedPlanner,
+        total: int | None,
+        url_of: Callable[[int], str],
+        part: Path,
     ) -> None:
         self._planner = planner
         self._start = planner.request(0).first  # the offset the counts are relative to
         self._url_of = url_of
         self._total = total
-        self._totals_seen: set[int] = set()
-        self._short_pages: list[int] = []
-        self._missing = 0
+        self._part = part
 
     def check(self, fetched: Fetched) -> bool:
         if self._total is None:
             return True
-        start = self._start
+        start, index = self._start, fetched.page.index
         if fetched.total is not None and fetched.total - start != self._total:
-            self._totals_seen.add(fetched.total - start)
-        request = self._planner.request(fetched.page.index)
+            raise TotalChangedError(
+                page=index,
+                url=self._url_of(index),
+                total_at_start=self._total + start,
+                total_now=fetched.total,
+                part=str(self._part),
+            )
+        request = self._planner.request(index)
         expected = max(0, min(request.size, self._total - (request.first - start)))
-        unchanged = fetched.total is None or fetched.total - start == self._total
-        if fetched.page.count < expected and unchanged:
+        if fetched.page.count < expected:
             # Nothing explains the gap but a server sending less than asked: the records in it
             # would never be fetched. Fail rather than write a file that looks complete.
             raise RecordsError(
@@ -254,21 +262,7 @@ class _Consistency:
                 f"total unchanged: {expected - fetched.page.count} records would be lost. The "
                 "server sends fewer records per page than asked; set pagination.page_size to "
                 f"at most {fetched.page.count}",
-                page=fetched.page.index,
-                url=self._url_of(fetched.page.index),
+                page=index,
+                url=self._url_of(index),
             )
-        if fetched.page.count < expected:
-            self._short_pages.append(fetched.page.index)
-            self._missing += expected - fetched.page.count
         return True
-
-    def report(self, stats: Stats) -> None:
-        if self._totals_seen:
-            later = ", ".join(str(t) for t in sorted(self._totals_seen))
-            stats.warn(f"total changed during the run: {self._total} at the start, {later} later")
-        if self._short_pages:
-            shown = ", ".join(str(i) for i in sorted(self._short_pages)[:10])
-            stats.warn(
-                f"{len(self._short_pages)} page(s) held {self._missing} fewer records than "
-                f"planned (pages {shown}): records may have moved between pages"
-            )

@@ -10,6 +10,7 @@ from harvester.errors import (
     PageFetchError,
     RecordsError,
     ResumeError,
+    TotalChangedError,
 )
 from harvester.runner import Stop, run
 from harvester.stats import Stats
@@ -28,6 +29,7 @@ __all__ = [
     "ResumeError",
     "Stats",
     "Stop",
+    "TotalChangedError",
     "__version__",
     "load_config",
     "parse_config",

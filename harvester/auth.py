@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -138,7 +139,7 @@ class TokenManager:
         except (aiohttp.ClientError, TimeoutError, RetryableStatus, InvalidBody) as exc:
             attempts = self._policy.config.max_attempts if self._policy.is_retryable(exc) else 1
             raise AuthError(
-                f"token endpoint failed after {attempts} attempt(s): {_describe(exc)}",
+                f"{_failure(exc)} after {attempts} attempt(s): {_describe(exc)}",
                 url=url,
                 status=getattr(exc, "status", None),
             ) from exc
@@ -159,18 +160,30 @@ class TokenManager:
                 raise refused(response.status, response.headers, body)
             payload = _json_object(body)
             if response.status != 200:
+                error = _text(payload.get("error")) if payload else None
                 raise AuthError(
-                    "token request refused",
+                    self._refusal(response.status, error),
                     url=url,
                     status=response.status,
-                    error=_text(payload.get("error")) if payload else None,
+                    error=error,
                     error_description=_text(payload.get("error_description"))
                     if payload
                     else excerpt(body),
                 )
             if payload is None:
-                raise InvalidBody("token response is not a JSON object", body=excerpt(body))
+                raise InvalidBody(
+                    "token response is not a JSON object", body=excerpt(body), status=200
+                )
             return payload
+
+    def _refusal(self, status: int, error: str | None) -> str:
+        """Why the token endpoint refused us, naming the config keys to look at."""
+        scope = self._config.scope
+        if error == "invalid_client" or (status == 401 and error is None):
+            return "token request refused: auth.client_id or auth.client_secret not accepted"
+        if scope and (error == "invalid_scope" or status == 403):
+            return f"token request refused: auth.scope {scope!r} not granted"
+        return "token request refused"
 
     def _token_request(self) -> tuple[dict[str, str], dict[str, str]]:
         config = self._config
@@ -233,7 +246,19 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _failure(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return "could not connect to the token endpoint"
+    return "token endpoint failed"
+
+
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientConnectorError):  # what the OS said, without the wrapping
+        error = exc.os_error
+        # "Connection refused" rather than asyncio's "Connect call failed ('127.0.0.1', 8765)"
+        if isinstance(error, ConnectionError) and error.errno:
+            return os.strerror(error.errno)
+        return error.strerror or str(error) or str(exc)
     cause = retry_cause(exc) or type(exc).__name__
     detail = str(exc)
     return f"{cause} ({detail})" if detail and detail != cause else cause

@@ -109,7 +109,7 @@ class CheckpointFile:
         another dataset or cannot be read."""
         try:
             raw = self.path.read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # the folder's trouble is the sink's
             return None
         except OSError as exc:
             raise ResumeError(f"cannot read: {exc.strerror}", path=str(self.path)) from None

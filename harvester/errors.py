@@ -43,7 +43,10 @@ def excerpt(body: bytes | str, limit: int = 200) -> str:
     """A short, single-line excerpt of a response body for an error message."""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    # One line, and nothing a terminal would act on: control characters become U+FFFD.
+    return "".join(c if c.isprintable() else "\ufffd" for c in text)
 
 
 class HarvesterError(Exception):
@@ -129,6 +132,28 @@ class RecordsError(HarvesterError):
         self.page = page
         self.url = redact_url(url)
         self.path = path
+
+
+class TotalChangedError(RecordsError):
+    """A page tells another total than the first page did: the dataset changed during the run.
+
+    With offsets (or page numbers) into a changing dataset, records shift between pages: some
+    would be written twice, others never. Nothing the run writes could be trusted, so it stops.
+    """
+
+    def __init__(
+        self, *, page: int, url: str, total_at_start: int, total_now: int, part: str
+    ) -> None:
+        super().__init__(
+            f"the total changed during the run ({total_at_start} records at the start, "
+            f"{total_now} now): records may have moved between pages, so no output is written; "
+            f"the partial data is kept in {part}",
+            page=page,
+            url=url,
+        )
+        self.total_at_start = total_at_start
+        self.total_now = total_now
+        self.part = part
 
 
 class OutputError(HarvesterError):

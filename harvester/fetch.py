@@ -252,7 +252,7 @@ class Fetcher:
                     status=status,
                     body=excerpt(body),
                 ) from None
-            raise InvalidBody("body is not valid JSON", body=excerpt(body)) from None
+            raise InvalidBody("body is not valid JSON", body=excerpt(body), status=status) from None
         try:
             records = extract_records(data, self._source.records)
             # The first page must tell the total; later ones may keep quiet about it.

@@ -40,9 +40,10 @@ def refused(status: int, headers: Mapping[str, str], body: bytes) -> RetryableSt
 class InvalidBody(Exception):
     """The body is not the JSON it should be (cut short in transit, most often)."""
 
-    def __init__(self, reason: str, *, body: str) -> None:
+    def __init__(self, reason: str, *, body: str, status: int | None = None) -> None:
         super().__init__(reason)
         self.body = body
+        self.status = status
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:

@@ -21,7 +21,7 @@ from harvester.checkpoint import (
     dataset_fingerprint,
 )
 from harvester.config import INDEXED_STYLES, Config
-from harvester.errors import Interrupted, RecordsError
+from harvester.errors import Interrupted, RecordsError, TotalChangedError
 from harvester.fetch import Fetched, Fetcher, Stop, fetch_chains, fetch_pages, open_session
 from harvester.pagination import IndexedPlanner, PageRequest, make_planner
 from harvester.ratelimit import Throttle
@@ -178,7 +178,7 @@ async def _harvest_known_total(job: _Job) -> None:
             pages = min(pages, max(1, math.ceil(job.max_records / planner.page_size)))
         stats.total_records, stats.total_pages = total, pages
         checkpointer.plan = plan
-        consistency = _Consistency(planner, total, job.url_of(planner))
+        consistency = _Consistency(planner, total, job.url_of(planner), sink.part)
         start = sink.committed_pages
         await fetch_pages(
             fetcher,
@@ -189,7 +189,6 @@ async def _harvest_known_total(job: _Job) -> None:
             accept=consistency.check,
             stop=job.stop,
         )
-        consistency.report(stats)
         job.check_stop()
         sink.finish()
 
@@ -350,29 +349,37 @@ class _OpenEnd:
 
 
 class _Consistency:
-    """Notes where pages contradict the plan: the dataset changed while it was read."""
+    """Fails the run where a page contradicts the plan: the dataset changed while it was read,
+    or the server sends fewer records per page than asked."""
 
     def __init__(
-        self, planner: IndexedPlanner, total: int | None, url_of: Callable[[int], str]
+        self,
+        planner: IndexedPlanner,
+        total: int | None,
+        url_of: Callable[[int], str],
+        part: Path,
     ) -> None:
         self._planner = planner
         self._start = planner.request(0).first  # the offset the counts are relative to
         self._url_of = url_of
         self._total = total
-        self._totals_seen: set[int] = set()
-        self._short_pages: list[int] = []
-        self._missing = 0
+        self._part = part
 
     def check(self, fetched: Fetched) -> bool:
         if self._total is None:
             return True
-        start = self._start
+        start, index = self._start, fetched.page.index
         if fetched.total is not None and fetched.total - start != self._total:
-            self._totals_seen.add(fetched.total - start)
-        request = self._planner.request(fetched.page.index)
+            raise TotalChangedError(
+                page=index,
+                url=self._url_of(index),
+                total_at_start=self._total + start,
+                total_now=fetched.total,
+                part=str(self._part),
+            )
+        request = self._planner.request(index)
         expected = max(0, min(request.size, self._total - (request.first - start)))
-        unchanged = fetched.total is None or fetched.total - start == self._total
-        if fetched.page.count < expected and unchanged:
+        if fetched.page.count < expected:
             # Nothing explains the gap but a server sending less than asked: the records in it
             # would never be fetched. Fail rather than write a file that looks complete.
             raise RecordsError(
@@ -380,21 +387,7 @@ class _Consistency:
                 f"total unchanged: {expected - fetched.page.count} records would be lost. The "
                 "server sends fewer records per page than asked; set pagination.page_size to "
                 f"at most {fetched.page.count}",
-                page=fetched.page.index,
-                url=self._url_of(fetched.page.index),
+                page=index,
+                url=self._url_of(index),
             )
-        if fetched.page.count < expected:
-            self._short_pages.append(fetched.page.index)
-            self._missing += expected - fetched.page.count
         return True
-
-    def report(self, stats: Stats) -> None:
-        if self._totals_seen:
-            later = ", ".join(str(t) for t in sorted(self._totals_seen))
-            stats.warn(f"total changed during the run: {self._total} at the start, {later} later")
-        if self._short_pages:
-            shown = ", ".join(str(i) for i in sorted(self._short_pages)[:10])
-            stats.warn(
-                f"{len(self._short_pages)} page(s) held {self._missing} fewer records than "
-                f"planned (pages {shown}): records may have moved between pages"
-            )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -366,7 +367,12 @@ async def _open_for_writing(target: Path, *, output: Path, keep: int | None = No
         # An output path that is a folder is found now, not after the whole download.
         if output.is_dir():
             raise IsADirectoryError(21, "is a folder, not a file")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        # mkdir would only say "File exists" or "Not a directory": name the file in the way.
+        folder = target.parent
+        found = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if found is not None and not found.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{found} is a file, not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
         if keep is None:
             return open(target, "w+b", buffering=_WRITE_BUFFER)  # noqa: SIM115 (sink closes it)
         if not target.exists():
@@ -429,6 +435,9 @@ def _commit(handle: BinaryIO, part: Path, path: Path) -> None:
         handle.flush()
         os.fsync(handle.fileno())
         handle.close()
+    except OSError as exc:  # the data did not all reach the disk: ENOSPC, most often
+        raise OutputError(f"write failed: {exc.strerror}", path=str(part)) from None
+    try:
         os.replace(part, path)
         fsync_folder(path.parent)
     except OSError as exc:

@@ -6,19 +6,20 @@ import asyncio
 import inspect
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
+import yaml
 from aiohttp import ClientResponse
 from aioresponses import aioresponses
 from aioresponses import core as aioresponses_core
 
 from harvester.config import Config, RetryConfig, parse_config
-from harvester.demo import DemoSettings, expected_records
+from harvester.demo import DemoServer, DemoSettings, expected_records, run_demo
 from harvester.retry import RetryPolicy
 
 # aiohttp 3.14 added a required `stream_writer` to ClientResponse; aioresponses 0.7.9 (the newest)
@@ -84,6 +85,53 @@ async def run_cli(*args: str, env: dict[str, str] | None = None) -> CliResult:
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None
     return CliResult(process.returncode, stdout.decode(), stderr.decode())
+
+
+SECRET = "s3cr3t-VALUE-9f2c"
+
+
+@pytest.fixture
+async def demo() -> AsyncIterator[DemoServer]:
+    """The demo API with 1,000 records, its client secret SECRET (write_config's)."""
+    async with run_demo(DemoSettings(records=1_000, client_secret=SECRET)) as server:
+        yield server
+
+
+def write_config(folder: Path, url: str, **changes: Any) -> Path:
+    """folder/config.yaml for the demo API at `url`, writing folder/out/items.jsonl; each change
+    `section__key=value` sets one key. Two attempts per request, no backoff."""
+    raw: dict[str, Any] = {
+        "source": {"url": f"{url}/items", "records": "items"},
+        "auth": {
+            "type": "client_credentials",
+            "token_url": f"{url}/oauth2/token",
+            "client_id": "demo",
+            "client_secret": SECRET,
+            "scope": "read",
+        },
+        "pagination": {"style": "offset", "page_size": 50},
+        "concurrency": {"workers": 4},
+        "retry": {"max_attempts": 2, "initial_backoff": 0, "max_backoff": 0},
+        "output": {"path": str(folder / "out" / "items.jsonl")},
+    }
+    for dotted, value in changes.items():
+        section, key = dotted.split("__")
+        raw[section][key] = value
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def assert_one_clear_line(result: CliResult, *needles: str) -> str:
+    """The one ERROR line on stderr, after checking it holds every needle, that no traceback
+    shows and that SECRET appears nowhere."""
+    assert "Traceback" not in result.output
+    assert SECRET not in result.output
+    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, result.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+    return errors[0]
 
 
 def no_wait_policy(**retry: Any) -> RetryPolicy:

@@ -133,14 +133,18 @@ async def test_wrong_or_missing_credentials_are_invalid_client(
     assert demo.stats.tokens_issued == 0
 
 
+@pytest.mark.parametrize("refusal", [400, 403])
 async def test_a_scope_not_allowed_is_invalid_scope(
-    session: aiohttp.ClientSession, demo: DemoServer
+    session: aiohttp.ClientSession, demo: DemoServer, refusal: int
 ) -> None:
+    demo.settings.scope_refusal_status = refusal
     status, body, _ = await post_token(
         session, demo, auth=basic("demo", "demo-secret"), scope="read admin"
     )
     assert (
-        status == 400 and body["error"] == "invalid_scope" and "admin" in body["error_description"]
+        status == refusal
+        and body["error"] == "invalid_scope"
+        and "admin" in body["error_description"]
     )
 
 
@@ -517,6 +521,39 @@ async def test_cross_host_next_points_link_next_elsewhere(session: aiohttp.Clien
     }
 
 
+async def test_bad_input_traps_replace_one_items_page_each(
+    session: aiohttp.ClientSession,
+) -> None:
+    settings = DemoSettings(records=1000, garbage_at=100, html_at=200, repeat_page_at=300)
+    async with run_demo(settings) as demo:
+        auth = await token(session, demo)
+        status, body, resp = await get(session, f"{demo.url}/items?offset=100", **auth)
+        assert (status, resp.content_type) == (200, "text/plain")
+        with pytest.raises(orjson.JSONDecodeError):
+            orjson.loads(body)
+        status, body, resp = await get(session, f"{demo.url}/items?offset=200", **auth)
+        assert (status, resp.content_type) == (200, "text/html")
+        assert body.startswith(b"<!DOCTYPE html>")
+        _, page, _ = await get_json(session, f"{demo.url}/items?offset=300&limit=100", auth)
+        assert page["items"] == records(200, 300)
+        _, page, _ = await get_json(session, f"{demo.url}/items?offset=400&limit=100", auth)
+        assert page["items"] == records(400, 500)
+
+
+async def test_grow_changes_the_items_total_from_a_data_request_on(
+    session: aiohttp.ClientSession,
+) -> None:
+    async with run_demo(DemoSettings(records=100, grow_at=3, grow_by=20)) as demo:
+        auth = await token(session, demo)
+        url = f"{demo.url}/items?offset=90&limit=100"
+        pages = [(await get_json(session, url, auth))[1] for _ in range(3)]
+        demo.settings.grow_by = -150
+        shrunk = (await get_json(session, url, auth))[1]
+    assert [page["total"] for page in pages] == [100, 100, 120]
+    assert pages[2]["items"] == records(90, 120)
+    assert (shrunk["total"], shrunk["items"]) == (0, [])
+
+
 # The newer endpoints: the same gate, strict parameters
 
 
@@ -732,6 +769,10 @@ def test_the_token_bucket_allows_a_burst_then_the_rate() -> None:
         {"cross_host_next": "127.0.0.2:8765"},
         {"cross_host_next": "ftp://127.0.0.2"},
         {"cross_host_next": "http://127.0.0.2:8765/?x=1"},
+        {"garbage_at": -1},
+        {"repeat_page_at": 0},
+        {"grow_at": 0},
+        {"scope_refusal_status": 401},
     ],
 )
 def test_settings_out_of_range_are_refused(changes: dict[str, Any]) -> None:

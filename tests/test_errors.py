@@ -78,6 +78,8 @@ def test_excerpt_is_one_short_line() -> None:
     assert len(long) == 50
     assert long.endswith("…")
     assert excerpt(b"\xff ok") == "\ufffd ok"
+    # Nothing a terminal would act on: a NUL, an escape sequence.
+    assert excerpt(b"OK\x00 \x1b[2Jgone") == "OK\ufffd \ufffd[2Jgone"
 
 
 # --- the error classes -----------------------------------------------------------------------

@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 from aioresponses import aioresponses
 
-from harvester.errors import PageFetchError, RecordsError
+from harvester.errors import PageFetchError, RecordsError, TotalChangedError
 from harvester.runner import run
-from harvester.stats import Stats
 
 from .conftest import make_config, no_wait_policy
 
@@ -46,19 +45,23 @@ async def test_a_failing_worker_page_fails_the_run_with_its_own_error(
     assert not out.exists()
 
 
-async def test_a_dataset_changing_under_the_run_is_reported(
+async def test_a_dataset_changing_under_the_run_fails_it_at_that_page(
     mock_http: aioresponses, tmp_path: Path
 ) -> None:
     serve_token(mock_http)
     mock_http.get(offset(0), payload=page(0, 100, 300))
-    mock_http.get(offset(100), payload=page(100, 100, 280))
+    mock_http.get(offset(100), payload=page(100, 100, 300))
     mock_http.get(offset(200), payload=page(200, 80, 280))
     out = tmp_path / "items.jsonl"
-    stats = Stats()
-    await run(make_config(BASE, out), stats=stats, policy=no_wait_policy())
-    assert stats.records == 280
-    assert any("300 at the start, 280 later" in w for w in stats.warnings)
-    assert any("20 fewer records than planned (pages 2)" in w for w in stats.warnings)
+    config = make_config(BASE, out, concurrency={"workers": 1})
+    with pytest.raises(TotalChangedError) as caught:
+        await run(config, policy=no_wait_policy())
+    error = caught.value
+    assert (error.page, error.total_at_start, error.total_now) == (2, 300, 280)
+    assert error.url == f"{BASE}/items?offset=200&limit=100"
+    assert error.part == f"{out}.part" and "partial data is kept in" in str(error)
+    assert not out.exists()
+    assert len(Path(error.part).read_bytes().splitlines()) == 200
 
 
 async def test_pages_shorter_than_planned_with_the_same_total_fail_the_run(

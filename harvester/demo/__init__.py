@@ -16,7 +16,9 @@ i minutes after 2024-01-01T00:00:00Z. Data endpoints (Bearer token; all GET):
 
 A parameter out of its domain is 400 invalid_request. With `loop_cursor_at`, the /cursor and
 /link page that starts there points next back at the page before it; `cross_host_next` points
-/link's next at another host.
+/link's next at another host. The bad-input traps (`garbage_at`, `html_at`, `repeat_page_at`,
+`grow_at` with `grow_by`) change /items answers; `scope_refusal_status` picks 400 or 403 for a
+refused scope.
 Also: POST /oauth2/token, GET /_stats, GET /health.
 """
 

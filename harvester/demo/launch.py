@@ -37,6 +37,8 @@ def demo_process(options: Sequence[str], *, timeout: float = 30.0) -> Iterator[s
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

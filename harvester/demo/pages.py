@@ -24,6 +24,7 @@ class Answer:
     status: int
     body: bytes
     headers: Mapping[str, str] = field(default_factory=dict)
+    content_type: str = JSON
 
 
 def error_answer(status: int, error: str, description: str, **headers: str) -> Answer:

@@ -28,6 +28,7 @@ from .params import BadParam
 from .settings import DemoSettings, DemoStats
 from .state import DemoState, Fault
 from .tokens import bearer_token, token_response
+from .traps import repeat_query, trap_page
 
 __all__ = ["DemoServer", "DemoSettings", "DemoStats", "create_app", "run_demo"]
 
@@ -39,7 +40,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def _send(state: DemoState, answer: Answer) -> web.Response:
     state.stats.statuses[answer.status] += 1
     return web.Response(
-        status=answer.status, body=answer.body, content_type=JSON, headers=answer.headers
+        status=answer.status,
+        body=answer.body,
+        content_type=answer.content_type,
+        headers=answer.headers,
     )
 
 
@@ -120,8 +124,12 @@ def _answer(request: web.Request, state: DemoState, page: Page) -> Answer:
 
 def _items(request: web.Request, state: DemoState) -> Answer:
     s = state.settings
-    return offset_page(
-        request.query, total=s.records, max_page_size=s.max_page_size, records=state.records
+    query = request.query
+    return trap_page(query, s) or offset_page(
+        repeat_query(query, s),
+        total=state.items_total(),
+        max_page_size=s.max_page_size,
+        records=state.records,
     )
 
 

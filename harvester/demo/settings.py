@@ -45,6 +45,18 @@ class DemoSettings:
     # Traps for clients' loop and host protections, on /cursor and /link only.
     loop_cursor_at: int | None = None
     cross_host_next: str | None = None
+    # Bad-input traps. On /items only: the page starting at offset N answers 200 with plain text
+    # (garbage_at), with an HTML login page (html_at), or with the records of the page before it
+    # (repeat_page_at: an API that ignores the offset); from data request K on (grow_at) the
+    # dataset has grow_by records more (fewer if negative), so `total` changes mid-run.
+    # A scope the client may not ask for is refused with scope_refusal_status: 400 invalid_scope
+    # as RFC 6749 says, or 403 as some providers answer.
+    garbage_at: int | None = None
+    html_at: int | None = None
+    repeat_page_at: int | None = None
+    grow_at: int | None = None
+    grow_by: int = 0
+    scope_refusal_status: int = 400
 
     def __post_init__(self) -> None:
         self.validate()
@@ -71,6 +83,10 @@ class DemoSettings:
             "retry_after": (self.retry_after, 0),
             "revoke_tokens_after": (self.revoke_tokens_after, 1),
             "loop_cursor_at": (self.loop_cursor_at, 0),
+            "garbage_at": (self.garbage_at, 0),
+            "html_at": (self.html_at, 0),
+            "repeat_page_at": (self.repeat_page_at, 1),
+            "grow_at": (self.grow_at, 1),
         }
         for name, (value, least) in minimums.items():
             if value is not None and value < least:
@@ -81,6 +97,10 @@ class DemoSettings:
             raise ValueError(
                 f"rate_limit_headers: must be one of {', '.join(RATE_LIMIT_HEADERS)}, "
                 f"got {self.rate_limit_headers!r}"
+            )
+        if self.scope_refusal_status not in (400, 403):
+            raise ValueError(
+                f"scope_refusal_status: must be 400 or 403, got {self.scope_refusal_status!r}"
             )
         if self.cross_host_next is not None and not _is_base_url(self.cross_host_next):
             raise ValueError(

@@ -47,6 +47,12 @@ class DemoState:
         # Taken now, not when the answer goes out: other requests may spend slots meanwhile.
         return wait, quota_headers(self._bucket.quota(), s.rate_limit_headers, now=time.time())
 
+    def items_total(self) -> int:
+        """The size of the /items dataset now: grow_by records more from data request grow_at."""
+        s = self.settings
+        grown = s.grow_at is not None and self.stats.data_requests >= s.grow_at
+        return max(0, s.records + s.grow_by) if grown else s.records
+
     def draw_fault(self) -> Fault | None:
         """One draw decides among the faults, so they never overlap and each keeps its own rate."""
         s = self.settings

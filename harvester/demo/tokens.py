@@ -111,7 +111,11 @@ async def token_response(
     requested = form.get("scope", "").split()
     unknown = [scope for scope in requested if scope not in settings.scopes]
     if unknown:
-        return oauth_error(400, "invalid_scope", f"scope not allowed: {' '.join(unknown)}")
+        return oauth_error(
+            settings.scope_refusal_status,
+            "invalid_scope",
+            f"scope not allowed: {' '.join(unknown)}",
+        )
     body: dict[str, Any] = {
         "access_token": store.issue(settings.token_lifetime),
         "token_type": "Bearer",

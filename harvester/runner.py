@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,8 @@ from harvester.ratelimit import Throttle
 from harvester.retry import RetryPolicy
 from harvester.sink import ChainSink, OrderedSink
 from harvester.stats import Stats
+
+log = logging.getLogger("harvester")
 
 
 async def run(
@@ -32,6 +35,9 @@ async def run(
     """
     stats = stats if stats is not None else Stats()
     policy = policy or RetryPolicy(config.retry)
+    for warning in config.warnings():  # every run, not once: an opt-out must stay visible
+        log.warning(warning)
+        stats.warn(warning)
     try:
         async with open_session(config) as session:
             throttle = Throttle(config.concurrency, stats, max_pause=config.retry.max_retry_after)
@@ -41,7 +47,7 @@ async def run(
                 policy,
                 stats,
                 timeout=session.timeout,
-                on_token=on_secret,
+                on_secret=on_secret,
                 throttle=throttle,
             )
             fetcher = Fetcher(config, session, tokens, policy, stats, throttle)

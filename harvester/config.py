@@ -151,12 +151,15 @@ class TlsConfig:
 
     def ssl_context(self) -> ssl.SSLContext:
         """The context every https request of the run uses (token and data alike)."""
-        if not self.verify:
+        if self.verify:
+            context = ssl.create_default_context(cafile=self.ca_bundle)
+        else:
             context = ssl.create_default_context()
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
-            return context
-        return ssl.create_default_context(cafile=self.ca_bundle)
+        # As in aiohttp's own default contexts: its client speaks HTTP/1.1 and nothing else.
+        context.set_alpn_protocols(["http/1.1"])
+        return context
 
 
 @dataclass(frozen=True, kw_only=True)

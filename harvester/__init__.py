@@ -3,6 +3,7 @@
 from harvester.config import Config, load_config, parse_config
 from harvester.errors import (
     AuthError,
+    CertificateError,
     ConfigError,
     HarvesterError,
     Interrupted,
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthError",
+    "CertificateError",
     "Config",
     "ConfigError",
     "HarvesterError",

@@ -20,12 +20,14 @@ import aiohttp
 import orjson
 
 from harvester.config import AuthConfig, ConcurrencyConfig
-from harvester.errors import AuthError, excerpt
+from harvester.errors import AuthError, excerpt, redact_url
 from harvester.ratelimit import Throttle
 from harvester.retry import (
+    REDIRECT_STATUSES,
     InvalidBody,
     RetryableStatus,
     RetryPolicy,
+    certificate_failure,
     refused,
     retry_cause,
 )
@@ -61,16 +63,24 @@ class TokenManager:
         *,
         timeout: aiohttp.ClientTimeout | None = None,
         clock: Callable[[], float] = time.monotonic,
-        on_token: Callable[[str], None] | None = None,
+        on_secret: Callable[[str], None] | None = None,
         throttle: Throttle | None = None,
     ) -> None:
+        """`on_secret` hears of every secret value the run makes (tokens, the Basic credential)
+        as soon as it exists, so that logs can mask it."""
         self._config = config
         self._session = session
         self._policy = policy
         self._stats = stats
         self._timeout = timeout
         self._clock = clock
-        self._on_token = on_token
+        self._on_secret = on_secret
+        # Every secret this manager has handled, old tokens included: an error body that echoes
+        # one is masked before it lands in an exception (see `scrub`).
+        self._secrets: set[bytes] = set()
+        for secret in (config.client_secret, config.token):
+            if secret is not None:
+                self._remember(secret.reveal())
         # Token requests count against the rate and wait out cool-downs like data requests.
         self._throttle = throttle or Throttle(ConcurrencyConfig(), stats)
         # Guards _token and the token request: whoever holds it re-checks staleness before
@@ -122,6 +132,18 @@ class TokenManager:
     def was_accepted(self, token: Token) -> bool:
         return self._accepted >= token.generation
 
+    def scrub(self, body: bytes) -> bytes:
+        """`body` with every secret this manager knows replaced by ***."""
+        for secret in self._secrets:
+            body = body.replace(secret, b"***")
+        return body
+
+    def _remember(self, secret: str) -> None:
+        if secret:
+            self._secrets.add(secret.encode())
+            if self._on_secret is not None:
+                self._on_secret(secret)
+
     def _stale(self, token: Token) -> bool:
         return token.refresh_at is not None and self._clock() >= token.refresh_at
 
@@ -137,6 +159,9 @@ class TokenManager:
                 with attempt:
                     payload = await self._request_token(url)
         except (aiohttp.ClientError, TimeoutError, RetryableStatus, InvalidBody) as exc:
+            unverified = certificate_failure(exc, url)
+            if unverified is not None:
+                raise unverified from exc
             attempts = self._policy.config.max_attempts if self._policy.is_retryable(exc) else 1
             raise AuthError(
                 f"{_failure(exc)} after {attempts} attempt(s): {_describe(exc)}",
@@ -155,7 +180,20 @@ class TokenManager:
             ) as response,
         ):
             ticket.observe(response.status, response.headers)
+            if response.status in REDIRECT_STATUSES:
+                # Not followed: a 307 or 308 would take the client secret along, to wherever the
+                # Location says. The secret goes to auth.token_url and nowhere else.
+                location = response.headers.get("Location", "(no Location)")
+                raise AuthError(
+                    f"the token endpoint redirects to {redact_url(location)}; redirects are not "
+                    "followed for token requests, so that the client secret goes nowhere else: "
+                    "set auth.token_url to the new address if it is right",
+                    url=url,
+                    status=response.status,
+                )
             body = await response.read()
+            if response.status != 200:  # an error body has no token of ours, but may echo one
+                body = self.scrub(body)
             if response.status in self._policy.config.statuses or response.status >= 500:
                 raise refused(response.status, response.headers, body)
             payload = _json_object(body)
@@ -171,9 +209,8 @@ class TokenManager:
                     else excerpt(body),
                 )
             if payload is None:
-                raise InvalidBody(
-                    "token response is not a JSON object", body=excerpt(body), status=200
-                )
+                # No excerpt: a token response cut short holds the start of a token.
+                raise InvalidBody("token response is not a JSON object", body="", status=200)
             return payload
 
     def _refusal(self, status: int, error: str | None) -> str:
@@ -195,7 +232,9 @@ class TokenManager:
         if config.auth_method == "client_secret_basic":
             # RFC 6749 section 2.3.1: form-encode id and secret before joining them for Basic.
             pair = f"{quote_plus(config.client_id)}:{quote_plus(config.client_secret.reveal())}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+            credential = base64.b64encode(pair.encode()).decode()
+            self._remember(credential)  # as good as the secret itself
+            headers["Authorization"] = "Basic " + credential
         else:
             form["client_id"] = config.client_id
             form["client_secret"] = config.client_secret.reveal()
@@ -205,6 +244,7 @@ class TokenManager:
         value = payload.get("access_token")
         if not isinstance(value, str) or not value:
             raise AuthError("token response has no access_token", url=url, status=200)
+        self._remember(value)  # before any check below can fail with it in hand
         token_type = payload.get("token_type", "bearer")
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
             raise AuthError(f"unsupported token_type {token_type!r}", url=url, status=200)
@@ -216,8 +256,6 @@ class TokenManager:
                 margin = lifetime * _SHORT_TOKEN_MARGIN_SHARE
             refresh_at = self._clock() + lifetime - margin
         self._generation += 1
-        if self._on_token is not None:
-            self._on_token(value)
         self._token = Token(value, generation=self._generation, refresh_at=refresh_at)
         return self._token
 

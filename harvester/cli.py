@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
+import yaml
 
 from harvester import __version__
 from harvester.config import Config, load_config
@@ -68,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
         help="progress display: a bar on a terminal, log lines otherwise (default auto)",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config (defaults filled in, ${VAR}s expanded, secrets masked) "
+        "as YAML and exit without harvesting",
+    )
     parser.add_argument("--version", action="version", version=f"harvester {__version__}")
     return parser
 
@@ -96,6 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config, overrides=_overrides(args))
         scrubber.add(*config.secrets())
+        if args.print_config:
+            # masked() hides every secret it knows of; the scrubber is the second lock.
+            text = yaml.safe_dump(config.masked(), sort_keys=False, allow_unicode=True)
+            print(scrubber.scrub(text), end="", flush=True)
+            return EXIT_OK
         code = asyncio.run(_harvest(config, args, stats, scrubber))
         _print_summary(stats)
     except Interrupted as exc:
@@ -143,8 +155,15 @@ def _tune_main(argv: list[str]) -> int:
     try:
         config = load_config(args.config)
         scrubber.add(*config.secrets())
+        for warning in config.warnings():
+            log.warning(warning)
         steps, advice = asyncio.run(
-            tune(config, max_workers=args.max_workers, duration=args.duration)
+            tune(
+                config,
+                max_workers=args.max_workers,
+                duration=args.duration,
+                on_secret=scrubber.add,
+            )
         )
     except HarvesterError as exc:
         log.error(scrubber.scrub(str(exc)), exc_info=args.debug)

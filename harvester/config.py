@@ -9,20 +9,22 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import difflib
+import ipaddress
 import math
 import os
 import re
+import ssl
 import types
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 import yarl
 
-from harvester.errors import ConfigError, looks_secret
+from harvester.errors import ConfigError, carries_secret, looks_secret, redact_url
 
 
 class Secret:
@@ -63,6 +65,9 @@ class SourceConfig:
     timeout: float = 30.0
     connect_timeout: float = 10.0
 
+    def __repr__(self) -> str:
+        return _masked_repr(self)
+
 
 @dataclass(frozen=True, kw_only=True)
 class AuthConfig:
@@ -75,6 +80,10 @@ class AuthConfig:
     extra_params: dict[str, str] = field(default_factory=dict)
     refresh_margin: float = 30.0
     token: Secret | None = None
+    allow_insecure_http: bool = False
+
+    def __repr__(self) -> str:
+        return _masked_repr(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,6 +147,24 @@ class RetryConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class TlsConfig:
+    verify: bool = True
+    ca_bundle: str | None = None  # a PEM file; replaces the system's CAs
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The context every https request of the run uses (token and data alike)."""
+        if self.verify:
+            context = ssl.create_default_context(cafile=self.ca_bundle)
+        else:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        # As in aiohttp's own default contexts: its client speaks HTTP/1.1 and nothing else.
+        context.set_alpn_protocols(["http/1.1"])
+        return context
+
+
+@dataclass(frozen=True, kw_only=True)
 class OutputConfig:
     path: str
     # Seconds between checkpoints at most; one more is written when a run stops unfinished.
@@ -147,11 +174,12 @@ class OutputConfig:
 @dataclass(frozen=True, kw_only=True)
 class Config:
     source: SourceConfig
-    output: OutputConfig
     auth: AuthConfig = field(default_factory=lambda: AuthConfig(type="none"))
     pagination: PaginationConfig = field(default_factory=PaginationConfig)
     concurrency: ConcurrencyConfig = field(default_factory=ConcurrencyConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    output: OutputConfig
 
     def secrets(self) -> list[str]:
         """The secret values in this config, for log scrubbing: the client secret and token,
@@ -159,10 +187,62 @@ class Config:
         found = [s.reveal() for s in (self.auth.client_secret, self.auth.token) if s is not None]
         plain = {**self.source.headers, **self.source.params, **self.auth.extra_params}
         for name, value in plain.items():
-            if looks_secret(name) or name.lower() in ("cookie", "proxy-authorization"):
+            if carries_secret(name):
                 found.append(value)
                 found.extend(value.split()[1:])  # "Bearer <token>": the token alone as well
         return [s for s in found if len(s) >= 4]
+
+    def masked(self) -> dict[str, Any]:
+        """This config as plain data (for --print-config), every secret in it shown as ***."""
+        data: dict[str, Any] = _masked(self, self.secrets())
+        return data
+
+    def warnings(self) -> list[str]:
+        """What this config puts at risk on purpose; to be said on every run."""
+        found = []
+        if not self.tls.verify:
+            found.append(
+                "tls.verify is false: TLS certificates are not checked, so anyone on the "
+                "network path can pose as the API and read the credentials"
+            )
+        for key, url, what in _secret_destinations(self):
+            if self.auth.allow_insecure_http and _insecure(url):
+                found.append(
+                    f"auth.allow_insecure_http is true: {what} goes over plain http to "
+                    f"{redact_url(url)} ({key})"
+                )
+        return found
+
+
+def _masked(value: Any, secrets: Collection[str]) -> Any:
+    """`value` as plain data (mappings, lists, scalars) with every secret replaced by ***."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _masked(getattr(value, f.name), secrets) for f in dataclasses.fields(value)}
+    if isinstance(value, Secret):
+        return "***"
+    if isinstance(value, dict):
+        return {k: "***" if carries_secret(k) else _masked(v, secrets) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_masked(v, secrets) for v in value]
+    if isinstance(value, str):
+        if urlsplit(value).scheme in ("http", "https") and _url_has_secret(value):
+            value = redact_url(value)
+        for secret in secrets:  # a secret repeated elsewhere (in a URL, a scope) is a secret
+            value = value.replace(secret, "***")
+    return value
+
+
+def _url_has_secret(url: str) -> bool:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    return "@" in parts.netloc or any(looks_secret(name) for name, _ in query)
+
+
+def _masked_repr(section: Any) -> str:
+    # The default repr would show the values of secret headers and parameters (Authorization,
+    # api_key) and credentials in URLs; this one shows *** instead, and otherwise looks the same.
+    shown = ", ".join(f"{name}={value!r}" for name, value in _masked(section, ()).items())
+    return f"{type(section).__name__}({shown})"
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -378,6 +458,8 @@ def _kind(value: Any) -> str:
 def _check(config: Config) -> Config:
     _check_url(config.source.url, "source.url")
     _check_auth(config.auth)
+    _check_plain_http(config)
+    _check_tls(config.tls)
     pagination = _check_pagination(config.pagination)
     _positive("source.timeout", config.source.timeout)
     _positive("source.connect_timeout", config.source.connect_timeout)
@@ -422,6 +504,66 @@ def _check_auth(auth: AuthConfig) -> None:
         raise ConfigError("is required when auth.type is bearer", key="auth.token")
     if auth.refresh_margin < 0:
         raise ConfigError("must be >= 0", key="auth.refresh_margin")
+
+
+def _secret_destinations(config: Config) -> list[tuple[str, str, str]]:
+    """(key, URL, what) for every URL a secret is sent to: the token endpoint and the API."""
+    auth, source = config.auth, config.source
+    found = []
+    if auth.type == "client_credentials" and auth.token_url is not None:
+        found.append(("auth.token_url", auth.token_url, "the client secret"))
+    if auth.type != "none":
+        found.append(("source.url", source.url, "the access token"))
+    elif any(map(carries_secret, [*source.headers, *source.params])) or _url_has_secret(source.url):
+        found.append(("source.url", source.url, "a secret header or parameter"))
+    return found
+
+
+def _insecure(url: str) -> bool:
+    """Whether `url` is plain http to a host other than this machine (loopback)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = (parts.hostname or "").rstrip(".")
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: it may resolve anywhere
+        return True
+
+
+def _check_plain_http(config: Config) -> None:
+    if config.auth.allow_insecure_http:
+        return  # said as a warning on every run instead: Config.warnings
+    for key, url, what in _secret_destinations(config):
+        if _insecure(url):
+            raise ConfigError(
+                f"would send {what} over plain http to {urlsplit(url).hostname}, which is not "
+                "loopback, where anyone on the network path can read it: use https, or set "
+                "auth.allow_insecure_http: true to accept that",
+                key=key,
+            )
+
+
+def _check_tls(tls: TlsConfig) -> None:
+    key = "tls.ca_bundle"
+    if tls.ca_bundle is None:
+        return
+    if not tls.verify:
+        raise ConfigError("cannot go with tls.verify: false, which checks nothing", key=key)
+    if not tls.ca_bundle.strip():
+        raise ConfigError("must not be empty (leave it out to trust the system's CAs)", key=key)
+    # Loaded once here, so that a wrong file fails before the first request, not at it.
+    try:
+        tls.ssl_context()
+    except ssl.SSLError as exc:  # before OSError: SSLError is one
+        raise ConfigError(
+            f"{tls.ca_bundle} holds no PEM certificate that can be loaded ({exc.reason or exc})",
+            key=key,
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {tls.ca_bundle}: {exc.strerror or exc}", key=key) from None
 
 
 _TOTAL_DEFAULTS = {"offset": "body:total", "range": "content-range", "page": "body:total"}

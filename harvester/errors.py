@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 # than anyone likes.
 _SECRET_PARAM = re.compile(
     r"(?:^|[_.-])(?:token|secret|key|apikey|password|passwd|pwd|signature|sig|auth|"
-    r"authorization|credentials?|code)$|(?:token|secret|apikey|password)",
+    r"authorization|credentials?|code|assertion)$|(?:token|secret|apikey|password)",
     re.IGNORECASE,
 )
 
@@ -37,6 +37,11 @@ def looks_secret(name: str) -> bool:
     # Whole words at the end (api_key, X-Auth) or unmistakable stems anywhere (accessToken);
     # `keyword` and `author` are left alone.
     return _SECRET_PARAM.search(name) is not None
+
+
+def carries_secret(name: str) -> bool:
+    """Whether a header or parameter of this name carries a secret: `looks_secret`, or a cookie."""
+    return looks_secret(name) or name.lower() in ("cookie", "proxy-authorization")
 
 
 def excerpt(body: bytes | str, limit: int = 200) -> str:
@@ -99,6 +104,19 @@ class AuthError(HarvesterError):
         self.status = status
         self.error = error
         self.error_description = error_description
+
+
+class CertificateError(HarvesterError):
+    """The server's TLS certificate could not be verified against the trusted CAs."""
+
+    def __init__(self, *, url: str, reason: str) -> None:
+        super().__init__(
+            f"the TLS certificate of {redact_url(url)} could not be verified ({reason}); "
+            "if the server's certificate comes from a private CA, set tls.ca_bundle to the "
+            "CA's PEM file"
+        )
+        self.url = redact_url(url)
+        self.reason = reason
 
 
 class PageFetchError(HarvesterError):

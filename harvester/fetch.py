@@ -23,7 +23,14 @@ from yarl import URL
 from harvester.auth import Token, TokenManager
 from harvester.chains import ChainPlanner
 from harvester.config import Config
-from harvester.errors import AuthError, PageFetchError, RecordsError, excerpt
+from harvester.errors import (
+    AuthError,
+    PageFetchError,
+    RecordsError,
+    carries_secret,
+    excerpt,
+    redact_url,
+)
 from harvester.pagination import (
     Answer,
     IndexedPlanner,
@@ -36,9 +43,11 @@ from harvester.pagination import (
 )
 from harvester.ratelimit import Throttle
 from harvester.retry import (
+    REDIRECT_STATUSES,
     InvalidBody,
     RetryableStatus,
     RetryPolicy,
+    certificate_failure,
     refused,
     retry_cause,
 )
@@ -47,8 +56,13 @@ from harvester.stats import Stats
 
 
 def open_session(config: Config) -> aiohttp.ClientSession:
-    """The run's one ClientSession, its connection pool sized to the workers (+1 for tokens)."""
-    connector = aiohttp.TCPConnector(limit=config.concurrency.workers + 1, limit_per_host=0)
+    """The run's one ClientSession, its connection pool sized to the workers (+1 for tokens).
+
+    Its TLS context (tls.verify, tls.ca_bundle) serves token and data requests alike.
+    """
+    connector = aiohttp.TCPConnector(
+        limit=config.concurrency.workers + 1, limit_per_host=0, ssl=config.tls.ssl_context()
+    )
     timeout = aiohttp.ClientTimeout(
         total=config.source.timeout, sock_connect=config.source.connect_timeout
     )
@@ -68,6 +82,8 @@ class Fetched:
 
 # Each expired or revoked token costs one refresh; more in a row for one page means a loop.
 _MAX_REFRESHES_PER_PAGE = 5
+# As many as aiohttp follows by default.
+_MAX_REDIRECTS = 10
 
 
 class _Unauthorized(Exception):
@@ -146,6 +162,9 @@ class Fetcher:
         raise AssertionError("tenacity neither returned nor raised")  # pragma: no cover
 
     def _give_up(self, request: PageRequest, url: URL, exc: BaseException) -> NoReturn:
+        unverified = certificate_failure(exc, str(url))
+        if unverified is not None:
+            raise unverified from exc
         attempts = self._policy.config.max_attempts
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None and retry_after > self._policy.config.max_retry_after:
@@ -189,10 +208,43 @@ class Fetcher:
             if token is not None:
                 headers.update(token.header())
             self._stats.requests += 1
-            async with self._session.get(url, headers=headers) as response:
+            async with self._get(request, url, headers) as (response, crossed):
                 self._stats.statuses[response.status] += 1
                 ticket.observe(response.status, response.headers)
+                if crossed and response.status == 401:
+                    raise AuthError(
+                        f"redirected to {redact_url(str(response.url))}, on another origin, "
+                        "which answered 401: the token is not sent across origins",
+                        url=str(url),
+                        status=401,
+                    )
                 return await self._answer(planner, request, url, token, response)
+
+    @contextlib.asynccontextmanager
+    async def _get(
+        self, request: PageRequest, url: URL, headers: dict[str, str]
+    ) -> AsyncIterator[tuple[aiohttp.ClientResponse, bool]]:
+        """The answer to GET `url` after any redirects, and whether one crossed to another origin.
+
+        We follow redirects ourselves: aiohttp drops Authorization (and Cookie) on a hop to
+        another origin (scheme, host or port), but would carry an X-API-Key from source.headers
+        along. Every secret header is dropped here, for the rest of the hops.
+        """
+        target, crossed = url, False
+        for _ in range(_MAX_REDIRECTS + 1):
+            async with self._session.get(target, headers=headers, allow_redirects=False) as answer:
+                location = answer.headers.get("Location")
+                if answer.status not in REDIRECT_STATUSES or location is None:
+                    yield answer, crossed
+                    return
+            following = _redirect_target(request, target, location)
+            if not crossed and following.origin() != target.origin():
+                crossed = True
+                headers = {k: v for k, v in headers.items() if not carries_secret(k)}
+            target = following
+        raise PageFetchError(
+            f"redirected more than {_MAX_REDIRECTS} times", page=request.index, url=str(url)
+        )
 
     async def _answer(
         self,
@@ -218,15 +270,16 @@ class Fetcher:
             total, _ = self._totals(None, response.headers, strict=False)
             return Fetched(Page(request.index, b"", 0), total=total, complete=True)
         body = await response.read()
+        # Error bodies below go through tokens.scrub first: some APIs echo the token they got.
         if status in self._policy.config.statuses:
-            raise refused(status, response.headers, body)
+            raise refused(status, response.headers, self._tokens.scrub(body))
         if not 200 <= status < 300:
             raise PageFetchError(
                 "unexpected status",
                 page=request.index,
                 url=str(url),
                 status=status,
-                body=excerpt(body),
+                body=excerpt(self._tokens.scrub(body)),
             )
         return self._parse(planner, request, url, status, response.headers, body)
 
@@ -250,9 +303,11 @@ class Fetcher:
                     page=request.index,
                     url=str(url),
                     status=status,
-                    body=excerpt(body),
+                    body=excerpt(self._tokens.scrub(body)),
                 ) from None
-            raise InvalidBody("body is not valid JSON", body=excerpt(body), status=status) from None
+            raise InvalidBody(
+                "body is not valid JSON", body=excerpt(self._tokens.scrub(body)), status=status
+            ) from None
         try:
             records = extract_records(data, self._source.records)
             # The first page must tell the total; later ones may keep quiet about it.
@@ -274,6 +329,22 @@ class Fetcher:
             next=selected.next,
             total_pages=total_pages,
         )
+
+
+def _redirect_target(request: PageRequest, current: URL, location: str) -> URL:
+    """Where a Location header sends the request at `current`; relative ones resolve."""
+    try:
+        target = current.join(URL(location))
+        target.origin()  # raises for a URL without a host
+    except ValueError:
+        target = None
+    if target is None or target.scheme not in ("http", "https"):
+        raise PageFetchError(
+            f"redirected to {redact_url(location)!r}, which is not an http(s) URL",
+            page=request.index,
+            url=str(current),
+        )
+    return target
 
 
 class Stop:

@@ -18,7 +18,10 @@ import tenacity
 from tenacity.wait import wait_base
 
 from harvester.config import RetryConfig
-from harvester.errors import excerpt
+from harvester.errors import CertificateError, excerpt
+
+# The statuses aiohttp would follow (with allow_redirects); we follow them ourselves or not at all.
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 class RetryableStatus(Exception):
@@ -77,9 +80,22 @@ def retry_cause(exc: BaseException) -> str | None:
     # aiohttp's timeouts subclass both ClientError and TimeoutError: test for time-outs first.
     if isinstance(exc, asyncio.TimeoutError):
         return "timeout"
+    # A certificate that failed verification fails the same way on every attempt.
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return None
     if isinstance(exc, aiohttp.ClientConnectionError):
         return "connection"
     return None
+
+
+def certificate_failure(exc: BaseException, url: str) -> CertificateError | None:
+    """The CertificateError that `exc` stands for, if it is a certificate that failed to verify."""
+    if not isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return None
+    cause = exc.certificate_error
+    # verify_message is OpenSSL's own phrase: "self-signed certificate", "certificate has expired"
+    reason = getattr(cause, "verify_message", None) or str(cause)
+    return CertificateError(url=url, reason=reason)
 
 
 class RetryPolicy:

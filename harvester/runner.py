@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +32,8 @@ from harvester.stats import Stats
 
 __all__ = ["Stop", "run"]
 
+log = logging.getLogger("harvester")
+
 
 async def run(
     config: Config,
@@ -51,6 +54,9 @@ async def run(
     stats = stats if stats is not None else Stats()
     policy = policy or RetryPolicy(config.retry)
     stop = stop or Stop(grace=config.concurrency.stop_grace)
+    for warning in config.warnings():  # every run, not once: an opt-out must stay visible
+        log.warning(warning)
+        stats.warn(warning)
     try:
         job = _Job(config, stats, max_records, stop)
         job.load_checkpoint(fresh=fresh)
@@ -62,7 +68,7 @@ async def run(
                 policy,
                 stats,
                 timeout=session.timeout,
-                on_token=on_secret,
+                on_secret=on_secret,
                 throttle=throttle,
             )
             job.fetcher = Fetcher(config, session, tokens, policy, stats, throttle)

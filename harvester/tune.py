@@ -13,6 +13,7 @@ import dataclasses
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harvester.auth import TokenManager
@@ -72,8 +73,17 @@ class Advice:
         return "\n".join(lines)
 
 
-async def tune(config: Config, *, max_workers: int, duration: float) -> tuple[list[Step], Advice]:
-    """Ramp concurrency within `duration` seconds; the steps measured and the advice."""
+async def tune(
+    config: Config,
+    *,
+    max_workers: int,
+    duration: float,
+    on_secret: Callable[[str], None] | None = None,
+) -> tuple[list[Step], Advice]:
+    """Ramp concurrency within `duration` seconds; the steps measured and the advice.
+
+    `on_secret` hears of each token as it is issued, as in `run`.
+    """
     levels = [2**k for k in range(int(math.log2(max_workers)) + 1)]
     deadline = time.monotonic() + duration
     # Every level gets an equal slice. Keep slices to several seconds (the default duration
@@ -88,7 +98,13 @@ async def tune(config: Config, *, max_workers: int, duration: float) -> tuple[li
     async with open_session(probe) as session:
         throttle = Throttle(probe.concurrency, stats)
         tokens = TokenManager(
-            config.auth, session, policy, stats, timeout=session.timeout, throttle=throttle
+            config.auth,
+            session,
+            policy,
+            stats,
+            timeout=session.timeout,
+            throttle=throttle,
+            on_secret=on_secret,
         )
         fetcher = Fetcher(probe, session, tokens, policy, stats, throttle)
         await tokens.current()  # the token is not part of any step's figures

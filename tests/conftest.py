@@ -164,6 +164,17 @@ def faulty_demo(records: int, **changes: Any) -> DemoSettings:
 
 def make_config(base_url: str, out: Path, **sections: dict[str, Any]) -> Config:
     """A config for the demo API at `base_url`, writing to `out`; `sections` merge over it."""
+    return parse_config(raw_config(base_url, out, **sections), environ={})
+
+
+def write_config_file(folder: Path, base_url: str, **sections: dict[str, Any]) -> Path:
+    """`make_config`'s config as folder/config.yaml, writing to folder/out.jsonl, for the CLI."""
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(raw_config(base_url, folder / "out.jsonl", **sections)))
+    return path
+
+
+def raw_config(base_url: str, out: Path, **sections: dict[str, Any]) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "source": {"url": f"{base_url}/items", "records": "items", "timeout": 10},
         "auth": {
@@ -180,4 +191,4 @@ def make_config(base_url: str, out: Path, **sections: dict[str, Any]) -> Config:
     }
     for name, values in sections.items():
         raw[name] = {**raw.get(name, {}), **values}
-    return parse_config(raw, environ={})
+    return raw

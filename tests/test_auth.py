@@ -263,3 +263,31 @@ async def test_tokens_never_show_in_reprs(mock_http: aioresponses) -> None:
         token = await tokens.current()
     assert "tok-1" not in repr(token)
     assert SECRET not in repr(auth_config())
+
+
+async def test_a_token_error_echoing_the_secret_or_credential_is_scrubbed(
+    mock_http: aioresponses,
+) -> None:
+    credential = base64.b64encode(b"my+app:s3cr%3At%26%2B%2F+x").decode()
+    echo = f"wrong secret {SECRET} (Basic {credential})"
+    mock_http.post(
+        TOKEN_URL, status=401, payload={"error": "invalid_client", "error_description": echo}
+    )
+    heard: list[str] = []
+    async with aiohttp.ClientSession() as session:
+        tokens = await manager(session, on_secret=heard.append)
+        with pytest.raises(AuthError) as caught:
+            await tokens.current()
+    assert caught.value.error_description == "wrong secret *** (Basic ***)"
+    assert SECRET in heard and credential in heard  # the CLI masks them in logs as well
+
+
+async def test_every_issued_token_is_heard_of_and_scrubbed(mock_http: aioresponses) -> None:
+    issue_tokens(mock_http)
+    heard: list[str] = []
+    async with aiohttp.ClientSession() as session:
+        tokens = await manager(session, on_secret=heard.append)
+        first = await tokens.current()
+        await tokens.after_unauthorized(first, url="https://api.test/x")
+    assert {"tok-1", "tok-2"} <= set(heard)
+    assert tokens.scrub(b'{"old": "tok-1", "new": "tok-2"}') == b'{"old": "***", "new": "***"}'

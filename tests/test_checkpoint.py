@@ -24,7 +24,7 @@ from harvester.stats import Stats
 
 from .conftest import make_config
 
-BASE = "http://api.test"
+BASE = "https://api.test"
 
 
 def page(index: int, size: int = 3, first: int | None = None) -> Page:

@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import yaml
 
 from harvester.demo import DemoServer, expected_records
 
-from .conftest import SECRET, run_cli, write_config
+from .conftest import SECRET, assert_one_clear_line, run_cli, write_config
 
 
 def lines(path: Path) -> list[Any]:
@@ -50,3 +51,36 @@ async def test_bad_options_exit_2(tmp_path: Path) -> None:
     result = await run_cli("config.yaml", "--workers", "0")
     assert result.code == 2
     assert "--workers" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_print_config_shows_the_resolved_config_with_secrets_masked(
+    demo: DemoServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, demo.url, auth__client_secret="${MY_SECRET}")
+    env = {"MY_SECRET": SECRET, "PATH": "/usr/bin:/bin"}
+    result = await run_cli(
+        str(config), "--print-config", "--workers=3", "--output=x.jsonl", env=env
+    )
+    assert result.code == 0, result.stderr
+    assert SECRET not in result.output and result.stderr == ""
+    shown = yaml.safe_load(result.stdout)
+    assert shown["auth"]["client_secret"] == "***"
+    assert shown["concurrency"]["workers"] == 3 and shown["output"]["path"] == "x.jsonl"
+    assert shown["retry"]["max_retry_after"] == 600.0  # defaults filled in
+    assert shown["tls"] == {"verify": True, "ca_bundle": None}
+    assert demo.stats.token_requests == demo.stats.data_requests == 0  # nothing was sent
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+async def test_print_config_of_a_bad_config_is_the_usual_one_line_error(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9", pagination__page_size=0)
+    result = await run_cli(str(config), "--print-config")
+    assert result.code == 2 and result.stdout == ""
+    assert_one_clear_line(result, "config.yaml", "pagination.page_size")
+
+
+async def test_plain_http_to_another_host_is_refused_before_any_request(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "http://api.invalid")
+    result = await run_cli(str(config))
+    assert result.code == 2
+    assert_one_clear_line(result, "auth.token_url", "plain http", "auth.allow_insecure_http")

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from harvester.config import Config, Secret, load_config, parse_config
 from harvester.errors import ConfigError
@@ -561,3 +564,170 @@ def test_secret_error_does_not_show_the_secret() -> None:
 def test_config_error_is_a_usage_error() -> None:
     assert ConfigError.exit_code == 2
     assert isinstance(parse_config(minimal(), environ={}), Config)
+
+
+def test_masked_shows_every_secret_as_stars_and_the_rest_as_is() -> None:
+    raw = minimal(
+        source={
+            "url": "https://bob:pw-XYZ@api.test/items?api_key=k3y-XYZ&x=1",
+            "headers": {"X-Api-Key": "hdr-XYZ", "Accept-Language": "en"},
+            "params": {"access_token": "prm-XYZ", "fields": "id"},
+        },
+        auth={**CLIENT_CREDENTIALS, "token_url": "https://auth.test/token", "scope": "read"},
+    )
+    raw["auth"]["extra_params"] = {"client_assertion": "jwt-XYZ", "audience": "api"}
+    masked = parse_config(raw, overrides={"concurrency.workers": 3}, environ={}).masked()
+    assert "XYZ" not in repr(masked)
+    assert masked["source"]["url"] == "https://***@api.test/items?api_key=***&x=1"
+    assert masked["source"]["headers"] == {"X-Api-Key": "***", "Accept-Language": "en"}
+    assert masked["source"]["params"] == {"access_token": "***", "fields": "id"}
+    assert masked["auth"]["client_secret"] == "***"
+    assert masked["auth"]["extra_params"] == {"client_assertion": "***", "audience": "api"}
+    assert (masked["auth"]["client_id"], masked["auth"]["scope"]) == ("demo", "read")
+    assert masked["concurrency"]["workers"] == 3  # overrides and defaults are in
+    assert masked["retry"]["statuses"] == [408, 429, 500, 502, 503, 504]
+    assert masked["tls"] == {"verify": True, "ca_bundle": None}
+    assert list(masked) == [f.name for f in dataclasses.fields(Config)]
+
+
+def test_masked_hides_a_secret_repeated_outside_its_key() -> None:
+    auth = {**CLIENT_CREDENTIALS, "token_url": f"https://auth.test/{SECRET}/token"}
+    masked = parse_config(minimal(auth=auth), environ={}).masked()
+    assert masked["auth"]["token_url"] == "https://auth.test/***/token"
+
+
+def test_section_reprs_hide_secret_headers_and_parameters() -> None:
+    source = {"headers": {"Authorization": f"Bearer {TOKEN}"}, "params": {"api_key": "k3y-XYZ"}}
+    config = parse_config(minimal(source=source, auth=CLIENT_CREDENTIALS), environ={})
+    for text in (repr(config), repr(config.source), repr(config.auth)):
+        assert TOKEN not in text and "k3y-XYZ" not in text and SECRET not in text
+    assert repr(config.source).startswith("SourceConfig(url='http://127.0.0.1:8765/items', ")
+    assert "'Authorization': '***'" in repr(config.source)
+
+
+# --- tls ----------------------------------------------------------------------------------------
+
+
+def test_tls_defaults_verify_with_the_system_cas() -> None:
+    tls = parse_config(minimal(), environ={}).tls
+    assert (tls.verify, tls.ca_bundle) == (True, None)
+    context = tls.ssl_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+
+
+def test_tls_verify_false_checks_nothing_and_says_so() -> None:
+    config = parse_config(minimal(tls={"verify": False}), environ={})
+    context = config.tls.ssl_context()
+    assert context.verify_mode == ssl.CERT_NONE and not context.check_hostname
+    (warning,) = config.warnings()
+    assert "tls.verify is false" in warning and "not checked" in warning
+
+
+def test_tls_ca_bundle_loads_a_pem_ca(tmp_path: Path) -> None:
+    ca_file = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca_file))
+    tls = parse_config(minimal(tls={"ca_bundle": str(ca_file)}), environ={}).tls
+    assert tls.ssl_context().cert_store_stats()["x509_ca"] == 1  # that CA, and only that one
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"),
+    [
+        (lambda folder: folder / "missing.pem", "cannot read"),
+        (lambda folder: folder, "cannot read"),
+        (lambda folder: _write(folder / "junk.pem", "not a certificate\n"), "no PEM certificate"),
+        (lambda folder: _write(folder / "empty.pem", ""), "no PEM certificate"),
+    ],
+)
+def test_a_bad_ca_bundle_names_the_key_and_the_file(
+    tmp_path: Path, make: Callable[[Path], Path], needle: str
+) -> None:
+    path = make(tmp_path)
+    error = config_error(minimal(tls={"ca_bundle": str(path)}))
+    assert error.key == "tls.ca_bundle"
+    assert needle in error.detail and str(path) in error.detail
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("tls", "needle"),
+    [
+        ({"verify": False, "ca_bundle": "ca.pem"}, "tls.verify: false"),
+        ({"ca_bundle": " "}, "must not be empty"),
+    ],
+)
+def test_ca_bundle_needs_verification_and_a_name(tls: dict[str, Any], needle: str) -> None:
+    error = config_error(minimal(tls=tls))
+    assert error.key == "tls.ca_bundle" and needle in error.detail
+
+
+def test_tls_verify_must_be_a_boolean() -> None:
+    assert config_error(minimal(tls={"verify": "no"})).key == "tls.verify"
+
+
+# --- secrets over plain http --------------------------------------------------------------------
+
+
+BEARER = {"type": "bearer", "token": TOKEN}
+
+
+@pytest.mark.parametrize(
+    ("sections", "key", "what"),
+    [
+        (
+            {"auth": {**CLIENT_CREDENTIALS, "token_url": "http://auth.test/t"}},
+            "auth.token_url",
+            "client secret",
+        ),
+        (
+            {"auth": {**CLIENT_CREDENTIALS, "token_url": "http://10.0.0.5/t"}},
+            "auth.token_url",
+            "client secret",
+        ),
+        ({"source": {"url": "http://api.test/x"}, "auth": BEARER}, "source.url", "access token"),
+        (
+            {"source": {"url": "http://api.test/x"}, "auth": CLIENT_CREDENTIALS},
+            "source.url",
+            "access token",
+        ),
+        (
+            {"source": {"url": "http://api.test/x", "headers": {"X-Api-Key": "k"}}},
+            "source.url",
+            "secret header",
+        ),
+        ({"source": {"url": "http://api.test/x?api_key=k"}}, "source.url", "secret header"),
+    ],
+)
+def test_a_secret_over_plain_http_to_another_host_needs_allow_insecure_http(
+    sections: dict[str, Any], key: str, what: str
+) -> None:
+    error = config_error(minimal(**sections))
+    assert error.key == key
+    assert what in error.detail and "auth.allow_insecure_http: true" in error.detail
+    auth = {**sections.get("auth", {"type": "none"}), "allow_insecure_http": True}
+    config = parse_config(minimal(**{**sections, "auth": auth}), environ={})
+    assert any(key in w and what in w for w in config.warnings())
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "127.9.8.7", "localhost", "LOCALHOST", "[::1]", "localhost."]
+)
+def test_plain_http_to_loopback_is_fine(host: str) -> None:
+    auth = {**CLIENT_CREDENTIALS, "token_url": f"http://{host}:9/token"}
+    config = parse_config(minimal(source={"url": f"http://{host}:9/x"}, auth=auth), environ={})
+    assert config.warnings() == []
+
+
+def test_https_or_no_secret_needs_no_allowance() -> None:
+    auth = {**CLIENT_CREDENTIALS, "token_url": "https://auth.test/t"}
+    assert parse_config(minimal(source={"url": "https://api.test/x"}, auth=auth), environ={})
+    assert parse_config(minimal(source={"url": "http://api.test/x?page=1"}), environ={})
+
+
+def test_allow_insecure_http_says_nothing_when_unused() -> None:
+    auth = {**CLIENT_CREDENTIALS, "allow_insecure_http": True}
+    assert parse_config(minimal(auth=auth), environ={}).warnings() == []

@@ -8,11 +8,13 @@ import pytest
 
 from harvester.errors import (
     AuthError,
+    CertificateError,
     ConfigError,
     HarvesterError,
     OutputError,
     PageFetchError,
     RecordsError,
+    carries_secret,
     excerpt,
     redact_url,
 )
@@ -93,7 +95,14 @@ def one_line(error: BaseException) -> str:
 
 
 def test_every_error_is_a_harvester_error() -> None:
-    for cls in (ConfigError, AuthError, PageFetchError, RecordsError, OutputError):
+    for cls in (
+        ConfigError,
+        AuthError,
+        PageFetchError,
+        RecordsError,
+        OutputError,
+        CertificateError,
+    ):
         assert issubclass(cls, HarvesterError)
     assert ConfigError.exit_code == 2
     assert HarvesterError.exit_code == AuthError.exit_code == PageFetchError.exit_code == 1
@@ -185,10 +194,38 @@ def test_redact_url_keeps_ordinary_parameters(name: str) -> None:
     assert redact_url(f"http://h/x?{name}=v") == f"http://h/x?{name}=v"
 
 
-@pytest.mark.parametrize("name", ["api_key", "accessToken", "X-Auth", "client_secret", "sig"])
+@pytest.mark.parametrize(
+    "name", ["api_key", "accessToken", "X-Auth", "client_secret", "sig", "client_assertion"]
+)
 def test_redact_url_hides_secret_parameters(name: str) -> None:
     assert "hide-me" not in redact_url(f"http://h/x?{name}=hide-me")
 
 
 def test_redact_url_hides_a_token_in_the_fragment() -> None:
     assert "abc" not in redact_url("http://h/cb#access_token=abc&state=1")
+
+
+def test_certificate_error_names_the_url_the_reason_and_the_fix() -> None:
+    error = CertificateError(url="https://u:pw@h:8443/token", reason="self-signed certificate")
+    assert one_line(error) == (
+        "the TLS certificate of https://***@h:8443/token could not be verified (self-signed "
+        "certificate); if the server's certificate comes from a private CA, set tls.ca_bundle to "
+        "the CA's PEM file"
+    )
+    assert (error.url, error.reason) == ("https://***@h:8443/token", "self-signed certificate")
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("Authorization", True),
+        ("X-Api-Key", True),
+        ("Cookie", True),
+        ("Proxy-Authorization", True),
+        ("Accept", False),
+        ("Range", False),
+        ("X-Request-Id", False),
+    ],
+)
+def test_carries_secret(name: str, secret: bool) -> None:
+    assert carries_secret(name) is secret

@@ -24,9 +24,9 @@ from harvester.stats import Stats
 
 from .conftest import FakeTime, make_config
 
-BASE = "http://api.test"
+BASE = "https://api.test"
 TOKEN_URL = f"{BASE}/oauth2/token"
-PAGE0 = re.compile(r"^http://api\.test/items\?.*offset=0.*$")
+PAGE0 = re.compile(r"^https://api\.test/items\?.*offset=0.*$")
 
 
 class Harness:

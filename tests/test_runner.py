@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from harvester.runner import run
 
 from .conftest import make_config, no_wait_policy
 
-BASE = "http://api.test"
+BASE = "https://api.test"
 
 
 def page(first: int, count: int, total: int) -> dict[str, Any]:
@@ -77,3 +78,20 @@ async def test_pages_shorter_than_planned_with_the_same_total_fail_the_run(
         await run(make_config(BASE, out, concurrency={"workers": 1}), policy=no_wait_policy())
     assert caught.value.page == 1
     assert not out.exists()
+
+
+async def test_allowed_plain_http_is_a_warning_on_every_run(
+    mock_http: aioresponses, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    plain = "http://api.test"
+    mock_http.post(f"{plain}/oauth2/token", payload={"access_token": "t"}, repeat=True)
+    mock_http.get(re.compile(rf"^{plain}/items.*"), payload=page(0, 2, 2), repeat=True)
+    config = make_config(plain, tmp_path / "o.jsonl", auth={"allow_insecure_http": True})
+    with caplog.at_level(logging.WARNING, logger="harvester"):
+        first = await run(config, policy=no_wait_policy())
+        second = await run(config, policy=no_wait_policy())
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(said) == 4  # the client secret to auth.token_url, the token to source.url; twice
+    assert sum("the client secret goes over plain http" in line for line in said) == 2
+    assert sum("the access token goes over plain http" in line for line in said) == 2
+    assert first.warnings == second.warnings == said[:2]

@@ -120,15 +120,15 @@ async def test_a_next_link_to_another_host_never_gets_the_token(tmp_path: Path) 
 async def test_allow_cross_host_sends_the_token_to_the_other_host(
     mock_http: aioresponses, tmp_path: Path
 ) -> None:
-    mock_http.post("http://api.test/oauth2/token", payload={"access_token": "t-1"})
-    first = {"results": [{"id": 0}], "next": "http://cdn.test/page2"}
-    mock_http.get(re.compile(r"^http://api\.test/link.*"), payload=first)
-    mock_http.get("http://cdn.test/page2", payload={"results": [{"id": 1}], "next": None})
+    mock_http.post("https://api.test/oauth2/token", payload={"access_token": "t-1"})
+    first = {"results": [{"id": 0}], "next": "https://cdn.test/page2"}
+    mock_http.get(re.compile(r"^https://api\.test/link.*"), payload=first)
+    mock_http.get("https://cdn.test/page2", payload={"results": [{"id": 1}], "next": None})
     raw_pagination = {"style": "link", "next_url": "body:next", "allow_cross_host": True}
     config = make_config(
-        "http://api.test",
+        "https://api.test",
         tmp_path / "o.jsonl",
-        source={"url": "http://api.test/link", "records": "results"},
+        source={"url": "https://api.test/link", "records": "results"},
         pagination={**raw_pagination, "total": "unknown"},
     )
     await run(config, policy=no_wait_policy())
@@ -165,14 +165,14 @@ async def test_max_records_across_partition_windows(tmp_path: Path) -> None:
 async def test_a_total_that_disagrees_with_the_records_is_a_warning_with_both_numbers(
     mock_http: aioresponses, tmp_path: Path
 ) -> None:
-    mock_http.post("http://api.test/oauth2/token", payload={"access_token": "t-1"})
+    mock_http.post("https://api.test/oauth2/token", payload={"access_token": "t-1"})
     page0 = {"results": [{"id": 0}, {"id": 1}], "count": 5, "next": "/link?offset=2"}
-    mock_http.get("http://api.test/link?limit=100", payload=page0)
-    mock_http.get("http://api.test/link?offset=2", payload={"results": [{"id": 2}], "count": 5})
+    mock_http.get("https://api.test/link?limit=100", payload=page0)
+    mock_http.get("https://api.test/link?offset=2", payload={"results": [{"id": 2}], "count": 5})
     config = make_config(
-        "http://api.test",
+        "https://api.test",
         tmp_path / "o.jsonl",
-        source={"url": "http://api.test/link", "records": "results"},
+        source={"url": "https://api.test/link", "records": "results"},
         pagination={"style": "link", "next_url": "body:next", "total": "body:count"},
     )
     stats = Stats()

@@ -110,7 +110,7 @@ def test_config_lines_with_a_rate() -> None:
 def test_config_lines_paste_into_a_valid_config(advice: Advice, tmp_path: Path) -> None:
     pasted = yaml.safe_load(advice.config_lines())
 
-    config = make_config("http://api.test", tmp_path / "out.jsonl", **pasted)
+    config = make_config("https://api.test", tmp_path / "out.jsonl", **pasted)
 
     assert config.concurrency.workers == advice.workers
     assert config.concurrency.rate_limit == advice.rate_limit

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -30,7 +31,7 @@ from .state import DemoState, Fault
 from .tokens import bearer_token, token_response
 from .traps import repeat_query, trap_page
 
-__all__ = ["DemoServer", "DemoSettings", "DemoStats", "create_app", "run_demo"]
+__all__ = ["DemoServer", "DemoSettings", "DemoStats", "create_app", "run_demo", "serve"]
 
 STATE = web.AppKey("demo_state", DemoState)
 Page = Callable[[web.Request, DemoState], Answer]
@@ -233,6 +234,11 @@ class DemoServer:
     def stats(self) -> DemoStats:
         return self._state.stats
 
+    @property
+    def issued_tokens(self) -> list[str]:
+        """Every access token the server has issued, expired ones included."""
+        return list(self._state.tokens.issued)
+
     def expire_tokens(self) -> None:
         """Invalidate every token issued so far; the next data request with one gets 401."""
         self._state.tokens.expire_all()
@@ -246,17 +252,36 @@ async def run_demo(
     *,
     access_log: bool = False,
     clock: Callable[[], float] = time.monotonic,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[DemoServer]:
-    """Serve the demo API on host:port (0 = a free port) until the block exits."""
+    """Serve the demo API on host:port (0 = a free port) until the block exits.
+
+    With `ssl_context` (holding the server's certificate) it speaks https.
+    """
     app = create_app(settings, clock=clock)
+    async with serve(app, host, port, access_log=access_log, ssl_context=ssl_context) as url:
+        yield DemoServer(app, url)
+
+
+@contextlib.asynccontextmanager
+async def serve(
+    app: web.Application,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    access_log: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
+) -> AsyncIterator[str]:
+    """Serve any aiohttp app on host:port until the block exits; yields its base URL."""
     # access_log=None switches aiohttp's per-request log off entirely, not just its output.
     runner = web.AppRunner(app, access_log=web_logger if access_log else None, shutdown_timeout=5.0)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
         bound_host, bound_port = runner.addresses[0][:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-        yield DemoServer(app, f"http://{shown}:{bound_port}")
+        scheme = "https" if ssl_context is not None else "http"
+        yield f"{scheme}://{shown}:{bound_port}"
     finally:
         await runner.cleanup()

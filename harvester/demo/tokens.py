@@ -22,6 +22,7 @@ class TokenStore:
 
     def __init__(self) -> None:
         self._expiry: dict[str, float] = {}
+        self.issued: list[str] = []  # every token ever issued, for tests that look for leaks
 
     def issue(self, lifetime: float) -> str:
         now = time.monotonic()
@@ -29,6 +30,7 @@ class TokenStore:
         self._expiry = {token: end for token, end in self._expiry.items() if end > now}
         token = secrets.token_urlsafe()
         self._expiry[token] = now + lifetime
+        self.issued.append(token)
         return token
 
     def is_valid(self, token: str) -> bool:

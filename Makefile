@@ -39,6 +39,7 @@ bench: install ## Benchmarks against the demo API on loopback (see benchmarks/)
 	$(PY) benchmarks/bench_core.py --sequential
 	$(PY) benchmarks/bench_styles.py
 	$(PY) benchmarks/bench_limits.py
+	$(PY) benchmarks/fault_suite.py
 
 clean: ## Remove the virtualenv, caches and demo output
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache *.egg-info

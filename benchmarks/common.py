@@ -38,10 +38,16 @@ def harvest(raw: dict[str, Any]) -> Stats:
     return asyncio.run(run(parse_config(raw, environ={})))
 
 
+def served(url: str) -> dict[str, Any]:
+    """What the demo API has served so far: its /_stats."""
+    with urllib.request.urlopen(f"{url}/_stats", timeout=10) as answer:  # noqa: S310 (loopback)
+        stats: dict[str, Any] = orjson.loads(answer.read())
+        return stats
+
+
 def served_requests(url: str) -> int:
     """How many data requests the demo API has answered so far."""
-    with urllib.request.urlopen(f"{url}/_stats", timeout=10) as answer:  # noqa: S310 (loopback)
-        return int(orjson.loads(answer.read())["data_requests"])
+    return int(served(url)["data_requests"])
 
 
 def check_output(path: Path, records: int) -> None:

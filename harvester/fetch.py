@@ -201,9 +201,13 @@ class Fetcher:
 
     async def _once(self, planner: Planner, request: PageRequest, url: URL) -> Fetched:
         # The token first: a worker that waited for a token refresh must still pass the
-        # cool-down and the rate afterwards, not find itself already past them.
-        token = await self._tokens.current() if request.send_token else None
+        # cool-down and the rate afterwards, not find itself already past them. And once more
+        # after them: a long cool-down or a slow rate may outlast the token, and a token sent
+        # expired, if new and never accepted yet, would pass for one the API refuses.
+        if request.send_token:
+            await self._tokens.current()
         async with self._throttle.request() as ticket:
+            token = await self._tokens.current() if request.send_token else None
             headers = {**self._headers, **request.headers}
             if token is not None:
                 headers.update(token.header())

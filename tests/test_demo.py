@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import subprocess
@@ -163,6 +164,7 @@ async def test_another_grant_type_is_unsupported(
         (DemoSettings(token_lifetime=120), 120),
         (DemoSettings(token_lifetime=120, expires_in_as_string=True), "120"),
         (DemoSettings(omit_expires_in=True), None),
+        (DemoSettings(token_lifetime=0.25), 0.25),  # not truncated to 0
     ],
 )
 async def test_expires_in_variants(
@@ -690,6 +692,67 @@ async def test_throttle_rate_one_gives_429(session: aiohttp.ClientSession) -> No
     assert status == 429 and resp.headers["Retry-After"] == "0"
 
 
+async def test_slow_rate_one_answers_after_slow_seconds(session: aiohttp.ClientSession) -> None:
+    settings = DemoSettings(records=10, slow_rate=1.0, slow_seconds=0.2)
+    async with run_demo(settings) as demo:
+        auth = await token(session, demo)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await get(session, f"{demo.url}/items", **auth)
+        status, body, _ = await get(session, f"{demo.url}/items", **auth)
+    assert status == 200 and orjson.loads(body)["items"] == records(0, 10)
+    assert demo.stats.faults["slow"] == demo.stats.data_requests == 2
+
+
+async def test_a_slow_answer_does_not_hold_up_the_shutdown(session: aiohttp.ClientSession) -> None:
+    settings = DemoSettings(records=10, slow_rate=1.0, slow_seconds=3600)
+    # Without the slow answer cut short, the server would stop only after its 5 s shutdown_timeout.
+    async with asyncio.timeout(3):
+        async with run_demo(settings) as demo:
+            auth = await token(session, demo)
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.05):
+                    await get(session, f"{demo.url}/items", **auth)
+    assert demo.stats.faults["slow"] == 1 and demo.stats.statuses[200] == 1
+
+
+async def test_cut_rate_one_hangs_up_halfway_through_the_body(
+    session: aiohttp.ClientSession,
+) -> None:
+    settings = DemoSettings(records=100, cut_rate=1.0, rate_limit=100, rate_limit_headers="x")
+    async with run_demo(settings) as demo:
+        auth = await token(session, demo)
+        async with session.get(f"{demo.url}/items", headers=auth) as resp:
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await resp.read()
+    whole = orjson.dumps({"items": records(0, 100), "total": 100, "offset": 0, "limit": 100})
+    assert resp.status == 200 and int(resp.headers["Content-Length"]) == len(whole)
+    assert resp.headers["X-RateLimit-Limit"] == "100"
+    assert demo.stats.faults["cut"] == demo.stats.statuses[200] == 1
+
+
+async def test_a_429_storm_refuses_every_data_request_for_storm_seconds(
+    session: aiohttp.ClientSession,
+) -> None:
+    now = [1000.0]
+    settings = DemoSettings(records=10, storm_at=2, storm_seconds=1.5)
+    async with run_demo(settings, clock=lambda: now[0]) as demo:
+        auth = await token(session, demo)
+        before = (await get(session, f"{demo.url}/items", **auth))[0]
+        storm = [(await get(session, f"{demo.url}/items", **auth))[2] for _ in range(2)]
+        now[0] += 1.0
+        demo.settings.retry_after = 0.05
+        late = (await get(session, f"{demo.url}/items", **auth))[2]
+        now[0] += 0.5
+        after = (await get(session, f"{demo.url}/items", **auth))[0]
+    assert before == after == 200
+    assert [resp.status for resp in storm] == [429, 429] and late.status == 429
+    # Retry-After: the whole seconds the storm has left, unless retry_after says otherwise.
+    assert [resp.headers["Retry-After"] for resp in storm] == ["2", "2"]
+    assert late.headers["Retry-After"] == "0.05"
+    assert demo.stats.faults["429_storm"] == demo.stats.statuses[429] == 3
+
+
 # Stats, health, the process
 
 
@@ -713,6 +776,15 @@ def test_the_cli_sets_the_protection_switches(capsys: pytest.CaptureFixture[str]
     assert default.loop_cursor_at is None and default.cross_host_next is None
     assert main(["--cross-host-next", "127.0.0.2:9"]) == 2
     assert "cross_host_next" in capsys.readouterr().err
+
+
+def test_the_cli_sets_the_fault_suite_switches() -> None:
+    args = ["--slow-rate", "0.1", "--slow-seconds", "2", "--cut-rate", "0.05"]
+    settings = settings_from(parse_args([*args, "--storm-at", "40", "--storm-seconds", "3"]))
+    assert (settings.slow_rate, settings.slow_seconds, settings.cut_rate) == (0.1, 2.0, 0.05)
+    assert (settings.storm_at, settings.storm_seconds) == (40, 3.0)
+    assert settings_from(parse_args([])).storm_at is None
+    assert main(["--slow-rate", "0.6", "--cut-rate", "0.6"]) == 2
 
 
 def test_the_module_runs_as_a_process_and_stops_cleanly() -> None:
@@ -765,6 +837,11 @@ def test_the_token_bucket_allows_a_burst_then_the_rate() -> None:
         {"fault_rate": 0.6, "drop_rate": 0.6},
         {"max_page_size": 0},
         {"rate_limit": 0},
+        {"slow_rate": -0.1},
+        {"cut_rate": 0.5, "throttle_rate": 0.6},
+        {"slow_seconds": -1},
+        {"storm_at": 0},
+        {"storm_seconds": -1},
         {"loop_cursor_at": -1},
         {"cross_host_next": "127.0.0.2:8765"},
         {"cross_host_next": "ftp://127.0.0.2"},

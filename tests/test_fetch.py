@@ -329,3 +329,35 @@ async def test_a_worker_that_waited_for_a_token_still_waits_out_a_cool_down(
         gate.set()
         await waiting
     assert sent_at and sent_at[0] >= cool_until
+
+
+async def test_a_token_that_goes_stale_during_a_cool_down_is_not_sent(
+    mock_http: aioresponses, tmp_path: Path
+) -> None:
+    """A cool-down outlasting the token: the request goes out with a new one, not the stale one.
+
+    Sent stale, a new token never accepted yet would pass for one the API refuses.
+    """
+    harness = Harness(make_config(BASE, tmp_path / "out.jsonl"))
+    for n in (1, 2):
+        mock_http.post(TOKEN_URL, payload={"access_token": f"tok-{n}", "expires_in": 10})
+    mock_http.get(PAGE0, payload=body())
+    throttle = harness.throttle()
+    async with aiohttp.ClientSession() as session:
+        manager = TokenManager(
+            harness.config.auth,
+            session,
+            harness.policy,
+            harness.stats,
+            clock=harness.time.clock,
+            throttle=throttle,
+        )
+        fetcher = Fetcher(harness.config, session, manager, harness.policy, harness.stats, throttle)
+        assert (await manager.current()) is not None  # tok-1, good for 9 s of the fake clock
+        async with throttle.request() as ticket:  # another worker's request gets a 429
+            ticket.observe(429, {"Retry-After": "60"})
+        fetched = await fetcher.fetch(harness.planner, harness.planner.request(0))
+    assert fetched.page.count == 3
+    sent = [c.kwargs["headers"]["Authorization"] for c in data_requests(mock_http)]
+    assert sent == ["Bearer tok-2"] and harness.time.clock() >= 1060
+    assert harness.stats.token_requests == 2 and harness.stats.retries == {}

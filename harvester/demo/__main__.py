@@ -54,6 +54,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--truncate-rate", type=float, default=d.truncate_rate, help="fraction: half a body"
     )
     p.add_argument("--throttle-rate", type=float, default=d.throttle_rate, help="fraction: 429")
+    p.add_argument("--slow-rate", type=float, default=d.slow_rate, help="fraction: answered late")
+    p.add_argument("--slow-seconds", type=float, default=d.slow_seconds, help="of a slow answer")
+    p.add_argument(
+        "--cut-rate", type=float, default=d.cut_rate, help="fraction: half a body, then hang up"
+    )
+    p.add_argument("--storm-at", type=int, metavar="N", help="a 429 storm from data request N")
+    p.add_argument("--storm-seconds", type=float, default=d.storm_seconds, help="its length")
     p.add_argument("--seed", type=int, default=d.seed, help="for the fault draws")
     p.add_argument("--ignore-range", action="store_true", help="answer Range with everything")
     p.add_argument(
@@ -96,6 +103,11 @@ def settings_from(args: argparse.Namespace) -> DemoSettings:
         seed=args.seed,
         loop_cursor_at=args.loop_cursor_at,
         cross_host_next=args.cross_host_next,
+        slow_rate=args.slow_rate,
+        slow_seconds=args.slow_seconds,
+        cut_rate=args.cut_rate,
+        storm_at=args.storm_at,
+        storm_seconds=args.storm_seconds,
     )
 
 

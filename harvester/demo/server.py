@@ -1,11 +1,12 @@
 """The demo API: an aiohttp app that behaves like the APIs harvester is for, faults included.
 
 Every data request (/items, /range-items, /pages, /stream, /cursor, /link) passes the same gate,
-in this order: it is counted; the rate limit (429); the bearer token (401); the latency; one
-random draw for a fault (5xx, dropped connection, truncated body, 429); then the real answer,
-where a query parameter the page cannot use (BadParam) is 400 invalid_request. Every answer
-after the rate limit, the limiter's own 429 included, carries the rate-limit headers that
-`rate_limit_headers` asks for (see harvester.demo.ratelimit).
+in this order: it is counted; a 429 storm; the rate limit (429); the bearer token (401); the
+latency; one random draw for a fault (5xx, dropped connection, truncated body, 429, a slow
+answer, a body cut off in transit); then the real answer, where a query parameter the page cannot
+use (BadParam) is 400 invalid_request. Every answer after the rate limit, the limiter's own 429
+included, carries the rate-limit headers that `rate_limit_headers` asks for (see
+harvester.demo.ratelimit).
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ async def _gate(
     stats.endpoints[request.path] += 1
     if stats.data_requests == settings.revoke_tokens_after:
         state.tokens.expire_all()
+    storm = state.storm_left()
+    if storm:
+        stats.faults["429_storm"] += 1
+        return _send(state, error_answer(429, "rate_limited", "storm", **_retry(state, storm))), {}
     wait, limit_headers = state.rate_limit()
     if wait:
         stats.faults["429"] += 1
@@ -80,9 +85,9 @@ def _retry(state: DemoState, wait: float) -> dict[str, str]:
     return {"Retry-After": state.retry_after(wait)}
 
 
-def _fault_response(
-    request: web.Request, state: DemoState, fault: Fault, page: Page
-) -> web.Response:
+async def _fault_response(
+    request: web.Request, state: DemoState, fault: Fault, page: Page, headers: dict[str, str]
+) -> web.StreamResponse:
     state.stats.faults[fault] += 1
     if fault == "5xx":
         status = state.random.choice((500, 502, 503))
@@ -93,24 +98,51 @@ def _fault_response(
         # Status, headers and Content-Length as usual: only the JSON is broken.
         answer = _answer(request, state, page)
         return _send(state, replace(answer, body=answer.body[: len(answer.body) // 2]))
+    if fault == "slow":
+        # The client has most likely given up by the time this answer goes out.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.stopping.wait(), state.settings.slow_seconds)
+        return _send(state, _answer(request, state, page))
+    if fault == "cut":
+        return await _cut(request, state, _answer(request, state, page), headers)
     # A drop: close the socket before a byte is written. aiohttp then fails to write the
     # response returned here, takes that for a client that went away, and logs nothing.
+    _close(request)
+    return web.Response()
+
+
+async def _cut(
+    request: web.Request, state: DemoState, answer: Answer, headers: dict[str, str]
+) -> web.StreamResponse:
+    """The status, the headers and half the body, then the connection closes: cut in transit."""
+    state.stats.statuses[answer.status] += 1
+    response = web.StreamResponse(status=answer.status, headers={**answer.headers, **headers})
+    response.content_type = JSON
+    response.content_length = len(answer.body)
+    await response.prepare(request)
+    await response.write(answer.body[: len(answer.body) // 2])
+    _close(request)
+    return response
+
+
+def _close(request: web.Request) -> None:
     if request.transport is not None:
         request.transport.close()
-    return web.Response()
 
 
 def _data_endpoint(page: Page) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         state = request.app[STATE]
         gated, limit_headers = await _gate(request, state)
+        response: web.StreamResponse
         if isinstance(gated, web.Response):
             response = gated
         elif gated is not None:
-            response = _fault_response(request, state, gated, page)
+            response = await _fault_response(request, state, gated, page, limit_headers)
         else:
             response = _send(state, _answer(request, state, page))
-        response.headers.update(limit_headers)
+        if not response.prepared:
+            response.headers.update(limit_headers)
         return response
 
     return handler
@@ -206,7 +238,15 @@ def create_app(
     `clock` drives the rate limit; tests pass a fake one to step time instead of sleeping.
     """
     app = web.Application()
-    app[STATE] = DemoState(settings if settings is not None else DemoSettings(), clock=clock)
+    app[STATE] = state = DemoState(
+        settings if settings is not None else DemoSettings(), clock=clock
+    )
+
+    async def stop_waiting(app: web.Application) -> None:
+        state.stopping.set()
+
+    # on_shutdown runs before the runner waits for the handlers still running: the slow ones.
+    app.on_shutdown.append(stop_waiting)
     app.router.add_post("/oauth2/token", _token)
     app.router.add_get("/items", _data_endpoint(_items))
     app.router.add_get("/range-items", _data_endpoint(_range_items))

@@ -8,7 +8,8 @@ from typing import Any, Literal, get_args
 
 from yarl import URL
 
-FAULT_KINDS = ("5xx", "drop", "truncate", "429", "401")
+# "429_storm" counts the 429s of a storm, apart from the limiter's and the random ones ("429").
+FAULT_KINDS = ("5xx", "drop", "truncate", "429", "401", "slow", "cut", "429_storm")
 # The headers that describe the rate limit on data answers; harvester.demo.ratelimit has each.
 RateLimitHeaders = Literal["none", "x", "ietf", "both"]
 RATE_LIMIT_HEADERS: tuple[RateLimitHeaders, ...] = get_args(RateLimitHeaders)
@@ -45,6 +46,17 @@ class DemoSettings:
     # Traps for clients' loop and host protections, on /cursor and /link only.
     loop_cursor_at: int | None = None
     cross_host_next: str | None = None
+    # Fault-suite switches. slow_rate: a share of data requests answered only after slow_seconds,
+    # meant to be longer than the client waits. cut_rate: a share whose answer stops halfway
+    # through the body, the connection closed short of its Content-Length. storm_at: from data
+    # request N on, every data request gets 429 for storm_seconds (Retry-After: retry_after, or
+    # the seconds the storm has left). A burst of 401s is revoke_tokens_after.
+    slow_rate: float = 0.0
+    slow_seconds: float = 5.0
+    cut_rate: float = 0.0
+    storm_at: int | None = None
+    storm_seconds: float = 1.0
+
     # Bad-input traps. On /items only: the page starting at offset N answers 200 with plain text
     # (garbage_at), with an HTML login page (html_at), or with the records of the page before it
     # (repeat_page_at: an API that ignores the offset); from data request K on (grow_at) the
@@ -68,12 +80,14 @@ class DemoSettings:
             "drop_rate": self.drop_rate,
             "truncate_rate": self.truncate_rate,
             "throttle_rate": self.throttle_rate,
+            "slow_rate": self.slow_rate,
+            "cut_rate": self.cut_rate,
         }
         for name, rate in rates.items():
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"{name}: must be between 0 and 1, got {rate}")
         if sum(rates.values()) > 1.0:
-            raise ValueError("fault_rate + drop_rate + truncate_rate + throttle_rate: must be <= 1")
+            raise ValueError(f"{' + '.join(rates)}: must be <= 1")
         minimums: dict[str, tuple[float | None, float]] = {
             "records": (self.records, 0),
             "max_page_size": (self.max_page_size, 1),
@@ -87,6 +101,9 @@ class DemoSettings:
             "html_at": (self.html_at, 0),
             "repeat_page_at": (self.repeat_page_at, 1),
             "grow_at": (self.grow_at, 1),
+            "slow_seconds": (self.slow_seconds, 0),
+            "storm_at": (self.storm_at, 1),
+            "storm_seconds": (self.storm_seconds, 0),
         }
         for name, (value, least) in minimums.items():
             if value is not None and value < least:
@@ -126,7 +143,8 @@ class DemoStats:
     """Counters of what the server was asked and what it answered.
 
     `statuses` counts every status the data endpoints sent; a dropped connection sends none,
-    so it shows only in `faults["drop"]`. `endpoints` counts data requests by path.
+    so it shows only in `faults["drop"]`. A slow answer counts when it goes out, whether or not
+    its client still waits for it. `endpoints` counts data requests by path.
     """
 
     token_requests: int = 0

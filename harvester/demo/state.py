@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -12,7 +13,7 @@ from .records import EncodedRecords
 from .settings import DemoSettings, DemoStats
 from .tokens import TokenStore
 
-Fault = Literal["5xx", "drop", "truncate", "429"]
+Fault = Literal["5xx", "drop", "truncate", "429", "slow", "cut"]
 
 
 class DemoState:
@@ -28,6 +29,10 @@ class DemoState:
         self.random = random.Random(settings.seed)
         self._clock = clock
         self._bucket: TokenBucket | None = None
+        self._storm_until = 0.0
+        # Set when the server begins to stop: a slow answer stops waiting then, so that it does
+        # not hold up the shutdown for slow_seconds.
+        self.stopping = asyncio.Event()
 
     def rate_limit(self) -> tuple[float, dict[str, str]]:
         """The seconds until this request fits the rate limit (0.0: now), and its answer's headers.
@@ -53,6 +58,16 @@ class DemoState:
         grown = s.grow_at is not None and self.stats.data_requests >= s.grow_at
         return max(0, s.records + s.grow_by) if grown else s.records
 
+    def storm_left(self) -> float:
+        """The seconds the 429 storm has left (0.0: none now); call once per data request.
+
+        The storm begins at data request `storm_at`, counted before this call.
+        """
+        s = self.settings
+        if s.storm_at is not None and self.stats.data_requests == s.storm_at:
+            self._storm_until = self._clock() + s.storm_seconds
+        return max(0.0, self._storm_until - self._clock())
+
     def draw_fault(self) -> Fault | None:
         """One draw decides among the faults, so they never overlap and each keeps its own rate."""
         s = self.settings
@@ -61,6 +76,8 @@ class DemoState:
             ("drop", s.drop_rate),
             ("truncate", s.truncate_rate),
             ("429", s.throttle_rate),
+            ("slow", s.slow_rate),
+            ("cut", s.cut_rate),
         )
         draw = self.random.random()
         for fault, rate in rates:

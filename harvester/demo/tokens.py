@@ -124,8 +124,11 @@ async def token_response(
         "scope": " ".join(requested or settings.scopes),
     }
     if not settings.omit_expires_in:
-        lifetime = int(settings.token_lifetime)
-        body["expires_in"] = str(lifetime) if settings.expires_in_as_string else lifetime
+        # Whole seconds as an integer, as RFC 6749 has it; a lifetime under a second (in tests)
+        # as the fraction it is, not truncated to a useless 0.
+        lifetime = settings.token_lifetime
+        expires_in = int(lifetime) if lifetime >= 1 or lifetime == 0 else lifetime
+        body["expires_in"] = str(expires_in) if settings.expires_in_as_string else expires_in
     stats.tokens_issued += 1
     return web.Response(
         body=orjson.dumps(body),

@@ -164,8 +164,9 @@ class TotalChangedError(RecordsError):
     ) -> None:
         super().__init__(
             f"the total changed during the run ({total_at_start} records at the start, "
-            f"{total_now} now): records may have moved between pages, so no output is written; "
-            f"the partial data is kept in {part}",
+            f"{total_now} now): records may have moved between pages, so no output is written "
+            f"(the partial data is kept in {part}); once the data holds still, run again with "
+            "--fresh",
             page=page,
             url=url,
         )

@@ -14,7 +14,7 @@ import pytest
 
 from harvester.config import Config
 from harvester.demo import DemoServer, run_demo
-from harvester.errors import Interrupted, PageFetchError, ResumeError
+from harvester.errors import Interrupted, PageFetchError, ResumeError, TotalChangedError
 from harvester.fetch import Stop
 from harvester.runner import run
 from harvester.sink import OrderedSink
@@ -216,3 +216,17 @@ async def test_a_stop_before_the_first_page_leaves_nothing_to_resume(tmp_path: P
         assert not Path(f"{out}.checkpoint").exists()
         await harvest(config, Stats())
     assert out.read_bytes() == expected_bytes(RECORDS)
+
+
+async def test_data_that_changed_between_runs_is_not_resumed_into(tmp_path: Path) -> None:
+    out = tmp_path / "items.jsonl"
+    async with run_demo(faulty_demo(RECORDS, token_lifetime=3600)) as demo:
+        config = config_for("offset", demo.url, out)
+        await stop_once(config, pages=5)
+        demo.settings.records = RECORDS + 50  # records added while the harvest was stopped
+        with pytest.raises(TotalChangedError, match="--fresh") as caught:
+            await harvest(config, Stats())
+        assert (caught.value.total_at_start, caught.value.total_now) == (RECORDS, RECORDS + 50)
+        assert not out.exists()
+        await harvest(config, Stats(), fresh=True)
+    assert out.read_bytes() == expected_bytes(RECORDS + 50)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import os
 import threading
 from collections.abc import Awaitable, Callable
@@ -24,7 +23,7 @@ from typing import Any, Protocol
 import orjson
 
 from harvester.config import Config
-from harvester.errors import ResumeError, looks_secret
+from harvester.errors import ResumeError, carries_secret, redact_url
 from harvester.stats import Stats
 
 VERSION = 1
@@ -35,16 +34,24 @@ def checkpoint_path(output: str | Path) -> Path:
     return output.with_name(output.name + ".checkpoint")
 
 
-def dataset_fingerprint(config: Config) -> dict[str, Any]:
-    """The config fields that decide which records land where, as dotted keys.
+def dataset_fingerprint(config: Config, *, max_records: int | None = None) -> dict[str, Any]:
+    """The settings that decide which records land where, as dotted keys (and --max-records,
+    which decides where a sample ends).
 
-    Secret-looking parameters are kept as a digest: a changed API key is noticed, never stored.
+    Secret values (an API key in a parameter, a header or the URL's query) are left out: the
+    checkpoint is a plain file, and credentials may change between runs anyway.
     """
     source = config.source
-    fields: dict[str, Any] = {"source.url": source.url, "source.records": source.records}
-    fields.update({f"source.params.{k}": v for k, v in source.params.items()})
+    fields: dict[str, Any] = {
+        "source.url": redact_url(source.url),
+        "source.records": source.records,
+        "--max-records": max_records,
+    }
+    for section, values in (("params", source.params), ("headers", source.headers)):
+        for name, value in values.items():
+            fields[f"source.{section}.{name}"] = "***" if carries_secret(name) else value
     _flatten("pagination", dataclasses.asdict(config.pagination), fields)
-    return {k: digest(v) if looks_secret(k.rsplit(".", 1)[-1]) else v for k, v in fields.items()}
+    return fields
 
 
 def _flatten(prefix: str, value: Any, into: dict[str, Any]) -> None:
@@ -55,22 +62,17 @@ def _flatten(prefix: str, value: Any, into: dict[str, Any]) -> None:
         into[prefix] = list(value) if isinstance(value, tuple) else value
 
 
-def digest(value: Any) -> str:
-    return "sha256:" + hashlib.sha256(str(value).encode()).hexdigest()[:16]
-
-
 def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """One phrase per field that differs, secrets named but not shown."""
-    found = []
-    for key in sorted(saved.keys() | current.keys()):
-        old, new = saved.get(key), current.get(key)
-        if old == new:
-            continue
-        if any(isinstance(v, str) and v.startswith("sha256:") for v in (old, new)):
-            found.append(f"{key} changed")
-        else:
-            found.append(f"{key} was {old!r}, is now {new!r}")
-    return found
+    """One phrase per setting that differs."""
+    return [
+        f"{key} was {_shown(saved.get(key))}, is now {_shown(current.get(key))}"
+        for key in sorted(saved.keys() | current.keys())
+        if saved.get(key) != current.get(key)
+    ]
+
+
+def _shown(value: Any) -> str:
+    return "not set" if value is None else repr(value)
 
 
 @dataclass(kw_only=True)
@@ -143,8 +145,19 @@ class CheckpointFile:
         fsync_folder(self.path.parent)
 
     def remove(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        """Remove the checkpoint, and the temporary file a save cut short may have left."""
+        for path in (self.path, self.path.with_name(self.path.name + ".tmp")):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+@dataclass
+class _Snapshot:
+    """What the sink had committed at one moment, numbered in the order the moments came."""
+
+    sequence: int
+    checkpoint: Checkpoint
+    descriptors: list[int]  # duplicated: to fsync, then close, whatever becomes of the save
 
 
 class Checkpointer:
@@ -172,11 +185,15 @@ class Checkpointer:
         self._every = every
         self._stats = stats
         self.plan = plan
-        self._last: dict[str, Any] | None = None  # the sink state last saved
         self._task: asyncio.Task[None] | None = None
-        # A save runs in a thread that a cancelled task cannot stop: the final save, and the
-        # removal, wait for it rather than race it for the same files.
+        self._taken = 0  # snapshots taken
+        self._last: Checkpoint | None = None  # the last one taken, to skip unchanged ones
+        # Periodic saves run in a thread that a cancelled task cannot stop. Under this lock a
+        # save writes only if no later snapshot was written before it, and never after the
+        # run has closed (the checkpoint removed, or the final one written).
         self._writing = threading.Lock()
+        self._written = 0
+        self._closed = False
 
     async def __aenter__(self) -> Checkpointer:
         self._task = asyncio.get_running_loop().create_task(self._every_few_seconds())
@@ -190,15 +207,18 @@ class Checkpointer:
     ) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task])  # not `await task`: its CancelledError is not ours
         if self._sink.finished:
             with self._writing:
+                self._closed = True
                 self._file.remove()
             return
         # Unfinished (failure, stop, cancellation): describe what is on disk now, so the next
         # run loses nothing. Synchronous on purpose: a second Ctrl-C must not cut it short.
-        self._write(*self._snapshot())
+        snapshot = self._snapshot()
+        if snapshot is not None:
+            self._write(snapshot)
+        self._closed = True
 
     async def _every_few_seconds(self) -> None:
         while True:
@@ -209,45 +229,48 @@ class Checkpointer:
 
     async def save(self) -> None:
         """Make the committed data durable, then describe it in the checkpoint."""
-        state, descriptors = self._snapshot()
-        if state is not None:
-            await asyncio.to_thread(self._write, state, descriptors)
+        snapshot = self._snapshot()
+        if snapshot is not None:
+            # Shielded: once taken, a snapshot's descriptors are closed by its save, even if
+            # the task waiting for it is cancelled.
+            await asyncio.shield(asyncio.to_thread(self._write, snapshot))
 
-    def _write(self, state: dict[str, Any] | None, descriptors: list[int]) -> None:
-        if state is None:
-            return
-        try:
-            self._persist(state, descriptors)
-        except OSError as error:  # e.g. the disk is full: the older checkpoint stays valid
-            self._stats.warn(f"could not write the checkpoint {self._file.path}: {error.strerror}")
-            return
-        self._last = state
-        self._stats.checkpoints += 1
-
-    def _snapshot(self) -> tuple[dict[str, Any] | None, list[int]]:
+    def _snapshot(self) -> _Snapshot | None:
         if self.plan is None:
-            return None, []
+            return None
         try:
             state, descriptors = self._sink.flush()
         except (OSError, ValueError):  # a failed write, or a file closed by a failed finish:
-            return None, []  # that failure speaks for itself, and the last checkpoint holds
-        if state == self._last:
+            return None  # that failure speaks for itself, and the last checkpoint holds
+        checkpoint = Checkpoint(fingerprint=self._fingerprint, plan=dict(self.plan), sink=state)
+        if checkpoint == self._last:
             for fd in descriptors:
                 os.close(fd)
-            return None, []
-        return state, descriptors
+            return None
+        self._taken += 1
+        self._last = checkpoint
+        return _Snapshot(self._taken, checkpoint, descriptors)
 
-    def _persist(self, state: dict[str, Any], descriptors: list[int]) -> None:
-        assert self.plan is not None
-        checkpoint = Checkpoint(fingerprint=self._fingerprint, plan=self.plan, sink=state)
+    def _write(self, snapshot: _Snapshot) -> None:
         with self._writing:
             try:
-                for fd in descriptors:  # the data first: a checkpoint never runs ahead of it
-                    os.fsync(fd)
-            finally:
-                for fd in descriptors:
-                    os.close(fd)
-            self._file.save(checkpoint)
+                try:
+                    for fd in snapshot.descriptors:  # the data first: never a checkpoint ahead
+                        os.fsync(fd)
+                finally:
+                    for fd in snapshot.descriptors:
+                        os.close(fd)
+                if self._closed or snapshot.sequence < self._written:
+                    return
+                self._file.save(snapshot.checkpoint)
+            except OSError as error:  # e.g. the disk is full: the older checkpoint stays valid
+                self._last = None  # so that the same state is tried again
+                self._stats.warn(
+                    f"could not write the checkpoint {self._file.path}: {error.strerror}"
+                )
+                return
+            self._written = snapshot.sequence
+            self._stats.checkpoints += 1
 
 
 def fsync_folder(folder: Path) -> None:

@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -95,6 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments[:1] == ["tune"]:
         return _tune_main(arguments[1:])
     args = _parser().parse_args(arguments)
+    with _restoring_signals():
+        return _main(args)
+
+
+def _main(args: argparse.Namespace) -> int:
     scrubber = _SecretScrubber()
     _setup_logging(args.log_level, scrubber)
     stats = Stats()
@@ -247,6 +253,26 @@ def _stopping_on_signals(stop: Stop) -> Iterator[None]:
     finally:
         for number in installed:
             loop.remove_signal_handler(number)
+            # The stop is done and checkpointed; until main() returns, a late signal must not
+            # turn that into a traceback or a misleading line.
+            signal.signal(number, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _restoring_signals() -> Iterator[None]:
+    """Give SIGINT and SIGTERM back their handlers when the command is done (main() also runs
+    inside other programs, and tests)."""
+    numbers = (signal.SIGINT, signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {number: signal.getsignal(number) for number in numbers}
+    try:
+        yield
+    finally:
+        for number, handler in saved.items():
+            if handler is not None:  # None: set outside Python, nothing we can put back
+                signal.signal(number, handler)
 
 
 @contextlib.contextmanager

@@ -104,13 +104,16 @@ class _Job:
         self.stop = stop
         self.output = Path(config.output.path)
         self.checkpoints = CheckpointFile(self.output)
-        self.fingerprint = dataset_fingerprint(config)
+        self.fingerprint = dataset_fingerprint(config, max_records=max_records)
+        self.fresh = False
+        self.chained = config.pagination.style not in INDEXED_STYLES
         self.resume: Checkpoint | None = None
         self.fetcher: Fetcher
 
     def load_checkpoint(self, *, fresh: bool) -> None:
         """Find the checkpoint to resume from, or clear the way for a fresh start."""
         part = part_path(self.output)
+        self.fresh = fresh
         if fresh:
             self.checkpoints.remove()
             for leftover in [part, *part.parent.glob(glob.escape(part.name) + ".*")]:
@@ -140,18 +143,25 @@ class _Job:
             plan=plan,
         )
 
-    def check_stop(self) -> None:
-        """Raise Interrupted if a stop was requested: an unfinished sink must not be finished."""
-        if self.stop.requested:
+    def check_stop(self, *, complete: bool) -> None:
+        """Raise Interrupted if a stop was requested before the harvest was `complete`: an
+        unfinished sink must not be finished."""
+        if self.stop.requested and not complete:
             self.interrupted()
 
     def interrupted(self) -> NoReturn:
-        part = part_path(self.output)
-        raise Interrupted(
-            f"stopped by {self.stop.reason}: {self.stats.records:,} records written in order "
-            f"to {part}; run the same command again to resume",
-            signal=self.stop.reason or "",
-        )
+        reason = self.stop.reason or "a stop request"
+        records = self.stats.records
+        if not records and self.resume is None:
+            message = f"stopped by {reason} before any record was written"
+        else:
+            spools = " and its window spools" if self.chained else ""
+            again = "without --fresh " if self.fresh else ""
+            message = (
+                f"stopped by {reason}: {records:,} records are safe in "
+                f"{part_path(self.output)}{spools}; run the same command {again}again to resume"
+            )
+        raise Interrupted(message, signal=reason)
 
     def url_of(self, planner: IndexedPlanner) -> Callable[[int], str]:
         return lambda index: str(self.fetcher.url_for(planner.request(index)))
@@ -195,7 +205,7 @@ async def _harvest_known_total(job: _Job) -> None:
             accept=consistency.check,
             stop=job.stop,
         )
-        job.check_stop()
+        job.check_stop(complete=sink.full or sink.committed_pages >= pages)
         sink.finish()
 
 
@@ -223,6 +233,7 @@ async def _harvest_open_end(job: _Job) -> None:
     plan = {"page_size": planner.page_size}
     async with job.sink() as sink, job.checkpointer(sink, plan):
         end = _OpenEnd(planner.page_size, job.url_of(planner), sink.stop_after)
+        end.last = sink.known_end  # an earlier run may have seen the end already
         await fetch_pages(
             job.fetcher,
             planner,
@@ -233,7 +244,8 @@ async def _harvest_open_end(job: _Job) -> None:
             stop=job.stop,
         )
         job.stats.discarded_pages = end.discarded
-        job.check_stop()
+        seen_end = end.last is not None and sink.committed_pages > end.last
+        job.check_stop(complete=sink.full or seen_end)
         sink.finish(last_page=end.last)
 
 
@@ -241,13 +253,16 @@ async def _harvest_chains(job: _Job) -> None:
     """Cursor and link styles: each partition window is one chain, the windows in parallel."""
     config, stats = job.config, job.stats
     planner = make_chain_planner(config.pagination, config.source)
-    totals: dict[int, int] = {}
+    # Each window's total, as its first page told it; kept in the plan for a resumed run.
+    plan: dict[str, Any] = {"chains": planner.chains, "totals": [None] * planner.chains}
+    if job.resume is not None and len(job.resume.plan.get("totals") or []) == planner.chains:
+        plan["totals"] = list(job.resume.plan["totals"])
 
     def note_total(chain: int, first: Fetched) -> None:
         if first.total is not None:
-            totals[chain] = first.total
-            if len(totals) == planner.chains:
-                stats.total_records = sum(totals.values())
+            plan["totals"][chain] = first.total
+        if None not in plan["totals"]:
+            stats.total_records = sum(plan["totals"])
 
     sink = ChainSink(
         job.output,
@@ -261,7 +276,9 @@ async def _harvest_chains(job: _Job) -> None:
         after = None if fetched.next is None else dataclasses.asdict(fetched.next)
         return await sink.put(chain, fetched.page, after=after)
 
-    async with sink, job.checkpointer(sink, {"chains": planner.chains}):
+    async with sink, job.checkpointer(sink, plan):
+        if None not in plan["totals"]:
+            stats.total_records = sum(plan["totals"])
         await fetch_chains(
             job.fetcher,
             planner,
@@ -271,7 +288,7 @@ async def _harvest_chains(job: _Job) -> None:
             on_first=note_total,
             stop=job.stop,
         )
-        job.check_stop()
+        job.check_stop(complete=sink.complete)
         sink.finish()
 
 

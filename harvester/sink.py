@@ -133,7 +133,13 @@ class OrderedSink:
             self._stats.pages, self._stats.records = self._next, int(state["records"])
             self._stats.bytes = int(state["bytes"])
             self._repeats = _Repeats(state.get("last_page"))
+            self._last = state.get("last")
         return self
+
+    @property
+    def known_end(self) -> int | None:
+        """The last page of the data, once a page has shown where the data ends."""
+        return self._last
 
     def flush(self) -> tuple[dict[str, Any], list[int]]:
         """What is committed, once flushed to the OS, and a descriptor to fsync it with."""
@@ -144,6 +150,7 @@ class OrderedSink:
             "records": self._stats.records,
             "bytes": self._stats.bytes,
             "last_page": self._repeats.digest,
+            "last": self._last,
         }
         return state, [os.dup(self._file.fileno())]
 
@@ -266,6 +273,11 @@ class ChainSink:
 
     def _spool(self, chain: int) -> Path:
         return self.part if chain == 0 else self.part.with_name(f"{self.part.name}.{chain}")
+
+    @property
+    def complete(self) -> bool:
+        """Whether every chain has written all it may need."""
+        return all(c.done for c in self._chains)
 
     def carry_on(self, chain: int) -> tuple[bool, dict[str, Any] | None]:
         """(done, next request) of `chain` as an earlier run left it; (False, None) if unstarted."""

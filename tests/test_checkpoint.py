@@ -45,14 +45,27 @@ def test_the_fingerprint_names_what_changed() -> None:
     assert found == ["pagination.page_size was 100, is now 50"]
 
 
-def test_secret_params_are_kept_as_digests_and_named_not_shown(tmp_path: Path) -> None:
-    def with_key(key: str) -> dict[str, Any]:
-        config = make_config(BASE, tmp_path / "o", source={"params": {"api_key": key}})
-        return dataset_fingerprint(config)
+def test_no_secret_value_is_kept_in_the_fingerprint(tmp_path: Path) -> None:
+    config = make_config(
+        f"{BASE}/v1?api_key=k-in-the-url",
+        tmp_path / "o",
+        source={"params": {"api_key": "k-1234-secret"}, "headers": {"X-Api-Key": "k-header"}},
+    )
+    shown = orjson.dumps(dataset_fingerprint(config)).decode()
+    for secret in ("k-in-the-url", "k-1234-secret", "k-header"):
+        assert secret not in shown
+    assert dataset_fingerprint(config)["source.params.api_key"] == "***"
 
-    old, new = with_key("k-1234-secret"), with_key("k-5678-secret")
-    assert "k-1234-secret" not in orjson.dumps(old).decode()
-    assert differences(old, new) == ["source.params.api_key changed"]
+
+def test_a_changed_header_or_sample_size_is_another_dataset(tmp_path: Path) -> None:
+    one = make_config(BASE, tmp_path / "o", source={"headers": {"X-Tenant": "a"}})
+    two = make_config(BASE, tmp_path / "o", source={"headers": {"X-Tenant": "b"}})
+    assert differences(dataset_fingerprint(one), dataset_fingerprint(two)) == [
+        "source.headers.X-Tenant was 'a', is now 'b'"
+    ]
+    assert differences(dataset_fingerprint(one, max_records=250), dataset_fingerprint(one)) == [
+        "--max-records was 250, is now not set"
+    ]
 
 
 def test_concurrency_and_output_are_not_part_of_the_dataset(tmp_path: Path) -> None:
@@ -161,6 +174,27 @@ async def test_an_unchanged_state_is_not_written_again(tmp_path: Path) -> None:
         await keeper.save()
         await keeper.save()
     assert stats.checkpoints == 1
+
+
+async def test_a_late_save_never_overwrites_a_newer_checkpoint(tmp_path: Path) -> None:
+    """A periodic save runs in a thread; if it ends after a later save, or after the run has
+    closed, it must not put its older state back."""
+    sink = FakeSink({"pages": 1})
+    keeper, file, stats = make_checkpointer(tmp_path, sink, plan={})
+    older = keeper._snapshot()
+    sink.state = {"pages": 2}
+    newer = keeper._snapshot()
+    assert older is not None and newer is not None
+    keeper._write(newer)
+    keeper._write(older)
+    loaded = file.load({})
+    assert loaded is not None and loaded.sink == {"pages": 2}
+    sink.finished = True
+    async with keeper:
+        pass
+    sink.state = {"pages": 3}
+    keeper._write(newer)  # a save that was still running when the checkpoint was removed
+    assert not file.path.exists() and stats.checkpoints == 1
 
 
 async def test_a_sink_that_cannot_flush_keeps_the_older_checkpoint(tmp_path: Path) -> None:

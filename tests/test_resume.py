@@ -211,7 +211,7 @@ async def test_a_stop_before_the_first_page_leaves_nothing_to_resume(tmp_path: P
         config = config_for("offset", demo.url, out)
         stop = Stop(grace=0)
         stop.reason = "SIGTERM"
-        with pytest.raises(Interrupted, match="stopped by SIGTERM"):
+        with pytest.raises(Interrupted, match="stopped by SIGTERM before any record was written"):
             await harvest(config, Stats(), stop=stop)
         assert not Path(f"{out}.checkpoint").exists()
         await harvest(config, Stats())
@@ -230,3 +230,54 @@ async def test_data_that_changed_between_runs_is_not_resumed_into(tmp_path: Path
         assert not out.exists()
         await harvest(config, Stats(), fresh=True)
     assert out.read_bytes() == expected_bytes(RECORDS + 50)
+
+
+async def test_a_sample_resumes_only_with_the_same_max_records(tmp_path: Path) -> None:
+    out = tmp_path / "items.jsonl"
+    async with run_demo(faulty_demo(RECORDS, token_lifetime=3600)) as demo:
+        config = config_for("offset", demo.url, out)
+        stats = Stats()
+        with pytest.raises(Interrupted):
+            await harvest(config, stats, max_records=1_250, stop=StopAfter(stats, 3))
+        with pytest.raises(ResumeError, match="--max-records was 1250, is now not set"):
+            await harvest(config, Stats())
+        await harvest(config, Stats(), max_records=1_250)
+    assert out.read_bytes() == expected_bytes(1_250)
+
+
+async def test_a_sample_that_reached_its_size_when_stopped_is_finished(tmp_path: Path) -> None:
+    out = tmp_path / "items.jsonl"
+    async with run_demo(faulty_demo(RECORDS, token_lifetime=3600)) as demo:
+        stats = Stats()
+        # The stop comes with the page that completes the sample: nothing is left to do.
+        await harvest(
+            config_for("offset", demo.url, out), stats, max_records=250, stop=StopAfter(stats, 3)
+        )
+    assert stats.records == 250 and out.exists()
+    assert not Path(f"{out}.checkpoint").exists()
+
+
+async def test_a_resumed_partitioned_run_still_knows_the_total(tmp_path: Path) -> None:
+    out = tmp_path / "items.jsonl"
+    async with run_demo(faulty_demo(RECORDS, token_lifetime=3600)) as demo:
+        partition = STYLES["cursor-partitioned"]["pagination"]["partition"]
+        config = config_for(
+            "link", demo.url, out, concurrency={"workers": 1}, pagination={"partition": partition}
+        )
+        await stop_once(config, pages=12)  # window 0 done, window 1 begun, 2 and 3 not
+        stats = Stats()
+        await harvest(config, stats)
+    assert stats.total_records == RECORDS and stats.records == RECORDS
+
+
+async def test_the_stop_message_says_what_is_safe_and_how_to_go_on(tmp_path: Path) -> None:
+    out = tmp_path / "items.jsonl"
+    async with run_demo(faulty_demo(RECORDS, token_lifetime=3600)) as demo:
+        config = config_for("cursor-partitioned", demo.url, out)
+        stats = Stats()
+        with pytest.raises(Interrupted) as caught:
+            await harvest(config, stats, fresh=True, stop=StopAfter(stats, 4))
+    message = str(caught.value)
+    assert f"records are safe in {out}.part and its window spools" in message
+    assert "run the same command without --fresh again to resume" in message
+    assert caught.value.signal == "SIGINT"

@@ -38,6 +38,7 @@ _PROBE_STEP = 1.02
 _ADMITTED_HORIZON = 60.0
 # The fewest successes a learned rate is drawn from.
 _MIN_SAMPLE = 10
+_MIN_SPAN = 0.5  # seconds of successes, at least, to learn a rate from
 # Seconds past which a reset value is a Unix timestamp rather than a delay (ten years).
 _EPOCH_THRESHOLD = 315_360_000
 
@@ -143,6 +144,10 @@ class Throttle:
         self._streak = 0
         self._changed = asyncio.Condition()
         self._admitted: deque[float] = deque()  # when recent successes came back
+        # Since when the successes tell of the rate the API bears: the start, then the end of
+        # the pause the last learned rate came with. Successes from before that were already
+        # learned from; a 429 storm, with no success between its 429s, teaches nothing more.
+        self._learning_since = clock()
         stats.concurrency_limit = self.limit
         stats.rate_limit = self.rate
 
@@ -230,13 +235,16 @@ class Throttle:
             self._learn_rate(now, horizon=min(_ADMITTED_HORIZON, max(1.0, retry_after or 1.0)))
 
     def _learn_rate(self, now: float, horizon: float) -> None:
-        """Set the rate from what the API admitted over the last `horizon` seconds."""
-        seen = sum(1 for t in self._admitted if t >= now - horizon)
-        if seen < _MIN_SAMPLE:  # too few successes to tell a rate from
+        """Set the rate from what the API admitted over the last `horizon` seconds (or since
+        the last rate was learned, if that is shorter)."""
+        since = max(now - horizon, self._learning_since)
+        seen = sum(1 for t in self._admitted if t >= since)
+        if seen < _MIN_SAMPLE or now - since < _MIN_SPAN:  # too little to tell a rate from
             return
-        admitted = seen / horizon
+        admitted = seen / (now - since)
         learned = admitted * _LEARNED_SHARE
         self._set_rate(learned if self.rate is None else min(self.rate * _LEARNED_SHARE, learned))
+        self._learning_since = max(now, self._cool_until)
 
     def _set_rate(self, rate: float) -> None:
         self.rate = max(rate, 0.1)

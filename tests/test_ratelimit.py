@@ -407,6 +407,34 @@ async def test_a_learned_rate_spaces_the_requests_after_the_cool_down(fake: Fake
     assert gaps == pytest.approx([1 / throttle.rate] * 4)
 
 
+async def test_a_429_storm_lowers_the_rate_once_not_at_every_429(fake: FakeTime) -> None:
+    """The 429s of a storm come with no success between them: after the first, they tell
+    nothing new about the rate the API bears, and must not drive it down and down."""
+    throttle, _ = throttle_on(fake, workers=8)
+    await successes_at(throttle, fake, 20, 40)
+    await answer(throttle, 429, Retry_After="0.2")
+    learned = throttle.rate
+    for _ in range(10):
+        fake.now += 0.2
+        await answer(throttle, 429, Retry_After="0.2")
+
+    assert learned == pytest.approx(0.9 * 20, abs=1)
+    assert throttle.rate == learned
+
+
+async def test_a_rate_is_learned_from_the_successes_since_the_last_pause(fake: FakeTime) -> None:
+    throttle, _ = throttle_on(fake, workers=8)
+    await successes_at(throttle, fake, 20, 40)
+    await answer(throttle, 429, Retry_After="1")  # learns 18/s, pauses 1 s
+    fake.now += 1
+    await successes_at(throttle, fake, 12, 24)  # then the API bears only 12/s
+
+    await answer(throttle, 429, Retry_After="5")
+
+    # 24 successes in the 2 s since the pause ended, not spread over the 5 s looked back on.
+    assert throttle.rate == pytest.approx(0.9 * 12, abs=0.5)
+
+
 async def test_a_429_with_retry_after_0_does_not_set_a_rate(fake: FakeTime) -> None:
     throttle, stats = throttle_on(fake, workers=8)
     await successes_at(throttle, fake, 20, 40)

@@ -32,6 +32,8 @@ from .tokens import bearer_token, token_response
 __all__ = ["DemoServer", "DemoSettings", "DemoStats", "create_app", "run_demo"]
 
 STATE = web.AppKey("demo_state", DemoState)
+# Set on every data request received, so that a test can wait for the nth without polling.
+RECEIVED = web.AppKey("demo_received", asyncio.Event)
 Page = Callable[[web.Request, DemoState], Answer]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -53,6 +55,7 @@ async def _gate(
     settings, stats = state.settings, state.stats
     stats.data_requests += 1
     stats.endpoints[request.path] += 1
+    request.app[RECEIVED].set()
     if stats.data_requests == settings.revoke_tokens_after:
         state.tokens.expire_all()
     wait, limit_headers = state.rate_limit()
@@ -198,6 +201,7 @@ def create_app(
     """
     app = web.Application()
     app[STATE] = DemoState(settings if settings is not None else DemoSettings(), clock=clock)
+    app[RECEIVED] = asyncio.Event()
     app.router.add_post("/oauth2/token", _token)
     app.router.add_get("/items", _data_endpoint(_items))
     app.router.add_get("/range-items", _data_endpoint(_range_items))
@@ -215,6 +219,7 @@ class DemoServer:
 
     def __init__(self, app: web.Application, url: str) -> None:
         self._state = app[STATE]
+        self._received = app[RECEIVED]
         self.url = url
 
     @property
@@ -224,6 +229,13 @@ class DemoServer:
     @property
     def stats(self) -> DemoStats:
         return self._state.stats
+
+    async def wait_for_requests(self, count: int) -> None:
+        """Return once `count` data requests have been received in all, answered or not."""
+        while self.stats.data_requests < count:
+            # Nothing runs between the check, the clear and the wait: no request slips by unseen.
+            self._received.clear()
+            await self._received.wait()
 
     def expire_tokens(self) -> None:
         """Invalidate every token issued so far; the next data request with one gets 401."""

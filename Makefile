@@ -7,8 +7,10 @@ PORT   ?= 8765
 
 .DEFAULT_GOAL := help
 EXAMPLE ?= cursor-partitioned
+KILLS   ?= 25
+SEED    ?= 1
 
-.PHONY: help install run example test lint bench clean
+.PHONY: help install run example test lint bench crash clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -40,6 +42,9 @@ bench: install ## Benchmarks against the demo API on loopback (see benchmarks/)
 	$(PY) benchmarks/bench_styles.py
 	$(PY) benchmarks/bench_limits.py
 	$(PY) benchmarks/fault_suite.py
+
+crash: install ## SIGKILL the CLI at random moments, resume, compare the bytes (KILLS=25 per style, SEED=1)
+	$(PY) benchmarks/crash_test.py --kills $(KILLS) --records 50000 --seed $(SEED)
 
 clean: ## Remove the virtualenv, caches and demo output
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -16,20 +16,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import check_output, demo_config, harvest, served_requests
+from common import check_output, demo_config, harvest, id_partition, served_requests
 
 from harvester.demo.launch import demo_process
 
 
 def scenarios(records: int, parts: int) -> list[tuple[str, str, dict[str, Any]]]:
     cursor = {"style": "cursor", "next_cursor": "body:next_cursor"}
-    partition = {
-        "param_from": "id_from",
-        "param_to": "id_to",
-        "start": 0,
-        "end": records,
-        "parts": parts,
-    }
+    partition = id_partition(records, parts)
     return [
         ("offset, total in body", "/items", {"style": "offset", "total": "body:total"}),
         ("offset, total unknown", "/stream", {"style": "offset", "total": "unknown"}),

@@ -33,6 +33,11 @@ def demo_config(
     }
 
 
+def id_partition(records: int, parts: int) -> dict[str, Any]:
+    """pagination.partition: the demo API's ids 0..records-1 in `parts` windows."""
+    return dict(param_from="id_from", param_to="id_to", start=0, end=records, parts=parts)
+
+
 def harvest(raw: dict[str, Any]) -> Stats:
     """Run one harvest in this process; its stats (elapsed: token request to rename)."""
     return asyncio.run(run(parse_config(raw, environ={})))

@@ -102,9 +102,11 @@ class CheckpointFile:
 
     output: Path
     path: Path = field(init=False)
+    temporary: Path = field(init=False)  # where a save writes before its rename
 
     def __post_init__(self) -> None:
         self.path = checkpoint_path(self.output)
+        self.temporary = self.path.with_name(self.path.name + ".tmp")
 
     def load(self, fingerprint: dict[str, Any]) -> Checkpoint | None:
         """The checkpoint to resume from; None if there is none. ResumeError if it is for
@@ -136,17 +138,16 @@ class CheckpointFile:
 
     def save(self, checkpoint: Checkpoint) -> None:
         """Write atomically: a temporary file, fsync, rename, fsync of the folder."""
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        with open(temporary, "wb") as handle:
+        with open(self.temporary, "wb") as handle:
             handle.write(checkpoint.to_json())
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, self.path)
+        os.replace(self.temporary, self.path)
         fsync_folder(self.path.parent)
 
     def remove(self) -> None:
-        """Remove the checkpoint, and the temporary file a save cut short may have left."""
-        for path in (self.path, self.path.with_name(self.path.name + ".tmp")):
+        """Remove the checkpoint, and the temporary file of a save that a kill cut short."""
+        for path in (self.path, self.temporary):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
 

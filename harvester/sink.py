@@ -309,11 +309,9 @@ class ChainSink:
         tb: TracebackType | None,
     ) -> None:
         # The spools of an unfinished harvest stay: the checkpoint counts on them.
-        for chain, handle in self._files.items():
+        for handle in self._files.values():
             with contextlib.suppress(OSError):
                 handle.close()
-                if chain and self.finished:
-                    self._spool(chain).unlink()
 
     async def put(self, chain: int, page: Page, *, after: dict[str, Any] | None) -> bool:
         """Write the next page of `chain`, `after` describing the page that follows it (None at
@@ -366,6 +364,15 @@ class ChainSink:
         self._stats.bytes = main.tell()
         _commit(main, self.part, self.path)
         self.finished = True
+        # Now, before the checkpoint is removed: a kill in between then leaves a checkpoint that
+        # the next run clears away, never spools that nothing would remove.
+        for chain in range(1, len(counts)):
+            handle = self._files.pop(chain, None)
+            with contextlib.suppress(OSError):
+                if handle is not None:
+                    handle.close()
+            with contextlib.suppress(OSError):
+                self._spool(chain).unlink()
 
 
 async def _open_for_writing(target: Path, *, output: Path, keep: int | None = None) -> BinaryIO:

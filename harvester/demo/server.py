@@ -35,6 +35,8 @@ from .traps import repeat_query, trap_page
 __all__ = ["DemoServer", "DemoSettings", "DemoStats", "create_app", "run_demo", "serve"]
 
 STATE = web.AppKey("demo_state", DemoState)
+# Set on every data request received, so that a test can wait for the nth without polling.
+RECEIVED = web.AppKey("demo_received", asyncio.Event)
 Page = Callable[[web.Request, DemoState], Answer]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -59,6 +61,7 @@ async def _gate(
     settings, stats = state.settings, state.stats
     stats.data_requests += 1
     stats.endpoints[request.path] += 1
+    request.app[RECEIVED].set()
     if stats.data_requests == settings.revoke_tokens_after:
         state.tokens.expire_all()
     storm = state.storm_left()
@@ -247,6 +250,7 @@ def create_app(
 
     # on_shutdown runs before the runner waits for the handlers still running: the slow ones.
     app.on_shutdown.append(stop_waiting)
+    app[RECEIVED] = asyncio.Event()
     app.router.add_post("/oauth2/token", _token)
     app.router.add_get("/items", _data_endpoint(_items))
     app.router.add_get("/range-items", _data_endpoint(_range_items))
@@ -264,6 +268,7 @@ class DemoServer:
 
     def __init__(self, app: web.Application, url: str) -> None:
         self._state = app[STATE]
+        self._received = app[RECEIVED]
         self.url = url
 
     @property
@@ -278,6 +283,13 @@ class DemoServer:
     def issued_tokens(self) -> list[str]:
         """Every access token the server has issued, expired ones included."""
         return list(self._state.tokens.issued)
+
+    async def wait_for_requests(self, count: int) -> None:
+        """Return once `count` data requests have been received in all, answered or not."""
+        while self.stats.data_requests < count:
+            # Nothing runs between the check, the clear and the wait: no request slips by unseen.
+            self._received.clear()
+            await self._received.wait()
 
     def expire_tokens(self) -> None:
         """Invalidate every token issued so far; the next data request with one gets 401."""

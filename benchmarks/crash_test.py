@@ -1,0 +1,476 @@
+"""Crash test: SIGKILL the CLI at random moments, resume, repeat; the output must not change.
+
+    python benchmarks/crash_test.py [--kills 25] [--records 50000] [--seed 1] [--style all]
+
+The demo API runs in a process of its own on loopback, with latency and every kind of fault
+(5xx, dropped connections, truncated bodies, 429 with a short Retry-After, 2 s tokens). For each
+pagination style, `python -m harvester CONFIG` is started, killed with SIGKILL after a delay
+drawn from a seeded RNG, and started again, until `--kills` kills have landed; the last run is
+left to finish. The delays are spread over three moments: before the run's first checkpoint,
+between checkpoints, and near the end. A draw that lands after the run has finished is no kill:
+the harvest is checked and a new one begins into a new output file.
+
+Records reach the files through a 1 MiB buffer, so a kill seldom leaves bytes on disk past the
+last checkpoint: only when it lands between a flush and the checkpoint's rename, or after the
+buffer filled up (never, for windows smaller than that). Half the restarts from a checkpoint
+therefore append such bytes first, the records that follow and a torn one, for the resumed run
+to cut off; the "(cut)" column counts the real ones.
+
+Checked: every finished output is byte-identical to the records an uninterrupted run writes, no
+checkpoint, .part or spool file is left behind, and at every restart the checkpoint vouches only
+for bytes that are on disk and correct. The table compares the data requests the server answered
+with the least a harvest needs (the rest: retries of injected faults, pages fetched again after a
+kill, pages fetched ahead past the end); "1 run" is that overhead for one uninterrupted harvest.
+Exits 1 on any difference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's harvester, for the script and its children
+
+import orjson  # noqa: E402
+from common import demo_config, id_partition, served_requests  # noqa: E402
+
+from harvester.checkpoint import checkpoint_path  # noqa: E402
+from harvester.demo import expected_records  # noqa: E402
+from harvester.demo.launch import demo_process  # noqa: E402
+from harvester.sink import part_path  # noqa: E402
+
+PAGE_SIZE = 100
+# Where kills land, as the files tell afterwards; the last is a draw that came too late.
+MOMENTS = (
+    "before the run's first checkpoint",
+    "between checkpoints",
+    "in the last 10%",
+    "after the rename, before the checkpoint was removed",
+)
+FINISHED_FIRST = "the delay ran out after the harvest had finished: no kill, not counted"
+
+
+@dataclass(frozen=True)
+class Style:
+    """One pagination style: the demo endpoint, the pagination section, how its files look."""
+
+    path: str
+    pagination: dict[str, Any]
+    windows: bool = False  # chains: window 0 in the .part file, window k in .part.k
+
+    def minimum_requests(self, records: int, parts: int) -> int:
+        """The fewest data requests a harvest of `records` can make."""
+        if self.windows:
+            return sum(
+                max(1, math.ceil((hi - lo) / PAGE_SIZE)) for lo, hi in bounds(records, parts)
+            )
+        pages = math.ceil(records / PAGE_SIZE)
+        open_end = self.pagination.get("total") == "unknown"
+        # An open end is found by a short page, or past a full one by an empty page (or a 404).
+        return pages + (1 if open_end and records % PAGE_SIZE == 0 else 0)
+
+
+def styles(records: int, parts: int) -> dict[str, Style]:
+    partition = id_partition(records, parts)
+    return {
+        "offset": Style("/items", {"style": "offset", "total": "body:total"}),
+        "offset-open-end": Style("/stream", {"style": "offset", "total": "unknown"}),
+        "page-open-end": Style("/pages", {"style": "page", "total": "unknown"}),
+        "cursor-windows": Style(
+            "/cursor",
+            {"style": "cursor", "next_cursor": "body:next_cursor", "partition": partition},
+            windows=True,
+        ),
+        "link-windows": Style(
+            "/link",
+            {"style": "link", "next_url": "body:next", "partition": partition},
+            windows=True,
+        ),
+    }
+
+
+def bounds(records: int, parts: int) -> list[tuple[int, int]]:
+    """The id windows of the partition, as harvester.chains computes them."""
+    edges = [records * k // parts for k in range(parts + 1)]
+    return list(zip(edges, edges[1:], strict=False))
+
+
+class Expected:
+    """The uninterrupted harvest's bytes, and where each record starts in them."""
+
+    def __init__(self, records: int) -> None:
+        lines = [orjson.dumps(r) + b"\n" for r in expected_records(records)]
+        self.data = b"".join(lines)
+        self.starts = [0]
+        for line in lines:
+            self.starts.append(self.starts[-1] + len(line))
+
+    def span(self, first: int, count: int) -> bytes:
+        return self.data[self.starts[first] : self.starts[first + count]]
+
+
+@dataclass
+class Row:
+    """What one style's crash test saw."""
+
+    style: str
+    kills: int = 0
+    resumes: int = 0
+    cut_back: int = 0  # resumes that found data past what the checkpoint vouches for
+    torn_tails: int = 0  # resumes that were given such data
+    rounds: int = 0
+    records: int = 0
+    identical: bool = True
+    lost: int = 0
+    duplicated: int = 0
+    requests: int = 0
+    minimum: int = 0
+    one_run: float = 0.0  # an uninterrupted harvest's requests over its minimum
+    wall: float = 0.0
+    moments: Counter[str] = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+
+
+class Harness:
+    """Starts, kills and checks harvester runs of one style against the demo API at `url`."""
+
+    def __init__(self, args: argparse.Namespace, url: str, folder: Path, expected: Expected):
+        self.args, self.url, self.folder, self.expected = args, url, folder, expected
+        self.startup = 0.5  # seconds from start to the first request; measured in calibrate()
+        # Seconds whole harvests took after start-up (scaled up from resumed ones): random 429s
+        # teach harvester a lower rate now and then, so one run says little.
+        self.works: list[float] = []
+        self._runs = 0
+
+    def config(self, name: str, style: Style) -> Path:
+        raw = demo_config(self.url, self.folder / "unused.jsonl", path=style.path)
+        raw["pagination"] = {"page_size": PAGE_SIZE, **style.pagination}
+        workers = self.args.workers
+        # A fixed rate far above what the demo API serves: its 429s are random draws, not a
+        # limit, and would teach harvester a rate that drops at each one (see Tuning), so that
+        # a harvest took anything from 2 s to a minute.
+        raw["concurrency"] = {
+            "workers": workers,
+            "max_buffered_pages": 4 * workers,
+            "rate_limit": 10_000,
+        }
+        raw["retry"] = {"max_attempts": 12, "initial_backoff": 0.01, "max_backoff": 0.2}
+        raw["output"]["checkpoint_every"] = self.args.checkpoint_every
+        path = self.folder / f"{name}.yaml"
+        path.write_bytes(orjson.dumps(raw))  # JSON is YAML
+        return path
+
+    def run(
+        self, config: Path, output: Path, *extra: str, kill_after: float | None = None
+    ) -> tuple[int, Path]:
+        """Run the CLI to its end, or SIGKILL it after `kill_after` seconds: (exit code, log)."""
+        self._runs += 1
+        log = self.folder / "logs" / f"run-{self._runs}.log"
+        log.parent.mkdir(exist_ok=True)
+        command = [sys.executable, "-m", "harvester", str(config), "--progress", "none"]
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                [*command, "--output", str(output), *extra], stdout=sink, stderr=subprocess.STDOUT
+            )
+        try:
+            if kill_after is None:
+                return process.wait(timeout=self.args.timeout), log
+            try:
+                return process.wait(timeout=kill_after), log
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGKILL)
+                return process.wait(), log  # 0 if it finished meanwhile: then it was not killed
+        except subprocess.TimeoutExpired:
+            raise SystemExit(f"FAILED: a run hung for {self.args.timeout} s: {tail(log)}") from None
+        finally:
+            if process.poll() is None:  # the script itself was stopped
+                process.kill()
+                process.wait()
+
+    def calibrate(self, config: Path, style: Style, row: Row) -> None:
+        """An uninterrupted harvest: the reference timings, its request overhead, its output."""
+        output = self.folder / "calibration.jsonl"
+        started = time.monotonic()
+        code, log = self.run(config, output, "--max-records", "1")
+        if code != 0:
+            raise SystemExit(f"FAILED: the sample harvest exited {code}: {tail(log)}")
+        self.startup = time.monotonic() - started
+        before = served_requests(self.url)
+        started = time.monotonic()
+        code, log = self.run(config, output)
+        if code != 0:
+            raise SystemExit(f"FAILED: the uninterrupted harvest exited {code}: {tail(log)}")
+        self.works = [max(0.1, time.monotonic() - started - self.startup)]
+        minimum = style.minimum_requests(self.args.records, self.args.parts)
+        row.one_run = (served_requests(self.url) - before) / minimum - 1
+        self.check_output(output, row)
+        output.unlink()
+
+    def delay(self, rng: random.Random, done: float) -> float:
+        """Seconds until the kill of a run that starts with `done` (0..1) of the harvest
+        committed: before its first checkpoint, between checkpoints, or near the end."""
+        every, remaining = self.args.checkpoint_every, statistics.median(self.works) * (1 - done)
+        moment = rng.choice(["early", "middle", "late"])
+        if moment == "early":
+            return rng.uniform(0, self.startup + every)
+        if moment == "middle":
+            return self.startup + rng.uniform(every, max(every, remaining))
+        return self.startup + rng.uniform(0.8, 1.15) * remaining
+
+    def crash(self, name: str, style: Style) -> Row:
+        row = Row(name)
+        rng = random.Random(f"{self.args.seed}:{name}")  # the same kills with or without --style
+        config = self.config(name, style)
+        self.calibrate(config, style, row)
+        before, started = served_requests(self.url), time.monotonic()
+        output = self.folder / f"round-{row.rounds}.jsonl"
+        while True:
+            at_start = checkpoint_of(output)
+            if at_start is not None:
+                row.resumes += 1
+                self.check_checkpoint(output, at_start, style, row)
+                if rng.random() < 0.5:
+                    self.add_torn_tail(output, at_start, style)
+                    row.torn_tails += 1
+            killing = row.kills < self.args.kills
+            done = committed(at_start, self.args.records)
+            kill_after = self.delay(rng, done) if killing else None
+            began = time.monotonic()
+            code, log = self.run(config, output, kill_after=kill_after)
+            at_end = checkpoint_of(output)
+            if code == -signal.SIGKILL and (at_end is not None or not output.exists()):
+                row.kills += 1
+                row.moments[moment_of(at_start, at_end, output, self.args)] += 1
+                continue
+            if code not in (0, -signal.SIGKILL):
+                row.problems.append(f"a run exited {code}: {tail(log)}")
+                break
+            # The harvest is complete: its process exited, or was killed on its way out.
+            if code == 0 and done < 0.5:
+                self.works.append((time.monotonic() - began - self.startup) / (1 - done))
+            row.rounds += 1
+            row.records += self.args.records
+            if killing:
+                row.moments[FINISHED_FIRST] += 1
+            self.check_output(output, row)
+            output.unlink()
+            if not killing:
+                break
+            output = self.folder / f"round-{row.rounds}.jsonl"
+        row.wall = time.monotonic() - started
+        row.requests = served_requests(self.url) - before
+        row.minimum = row.rounds * style.minimum_requests(self.args.records, self.args.parts)
+        return row
+
+    def check_output(self, output: Path, row: Row) -> None:
+        data = output.read_bytes()
+        if data != self.expected.data:
+            row.identical = False
+            ids, garbled = ids_in(data)
+            row.lost += self.args.records - len(set(ids) & set(range(self.args.records)))
+            row.duplicated += len(ids) - len(set(ids))
+            row.problems.append(
+                f"{output.name} differs from the uninterrupted harvest"
+                + (f"; {garbled} lines are no records" if garbled else "")
+            )
+        leftovers = [p.name for p in output.parent.glob(output.name + ".*")]
+        if leftovers:
+            row.problems.append(f"left behind: {', '.join(sorted(leftovers))}")
+
+    def vouched(
+        self, output: Path, checkpoint: dict[str, Any], style: Style
+    ) -> list[tuple[Path, int, int, int]]:
+        """Each file the checkpoint counts on: (path, first id, records, bytes) it vouches for."""
+        part, sink = part_path(output), checkpoint["sink"]
+        if not style.windows:
+            return [(part, 0, int(sink["records"]), int(sink["bytes"]))]
+        windows = zip(bounds(self.args.records, self.args.parts), sink["chains"], strict=True)
+        return [
+            (part.with_name(f"{part.name}.{k}") if k else part, lo, c["records"], c["bytes"])
+            for k, ((lo, _), c) in enumerate(windows)
+            if c["pages"]
+        ]
+
+    def check_checkpoint(
+        self, output: Path, checkpoint: dict[str, Any], style: Style, row: Row
+    ) -> None:
+        """The checkpoint vouches only for bytes on disk, and those are the right ones."""
+        beyond = False
+        for path, first, records, length in self.vouched(output, checkpoint, style):
+            if not path.exists():
+                if part_path(output).exists() or not output.exists():
+                    row.problems.append(f"{path.name} is gone, the checkpoint counts on it")
+                continue  # finished, killed before removing the checkpoint
+            with path.open("rb") as handle:
+                held = handle.read(length)
+                beyond = beyond or bool(handle.read(1))
+            if held != self.expected.span(first, records):
+                row.problems.append(
+                    f"{path.name}: the checkpoint vouches for {records} records in {length} "
+                    "bytes, the file holds something else"
+                )
+        row.cut_back += beyond
+
+    def add_torn_tail(self, output: Path, checkpoint: dict[str, Any], style: Style) -> None:
+        """Append what a kill between a flush and the checkpoint's rename leaves: the records
+        that follow what the checkpoint vouches for, the last one torn."""
+        for path, first, records, length in self.vouched(output, checkpoint, style):
+            if path.exists():
+                following = min(first + records + 3, self.args.records) - first - records
+                with path.open("r+b") as handle:
+                    handle.seek(max(length, path.stat().st_size))
+                    handle.write(self.expected.span(first + records, following)[:-20])
+
+
+def ids_in(data: bytes) -> tuple[list[int], int]:
+    """The record ids in JSON Lines `data`, and how many lines hold no record."""
+    ids, garbled = [], 0
+    for line in data.splitlines():
+        try:
+            ids.append(int(orjson.loads(line)["id"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            garbled += 1
+    return ids, garbled
+
+
+def tail(log: Path) -> str:
+    return " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:])
+
+
+def checkpoint_of(output: Path) -> dict[str, Any] | None:
+    try:
+        checkpoint: dict[str, Any] = orjson.loads(checkpoint_path(output).read_bytes())
+    except FileNotFoundError:
+        return None
+    return checkpoint
+
+
+def committed(checkpoint: dict[str, Any] | None, records: int) -> float:
+    """The share of the harvest a checkpoint describes as written."""
+    if checkpoint is None:
+        return 0.0
+    sink = checkpoint["sink"]
+    written = int(sink.get("records") or sum(c["records"] for c in sink.get("chains", [])))
+    return min(1.0, written / records)
+
+
+def moment_of(
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    output: Path,
+    args: argparse.Namespace,
+) -> str:
+    """Where in the run the kill landed, as the files tell; it left a checkpoint or no output."""
+    if output.exists():
+        return MOMENTS[3]
+    if after == before:
+        return MOMENTS[0]
+    if committed(after, args.records) >= 0.9:
+        return MOMENTS[2]
+    return MOMENTS[1]
+
+
+def print_table(rows: list[Row]) -> None:
+    header = (
+        f"{'style':<20} {'kills':>5} {'resumes':>7} {'rounds':>6} {'records':>9} "
+        f"{'identical':>9} {'lost':>5} {'dup':>5} {'requests':>8} {'minimum':>8} "
+        f"{'overhead':>8} {'1 run':>6} {'wall s':>7}"
+    )
+    print(header)
+    for r in rows:
+        overhead = r.requests / r.minimum - 1 if r.minimum else 0.0
+        print(
+            f"{r.style:<20} {r.kills:>5} {r.resumes:>7} {r.rounds:>6} {r.records:>9,} "
+            f"{'yes' if r.identical else 'NO':>9} {r.lost:>5} {r.duplicated:>5} "
+            f"{r.requests:>8,} {r.minimum:>8,} {overhead:>+8.0%} {r.one_run:>+6.0%} {r.wall:>7.1f}"
+        )
+    print()
+    print("where the kills landed:")
+    for number, moment in enumerate(MOMENTS, 1):
+        print(f"  ({number}) {moment}")
+    print(f"  (-) {FINISHED_FIRST}")
+    print("  (cut) resumes from a checkpoint that found bytes on disk past it, to cut off")
+    print("  (torn) resumes from a checkpoint given such bytes by this script, a torn record last")
+    header = " ".join(f"{c:>4}" for c in ("(1)", "(2)", "(3)", "(4)", "(-)", "(cut)", "(torn)"))
+    print(f"{'style':<20} {header}")
+    for r in rows:
+        counts = " ".join(f"{r.moments[m]:>4}" for m in (*MOMENTS, FINISHED_FIRST))
+        print(f"{r.style:<20} {counts} {r.cut_back:>5} {r.torn_tails:>6}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kills", type=int, default=25, help="SIGKILLs per style")
+    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--seed", type=int, default=1, help="for the kill moments and the faults")
+    parser.add_argument(
+        "--style",
+        default="all",
+        help="all, or a comma-separated list of offset, offset-open-end, page-open-end, "
+        "cursor-windows, link-windows (the last two split the ids into --parts windows)",
+    )
+    parser.add_argument("--latency", type=float, default=0.03, help="seconds per data request")
+    parser.add_argument("--workers", type=int, default=12)
+    parser.add_argument("--parts", type=int, default=8, help="windows of the chain styles")
+    parser.add_argument("--checkpoint-every", type=float, default=0.2, metavar="S")
+    parser.add_argument("--timeout", type=float, default=300, help="a run longer than this hung")
+    args = parser.parse_args()
+
+    known = styles(args.records, args.parts)
+    names = list(known) if args.style == "all" else args.style.split(",")
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        parser.error(f"--style: unknown {', '.join(unknown)}; known: {', '.join(known)}")
+    chosen = {name: known[name] for name in names}
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
+    )
+    demo = [
+        "--port=0",
+        "--quiet",
+        f"--records={args.records}",
+        f"--latency={args.latency}",
+        "--fault-rate=0.03",
+        "--drop-rate=0.01",
+        "--truncate-rate=0.01",
+        "--throttle-rate=0.02",
+        "--retry-after=0.05",
+        "--token-lifetime=2",
+        f"--seed={args.seed}",
+    ]
+    print(
+        f"{args.records:,} records in pages of {PAGE_SIZE}, {args.latency * 1000:.0f} ms latency, "
+        f"faults on, {args.workers} workers, a checkpoint every {args.checkpoint_every:g} s, "
+        f"{args.kills} SIGKILLs per style, seed {args.seed}",
+        flush=True,
+    )
+    expected = Expected(args.records)
+    rows = []
+    with demo_process(demo) as url, tempfile.TemporaryDirectory() as tmp:
+        harness = Harness(args, url, Path(tmp), expected)
+        for name, style in chosen.items():
+            rows.append(harness.crash(name, style))
+            print(f"  {name}: done in {rows[-1].wall:.1f} s", file=sys.stderr, flush=True)
+    print_table(rows)
+    problems = list(dict.fromkeys(f"{r.style}: {p}" for r in rows for p in r.problems))
+    for problem in problems:
+        print(f"FAILED: {problem}")
+    if problems:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

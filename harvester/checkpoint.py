@@ -206,9 +206,14 @@ class Checkpointer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task])  # not `await task`: its CancelledError is not ours
+        try:
+            if self._task is not None:
+                self._task.cancel()
+                await asyncio.wait([self._task])  # not `await task`: its CancelledError isn't ours
+        finally:  # even if this wait is cancelled (a second Ctrl-C): the files come first
+            self._close()
+
+    def _close(self) -> None:
         if self._sink.finished:
             with self._writing:
                 self._closed = True

@@ -83,7 +83,8 @@ async def run(
             except TimeoutError:
                 if not stop.requested:
                     raise
-                job.interrupted()
+                if not job.finished:  # a stop that came as the output was renamed: done
+                    job.interrupted()
         if max_records is None and stats.total_records not in (None, stats.records):
             stats.warn(
                 f"the API advertised {stats.total_records} records and {stats.records} were "
@@ -106,6 +107,7 @@ class _Job:
         self.checkpoints = CheckpointFile(self.output)
         self.fingerprint = dataset_fingerprint(config, max_records=max_records)
         self.fresh = False
+        self.finished = False  # the output is complete, in place
         self.chained = config.pagination.style not in INDEXED_STYLES
         self.resume: Checkpoint | None = None
         self.fetcher: Fetcher
@@ -207,6 +209,7 @@ async def _harvest_known_total(job: _Job) -> None:
         )
         job.check_stop(complete=sink.full or sink.committed_pages >= pages)
         sink.finish()
+        job.finished = True
 
 
 def _plan(
@@ -247,6 +250,7 @@ async def _harvest_open_end(job: _Job) -> None:
         seen_end = end.last is not None and sink.committed_pages > end.last
         job.check_stop(complete=sink.full or seen_end)
         sink.finish(last_page=end.last)
+        job.finished = True
 
 
 async def _harvest_chains(job: _Job) -> None:
@@ -290,6 +294,7 @@ async def _harvest_chains(job: _Job) -> None:
         )
         job.check_stop(complete=sink.complete)
         sink.finish()
+        job.finished = True
 
 
 def _start(planner: ChainPlanner, sink: ChainSink, chain: int) -> PageRequest | None:

@@ -82,7 +82,12 @@ async def run_cli(*args: str, env: dict[str, str] | None = None) -> CliResult:
         stderr=asyncio.subprocess.PIPE,
         env=env,
     )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+    except TimeoutError:
+        process.kill()  # a hung harvester must not outlive the test
+        await process.wait()
+        raise
     assert process.returncode is not None
     return CliResult(process.returncode, stdout.decode(), stderr.decode())
 

@@ -281,3 +281,21 @@ async def test_the_stop_message_says_what_is_safe_and_how_to_go_on(tmp_path: Pat
     assert f"records are safe in {out}.part and its window spools" in message
     assert "run the same command without --fresh again to resume" in message
     assert caught.value.signal == "SIGINT"
+
+
+async def test_a_stop_at_once_as_the_output_is_renamed_leaves_a_finished_harvest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "items.jsonl"
+    stop = Stop(grace=30)
+    finish = OrderedSink.finish
+
+    def finish_then_stop(self: OrderedSink, **kwargs: Any) -> None:
+        finish(self, **kwargs)
+        stop.request("SIGINT", at_once=True)  # lands on the next await: the clean-up
+
+    monkeypatch.setattr(OrderedSink, "finish", finish_then_stop)
+    async with run_demo(faulty_demo(RECORDS, token_lifetime=3600)) as demo:
+        stats = await harvest(config_for("offset", demo.url, out), Stats(), stop=stop)
+    assert stats.records == RECORDS and out.read_bytes() == expected_bytes(RECORDS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["items.jsonl"]

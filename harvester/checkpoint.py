@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
+from urllib.parse import quote, quote_plus
 
 import orjson
 
@@ -101,6 +102,9 @@ class CheckpointFile:
     """The checkpoint beside one output file."""
 
     output: Path
+    # Secret values (an API key, say) that may turn up in a saved next link: written as
+    # placeholders, put back from the config on load, so no secret is ever stored.
+    secrets: list[str] = field(default_factory=list)
     path: Path = field(init=False)
     temporary: Path = field(init=False)  # where a save writes before its rename
 
@@ -118,7 +122,7 @@ class CheckpointFile:
         except OSError as exc:
             raise ResumeError(f"cannot read: {exc.strerror}", path=str(self.path)) from None
         try:
-            data = orjson.loads(raw)
+            data = orjson.loads(self._with_secrets(raw))
             checkpoint = Checkpoint(**data)
         except (orjson.JSONDecodeError, TypeError):
             raise ResumeError("is not a harvester checkpoint", path=str(self.path)) from None
@@ -138,8 +142,10 @@ class CheckpointFile:
 
     def save(self, checkpoint: Checkpoint) -> None:
         """Write atomically: a temporary file, fsync, rename, fsync of the folder."""
-        with open(self.temporary, "wb") as handle:
-            handle.write(checkpoint.to_json())
+        # Owner-only, like any file that says where a private dataset's pages are.
+        descriptor = os.open(self.temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(descriptor, "wb") as handle:
+            handle.write(self._without_secrets(checkpoint.to_json()))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(self.temporary, self.path)
@@ -148,8 +154,36 @@ class CheckpointFile:
     def remove(self) -> None:
         """Remove the checkpoint, and the temporary file of a save that a kill cut short."""
         for path in (self.path, self.temporary):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 path.unlink()
+
+    def _forms(self) -> list[tuple[bytes, bytes]]:
+        """(each secret as JSON text holds it, raw or URL-encoded; its placeholder)."""
+        forms = []
+        for index, secret in enumerate(self.secrets):
+            for kind, form in (
+                ("", secret),
+                (":url", quote(secret, safe="")),
+                (":plus", quote_plus(secret)),
+            ):
+                placeholder = f"{{secret:{index}{kind}}}".encode()
+                forms.append((orjson.dumps(form)[1:-1], placeholder))
+        return sorted(set(forms), key=lambda pair: -len(pair[0]))  # longest first
+
+    def _without_secrets(self, text: bytes) -> bytes:
+        for form, placeholder in self._forms():
+            text = text.replace(form, placeholder)
+        return text
+
+    def _with_secrets(self, text: bytes) -> bytes:
+        for form, placeholder in self._forms():
+            text = text.replace(placeholder, form)
+        if b"{secret:" in text:
+            raise ResumeError(
+                "refers to a secret (an API key in a next link) the config no longer holds",
+                path=str(self.path),
+            )
+        return text
 
 
 @dataclass

@@ -186,7 +186,8 @@ class Config:
         and whatever travels in a secret-looking header or parameter (Authorization, api_key)."""
         found = [s.reveal() for s in (self.auth.client_secret, self.auth.token) if s is not None]
         plain = {**self.source.headers, **self.source.params, **self.auth.extra_params}
-        for name, value in plain.items():
+        in_url = parse_qsl(urlsplit(self.source.url).query)  # an API key in source.url itself
+        for name, value in [*plain.items(), *in_url]:
             if carries_secret(name):
                 found.append(value)
                 found.extend(value.split()[1:])  # "Bearer <token>": the token alone as well

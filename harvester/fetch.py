@@ -209,6 +209,8 @@ class Fetcher:
         async with self._throttle.request() as ticket:
             token = await self._tokens.current() if request.send_token else None
             headers = {**self._headers, **request.headers}
+            if not request.send_token:  # a next link to another host: no secret goes there
+                headers = {k: v for k, v in headers.items() if not carries_secret(k)}
             if token is not None:
                 headers.update(token.header())
             self._stats.requests += 1
@@ -285,7 +287,8 @@ class Fetcher:
                 status=status,
                 body=excerpt(self._tokens.scrub(body)),
             )
-        return self._parse(planner, request, url, status, response.headers, body)
+        # After a redirect, a relative next link is relative to where the answer came from.
+        return self._parse(planner, request, response.url, status, response.headers, body)
 
     def _parse(
         self,

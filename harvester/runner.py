@@ -22,7 +22,7 @@ from harvester.checkpoint import (
     dataset_fingerprint,
 )
 from harvester.config import INDEXED_STYLES, Config
-from harvester.errors import Interrupted, RecordsError, TotalChangedError
+from harvester.errors import Interrupted, OutputError, RecordsError, TotalChangedError
 from harvester.fetch import Fetched, Fetcher, Stop, fetch_chains, fetch_pages, open_session
 from harvester.pagination import IndexedPlanner, PageRequest, make_planner
 from harvester.ratelimit import Throttle
@@ -104,7 +104,7 @@ class _Job:
         self.max_records = max_records
         self.stop = stop
         self.output = Path(config.output.path)
-        self.checkpoints = CheckpointFile(self.output)
+        self.checkpoints = CheckpointFile(self.output, secrets=config.secrets())
         self.fingerprint = dataset_fingerprint(config, max_records=max_records)
         self.fresh = False
         self.finished = False  # the output is complete, in place
@@ -118,9 +118,12 @@ class _Job:
         self.fresh = fresh
         if fresh:
             self.checkpoints.remove()
-            for leftover in [part, *part.parent.glob(glob.escape(part.name) + ".*")]:
-                with contextlib.suppress(FileNotFoundError):
-                    leftover.unlink()
+            try:
+                for leftover in [part, *part.parent.glob(glob.escape(part.name) + ".*")]:
+                    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                        leftover.unlink()
+            except OSError as exc:
+                raise OutputError(f"cannot remove: {exc.strerror}", path=str(part)) from None
             return
         checkpoint = self.checkpoints.load(self.fingerprint)
         if checkpoint is not None and not part.exists():

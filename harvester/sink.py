@@ -276,8 +276,16 @@ class ChainSink:
 
     @property
     def complete(self) -> bool:
-        """Whether every chain has written all it may need."""
-        return all(c.done for c in self._chains)
+        """Whether the output is decided: every chain done, or the chains in order, each done,
+        hold the --max-records the output is cut to."""
+        held = 0
+        for chain in self._chains:
+            held += chain.records
+            if self._max_records is not None and held >= self._max_records:
+                return True
+            if not chain.done:
+                return False
+        return True
 
     def carry_on(self, chain: int) -> tuple[bool, dict[str, Any] | None]:
         """(done, next request) of `chain` as an earlier run left it; (False, None) if unstarted."""

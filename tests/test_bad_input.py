@@ -285,11 +285,14 @@ async def test_a_page_repeating_the_previous_one_fails(demo: DemoServer, tmp_pat
 # The output
 
 
-async def test_an_output_folder_that_cannot_be_made(demo: DemoServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("flags", [[], ["--fresh"]], ids=["", "fresh"])
+async def test_an_output_folder_that_cannot_be_made(
+    demo: DemoServer, tmp_path: Path, flags: list[str]
+) -> None:
     # A regular file where the folder should be stops root too, unlike a folder's mode bits.
     (tmp_path / "out").write_text("not a folder")
     config = write_config(tmp_path, demo.url)
-    result = await run_cli(str(config))
+    result = await run_cli(str(config), *flags)
     assert_fails(
         result,
         1,

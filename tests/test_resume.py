@@ -299,3 +299,15 @@ async def test_a_stop_at_once_as_the_output_is_renamed_leaves_a_finished_harvest
         stats = await harvest(config_for("offset", demo.url, out), Stats(), stop=stop)
     assert stats.records == RECORDS and out.read_bytes() == expected_bytes(RECORDS)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["items.jsonl"]
+
+
+async def test_a_windowed_sample_that_window_zero_fills_is_finished_on_a_stop(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "items.jsonl"
+    async with run_demo(faulty_demo(RECORDS, token_lifetime=3600)) as demo:
+        config = config_for("cursor-partitioned", demo.url, out, concurrency={"workers": 1})
+        stats = Stats()
+        await harvest(config, stats, max_records=250, stop=StopAfter(stats, 3))
+    assert out.read_bytes() == expected_bytes(250)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["items.jsonl"]

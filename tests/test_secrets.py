@@ -420,3 +420,96 @@ def test_reprs_never_show_a_secret(tmp_path: Path) -> None:
     texts += [repr(Token(TOKEN, generation=1)), str(Token(TOKEN, generation=1))]
     assert_absent([SECRET, TOKEN, HEADER_KEY, "jwt-A55ERT"], *texts)
     assert "SourceConfig(url='https://api.test/items'" in repr(config.source)
+
+
+# --- next links ----------------------------------------------------------------------------
+
+
+def link_pages(last: int, *, next_to: str | None = None) -> Answer:
+    """Link pagination that carries every query parameter (an api_key too) into its next link,
+    as Django REST Framework does; page `last` links to `next_to`, if given."""
+
+    def answer(request: web.Request) -> web.StreamResponse:
+        page = int(request.query.get("page", 0))
+        following: str | None = str(request.url.update_query(page=page + 1))
+        if page == last:
+            following = next_to
+        return web.json_response({"results": [{"id": page}], "next": following})
+
+    return answer
+
+
+def link_config(api: str, out: Path, **source: Any) -> Config:
+    return make_config(
+        api,
+        out,
+        source={"url": f"{api}/items", "records": "results", **source},
+        pagination={"style": "link", "next_url": "body:next", "total": "unknown"},
+        concurrency={"workers": 1},
+    )
+
+
+async def test_a_next_link_holding_an_api_key_is_checkpointed_without_it(tmp_path: Path) -> None:
+    from harvester.errors import Interrupted
+    from harvester.fetch import Stop
+
+    class StopAfterTwo(Stop):
+        @property
+        def requested(self) -> bool:
+            return stats.pages >= 2
+
+    out = tmp_path / "out.jsonl"
+    stats = Stats()
+    async with recorder(token_and_data(link_pages(4))) as (api, seen):
+        config = link_config(api, out, params={"api_key": SECRET})
+        with pytest.raises(Interrupted):
+            await run(config, stats=stats, policy=no_wait_policy(), stop=StopAfterTwo())
+        saved = Path(f"{out}.checkpoint").read_text()
+        assert SECRET not in saved and "{secret:" in saved
+        assert Path(f"{out}.checkpoint").stat().st_mode & 0o077 == 0  # owner only
+        await run(config, policy=no_wait_policy())
+    assert out.read_bytes() == b"".join(b'{"id":%d}\n' % i for i in range(5))
+    assert f"api_key={SECRET}" in seen[-1].path  # put back from the config for the resume
+
+
+async def test_a_next_link_to_another_host_gets_no_secret_header(tmp_path: Path) -> None:
+    def last_page(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"results": [{"id": 1}], "next": None})
+
+    async with recorder(last_page) as (other, seen):
+
+        def first_page(request: web.Request) -> web.StreamResponse:
+            return web.json_response({"results": [{"id": 0}], "next": f"{other}/items"})
+
+        async with recorder(token_and_data(first_page)) as (api, _):
+            out = tmp_path / "out.jsonl"
+            config = link_config(api, out, headers={"X-Api-Key": HEADER_KEY})
+            await run(config, policy=no_wait_policy())
+    (hop,) = seen
+    assert secret_headers(hop) == set()
+    assert out.read_bytes() == b'{"id":0}\n{"id":1}\n'
+
+
+async def test_a_relative_next_link_after_a_redirect_is_relative_to_where_it_came_from(
+    tmp_path: Path,
+) -> None:
+    def moved(request: web.Request) -> web.StreamResponse:
+        if request.path.startswith("/v1/"):
+            return web.Response(
+                status=308, headers={"Location": "/v2/items?" + request.query_string}
+            )
+        page = int(request.query.get("page", 0))
+        following = f"items?page={page + 1}" if page < 2 else None  # relative to /v2/
+        return web.json_response({"results": [{"id": page}], "next": following})
+
+    async with recorder(token_and_data(moved)) as (api, seen):
+        out = tmp_path / "out.jsonl"
+        config = make_config(
+            api,
+            out,
+            source={"url": f"{api}/v1/items", "records": "results"},
+            pagination={"style": "link", "next_url": "body:next", "total": "unknown"},
+        )
+        await run(config, policy=no_wait_policy())
+    assert out.read_bytes() == b'{"id":0}\n{"id":1}\n{"id":2}\n'
+    assert [s.path for s in seen if "/v1/" in s.path] == [s.path for s in seen[1:2]]

@@ -23,12 +23,13 @@ from harvester.checkpoint import (
 )
 from harvester.config import INDEXED_STYLES, Config
 from harvester.errors import Interrupted, OutputError, RecordsError, TotalChangedError
-from harvester.fetch import Fetched, Fetcher, Stop, fetch_chains, fetch_pages, open_session
+from harvester.fetch import Fetched, Fetcher, fetch_chains, fetch_pages, open_session
 from harvester.pagination import IndexedPlanner, PageRequest, make_planner
 from harvester.ratelimit import Throttle
 from harvester.retry import RetryPolicy
-from harvester.sink import ChainSink, OrderedSink, part_path
+from harvester.sink import ChainSink, OrderedSink, part_path, records_in
 from harvester.stats import Stats
+from harvester.stop import Stop
 
 __all__ = ["Stop", "run"]
 
@@ -134,9 +135,7 @@ class _Job:
             checkpoint = None
         self.resume = checkpoint
         if checkpoint is not None:
-            self.stats.resumed_records = int(checkpoint.sink.get("records", 0)) or sum(
-                int(c["records"]) for c in checkpoint.sink.get("chains", [])
-            )
+            self.stats.resumed_records = records_in(checkpoint.sink)
 
     def checkpointer(self, sink: Committing, plan: dict[str, Any] | None) -> Checkpointer:
         return Checkpointer(

@@ -76,6 +76,13 @@ def part_path(path: Path) -> Path:
     return path.with_name(path.name + ".part")
 
 
+def records_in(state: dict[str, Any]) -> int:
+    """The records a sink's saved state (what `flush()` described) says are written."""
+    if "chains" in state:
+        return sum(int(chain["records"]) for chain in state["chains"])
+    return int(state.get("records", 0))
+
+
 class OrderedSink:
     """Writes pages in index order through a bounded reorder window."""
 

@@ -15,10 +15,10 @@ import pytest
 from harvester.config import Config
 from harvester.demo import DemoServer, run_demo
 from harvester.errors import Interrupted, PageFetchError, ResumeError, TotalChangedError
-from harvester.fetch import Stop
 from harvester.runner import run
 from harvester.sink import OrderedSink
 from harvester.stats import Stats
+from harvester.stop import Stop
 
 from .conftest import expected_bytes, faulty_demo, make_config, no_wait_policy
 

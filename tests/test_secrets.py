@@ -451,7 +451,7 @@ def link_config(api: str, out: Path, **source: Any) -> Config:
 
 async def test_a_next_link_holding_an_api_key_is_checkpointed_without_it(tmp_path: Path) -> None:
     from harvester.errors import Interrupted
-    from harvester.fetch import Stop
+    from harvester.stop import Stop
 
     class StopAfterTwo(Stop):
         @property

@@ -93,6 +93,7 @@ async def run_cli(*args: str, env: dict[str, str] | None = None) -> CliResult:
 
 
 SECRET = "s3cr3t-VALUE-9f2c"
+HANG = 60.0  # seconds after which an in-process harvest in a test counts as hung
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ Runs the real runner against the demo API on a loopback port. Stops are triggere
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from harvester.sink import OrderedSink
 from harvester.stats import Stats
 from harvester.stop import Stop
 
-from .conftest import expected_bytes, faulty_demo, make_config, no_wait_policy
+from .conftest import HANG, expected_bytes, faulty_demo, make_config, no_wait_policy
 
 RECORDS = 3_000
 
@@ -81,7 +82,8 @@ def config_for(style: str, url: str, out: Path, **extra: Any) -> Config:
 
 
 async def harvest(config: Config, stats: Stats, **kwargs: Any) -> Stats:
-    return await run(config, stats=stats, policy=no_wait_policy(max_attempts=20), **kwargs)
+    async with asyncio.timeout(HANG):  # a regression fails this test, not the suite
+        return await run(config, stats=stats, policy=no_wait_policy(max_attempts=20), **kwargs)
 
 
 def checkpoint_of(out: Path) -> dict[str, Any]:

@@ -108,7 +108,7 @@ class _Job:
         self.checkpoints = CheckpointFile(self.output, secrets=config.secrets())
         self.fingerprint = dataset_fingerprint(config, max_records=max_records)
         self.fresh = False
-        self.finished = False  # the output is complete, in place
+        self._sink: Committing | None = None  # the one sink, once made
         self.chained = config.pagination.style not in INDEXED_STYLES
         self.resume: Checkpoint | None = None
         self.fetcher: Fetcher
@@ -137,7 +137,13 @@ class _Job:
         if checkpoint is not None:
             self.stats.resumed_records = records_in(checkpoint.sink)
 
+    @property
+    def finished(self) -> bool:
+        """Whether the output is complete, in place."""
+        return self._sink is not None and self._sink.finished
+
     def checkpointer(self, sink: Committing, plan: dict[str, Any] | None) -> Checkpointer:
+        self._sink = sink
         return Checkpointer(
             self.checkpoints,
             sink,
@@ -211,7 +217,6 @@ async def _harvest_known_total(job: _Job) -> None:
         )
         job.check_stop(complete=sink.full or sink.committed_pages >= pages)
         sink.finish()
-        job.finished = True
 
 
 def _plan(
@@ -252,7 +257,6 @@ async def _harvest_open_end(job: _Job) -> None:
         seen_end = end.last is not None and sink.committed_pages > end.last
         job.check_stop(complete=sink.full or seen_end)
         sink.finish(last_page=end.last)
-        job.finished = True
 
 
 async def _harvest_chains(job: _Job) -> None:
@@ -296,7 +300,6 @@ async def _harvest_chains(job: _Job) -> None:
         )
         job.check_stop(complete=sink.complete)
         sink.finish()
-        job.finished = True
 
 
 def _start(planner: ChainPlanner, sink: ChainSink, chain: int) -> PageRequest | None:

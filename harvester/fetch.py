@@ -70,6 +70,31 @@ def open_session(config: Config) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, timeout=timeout, raise_for_status=False)
 
 
+def make_fetcher(
+    config: Config,
+    session: aiohttp.ClientSession,
+    policy: RetryPolicy,
+    stats: Stats,
+    *,
+    on_secret: Callable[[str], None] | None = None,
+) -> Fetcher:
+    """The run's Fetcher, with the one Throttle and TokenManager its workers share.
+
+    `on_secret` hears of each token as it is issued (for log scrubbing).
+    """
+    throttle = Throttle(config.concurrency, stats, max_pause=config.retry.max_retry_after)
+    tokens = TokenManager(
+        config.auth,
+        session,
+        policy,
+        stats,
+        timeout=session.timeout,
+        on_secret=on_secret,
+        throttle=throttle,
+    )
+    return Fetcher(config, session, tokens, policy, stats, throttle)
+
+
 @dataclass(frozen=True, slots=True)
 class Fetched:
     """A page and what its answer said about the whole dataset."""
@@ -116,6 +141,10 @@ class Fetcher:
         self._stats = stats
         self._url = URL(config.source.url)
         self._headers = {"Accept": "application/json", **config.source.headers}
+
+    @property
+    def tokens(self) -> TokenManager:
+        return self._tokens
 
     def url_for(self, request: PageRequest) -> URL:
         if request.url is not None:  # a next link: as the server wrote it

@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
-from harvester.auth import TokenManager
 from harvester.chains import ChainPlanner, make_chain_planner
 from harvester.checkpoint import (
     Checkpoint,
@@ -23,9 +22,15 @@ from harvester.checkpoint import (
 )
 from harvester.config import INDEXED_STYLES, Config
 from harvester.errors import Interrupted, OutputError, RecordsError, TotalChangedError
-from harvester.fetch import Fetched, Fetcher, fetch_chains, fetch_pages, open_session
+from harvester.fetch import (
+    Fetched,
+    Fetcher,
+    fetch_chains,
+    fetch_pages,
+    make_fetcher,
+    open_session,
+)
 from harvester.pagination import IndexedPlanner, PageRequest, make_planner
-from harvester.ratelimit import Throttle
 from harvester.retry import RetryPolicy
 from harvester.sink import ChainSink, OrderedSink, part_path, records_in
 from harvester.stats import Stats
@@ -62,17 +67,7 @@ async def run(
         job = _Job(config, stats, max_records, stop)
         job.load_checkpoint(fresh=fresh)
         async with open_session(config) as session:
-            throttle = Throttle(config.concurrency, stats, max_pause=config.retry.max_retry_after)
-            tokens = TokenManager(
-                config.auth,
-                session,
-                policy,
-                stats,
-                timeout=session.timeout,
-                on_secret=on_secret,
-                throttle=throttle,
-            )
-            job.fetcher = Fetcher(config, session, tokens, policy, stats, throttle)
+            job.fetcher = make_fetcher(config, session, policy, stats, on_secret=on_secret)
             try:
                 async with stop.grace_period():
                     if config.pagination.style not in INDEXED_STYLES:

@@ -16,13 +16,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from harvester.auth import TokenManager
 from harvester.chains import make_chain_planner
 from harvester.config import INDEXED_STYLES, Config
 from harvester.errors import HarvesterError
-from harvester.fetch import Fetcher, open_session
+from harvester.fetch import Fetcher, make_fetcher, open_session
 from harvester.pagination import PageRequest, Planner, make_planner
-from harvester.ratelimit import Throttle
 from harvester.retry import RetryPolicy
 from harvester.stats import Stats
 
@@ -96,18 +94,8 @@ async def tune(
     probe = dataclasses.replace(config, concurrency=concurrency)
     stats = Stats()
     async with open_session(probe) as session:
-        throttle = Throttle(probe.concurrency, stats)
-        tokens = TokenManager(
-            config.auth,
-            session,
-            policy,
-            stats,
-            timeout=session.timeout,
-            throttle=throttle,
-            on_secret=on_secret,
-        )
-        fetcher = Fetcher(probe, session, tokens, policy, stats, throttle)
-        await tokens.current()  # the token is not part of any step's figures
+        fetcher = make_fetcher(probe, session, policy, stats, on_secret=on_secret)
+        await fetcher.tokens.current()  # the token is not part of any step's figures
         pages = _Pages(config)
         for level in levels:
             left = deadline - time.monotonic()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import hashlib
 import os
@@ -241,16 +242,6 @@ class _Chain:
     done: bool = False
     last_page: str | None = None  # digest of the last page, for the repeat check on resume
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "pages": self.pages,
-            "records": self.records,
-            "bytes": self.bytes,
-            "next": self.next,
-            "done": self.done,
-            "last_page": self.last_page,
-        }
-
 
 class ChainSink:
     """The sink for chains that run side by side (partition windows): window order, then page
@@ -349,7 +340,7 @@ class ChainSink:
             descriptors.append(os.dup(handle.fileno()))
         for state, repeats in zip(self._chains, self._repeats, strict=True):
             state.last_page = repeats.digest
-        return {"chains": [c.as_dict() for c in self._chains]}, descriptors
+        return {"chains": [dataclasses.asdict(c) for c in self._chains]}, descriptors
 
     def finish(self) -> None:
         """Append every window's spool in order, then rename onto the output path."""

@@ -70,7 +70,7 @@ async def run(
             job.fetcher = make_fetcher(config, session, policy, stats, on_secret=on_secret)
             try:
                 async with stop.grace_period():
-                    if config.pagination.style not in INDEXED_STYLES:
+                    if job.chained:
                         await _harvest_chains(job)
                     elif config.pagination.total_known:
                         await _harvest_known_total(job)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -31,6 +31,9 @@ class ChainPlanner:
     allow_cross_host: bool = False
     origin: tuple[str, str, int | None] = ("", "", None)
     windows: tuple[dict[str, str], ...] = field(default_factory=lambda: ({},))
+    # With partition.key: each window's [low, high), and the record field that must fall in it.
+    bounds: tuple[tuple[Bound, Bound], ...] = ()
+    key: str | None = None
 
     @property
     def chains(self) -> int:
@@ -46,14 +49,35 @@ class ChainPlanner:
 
     def select(self, request: PageRequest, answer: Answer) -> PageRecords:
         records = answer.records
-        if not records:  # an empty page ends the chain, whatever it says about a next one
-            return PageRecords(records)
         if self.style == "link":
-            return PageRecords(records, next=self._next_link(request, answer))
-        return PageRecords(records, next=self._next_cursor(request, answer))
+            following = self._next_link(request, answer)
+        else:
+            following = self._next_cursor(request, answer)
+        # An empty page carrying a new cursor or link goes on (scan-style APIs filter pages
+        # empty on the server); one with none, or the very one just sent, ends the chain.
+        if not records and (following is None or following.key == request.key):
+            return PageRecords(records)
+        if self.key is not None:
+            self._check_keys(request.chain, records)
+        return PageRecords(records, next=following)
+
+    def _check_keys(self, chain: int, records: list[Any]) -> None:
+        assert self.key is not None
+        low, high = self.bounds[chain]
+        for record in records:
+            value = record.get(self.key) if isinstance(record, dict) else None
+            if not _inside(_comparable(value, low), low, high):
+                raise PlanError(
+                    f"a record's {self.key} is {value!r}, outside window {chain} "
+                    f"[{_shown(low)}, {_shown(high)}) (pagination.partition.key): the API does "
+                    "not filter on the window as configured; if its upper filter includes its "
+                    "bound (e.g. id_lte), set pagination.partition.to_inclusive: true"
+                )
 
     def _next_cursor(self, request: PageRequest, answer: Answer) -> PageRequest | None:
         if self.cursor_from_record is not None:
+            if not answer.records:
+                return None
             last = answer.records[-1]
             if not isinstance(last, dict) or last.get(self.cursor_from_record) is None:
                 raise PlanError(
@@ -98,8 +122,12 @@ class ChainPlanner:
 
 def make_chain_planner(config: PaginationConfig, source: SourceConfig) -> ChainPlanner:
     """The planner for `pagination.style` cursor or link."""
-    windows = partition_windows(config.partition) if config.partition else ({},)
+    partition = config.partition
+    windows = partition_windows(partition) if partition else ({},)
+    bounds = window_bounds(partition) if partition else []
     return ChainPlanner(
+        bounds=tuple(zip(bounds, bounds[1:], strict=False)),
+        key=partition.key if partition else None,
         style=config.style,
         page_size=config.page_size,
         limit_param=config.limit_param,
@@ -133,28 +161,83 @@ def _all_values(headers: Mapping[str, str], name: str) -> list[str]:
 # --- partition windows -----------------------------------------------------------------------
 
 
+Bound = int | datetime
+
+
 def partition_windows(partition: PartitionConfig) -> tuple[dict[str, str], ...]:
-    """The query parameters of each window: `param_from=from_k&param_to=to_k`, in order."""
-    bounds = _bounds(partition.start, partition.end, partition.parts)
+    """The query parameters of each window, in order: `param_from=from_k&param_to=to_k`, or
+    with `to_inclusive` the last key before to_k (to_k - 1; a microsecond before, for times)."""
+    bounds = window_bounds(partition)
+    shown = _written(partition, bounds)
+    uppers = shown[1:]
+    if partition.to_inclusive:
+        uppers = _written(partition, [_just_before(b) for b in bounds[1:]])
     return tuple(
         {partition.param_from: low, partition.param_to: high}
-        for low, high in zip(bounds, bounds[1:], strict=False)
+        for low, high in zip(shown, uppers, strict=False)
     )
 
 
-def _bounds(start: int | str, end: int | str, parts: int) -> list[str]:
+def window_bounds(partition: PartitionConfig) -> list[Bound]:
+    """from_0, to_0 = from_1, ..., to_last: the windows' bounds, as integers or times."""
+    start, end, parts = partition.start, partition.end, partition.parts
     if isinstance(start, int) and isinstance(end, int):
-        return [str(start + (end - start) * k // parts) for k in range(parts + 1)]
+        return [start + (end - start) * k // parts for k in range(parts + 1)]
     assert isinstance(start, str) and isinstance(end, str)
     low = parse_timestamp(start, "pagination.partition.start")
     high = parse_timestamp(end, "pagination.partition.end")
     # Inner bounds on whole seconds; the outer ones exactly as given, so nothing is lost or added.
     inner = [(low + (high - low) * k / parts).replace(microsecond=0) for k in range(1, parts)]
-    moments = [low, *inner, high]
-    # Bounds are written as the user wrote theirs: a Z suffix stays a Z suffix.
+    return [low, *inner, high]
+
+
+def _just_before(bound: Bound) -> Bound:
+    if isinstance(bound, int):
+        return bound - 1
+    return bound - timedelta(microseconds=1)
+
+
+def _written(partition: PartitionConfig, bounds: list[Bound]) -> list[str]:
+    """Bounds as query values; times as the user wrote theirs: a Z suffix stays a Z suffix."""
+    start, end = partition.start, partition.end
+    if isinstance(start, int) and isinstance(end, int):
+        return [str(b) for b in bounds]
+    assert isinstance(start, str) and isinstance(end, str)
     zulu = start.endswith("Z") or end.endswith("Z")
-    zone = low.utcoffset()
-    return [_iso(m, zone=None if zulu or not zone else timezone(zone)) for m in moments]
+    zone = parse_timestamp(start, "pagination.partition.start").utcoffset()
+    times = [b for b in bounds if isinstance(b, datetime)]
+    return [_iso(m, zone=None if zulu or not zone else timezone(zone)) for m in times]
+
+
+def _comparable(value: Any, like: Bound) -> Bound | None:
+    """A record's key as a bound's type (an integer or a time); None if it cannot be one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(like, int):
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str) and value.lstrip("-").isdigit():
+            return int(value)
+        return None
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _inside(key: Bound | None, low: Bound, high: Bound) -> bool:
+    if isinstance(key, int) and isinstance(low, int) and isinstance(high, int):
+        return low <= key < high
+    if isinstance(key, datetime) and isinstance(low, datetime) and isinstance(high, datetime):
+        return low <= key < high
+    return False
+
+
+def _shown(bound: Bound) -> str:
+    return str(bound) if isinstance(bound, int) else _iso(bound, zone=None)
 
 
 def _iso(moment: datetime, *, zone: timezone | None) -> str:

@@ -92,6 +92,11 @@ class Committing(Protocol):
 
     finished: bool
 
+    @property
+    def committed_records(self) -> int:
+        """Records written in order with nothing missing before them, in every file."""
+        ...
+
     def flush(self) -> tuple[dict[str, Any], list[int]]:
         """Flush buffers; the committed state, and duplicated descriptors to fsync and close."""
         ...
@@ -199,7 +204,8 @@ class Checkpointer:
     """Writes the checkpoint every `every` seconds while the harvest runs, once more when it
     stops unfinished, and removes it when the harvest is complete.
 
-    Nothing is written until `plan` is set: before that there is nothing a resume could use.
+    Nothing is written until `plan` is set and a record is committed: before that there is
+    nothing a resume could use.
     """
 
     def __init__(
@@ -248,7 +254,9 @@ class Checkpointer:
             self._close()
 
     def _close(self) -> None:
-        if self._sink.finished:
+        # A run that committed nothing has nothing to resume: no checkpoint, so that a corrected
+        # config (a records path, a URL) is not refused as made for another dataset.
+        if self._sink.finished or not self._sink.committed_records:
             with self._writing:
                 self._closed = True
                 self._file.remove()
@@ -276,7 +284,7 @@ class Checkpointer:
             await asyncio.shield(asyncio.to_thread(self._write, snapshot))
 
     def _snapshot(self) -> _Snapshot | None:
-        if self.plan is None:
+        if self.plan is None or not self._sink.committed_records:
             return None
         try:
             state, descriptors = self._sink.flush()

@@ -53,6 +53,7 @@ class Secret:
 AuthType = Literal["client_credentials", "bearer", "none"]
 AuthMethod = Literal["client_secret_basic", "client_secret_post"]
 PaginationStyle = Literal["offset", "range", "page", "cursor", "link"]
+RepeatedPages = Literal["check", "allow"]
 INDEXED_STYLES = ("offset", "range", "page")  # page i can be asked for without page i-1
 
 
@@ -95,6 +96,11 @@ class PartitionConfig:
     start: int | str
     end: int | str
     parts: int
+    # The API's upper filter includes its bound (id_lte): [a, b) is sent as a..b-1 (integers)
+    # or a..the last microsecond before b (timestamps).
+    to_inclusive: bool = False
+    # The record field the windows split on: each record's must fall inside its window.
+    key: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -118,6 +124,8 @@ class PaginationConfig:
     next_url: str | None = None
     allow_cross_host: bool = False
     partition: PartitionConfig | None = None
+    # "allow": consecutive pages holding the same records are data, not an API ignoring paging.
+    repeated_pages: RepeatedPages = "check"
 
     @property
     def total_known(self) -> bool:
@@ -629,7 +637,8 @@ def _check_source_spec(spec: str, key: str, *extra: str) -> None:
         others = "".join(f", {e}" for e in extra)
         content_range = ", content-range" if key == "pagination.total" else ""
         raise ConfigError(
-            f"must be body:<dotted.path> or header:<Name>{content_range}{others}; got {spec!r}",
+            f"must be body:<dotted.path>, header:<Name> or header:<Name>.<dotted.path> (a "
+            f"JSON-valued header){content_range}{others}; got {spec!r}",
             key=key,
         )
 
@@ -639,6 +648,8 @@ def _check_partition(part: PartitionConfig) -> None:
     for name in ("param_from", "param_to"):
         if not getattr(part, name):
             raise ConfigError("must not be empty", key=f"{key}.{name}")
+    if part.key is not None and not part.key:
+        raise ConfigError("must name a record field, or be left out", key=f"{key}.key")
     _at_least(f"{key}.parts", part.parts, 1, 10_000)
     start, end = part.start, part.end
     if isinstance(start, int) != isinstance(end, int):

@@ -160,10 +160,17 @@ class TotalChangedError(RecordsError):
     """
 
     def __init__(
-        self, *, page: int, url: str, total_at_start: int, total_now: int, part: str
+        self,
+        *,
+        page: int,
+        url: str,
+        total_at_start: int,
+        total_now: int,
+        part: str,
+        unit: str = "records",
     ) -> None:
         super().__init__(
-            f"the total changed during the run ({total_at_start} records at the start, "
+            f"the total changed during the run ({total_at_start} {unit} at the start, "
             f"{total_now} now): records may have moved between pages, so no output is written "
             f"(the partial data is kept in {part}); once the data holds still, run again with "
             "--fresh",

@@ -392,12 +392,14 @@ async def fetch_pages(
     *,
     workers: int,
     accept: Callable[[Fetched], bool] | None = None,
+    wanted: Callable[[int], bool] | None = None,
     stop: Stop | None = None,
 ) -> None:
     """Fetch every page in `indexes` with `workers` coroutines, handing each to the sink.
 
-    `accept` sees every page first; a page it turns down is not written. Once `stop` is
-    requested no further page is started.
+    `accept` sees every page first; a page it turns down is not written. A page no longer
+    `wanted` by the time it fits the reorder window is not fetched. Once `stop` is requested
+    no further page is started.
     """
     pending = iter(indexes)
     stop = stop or Stop()
@@ -405,7 +407,7 @@ async def fetch_pages(
     async def worker() -> None:
         # One shared iterator: each index is taken by exactly one worker, in increasing order.
         for index in pending:
-            if stop.requested or not await sink.wait_for_slot(index) or stop.requested:
+            if stop.requested or not await sink.wait_for_slot(index, wanted) or stop.requested:
                 return
             fetched = await fetcher.fetch(planner, planner.request(index))
             if accept is None or accept(fetched):

@@ -7,6 +7,7 @@ front; chain planners (cursor, link, in harvester.chains) learn each page from t
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -85,6 +86,10 @@ class IndexedPlanner(Planner, Protocol):
         """The same planner with a smaller page size (the server caps what it sends)."""
         ...
 
+    def bounded(self, total: int | None) -> IndexedPlanner:
+        """The same planner, never asking past `total` records from its start (None: unknown)."""
+        ...
+
 
 class PlanError(Exception):
     """An answer that does not fit the page it was asked for."""
@@ -102,6 +107,9 @@ class _FromStart:
 
     def with_page_size(self, page_size: int) -> Self:
         return replace(self, page_size=page_size)
+
+    def bounded(self, total: int | None) -> Self:
+        return self
 
 
 @dataclass(frozen=True)
@@ -129,10 +137,17 @@ class RangePlanner(_FromStart):
     """`Range: <unit>=<first>-<last>` answered by 206 and `Content-Range`; 416 past the end."""
 
     unit: str
+    total: int | None = None  # records from `start` on, once known: no range asks past them
+
+    def bounded(self, total: int | None) -> Self:
+        return replace(self, total=total)
 
     def request(self, index: int) -> PageRequest:
         first = self.start + index * self.page_size
         last = first + self.page_size - 1
+        if self.total is not None:
+            # Some servers echo the span asked for in Content-Range, even past the end.
+            last = min(last, max(first, self.start + self.total - 1))
         headers = {"Range": f"{self.unit}={first}-{last}"}
         return PageRequest(index=index, first=first, size=self.page_size, headers=headers)
 
@@ -160,13 +175,23 @@ class RangePlanner(_FromStart):
     ) -> list[Any]:
         content_range = headers.get("Content-Range")
         if content_range is None:
+            if not records:  # an empty 206: nothing from here on, the end of the data
+                return records
             raise PlanError("status 206 without a Content-Range header")
-        first, last, _ = parse_content_range(content_range, self.unit)
+        first, last, total = parse_content_range(content_range, self.unit)
         if first is None or last is None:
+            if not records:  # `items */N`: nothing from here on
+                return records
             raise PlanError(f"unusable Content-Range {content_range!r}")
         if first != request.first:
             raise PlanError(f"asked for records from {request.first}, got {content_range!r}")
-        if last - first + 1 != len(records):
+        asked = request.headers.get("Range", "").partition("=")[2]
+        echoed = f"{first}-{last}" == asked.replace(" ", "")
+        # A server echoing the span asked for, past the end of the data (or with no total),
+        # sends the records it has: a short page, which the scheduler then proves the last.
+        past_end = total is None or last >= total
+        short = echoed and past_end and len(records) < request.size
+        if last - first + 1 != len(records) and not short:
             raise PlanError(
                 f"Content-Range {content_range!r} announces {last - first + 1} records, "
                 f"the body holds {len(records)}"
@@ -203,6 +228,9 @@ class PagePlanner:
 
     def with_page_size(self, page_size: int) -> PagePlanner:
         return replace(self, page_size=page_size)
+
+    def bounded(self, total: int | None) -> PagePlanner:
+        return self
 
 
 def _not_found_past_first(status: int, request: PageRequest) -> bool:
@@ -298,14 +326,30 @@ def extract_records(body: Any, path: str) -> list[Any]:
 
 
 def read_value(spec: str, body: Any, headers: Mapping[str, str]) -> Any:
-    """The value at `body:<path>` or `header:<Name>`; None when the answer has none."""
+    """The value at `body:<path>`, `header:<Name>` or `header:<Name>.<path>` (a JSON-valued
+    header); None when the answer has none."""
     kind, _, arg = spec.partition(":")
-    if kind == "header":
-        return headers.get(arg)
     try:
+        if kind == "header":
+            return header_value(headers, arg)
         return lookup(body, arg)
     except MissingPath:
         return None
+
+
+def header_value(headers: Mapping[str, str], spec: str) -> Any:
+    """The header `Name` of `Name` or `Name.<dotted.path>`: for a path, the value at it in the
+    header's JSON (`X-Pagination: {"total": 25000}`). None when the header is absent; raises
+    MissingPath where the path is not in it, PlanError where the header is not JSON."""
+    name, dot, path = spec.partition(".")
+    raw = headers.get(name) if dot else headers.get(spec)
+    if raw is None or not dot:
+        return raw
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise PlanError(f"header {name} is not JSON: {raw[:80]!r}") from None
+    return lookup(data, path)
 
 
 def read_total(spec: str, body: Any, headers: Mapping[str, str], unit: str) -> int | None:
@@ -320,7 +364,7 @@ def read_total(spec: str, body: Any, headers: Mapping[str, str], unit: str) -> i
             return None
         return parse_content_range(header, unit)[2]
     if kind == "header":
-        raw = headers.get(arg)
+        raw = header_value(headers, arg)
         if raw is None:
             return None
     else:

@@ -8,7 +8,7 @@ import glob
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -21,7 +21,7 @@ from harvester.checkpoint import (
     dataset_fingerprint,
 )
 from harvester.config import INDEXED_STYLES, Config
-from harvester.errors import Interrupted, OutputError, RecordsError, TotalChangedError
+from harvester.errors import Interrupted, OutputError
 from harvester.fetch import (
     Fetched,
     Fetcher,
@@ -32,6 +32,7 @@ from harvester.fetch import (
 )
 from harvester.pagination import IndexedPlanner, PageRequest, make_planner
 from harvester.retry import RetryPolicy
+from harvester.schedule import KnownTotal, OpenEnd, lowered_page_size, plan_known_total
 from harvester.sink import ChainSink, OrderedSink, part_path, records_in
 from harvester.stats import Stats
 from harvester.stop import Stop
@@ -148,11 +149,17 @@ class _Job:
             plan=plan,
         )
 
-    def check_stop(self, *, complete: bool) -> None:
-        """Raise Interrupted if a stop was requested before the harvest was `complete`: an
-        unfinished sink must not be finished."""
-        if self.stop.requested and not complete:
-            self.interrupted()
+    def finish(self, sink: OrderedSink | ChainSink, *, complete: bool) -> None:
+        """Finish the output if the harvest is `complete`; an unfinished sink is never finished.
+
+        Raises Interrupted where a stop cut the harvest short.
+        """
+        if not complete:
+            if self.stop.requested:
+                self.interrupted()
+            # The workers ran out of pages before the end was proven: a bug, never data.
+            raise RuntimeError("the harvest ended before its end was proven")
+        sink.finish()
 
     def interrupted(self) -> NoReturn:
         reason = self.stop.reason or "a stop request"
@@ -178,6 +185,7 @@ class _Job:
             stats=self.stats,
             max_records=self.max_records,
             resume=self.resume.sink if self.resume else None,
+            allow_repeats=self.config.pagination.repeated_pages == "allow",
         )
 
 
@@ -190,16 +198,18 @@ async def _harvest_known_total(job: _Job) -> None:
             plan = job.resume.plan
         else:
             first = await fetcher.fetch(planner, planner.request(0))
-            plan = _plan(planner, first, config, stats, job.url_of(planner)(0))
-            await sink.put(first.page)
-        if plan["page_size"] != planner.page_size:
-            planner = planner.with_page_size(plan["page_size"])
+            first_url = job.url_of(planner)(0)
+            plan = plan_known_total(planner, first, config.pagination, stats, first_url)
+        planner = planner.with_page_size(plan["page_size"]).bounded(plan["total"])
         total, pages = plan["total"], plan["pages"]
+        schedule = KnownTotal(planner, plan, job.url_of(planner), sink.part)
+        if job.resume is None:
+            schedule.check(first)
+            await sink.put(first.page)
         if job.max_records is not None:
             pages = min(pages, max(1, math.ceil(job.max_records / planner.page_size)))
         stats.total_records, stats.total_pages = total, pages
         checkpointer.plan = plan
-        consistency = _Consistency(planner, total, job.url_of(planner), sink.part)
         start = sink.committed_pages
         await fetch_pages(
             fetcher,
@@ -207,51 +217,58 @@ async def _harvest_known_total(job: _Job) -> None:
             sink,
             range(start, pages),
             workers=min(config.concurrency.workers, max(0, pages - start)),
-            accept=consistency.check,
+            accept=schedule.check,
             stop=job.stop,
         )
-        job.check_stop(complete=sink.full or sink.committed_pages >= pages)
-        sink.finish()
-
-
-def _plan(
-    planner: IndexedPlanner, first: Fetched, config: Config, stats: Stats, first_url: str
-) -> dict[str, Any]:
-    """What the first page tells of the whole: total records, pages, the real page size."""
-    total: int | None
-    if first.complete:  # the first answer held everything (a Range server ignoring Range)
-        total, pages = first.page.count, 1
-    elif config.pagination.total_pages is not None:
-        pages = _required(first.total_pages, config.pagination.total_pages, first_url)
-        total = first.total
-    else:
-        total = _required(first.total, config.pagination.total, first_url)
-        planner = _fit_page_size(planner, first, total, stats, first_url)
-        pages = planner.page_count(total)
-        total = max(0, total - planner.request(0).first)
-    return {"total": total, "pages": max(1, pages), "page_size": planner.page_size}
+        job.finish(sink, complete=sink.full or sink.committed_pages >= pages)
 
 
 async def _harvest_open_end(job: _Job) -> None:
-    """No total: fetch ahead in parallel until a short or empty page marks the end."""
+    """No total: fetch ahead in parallel until the end is proven."""
     planner = make_planner(job.config.pagination)
-    plan = {"page_size": planner.page_size}
+    plan = dict(job.resume.plan) if job.resume else {"page_size": planner.page_size}
+    planner = planner.with_page_size(plan["page_size"])
     async with job.sink() as sink, job.checkpointer(sink, plan):
-        end = _OpenEnd(planner.page_size, job.url_of(planner), sink.stop_after)
-        end.last = sink.known_end  # an earlier run may have seen the end already
+        firsts: list[Fetched] = []
+        if sink.committed_pages == 0:
+            planner, firsts = await _first_pages(job, planner, plan)
+        schedule = OpenEnd(plan, job.url_of(planner))
+        for fetched in firsts:
+            if schedule.check(fetched):
+                await sink.put(fetched.page)
         await fetch_pages(
             job.fetcher,
             planner,
             sink,
-            end.claims(sink.committed_pages),
+            schedule.claims(sink.committed_pages),
             workers=job.config.concurrency.workers,
-            accept=end.check,
+            accept=schedule.check,
+            wanted=schedule.wants,
             stop=job.stop,
         )
-        job.stats.discarded_pages = end.discarded
-        seen_end = end.last is not None and sink.committed_pages > end.last
-        job.check_stop(complete=sink.full or seen_end)
-        sink.finish(last_page=end.last)
+        job.stats.discarded_pages = schedule.discarded
+        end = schedule.end
+        job.finish(sink, complete=sink.full or (end is not None and sink.committed_pages >= end))
+
+
+async def _first_pages(
+    job: _Job, planner: IndexedPlanner, plan: dict[str, Any]
+) -> tuple[IndexedPlanner, list[Fetched]]:
+    """Page 0, and page 1 as well where page 0 is short: then page 0 is either all the data
+    or all the server sends per page, and only the page after it can tell which.
+
+    A server that caps its page size gets a planner (and a plan) in its page size.
+    """
+    first = await job.fetcher.fetch(planner, planner.request(0))
+    count = first.page.count
+    if first.complete or count == 0 or count >= planner.page_size:
+        return planner, [first]
+    second = await job.fetcher.fetch(planner, planner.request(1))
+    if second.page.count == 0 or second.page.data == first.page.data:
+        return planner, [first, second]  # the end, proven: the scheduler will see it so
+    planner = lowered_page_size(planner, count, job.stats)
+    plan["page_size"] = planner.page_size
+    return planner, [first]
 
 
 async def _harvest_chains(job: _Job) -> None:
@@ -275,6 +292,7 @@ async def _harvest_chains(job: _Job) -> None:
         stats=stats,
         max_records=job.max_records,
         resume=job.resume.sink if job.resume else None,
+        allow_repeats=config.pagination.repeated_pages == "allow",
     )
 
     async def write(chain: int, fetched: Fetched) -> bool:
@@ -293,8 +311,7 @@ async def _harvest_chains(job: _Job) -> None:
             on_first=note_total,
             stop=job.stop,
         )
-        job.check_stop(complete=sink.complete)
-        sink.finish()
+        job.finish(sink, complete=sink.complete)
 
 
 def _start(planner: ChainPlanner, sink: ChainSink, chain: int) -> PageRequest | None:
@@ -303,119 +320,3 @@ def _start(planner: ChainPlanner, sink: ChainSink, chain: int) -> PageRequest | 
     if done:
         return None
     return planner.first(chain) if after is None else PageRequest(**after)
-
-
-def _required(value: int | None, spec: str | None, url: str) -> int:
-    if value is None:
-        raise RecordsError(f"the first answer does not tell the total ({spec})", page=0, url=url)
-    return value
-
-
-def _fit_page_size(
-    planner: IndexedPlanner, first: Fetched, total: int, stats: Stats, url: str
-) -> IndexedPlanner:
-    """A planner whose page size matches what the server really sends per page."""
-    count = first.page.count
-    first_offset = planner.request(0).first
-    if first.complete or count >= planner.page_size or first_offset + count >= total:
-        return planner
-    if count == 0:
-        raise RecordsError(f"the first page is empty, yet the total is {total}", page=0, url=url)
-    stats.warn(
-        f"the server sends at most {count} records per page: page_size lowered from "
-        f"{planner.page_size} to {count}"
-    )
-    return planner.with_page_size(count)
-
-
-class _OpenEnd:
-    """Hands out page numbers while the end is unknown, and finds the end.
-
-    The first page that is short, empty or past the end (404, 416) is the last. Pages fetched
-    ahead beyond it are discarded; at most one per worker, since no page is handed out once the
-    end is known.
-    """
-
-    def __init__(
-        self, page_size: int, url_of: Callable[[int], str], on_end: Callable[[int], None]
-    ) -> None:
-        self._page_size = page_size
-        self._url_of = url_of
-        self._on_end = on_end
-        self.last: int | None = None
-        self._whole = False  # the last page held the whole dataset (Range ignored)
-        self._last_filled = -1
-        self.discarded = 0
-
-    def claims(self, start: int = 0) -> Iterator[int]:
-        index = start
-        while self.last is None or index <= self.last:
-            yield index
-            index += 1
-
-    def check(self, fetched: Fetched) -> bool:
-        index, count = fetched.page.index, fetched.page.count
-        ends_here = fetched.complete or count < self._page_size
-        if ends_here and (self.last is None or index < self.last):
-            self.last, self._whole = index, fetched.complete and count > 0
-            self._on_end(index)
-        if count and not (self.last is not None and self._whole and index > self.last):
-            self._last_filled = max(self._last_filled, index)
-        if self.last is not None and self._last_filled > self.last:
-            raise RecordsError(
-                f"page {self._last_filled} holds records although page {self.last} held fewer "
-                f"than page_size ({self._page_size}) and looked like the last: the server may "
-                "cap its page size (set pagination.page_size to what it sends), or the data "
-                "changed during the run",
-                page=self._last_filled,
-                url=self._url_of(self._last_filled),
-            )
-        if self.last is not None and index > self.last:
-            self.discarded += 1
-            return False
-        return True
-
-
-class _Consistency:
-    """Fails the run where a page contradicts the plan: the dataset changed while it was read,
-    or the server sends fewer records per page than asked."""
-
-    def __init__(
-        self,
-        planner: IndexedPlanner,
-        total: int | None,
-        url_of: Callable[[int], str],
-        part: Path,
-    ) -> None:
-        self._planner = planner
-        self._start = planner.request(0).first  # the offset the counts are relative to
-        self._url_of = url_of
-        self._total = total
-        self._part = part
-
-    def check(self, fetched: Fetched) -> bool:
-        if self._total is None:
-            return True
-        start, index = self._start, fetched.page.index
-        if fetched.total is not None and fetched.total - start != self._total:
-            raise TotalChangedError(
-                page=index,
-                url=self._url_of(index),
-                total_at_start=self._total + start,
-                total_now=fetched.total,
-                part=str(self._part),
-            )
-        request = self._planner.request(index)
-        expected = max(0, min(request.size, self._total - (request.first - start)))
-        if fetched.page.count < expected:
-            # Nothing explains the gap but a server sending less than asked: the records in it
-            # would never be fetched. Fail rather than write a file that looks complete.
-            raise RecordsError(
-                f"held {fetched.page.count} records where {expected} were planned, with the "
-                f"total unchanged: {expected - fetched.page.count} records would be lost. The "
-                "server sends fewer records per page than asked; set pagination.page_size to "
-                f"at most {fetched.page.count}",
-                page=index,
-                url=self._url_of(index),
-            )
-        return True

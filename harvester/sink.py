@@ -18,6 +18,7 @@ import errno
 import hashlib
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -42,14 +43,22 @@ class Page:
 
 class _Repeats:
     """Catches a page that repeats the previous page's records: an API that ignores the offset
-    or page parameter would otherwise fill the output with copies of one page."""
+    or page parameter would otherwise fill the output with copies of one page.
 
-    def __init__(self, digest: str | None = None) -> None:
+    `allow` (pagination.repeated_pages: allow) switches the check off, for data whose
+    consecutive pages may really be the same.
+    """
+
+    def __init__(self, digest: str | None = None, *, allow: bool = False) -> None:
         self._previous: bytes | None = None
         self._digest = digest  # after a resume: the previous page is known by its digest only
+        self._allow = allow
+
+    def resumed(self, digest: str | None) -> _Repeats:
+        return _Repeats(digest, allow=self._allow)
 
     def check(self, page: Page, previous_index: int) -> None:
-        if not page.count:
+        if not page.count or self._allow:
             return
         if self._previous is not None:
             same = page.data == self._previous
@@ -58,7 +67,10 @@ class _Repeats:
         if same:
             raise RecordsError(
                 f"repeats the records of page {previous_index}: the API ignores the paging "
-                "parameters, or keeps answering the same page",
+                "parameters, keeps answering the same page, or answers past the end of the data "
+                "with its last page again (with a total, harvester never asks past the end). "
+                "If the data really holds identical consecutive pages, set "
+                "pagination.repeated_pages: allow",
                 page=page.index,
                 url=page.url,
             )
@@ -95,6 +107,7 @@ class OrderedSink:
         stats: Stats,
         max_records: int | None = None,
         resume: dict[str, Any] | None = None,
+        allow_repeats: bool = False,
     ) -> None:
         self.path = Path(path)
         self.part = part_path(self.path)
@@ -104,10 +117,9 @@ class OrderedSink:
         self._resume = resume
         self._pending: dict[int, Page] = {}
         self._next = 0  # the oldest page not written yet
-        self._last: int | None = None  # the last page the data has, once known
         self._advanced = asyncio.Condition()
         self._file: BinaryIO | None = None
-        self._repeats = _Repeats()
+        self._repeats = _Repeats(allow=allow_repeats)
         self.finished = False
 
     # Committed means written, in order, with nothing missing before it.
@@ -140,14 +152,8 @@ class OrderedSink:
             self._next = int(state["pages"])
             self._stats.pages, self._stats.records = self._next, int(state["records"])
             self._stats.bytes = int(state["bytes"])
-            self._repeats = _Repeats(state.get("last_page"))
-            self._last = state.get("last")
+            self._repeats = self._repeats.resumed(state.get("last_page"))
         return self
-
-    @property
-    def known_end(self) -> int | None:
-        """The last page of the data, once a page has shown where the data ends."""
-        return self._last
 
     def flush(self) -> tuple[dict[str, Any], list[int]]:
         """What is committed, once flushed to the OS, and a descriptor to fsync it with."""
@@ -158,7 +164,6 @@ class OrderedSink:
             "records": self._stats.records,
             "bytes": self._stats.bytes,
             "last_page": self._repeats.digest,
-            "last": self._last,
         }
         return state, [os.dup(self._file.fileno())]
 
@@ -174,28 +179,24 @@ class OrderedSink:
             with contextlib.suppress(OSError):
                 self._file.close()
 
-    async def wait_for_slot(self, index: int) -> bool:
-        """Wait until page `index` fits in the reorder window; False if it is no longer wanted
-        (past the end of the data, or past --max-records), which may be learned while waiting."""
-        if index < self._next + self._window:
-            return not self._unwanted(index)
-        async with self._advanced:
-            await self._advanced.wait_for(
-                lambda: index < self._next + self._window or self._unwanted(index)
-            )
-        return not self._unwanted(index)
+    async def wait_for_slot(self, index: int, wanted: Callable[[int], bool] | None = None) -> bool:
+        """Wait until page `index` fits in the reorder window; False once it is no longer
+        wanted: past --max-records, or no longer `wanted` (past the end of the data), which
+        may be learned while waiting."""
 
-    def stop_after(self, last: int) -> None:
-        """No page after `last` will be written: the data ends there."""
-        self._last = last if self._last is None else min(self._last, last)
+        def unwanted() -> bool:
+            return self.full or (wanted is not None and not wanted(index))
+
+        if index < self._next + self._window:
+            return not unwanted()
+        async with self._advanced:
+            await self._advanced.wait_for(lambda: index < self._next + self._window or unwanted())
+        return not unwanted()
 
     async def wake(self) -> None:
         """Let waiting workers look again (a page was dropped instead of put)."""
         async with self._advanced:
             self._advanced.notify_all()
-
-    def _unwanted(self, index: int) -> bool:
-        return self.full or (self._last is not None and index > self._last)
 
     async def put(self, page: Page) -> None:
         """Take a fetched page; write it and every page it unblocks."""
@@ -215,16 +216,11 @@ class OrderedSink:
         self._repeats.check(page, self._next - 1)
         _write_page(self._file, page, self._stats.records, self._max_records, self._stats)
 
-    def finish(self, *, last_page: int | None = None) -> None:
-        """Flush, fsync and rename the .part file onto the output path: the harvest is complete.
-
-        Pages after `last_page` (fetched ahead, past the end of the data) are dropped.
-        """
+    def finish(self) -> None:
+        """Flush, fsync and rename the .part file onto the output path: the harvest is complete."""
         assert self._file is not None
         if self.full:
             self._pending.clear()  # pages past --max-records, fetched while the last was written
-        if last_page is not None:
-            self._pending = {i: p for i, p in self._pending.items() if i <= last_page}
         if self._pending:
             raise RuntimeError(f"finish() with pages {sorted(self._pending)[:5]} unwritten")
         _commit(self._file, self.part, self.path)
@@ -257,6 +253,7 @@ class ChainSink:
         stats: Stats,
         max_records: int | None = None,
         resume: dict[str, Any] | None = None,
+        allow_repeats: bool = False,
     ) -> None:
         self.path = Path(path)
         self.part = part_path(self.path)
@@ -266,7 +263,7 @@ class ChainSink:
         self._chains = [_Chain() for _ in range(chains)]
         for chain, state in enumerate((resume or {}).get("chains", [])[:chains]):
             self._chains[chain] = _Chain(**state)
-        self._repeats = [_Repeats(c.last_page) for c in self._chains]
+        self._repeats = [_Repeats(c.last_page, allow=allow_repeats) for c in self._chains]
         self.finished = False
 
     def _spool(self, chain: int) -> Path:
@@ -284,6 +281,10 @@ class ChainSink:
             if not chain.done:
                 return False
         return True
+
+    @property
+    def committed_records(self) -> int:
+        return sum(c.records for c in self._chains)
 
     def carry_on(self, chain: int) -> tuple[bool, dict[str, Any] | None]:
         """(done, next request) of `chain` as an earlier run left it; (False, None) if unstarted."""

@@ -188,7 +188,7 @@ def test_cursor_from_record_reads_the_last_record_not_the_body() -> None:
     assert next_of(chain, ans).params["cursor"] == "5"
 
 
-# --- an empty page ends every chain ----------------------------------------------------------
+# --- an empty page ends a chain unless it carries a new continuation -------------------------
 
 
 @pytest.mark.parametrize(
@@ -201,11 +201,39 @@ def test_cursor_from_record_reads_the_last_record_not_the_body() -> None:
         ({"style": "link", "next_url": "body:next"}, {"next": f"{SOURCE}?page=2"}, ()),
     ],
 )
-def test_an_empty_page_ends_the_chain(
+def test_an_empty_page_with_a_new_continuation_goes_on(
     pagination: dict[str, Any], body: Any, hdrs: tuple[tuple[str, str], ...]
 ) -> None:
     chain = planner(**pagination)
     selected = chain.select(chain.first(0), answer(body, records=[], hdrs=headers(*hdrs)))
+    if pagination.get("cursor_from_record"):  # no record, so no cursor: the end
+        assert selected == PageRecords([], next=None)
+    else:
+        assert selected.records == [] and selected.next is not None
+        assert selected.next.index == 1
+
+
+@pytest.mark.parametrize(
+    ("pagination", "body", "hdrs"),
+    [
+        ({"style": "cursor", "next_cursor": "body:next"}, {"next": None}, ()),
+        ({"style": "cursor", "next_cursor": "header:X-Next"}, {}, ()),
+        ({"style": "link"}, {}, ()),
+        ({"style": "link", "next_url": "body:next"}, {"next": ""}, ()),
+    ],
+)
+def test_an_empty_page_without_a_continuation_ends_the_chain(
+    pagination: dict[str, Any], body: Any, hdrs: tuple[tuple[str, str], ...]
+) -> None:
+    chain = planner(**pagination)
+    selected = chain.select(chain.first(0), answer(body, records=[], hdrs=headers(*hdrs)))
+    assert selected == PageRecords([], next=None)
+
+
+def test_an_empty_page_naming_the_cursor_just_sent_ends_the_chain() -> None:
+    chain = planner(style="cursor", next_cursor="body:next")
+    sent = next_of(chain, answer({"next": "c1"}))
+    selected = chain.select(sent, answer({"next": "c1"}, records=[]))
     assert selected == PageRecords([], next=None)
 
 

@@ -129,6 +129,10 @@ class FakeSink:
         self.finished = False
         self.flushes = 0
 
+    @property
+    def committed_records(self) -> int:
+        return int(self.state.get("records", 1))
+
     def flush(self) -> tuple[dict[str, Any], list[int]]:
         self.flushes += 1
         return dict(self.state), []
@@ -140,6 +144,14 @@ def make_checkpointer(
     file, stats = CheckpointFile(tmp_path / "out.jsonl"), Stats()
     keeper = Checkpointer(file, sink, fingerprint={}, every=3600, stats=stats, plan=plan)
     return keeper, file, stats
+
+
+async def test_nothing_is_written_while_no_record_is_committed(tmp_path: Path) -> None:
+    keeper, file, _ = make_checkpointer(tmp_path, FakeSink({"records": 0}), plan={"pages": 1})
+    file.save(Checkpoint(fingerprint={}, plan={}, sink={"records": 0}))  # an earlier run's
+    async with keeper:
+        await keeper.save()
+    assert not file.path.exists()
 
 
 async def test_nothing_is_written_before_the_plan_is_known(tmp_path: Path) -> None:

@@ -80,17 +80,22 @@ async def test_an_empty_page_past_the_end_of_an_exact_multiple_ends_it(tmp_path:
     assert stats.discarded_pages <= 3
 
 
-async def test_a_page_cap_with_unknown_total_fails_instead_of_losing_records(
-    tmp_path: Path,
+@pytest.mark.parametrize(("workers", "window"), [(1, 1), (1, 32), (8, 1), (8, 32)])
+async def test_a_page_cap_with_unknown_total_is_followed_not_taken_for_the_end(
+    tmp_path: Path, workers: int, window: int
 ) -> None:
     out = tmp_path / "out.jsonl"
     async with run_demo(DemoSettings(records=1_000, max_page_size=40)) as demo:
         config = make_config(
-            demo.url, out, source={"url": f"{demo.url}/stream"}, pagination={"total": "unknown"}
+            demo.url,
+            out,
+            source={"url": f"{demo.url}/stream"},
+            pagination={"total": "unknown"},
+            concurrency={"workers": workers, "max_buffered_pages": window},
         )
-        with pytest.raises(RecordsError, match="cap its page size"):
-            await run(config, policy=no_wait_policy())
-    assert not out.exists()
+        stats = await run(config, policy=no_wait_policy())
+    assert out.read_bytes() == expected_bytes(1_000)
+    assert any("at most 40 records per page" in w for w in stats.warnings)
 
 
 @pytest.mark.parametrize("stem", ["cursor", "link"])

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import aiohttp
-import orjson
 from yarl import URL
 
 from harvester.auth import Token, TokenManager
@@ -42,6 +41,7 @@ from harvester.pagination import (
     read_total,
 )
 from harvester.ratelimit import Throttle
+from harvester.read import NotJSON, cut_short, decode_json, encode_records
 from harvester.retry import (
     REDIRECT_STATUSES,
     InvalidBody,
@@ -329,21 +329,20 @@ class Fetcher:
         headers: Mapping[str, str],
         body: bytes,
     ) -> Fetched:
+        content_type = headers.get("Content-Type", "")
         try:
-            data: Any = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            content_type = headers.get("Content-Type", "")
-            if "html" in content_type:
-                # A login or error page is not going to turn into JSON on a retry.
-                raise PageFetchError(
-                    f"answered {content_type.split(';')[0]}, not JSON",
-                    page=request.index,
-                    url=str(url),
-                    status=status,
-                    body=excerpt(self._tokens.scrub(body)),
-                ) from None
-            raise InvalidBody(
-                "body is not valid JSON", body=excerpt(self._tokens.scrub(body)), status=status
+            data: Any = decode_json(body, content_type)
+        except NotJSON as exc:
+            shown = excerpt(self._tokens.scrub(body))
+            if cut_short(body, headers, exc):
+                raise InvalidBody(f"body cut short ({exc})", body=shown, status=status) from None
+            # A login page, plain text, a charset we cannot read: no retry turns it into JSON.
+            raise PageFetchError(
+                f"answered {excerpt(content_type, 80) or 'without Content-Type'}, not JSON ({exc})",
+                page=request.index,
+                url=str(url),
+                status=status,
+                body=shown,
             ) from None
         try:
             records = extract_records(data, self._source.records)
@@ -355,9 +354,7 @@ class Fetcher:
             raise RecordsError(str(exc), page=request.index, url=str(url), path=exc.path) from None
         except PlanError as exc:
             raise RecordsError(str(exc), page=request.index, url=str(url)) from None
-        data_out = b"".join(
-            orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in selected.records
-        )
+        data_out = encode_records(selected.records)
         page = Page(request.index, data_out, len(selected.records), url=str(url))
         return Fetched(
             page,
@@ -411,7 +408,7 @@ async def fetch_pages(
                 return
             fetched = await fetcher.fetch(planner, planner.request(index))
             if accept is None or accept(fetched):
-                await sink.put(fetched.page)
+                await sink.put(fetched.page, wanted)
             else:
                 await sink.wake()
 

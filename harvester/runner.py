@@ -149,7 +149,13 @@ class _Job:
             plan=plan,
         )
 
-    def finish(self, sink: OrderedSink | ChainSink, *, complete: bool) -> None:
+    def finish(
+        self,
+        sink: OrderedSink | ChainSink,
+        *,
+        complete: bool,
+        wanted: Callable[[int], bool] | None = None,
+    ) -> None:
         """Finish the output if the harvest is `complete`; an unfinished sink is never finished.
 
         Raises Interrupted where a stop cut the harvest short.
@@ -159,7 +165,10 @@ class _Job:
                 self.interrupted()
             # The workers ran out of pages before the end was proven: a bug, never data.
             raise RuntimeError("the harvest ended before its end was proven")
-        sink.finish()
+        if isinstance(sink, OrderedSink):
+            sink.finish(wanted=wanted)
+        else:
+            sink.finish()
 
     def interrupted(self) -> NoReturn:
         reason = self.stop.reason or "a stop request"
@@ -235,7 +244,7 @@ async def _harvest_open_end(job: _Job) -> None:
         schedule = OpenEnd(plan, job.url_of(planner))
         for fetched in firsts:
             if schedule.check(fetched):
-                await sink.put(fetched.page)
+                await sink.put(fetched.page, schedule.wants)
         await fetch_pages(
             job.fetcher,
             planner,
@@ -248,7 +257,8 @@ async def _harvest_open_end(job: _Job) -> None:
         )
         job.stats.discarded_pages = schedule.discarded
         end = schedule.end
-        job.finish(sink, complete=sink.full or (end is not None and sink.committed_pages >= end))
+        complete = sink.full or (end is not None and sink.committed_pages >= end)
+        job.finish(sink, complete=complete, wanted=schedule.wants)
 
 
 async def _first_pages(

@@ -163,20 +163,24 @@ class OpenEnd:
     """No total: hands out pages while the end is unknown, and finds the end, proven.
 
     An empty page, or one past the end (404, 416), proves that the data ends before it. A short
-    page (fewer than page_size records) is the last only once the page after it proves so: empty,
-    past the end, or the short page again (a page-number API answering past the end with its
-    last page). A page with records after a short or empty one fails the run: the records in
-    between were never asked for, or the data changed. Every fact learned is kept in `plan`, so
-    a resumed run knows it too.
+    page (fewer than page_size records) is the last only once the page after it proves so:
+    empty, past the end, or the short page again (a page-number API answering past the end with
+    its last page, as every page after it then does too). A page with records after a short or
+    an empty one fails the run: the records in between were never asked for, or the data
+    changed. The first short page is kept in `plan`, so a resumed run knows it too.
+
+    Pages arrive in any order, so what a page is may only be known once an earlier one comes:
+    `wants` tells the sink which pages, fetched and accepted already, it may still write.
     """
 
     def __init__(self, plan: dict[str, Any], url_of: UrlOf) -> None:
         self._plan = plan
         self._page_size: int = plan["page_size"]
         self._url_of = url_of
-        self.end: int | None = None  # the first page past the data: pages 0..end-1 hold it
-        self._whole = False  # the page before `end` held all the rest (Range ignored)
-        self._last_filled = -1  # the highest page seen holding records
+        self._empty: int | None = None  # the first page seen empty or past the end
+        self._whole: int | None = None  # the page that held all the rest (Range ignored)
+        self._full = -1  # the highest page seen holding page_size records
+        self._shorts: dict[int, str] = {}  # digest of each short page seen after the first
         self.discarded = 0
 
     @property
@@ -184,10 +188,21 @@ class OpenEnd:
         short: int | None = self._plan.get("short")
         return short
 
+    @property
+    def end(self) -> int | None:
+        """The first page past the data, once proven: pages 0..end-1 hold all of it."""
+        ends = [self._empty, self._whole + 1 if self._whole is not None else None]
+        short = self._short
+        if short is not None and any(self._repeats_short(i) for i in self._shorts):
+            ends.append(short + 1)
+        known = [e for e in ends if e is not None]
+        return min(known) if known else None
+
     def wants(self, index: int) -> bool:
         """Whether page `index` may hold data: it lies before any end proven or suspected."""
-        if self.end is not None:
-            return index < self.end
+        end = self.end
+        if end is not None:
+            return index < end
         return self._short is None or index <= self._short + 1
 
     def claims(self, start: int = 0) -> Iterator[int]:
@@ -196,46 +211,49 @@ class OpenEnd:
             yield index
             index += 1
 
-    @property
-    def proven(self) -> bool:
-        return self.end is not None
-
     def check(self, fetched: Fetched) -> bool:
-        """Whether the page is part of the data (to be written); raises where it cannot be."""
+        """Whether the page may be part of the data (to be written, while `wants` says so);
+        raises where the pages seen cannot all be right."""
         index, count = fetched.page.index, fetched.page.count
-        if self._whole and self.end is not None and index >= self.end:
-            self.discarded += 1  # a later slice of the whole collection, already written
+        if self._whole is not None and index > self._whole:
+            self.discarded += 1  # a later slice of the whole collection, written already
             return False
         if fetched.complete and count:
-            self._end_at(index + 1, whole=True)
-        elif count == 0 or self._repeats_short_page(index, fetched.page.data):
-            self._end_at(index)
+            self._whole = index if self._whole is None else min(self._whole, index)
+        elif count == 0:
+            self._empty = index if self._empty is None else min(self._empty, index)
+        elif count >= self._page_size:
+            self._full = max(self._full, index)
         else:
-            if count < self._page_size and (self._short is None or index < self._short):
-                self._plan["short"] = index
-                self._plan["short_digest"] = _digest(fetched.page.data)
-            self._last_filled = max(self._last_filled, index)
+            self._note_short(index, _digest(fetched.page.data))
         self._check_order()
-        if self.end is not None and index >= self.end:
+        if not self.wants(index):
             self.discarded += 1
             return False
         return True
 
-    def _repeats_short_page(self, index: int, data: bytes) -> bool:
+    def _note_short(self, index: int, digest: str) -> None:
+        short = self._short
+        if short is None or index < short:
+            if short is not None:
+                self._shorts[short] = self._plan["short_digest"]
+            self._plan["short"], self._plan["short_digest"] = index, digest
+        else:
+            self._shorts[index] = digest
+
+    def _repeats_short(self, index: int) -> bool:
         short = self._short
         return (
             short is not None
-            and index == short + 1
-            and _digest(data) == self._plan.get("short_digest")
+            and index > short
+            and self._shorts[index] == self._plan.get("short_digest")
         )
 
-    def _end_at(self, index: int, *, whole: bool = False) -> None:
-        if self.end is None or index < self.end:
-            self.end, self._whole = index, whole
-
     def _check_order(self) -> None:
-        filled, end, short = self._last_filled, self.end, self._short
-        if end is not None and not self._whole and filled >= end:
+        others = [i for i in self._shorts if not self._repeats_short(i)]
+        filled = max([self._full, *others])
+        end, short = self.end, self._short
+        if end is not None and self._whole is None and filled >= end:
             raise RecordsError(
                 f"page {filled} holds records although page {end} was empty or past the end: "
                 "the data changed during the run",

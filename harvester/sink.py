@@ -198,13 +198,15 @@ class OrderedSink:
         async with self._advanced:
             self._advanced.notify_all()
 
-    async def put(self, page: Page) -> None:
-        """Take a fetched page; write it and every page it unblocks."""
+    async def put(self, page: Page, wanted: Callable[[int], bool] | None = None) -> None:
+        """Take a fetched page; write it and every page it unblocks that is still `wanted`."""
         if page.index < self._next or page.index in self._pending:
             raise RuntimeError(f"page {page.index} delivered twice")  # a bug, never data
         self._pending[page.index] = page
         before = self._next
-        while self._next in self._pending and not self.full:
+        while (
+            self._next in self._pending and not self.full and (wanted is None or wanted(self._next))
+        ):
             self._write(self._pending.pop(self._next))
             self._next += 1
         if self._next != before:
@@ -216,11 +218,16 @@ class OrderedSink:
         self._repeats.check(page, self._next - 1)
         _write_page(self._file, page, self._stats.records, self._max_records, self._stats)
 
-    def finish(self) -> None:
-        """Flush, fsync and rename the .part file onto the output path: the harvest is complete."""
+    def finish(self, wanted: Callable[[int], bool] | None = None) -> None:
+        """Flush, fsync and rename the .part file onto the output path: the harvest is complete.
+
+        Pages fetched ahead that are not `wanted` (past the end of the data) are dropped.
+        """
         assert self._file is not None
         if self.full:
             self._pending.clear()  # pages past --max-records, fetched while the last was written
+        if wanted is not None:
+            self._pending = {i: p for i, p in self._pending.items() if wanted(i)}
         if self._pending:
             raise RuntimeError(f"finish() with pages {sorted(self._pending)[:5]} unwritten")
         _commit(self._file, self.part, self.path)
@@ -237,6 +244,7 @@ class _Chain:
     next: dict[str, Any] | None = None  # the next page's request, as the caller described it
     done: bool = False
     last_page: str | None = None  # digest of the last page, for the repeat check on resume
+    first_url: str = ""  # where the window's first page came from, for error messages
 
 
 class ChainSink:
@@ -264,6 +272,7 @@ class ChainSink:
         for chain, state in enumerate((resume or {}).get("chains", [])[:chains]):
             self._chains[chain] = _Chain(**state)
         self._repeats = [_Repeats(c.last_page, allow=allow_repeats) for c in self._chains]
+        self._allow_repeats = allow_repeats
         self.finished = False
 
     def _spool(self, chain: int) -> Path:
@@ -325,6 +334,8 @@ class ChainSink:
         the end of the chain); False once that chain has all it may need."""
         handle = self._files.get(chain) or await self._open(chain)
         state = self._chains[chain]
+        if not state.pages:
+            state.first_url = page.url
         self._repeats[chain].check(page, state.pages - 1)
         state.records += _write_page(handle, page, state.records, self._max_records, self._stats)
         state.pages += 1
@@ -345,6 +356,8 @@ class ChainSink:
 
     def finish(self) -> None:
         """Append every window's spool in order, then rename onto the output path."""
+        if not self._allow_repeats:
+            self._check_seams()
         main = self._files[0]
         counts = [c.records for c in self._chains]
         wanted = sum(counts)
@@ -380,6 +393,43 @@ class ChainSink:
                     handle.close()
             with contextlib.suppress(OSError):
                 self._spool(chain).unlink()
+
+    def _check_seams(self) -> None:
+        """Fail where a window starts with the very record the window before it ended with: an
+        API whose upper filter includes its bound sends each boundary record twice."""
+        before: tuple[int, bytes] | None = None
+        for chain, state in enumerate(self._chains):
+            handle = self._files.get(chain)
+            if handle is None or not state.records:
+                continue
+            first, last = _edge_lines(handle)
+            if before is not None and before[1] == first:
+                raise RecordsError(
+                    f"window {chain} starts with the record window {before[0]} ends with: the "
+                    "API's upper filter includes its bound, so each boundary record comes twice. "
+                    "Set pagination.partition.to_inclusive: true (or, if the data really holds "
+                    "that record twice, pagination.repeated_pages: allow)",
+                    page=0,
+                    url=state.first_url,
+                )
+            before = (chain, last)
+
+
+def _edge_lines(handle: BinaryIO) -> tuple[bytes, bytes]:
+    """The first and the last line of a file of JSON Lines."""
+    handle.flush()
+    handle.seek(0)
+    first = handle.readline()
+    end = handle.seek(0, os.SEEK_END)
+    tail, at = b"", end
+    while at > 0 and tail.count(b"\n") < 2:
+        step = min(at, 1 << 16)
+        at -= step
+        handle.seek(at)
+        tail = handle.read(step) + tail
+    handle.seek(end)
+    last = tail[tail.rfind(b"\n", 0, len(tail) - 1) + 1 :]
+    return first, last
 
 
 async def _open_for_writing(target: Path, *, output: Path, keep: int | None = None) -> BinaryIO:

@@ -150,8 +150,8 @@ def break_after(monkeypatch: pytest.MonkeyPatch, demo: DemoServer, *, pages: int
     """Every data request fails with a 5xx once `pages` pages are written."""
     put = OrderedSink.put
 
-    async def put_then_break(self: OrderedSink, page: Any) -> None:
-        await put(self, page)
+    async def put_then_break(self: OrderedSink, page: Any, wanted: Any = None) -> None:
+        await put(self, page, wanted)
         if self.committed_pages >= pages:
             demo.settings.fault_rate, demo.settings.drop_rate = 1.0, 0.0
             demo.settings.truncate_rate = demo.settings.throttle_rate = 0.0

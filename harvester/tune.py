@@ -13,7 +13,7 @@ import dataclasses
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from harvester.chains import make_chain_planner
@@ -77,13 +77,16 @@ async def tune(
     max_workers: int,
     duration: float,
     on_secret: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> tuple[list[Step], Advice]:
     """Ramp concurrency within `duration` seconds; the steps measured and the advice.
 
-    `on_secret` hears of each token as it is issued, as in `run`.
+    `on_secret` hears of each token as it is issued, as in `run`. `clock` and `sleep` time the
+    steps; tests pass fake ones.
     """
     levels = [2**k for k in range(int(math.log2(max_workers)) + 1)]
-    deadline = time.monotonic() + duration
+    deadline = clock() + duration
     # Every level gets an equal slice. Keep slices to several seconds (the default duration
     # does): a short one measures an API's burst allowance rather than its lasting rate.
     per_step = duration / len(levels)
@@ -98,10 +101,10 @@ async def tune(
         await fetcher.tokens.current()  # the token is not part of any step's figures
         pages = _Pages(config)
         for level in levels:
-            left = deadline - time.monotonic()
+            left = deadline - clock()
             if left <= 0.05:
                 break
-            step = await _measure(fetcher, pages, level, min(per_step, left))
+            step = await _measure(fetcher, pages, level, min(per_step, left), clock, sleep)
             steps.append(step)
             if step.throttled or _stopped_growing(steps):
                 break
@@ -168,13 +171,20 @@ class _Pages:
             self._chain_next = following
 
 
-async def _measure(fetcher: Fetcher, pages: _Pages, concurrency: int, seconds: float) -> Step:
+async def _measure(
+    fetcher: Fetcher,
+    pages: _Pages,
+    concurrency: int,
+    seconds: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], Awaitable[None]],
+) -> Step:
     step = Step(concurrency)
 
     async def worker() -> None:
         while True:
             request = pages.take()
-            started = time.monotonic()
+            started = clock()
             try:
                 fetched = await fetcher.fetch(pages.planner, request)
             except HarvesterError as exc:
@@ -185,21 +195,21 @@ async def _measure(fetcher: Fetcher, pages: _Pages, concurrency: int, seconds: f
                     step.errors += 1
                 continue
             step.requests += 1
-            step.latencies.append(time.monotonic() - started)
+            step.latencies.append(clock() - started)
             step.records += fetched.page.count
             pages.followed(request, fetched.page.count, fetched.next)
 
-    started = time.monotonic()
+    started = clock()
     tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
     try:
-        await asyncio.sleep(seconds)
+        await sleep(seconds)
     finally:
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-    step.seconds = time.monotonic() - started
+    step.seconds = clock() - started
     return step
 
 

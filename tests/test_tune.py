@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
-import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,15 @@ from typing import Any
 import pytest
 import yaml
 
-from harvester.demo import DemoSettings, run_demo
+from harvester import cli
+from harvester.config import Config
+from harvester.demo import DemoServer, DemoSettings, run_demo
 from harvester.runner import run
 from harvester.tune import Advice, Step, advise, report, tune
 
-from .conftest import make_config, run_cli
+from .conftest import HANG, FakeTime, make_config, run_cli
+
+T0 = FakeTime().now  # where a FakeTime starts
 
 
 def step(concurrency: int, per_second: int, *, throttled: int = 0, errors: int = 0) -> Step:
@@ -148,10 +153,16 @@ def test_report_without_a_rate_says_only_workers() -> None:
 
 
 # --- tune() against the demo API -------------------------------------------------------------
+# tune() runs on a FakeTime here, shared with the demo's rate limit: a step lasts until the demo
+# has received as many requests as the test gives it, then the step's seconds pass at once. So a
+# step measures the same on a busy machine as on an idle one, and no test waits out a duration.
 
 
 DURATION = 3.0
-MAX_WORKERS = 16
+MAX_WORKERS = 16  # levels 1, 2, 4, 8 and 16: a slice of DURATION / 5 each
+SLICE = DURATION / 5
+# Each worker's requests in a step: 25, 50, 100 and 200 a second at 1, 2, 4 and 8 workers.
+PER_WORKER = 15
 
 
 def limited_demo() -> DemoSettings:
@@ -159,31 +170,62 @@ def limited_demo() -> DemoSettings:
     return DemoSettings(records=5000, latency=0.02, rate_limit=100)
 
 
+def paced_demo() -> DemoSettings:
+    """limited_demo's budget on the fake clock; its 429s ask for no wait, so that the fetcher's
+    cool-down (on the real clock) holds no worker back."""
+    return DemoSettings(records=5000, rate_limit=100, retry_after=0)
+
+
+def steps_lasting(
+    demo: DemoServer, fake: FakeTime, requests: Iterable[int]
+) -> Callable[[float], Awaitable[None]]:
+    """tune()'s sleep: the nth step lasts until `demo` has received the nth of `requests` more
+    data requests, then its seconds pass on `fake`."""
+    shares = iter(requests)
+
+    async def step(seconds: float) -> None:
+        await demo.wait_for_requests(demo.stats.data_requests + next(shares))
+        await fake.sleep(seconds)
+
+    return step
+
+
 @dataclass
 class Tuned:
     steps: list[Step]
     advice: Advice
-    seconds: float
+    time: FakeTime
     output: Path
 
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory: pytest.TempPathFactory) -> Tuned:
-    """One real tune run, shared: it takes seconds, and every test here only reads it."""
+    """One tune run, shared: every test here only reads it."""
     out = tmp_path_factory.mktemp("tune") / "x.jsonl"
 
     async def tune_the_demo() -> Tuned:
-        async with run_demo(limited_demo()) as demo:
+        fake = FakeTime()
+        async with run_demo(paced_demo(), clock=fake.clock) as demo:
             config = make_config(demo.url, out)
-            started = time.monotonic()
-            steps, advice = await tune(config, max_workers=MAX_WORKERS, duration=DURATION)
-            return Tuned(steps, advice, time.monotonic() - started, out)
+            paced = steps_lasting(demo, fake, [PER_WORKER * 2**k for k in range(5)])
+            async with asyncio.timeout(HANG):  # a regression fails these tests, not the suite
+                steps, advice = await tune(
+                    config,
+                    max_workers=MAX_WORKERS,
+                    duration=DURATION,
+                    clock=fake.clock,
+                    sleep=paced,
+                )
+            return Tuned(steps, advice, fake, out)
 
     return asyncio.run(tune_the_demo())
 
 
 def test_tune_returns_within_its_duration(tuned: Tuned) -> None:
-    assert tuned.seconds <= DURATION + 1.0
+    # Every step had its equal slice and no more, measured on tune's clock.
+    assert tuned.time.slept == pytest.approx([SLICE] * len(tuned.steps))
+    assert [s.seconds for s in tuned.steps] == pytest.approx(tuned.time.slept)
+    assert tuned.time.now - T0 <= DURATION
 
 
 def test_tune_never_writes_the_output(tuned: Tuned) -> None:
@@ -196,7 +238,7 @@ def test_tune_ramps_by_doubling_and_stops_at_the_first_step_with_429s(tuned: Tun
     assert levels == [2**k for k in range(len(levels))]
     assert tuned.steps[-1].throttled > 0
     assert all(s.throttled == 0 for s in tuned.steps[:-1])
-    assert levels[-1] < MAX_WORKERS  # stopped early
+    assert levels == [1, 2, 4, 8]  # 8 workers' 120 requests outran the budget; 16 never ran
     assert all(s.records > 0 and s.errors == 0 for s in tuned.steps)
 
 
@@ -205,6 +247,7 @@ def test_tune_advice_follows_its_steps(tuned: Tuned) -> None:
 
     assert tuned.advice == advise(tuned.steps)
     assert tuned.advice.workers in clean
+    assert tuned.advice.workers == 4  # the fastest clean step, 2 being half as fast
     assert tuned.advice.rate_limit is not None  # a 429 was met
 
 
@@ -227,31 +270,54 @@ async def test_the_recommended_workers_harvest_with_few_429s(tuned: Tuned, tmp_p
     assert served_429s < 0.02 * stats.requests, stats.statuses
 
 
-def slow_demo() -> DemoSettings:
-    return DemoSettings(records=5000, latency=0.5)  # no answer before each step is over
+def silent_demo() -> DemoSettings:
+    """An API slower than any step: it answers no data request until it stops."""
+    return DemoSettings(records=5000, slow_rate=1.0, slow_seconds=HANG)
+
+
+@dataclass
+class Unanswered:
+    steps: list[Step]
+    advice: Advice
+    time: FakeTime
+    received: int  # data requests the demo had received when tune returned
+    answered: int  # and answered
+
+
+async def tune_the_silent_demo(tmp_path: Path) -> Unanswered:
+    """tune() over 0.3 s and 1, 2 and 4 workers; each step ends once every worker has sent its
+    request, which the demo holds."""
+    fake = FakeTime()
+    async with run_demo(silent_demo()) as demo:
+        config = make_config(demo.url, tmp_path / "x.jsonl")
+        held = steps_lasting(demo, fake, [1, 2, 4])
+        async with asyncio.timeout(HANG):  # a tune that waited for an answer would hang here
+            steps, advice = await tune(
+                config, max_workers=4, duration=0.3, clock=fake.clock, sleep=held
+            )
+        received, answered = demo.stats.data_requests, sum(demo.stats.statuses.values())
+    return Unanswered(steps, advice, fake, received, answered)
 
 
 async def test_tune_keeps_to_its_duration_when_the_api_is_slower_than_a_step(
     tmp_path: Path,
 ) -> None:
-    async with run_demo(slow_demo()) as demo:
-        config = make_config(demo.url, tmp_path / "x.jsonl")
-        started = time.monotonic()
-        steps, _ = await tune(config, max_workers=4, duration=0.3)
-        elapsed = time.monotonic() - started
+    silent = await tune_the_silent_demo(tmp_path)
 
-    assert elapsed <= 0.3 + 0.5
-    assert [s.concurrency for s in steps] == [1, 2, 4]
-    assert all(s.records == 0 and not s.latencies for s in steps)
+    # tune returned with all 7 of its requests unanswered: no step waited for an answer.
+    assert (silent.received, silent.answered) == (1 + 2 + 4, 0)
+    assert silent.time.slept == pytest.approx([0.1, 0.1, 0.1])
+    assert silent.time.now - T0 == pytest.approx(0.3)
+    assert [s.concurrency for s in silent.steps] == [1, 2, 4]
+    assert all(s.records == 0 and not s.latencies for s in silent.steps)
 
 
 async def test_requests_cut_off_at_the_end_of_a_step_do_not_count(tmp_path: Path) -> None:
-    async with run_demo(slow_demo()) as demo:
-        config = make_config(demo.url, tmp_path / "x.jsonl")
-        steps, advice = await tune(config, max_workers=4, duration=0.3)
+    silent = await tune_the_silent_demo(tmp_path)
 
-    assert [s.requests_per_second for s in steps] == [0.0, 0.0, 0.0]
-    assert advice.workers == 1
+    assert silent.received == 1 + 2 + 4
+    assert [s.requests_per_second for s in silent.steps] == [0.0, 0.0, 0.0]
+    assert silent.advice.workers == 1
 
 
 # --- the command line ------------------------------------------------------------------------
@@ -283,9 +349,7 @@ def no_demo_config(tmp_path: Path) -> Path:
 async def test_cli_tune_prints_the_table_and_the_config_lines(tmp_path: Path) -> None:
     async with run_demo(limited_demo()) as demo:
         config = write_config(tmp_path, demo.url)
-        started = time.monotonic()
         result = await run_cli("tune", str(config), "--duration", "2", "--max-workers", "4")
-        elapsed = time.monotonic() - started
 
     assert result.code == 0, result.stderr
     assert "Traceback" not in result.stderr
@@ -299,7 +363,38 @@ async def test_cli_tune_prints_the_table_and_the_config_lines(tmp_path: Path) ->
     assert block[1].startswith("  workers: ")
     assert int(block[1].split(":")[1]) in (1, 2, 4)
     assert not (tmp_path / "out").exists()
-    assert elapsed < 2 + 10  # the duration, and an interpreter's start-up
+
+
+@pytest.fixture
+def harvester_logging() -> Iterator[None]:
+    """The harvester logger as it was before cli.main set it up in this process."""
+    log = logging.getLogger("harvester")
+    handlers, level, propagate = log.handlers[:], log.level, log.propagate
+    yield
+    log.handlers[:], log.propagate = handlers, propagate
+    log.setLevel(level)
+
+
+@pytest.mark.usefixtures("harvester_logging")
+def test_cli_tune_gives_tune_its_duration_and_max_workers(
+    no_demo_config: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # That tune() keeps to its duration the tests above show on a fake clock; this shows the
+    # command line's duration is the one it keeps to, without waiting it out.
+    asked: dict[str, Any] = {}
+    steps = [step(1, 10), step(2, 20)]
+
+    async def fake_tune(config: Config, **options: Any) -> tuple[list[Step], Advice]:
+        asked.update(options)
+        return steps, advise(steps)
+
+    monkeypatch.setattr(cli, "tune", fake_tune)
+
+    code = cli.main(["tune", str(no_demo_config), "--duration", "2", "--max-workers", "4"])
+
+    assert code == 0
+    assert (asked["duration"], asked["max_workers"]) == (2.0, 4)
+    assert capsys.readouterr().out == report(steps, advise(steps)) + "\n"
 
 
 @pytest.mark.parametrize("duration", ["0", "-1", "nan"])

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from harvester.chain_sink import ChainSink
 from harvester.chains import ChainPlanner, make_chain_planner
 from harvester.checkpoint import (
     Checkpoint,
@@ -33,7 +34,7 @@ from harvester.fetch import (
 from harvester.pagination import IndexedPlanner, PageRequest, make_planner
 from harvester.retry import RetryPolicy
 from harvester.schedule import KnownTotal, OpenEnd, lowered_page_size, plan_known_total
-from harvester.sink import ChainSink, OrderedSink, part_path, records_in
+from harvester.sink import OrderedSink, part_path, records_in
 from harvester.stats import Stats
 from harvester.stop import Stop
 

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from harvester.chain_sink import ChainSink
 from harvester.checkpoint import (
     Checkpoint,
     Checkpointer,
@@ -19,7 +20,7 @@ from harvester.checkpoint import (
     differences,
 )
 from harvester.errors import OutputError, RecordsError, ResumeError
-from harvester.sink import ChainSink, OrderedSink, Page
+from harvester.sink import OrderedSink, Page
 from harvester.stats import Stats
 
 from .conftest import make_config

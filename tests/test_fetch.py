@@ -184,6 +184,37 @@ async def test_an_html_page_with_status_200_fails_without_retry(
     assert len(data_requests(mock_http)) == 1
 
 
+@pytest.mark.parametrize(
+    ("answer", "content_type", "needle"),
+    [
+        (b'{"items": [], "total": 0} and more', "application/json", "unexpected content after"),
+        (b'{"items": [], "total": 0}', "application/json; charset=klingon", "charset 'klingon'"),
+        (b"", "application/json", "empty body"),
+    ],
+)
+async def test_a_whole_200_that_is_not_json_fails_without_retry(
+    mock_http: aioresponses, harness: Harness, answer: bytes, content_type: str, needle: str
+) -> None:
+    tokens(mock_http)
+    mock_http.get(PAGE0, body=answer, headers={"Content-Type": content_type})
+    with pytest.raises(PageFetchError, match=needle) as caught:
+        await harness.fetch()
+    assert caught.value.status == 200 and f"answered {content_type}, not JSON" in str(caught.value)
+    assert len(data_requests(mock_http)) == 1
+
+
+async def test_a_latin1_page_of_big_numbers_is_written_as_sent(
+    mock_http: aioresponses, harness: Harness
+) -> None:
+    tokens(mock_http)
+    sent = '{"items": [{"id": 18446744073709551616, "name": "café", "x": 1e400}], "total": 1}'
+    latin1 = "application/json; charset=iso-8859-1"
+    mock_http.get(PAGE0, body=sent.encode("iso-8859-1"), headers={"Content-Type": latin1})
+    fetched = await harness.fetch()
+    assert fetched.page.data == '{"id":18446744073709551616,"name":"café","x":1e400}\n'.encode()
+    assert fetched.total == 1
+
+
 async def test_a_401_refreshes_the_token_and_retries(
     mock_http: aioresponses, harness: Harness
 ) -> None:

@@ -48,3 +48,21 @@ crash: install ## SIGKILL the CLI at random moments, resume, compare the bytes (
 
 clean: ## Remove the virtualenv, caches and demo output
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache *.egg-info
+
+# Third-party API servers live in a virtualenv and node_modules of their own, never in .venv.
+THIRD_PARTY := benchmarks/.third_party
+THIRD_PARTY_DEPS := benchmarks/third_party_servers/requirements.txt benchmarks/third_party_servers/package.json
+.PHONY: third-party
+third-party: install ## Harvest json-server, FastAPI, DRF, datasette, flask-smorest (ONLY=name to pick)
+	@if [ ! -f $(THIRD_PARTY)/.installed ] || [ -n "$$(find $(THIRD_PARTY_DEPS) -newer $(THIRD_PARTY)/.installed)" ]; then \
+		set -e; \
+		echo "installing the third-party servers into $(THIRD_PARTY)/"; \
+		$(PYTHON) -m venv $(THIRD_PARTY)/venv; \
+		$(THIRD_PARTY)/venv/bin/pip install --quiet --upgrade pip; \
+		$(THIRD_PARTY)/venv/bin/pip install --quiet -r benchmarks/third_party_servers/requirements.txt; \
+		mkdir -p $(THIRD_PARTY)/node; \
+		cp benchmarks/third_party_servers/package.json $(THIRD_PARTY)/node/; \
+		npm install --prefix $(THIRD_PARTY)/node --no-audit --no-fund --silent; \
+		touch $(THIRD_PARTY)/.installed; \
+	fi
+	$(PY) benchmarks/third_party.py $(if $(ONLY),--only $(ONLY))

@@ -90,6 +90,11 @@ class IndexedPlanner(Planner, Protocol):
         """The same planner, never asking past `total` records from its start (None: unknown)."""
         ...
 
+    def follow_on(self, index: int, count: int) -> PageRequest | None:
+        """A request for the records right after the `count` that page `index` held; None where
+        the style cannot name them (page numbers count in the server's own page size)."""
+        ...
+
 
 class PlanError(Exception):
     """An answer that does not fit the page it was asked for."""
@@ -102,6 +107,9 @@ class _FromStart:
     page_size: int
     start: int
 
+    def request(self, index: int) -> PageRequest:
+        raise NotImplementedError
+
     def page_count(self, total: int) -> int:
         return math.ceil(max(0, total - self.start) / self.page_size)
 
@@ -110,6 +118,12 @@ class _FromStart:
 
     def bounded(self, total: int | None) -> Self:
         return self
+
+    def follow_on(self, index: int, count: int) -> PageRequest | None:
+        if not count:
+            return None
+        after = self.start + index * self.page_size + count
+        return replace(replace(self, start=after).request(0), index=index + 1)
 
 
 @dataclass(frozen=True)
@@ -231,6 +245,9 @@ class PagePlanner:
 
     def bounded(self, total: int | None) -> PagePlanner:
         return self
+
+    def follow_on(self, index: int, count: int) -> PageRequest | None:
+        return None
 
 
 def _not_found_past_first(status: int, request: PageRequest) -> bool:

@@ -188,7 +188,7 @@ class _Job:
     def url_of(self, planner: IndexedPlanner) -> Callable[[int], str]:
         return lambda index: str(self.fetcher.url_for(planner.request(index)))
 
-    def sink(self) -> OrderedSink:
+    def sink(self, *, open_end: bool = False) -> OrderedSink:
         return OrderedSink(
             self.output,
             window=self.config.concurrency.max_buffered_pages,
@@ -196,6 +196,7 @@ class _Job:
             max_records=self.max_records,
             resume=self.resume.sink if self.resume else None,
             allow_repeats=self.config.pagination.repeated_pages == "allow",
+            open_end=open_end,
         )
 
 
@@ -238,7 +239,7 @@ async def _harvest_open_end(job: _Job) -> None:
     planner = make_planner(job.config.pagination)
     plan = dict(job.resume.plan) if job.resume else {"page_size": planner.page_size}
     planner = planner.with_page_size(plan["page_size"])
-    async with job.sink() as sink, job.checkpointer(sink, plan):
+    async with job.sink(open_end=True) as sink, job.checkpointer(sink, plan):
         firsts: list[Fetched] = []
         if sink.committed_pages == 0:
             planner, firsts = await _first_pages(job, planner, plan)
@@ -246,6 +247,8 @@ async def _harvest_open_end(job: _Job) -> None:
         for fetched in firsts:
             if schedule.check(fetched):
                 await sink.put(fetched.page, schedule.wants)
+        # Page 0 short, and what follows its records asked for already (_first_pages).
+        probed = len(firsts) == 2
         await fetch_pages(
             job.fetcher,
             planner,
@@ -259,6 +262,9 @@ async def _harvest_open_end(job: _Job) -> None:
         job.stats.discarded_pages = schedule.discarded
         end = schedule.end
         complete = sink.full or (end is not None and sink.committed_pages >= end)
+        short = schedule.short
+        if complete and not sink.full and not (probed and short is not None and short[0] == 0):
+            await _prove_nothing_follows(job, planner, schedule)
         job.finish(sink, complete=complete, wanted=schedule.wants)
 
 
@@ -274,12 +280,24 @@ async def _first_pages(
     count = first.page.count
     if first.complete or count == 0 or count >= planner.page_size:
         return planner, [first]
-    second = await job.fetcher.fetch(planner, planner.request(1))
+    # Asked for in pages of `count`: the records right after page 0's, however the style counts.
+    capped = planner.with_page_size(count)
+    second = await job.fetcher.fetch(capped, capped.request(1))
     if second.page.count == 0 or second.page.data == first.page.data:
         return planner, [first, second]  # the end, proven: the scheduler will see it so
     planner = lowered_page_size(planner, count, job.stats)
     plan["page_size"] = planner.page_size
-    return planner, [first]
+    return planner, [first, second]
+
+
+async def _prove_nothing_follows(job: _Job, planner: IndexedPlanner, schedule: OpenEnd) -> None:
+    """Where a short page ended the data, ask for the records right after its own: the next
+    page on the grid starts page_size records after the short one's first, and a server that
+    sent the short page short of its data would have the records in between lost."""
+    short = schedule.short
+    request = None if short is None else planner.follow_on(*short)
+    if request is not None:
+        schedule.check_follow_on(await job.fetcher.fetch(planner, request))
 
 
 async def _harvest_chains(job: _Job) -> None:

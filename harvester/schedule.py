@@ -198,6 +198,27 @@ class OpenEnd:
         known = [e for e in ends if e is not None]
         return min(known) if known else None
 
+    @property
+    def short(self) -> tuple[int, int] | None:
+        """(index, records) of the first page that held fewer than page_size records."""
+        short = self._short
+        return None if short is None else (short, self._plan["short_count"])
+
+    def check_follow_on(self, fetched: Fetched) -> None:
+        """Fail unless the answer for the records right after the short page's is empty."""
+        short = self.short
+        assert short is not None
+        index, count = short
+        data = fetched.page.data
+        if fetched.page.count and _digest(data) != self._plan.get("short_digest"):
+            raise RecordsError(
+                f"held {count} records, fewer than page_size ({self._page_size}), yet records "
+                f"follow right after them ({fetched.page.count} at {fetched.page.url}): the "
+                "server sent this page short of its data, so records would be lost",
+                page=index,
+                url=self._url_of(index),
+            )
+
     def wants(self, index: int) -> bool:
         """Whether page `index` may hold data: it lies before any end proven or suspected."""
         end = self.end
@@ -225,19 +246,19 @@ class OpenEnd:
         elif count >= self._page_size:
             self._full = max(self._full, index)
         else:
-            self._note_short(index, _digest(fetched.page.data))
+            self._note_short(index, count, _digest(fetched.page.data))
         self._check_order()
         if not self.wants(index):
             self.discarded += 1
             return False
         return True
 
-    def _note_short(self, index: int, digest: str) -> None:
+    def _note_short(self, index: int, count: int, digest: str) -> None:
         short = self._short
         if short is None or index < short:
             if short is not None:
                 self._shorts[short] = self._plan["short_digest"]
-            self._plan["short"], self._plan["short_digest"] = index, digest
+            self._plan.update(short=index, short_count=count, short_digest=digest)
         else:
             self._shorts[index] = digest
 

@@ -40,36 +40,57 @@ class Page:
     url: str = ""  # where it came from, for error messages
 
 
+# With repeated pages allowed and no total, an API answering every page past the end with its
+# last page again (json-server 1.0 does) would be followed forever: this many identical pages
+# in a row are taken for that instead.
+MAX_REPEATED_RUN = 100
+
+
 class Repeats:
     """Catches a page that repeats the previous page's records: an API that ignores the offset
     or page parameter would otherwise fill the output with copies of one page.
 
-    `allow` (pagination.repeated_pages: allow) switches the check off, for data whose
-    consecutive pages may really be the same.
+    `allow` (pagination.repeated_pages: allow) lets such pages through, for data whose
+    consecutive pages may really be the same; `open_end` bounds how many in a row, where no
+    total tells where the data ends.
     """
 
-    def __init__(self, digest: str | None = None, *, allow: bool = False) -> None:
+    def __init__(
+        self, digest: str | None = None, *, allow: bool = False, open_end: bool = False
+    ) -> None:
         self._previous: bytes | None = None
         self._digest = digest  # after a resume: the previous page is known by its digest only
         self._allow = allow
+        self._open_end = open_end
+        self._run = 0  # identical pages in a row, so far
 
     def resumed(self, digest: str | None) -> Repeats:
-        return Repeats(digest, allow=self._allow)
+        return Repeats(digest, allow=self._allow, open_end=self._open_end)
 
     def check(self, page: Page, previous_index: int) -> None:
-        if not page.count or self._allow:
+        if not page.count or (self._allow and not self._open_end):
             return
         if self._previous is not None:
             same = page.data == self._previous
         else:
             same = self._digest is not None and _digest(page.data) == self._digest
-        if same:
+        self._run = self._run + 1 if same else 0
+        if same and not self._allow:
             raise RecordsError(
                 f"repeats the records of page {previous_index}: the API ignores the paging "
                 "parameters, keeps answering the same page, or answers past the end of the data "
                 "with its last page again (with a total, harvester never asks past the end). "
                 "If the data really holds identical consecutive pages, set "
                 "pagination.repeated_pages: allow",
+                page=page.index,
+                url=page.url,
+            )
+        if self._run >= MAX_REPEATED_RUN:
+            raise RecordsError(
+                f"pages {page.index - self._run} to {page.index} all hold the same records: the "
+                "API answers past the end of the data with its last page again, so with "
+                "pagination.repeated_pages: allow and no total the end cannot be found. Set "
+                "pagination.total or total_pages, or leave repeated_pages at check",
                 page=page.index,
                 url=page.url,
             )
@@ -107,6 +128,7 @@ class OrderedSink:
         max_records: int | None = None,
         resume: dict[str, Any] | None = None,
         allow_repeats: bool = False,
+        open_end: bool = False,
     ) -> None:
         self.path = Path(path)
         self.part = part_path(self.path)
@@ -118,7 +140,7 @@ class OrderedSink:
         self._next = 0  # the oldest page not written yet
         self._advanced = asyncio.Condition()
         self._file: BinaryIO | None = None
-        self._repeats = Repeats(allow=allow_repeats)
+        self._repeats = Repeats(allow=allow_repeats, open_end=open_end)
         self.finished = False
 
     # Committed means written, in order, with nothing missing before it.

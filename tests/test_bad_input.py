@@ -192,9 +192,9 @@ async def test_a_records_path_not_in_the_body(demo: DemoServer, tmp_path: Path) 
     [
         (
             "garbage_at",
-            ["gave up after 2 attempts: invalid_body (body is not valid JSON)", "not json"],
+            ["answered text/plain, not JSON (unexpected character", "not json"],
             "non-JSON answer with status 200",
-            4,  # pages 0 and 1, then page 2 twice
+            3,  # page 2 once: whole, so not retried
         ),
         (
             "html_at",
@@ -207,7 +207,7 @@ async def test_a_records_path_not_in_the_body(demo: DemoServer, tmp_path: Path) 
 async def test_a_200_that_is_not_json(
     demo: DemoServer, tmp_path: Path, trap: str, needles: list[str], what: str, requests: int
 ) -> None:
-    """Plain text may be a body cut short, and is retried; an HTML page will not become JSON."""
+    """Plain text or an HTML page, not cut short, will not become JSON: no retry."""
     setattr(demo.settings, trap, 100)
     config = write_config(tmp_path, demo.url, concurrency__workers=1)
     result = await run_cli(str(config))

@@ -18,7 +18,9 @@ A parameter out of its domain is 400 invalid_request. With `loop_cursor_at`, the
 /link page that starts there points next back at the page before it; `cross_host_next` points
 /link's next at another host. The bad-input traps (`garbage_at`, `html_at`, `repeat_page_at`,
 `grow_at` with `grow_by`) change /items answers; `scope_refusal_status` picks 400 or 403 for a
-refused scope.
+refused scope. Switches for real servers' ways (harvester.demo.quirks): `inclusive_filters`,
+`json_meta_header`, `range_echo`, `range_empty_past_end`, `range_no_total`, `empty_pages_every`,
+`repeat_last_past_end`, `short_page_at`.
 Also: POST /oauth2/token, GET /_stats, GET /health.
 """
 

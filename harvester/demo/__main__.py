@@ -74,9 +74,43 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="BASE_URL",
         help="/link: next points at this base, e.g. http://127.0.0.2:8765, not the request's host",
     )
+    add_quirk_args(p)
+    p.add_argument(
+        "--exact-numbers",
+        action="store_true",
+        help="records also hold numbers a double cannot hold (2**64 + i, 1e400, ...), as text",
+    )
+    p.add_argument("--charset", default=d.charset, help="of every JSON body, e.g. iso-8859-1")
+    p.add_argument("--bom", action="store_true", help="JSON bodies begin with the UTF-8 BOM")
     p.add_argument("--access-log", action="store_true", help="log every request to stderr")
     p.add_argument("--quiet", action="store_true", help="print nothing but the listening line")
     return p.parse_args(argv)
+
+
+def add_quirk_args(p: argparse.ArgumentParser) -> None:
+    """Switches for ways of real third-party servers (harvester.demo.quirks)."""
+    flags = {
+        "--inclusive-filters": "/cursor, /link: filter by id_gte/id_lte (inclusive); no id_from",
+        "--json-meta-header": "/items, /pages: the total only in a JSON X-Pagination header",
+        "--range-echo": "/range-items: echo a requested span past the end in Content-Range",
+        "--range-empty-past-end": "/range-items: 206 [] instead of 416 past the end",
+        "--range-no-total": "/range-items: '*' for the total in Content-Range",
+        "--repeat-last-past-end": "/pages, /stream: past the end, the last page again",
+    }
+    for flag, help_text in flags.items():
+        p.add_argument(flag, action="store_true", help=help_text)
+    p.add_argument(
+        "--empty-pages-every",
+        type=int,
+        metavar="K",
+        help="/cursor, /link: every K-th page is empty and still carries the next cursor or link",
+    )
+    p.add_argument(
+        "--short-page-at",
+        type=int,
+        metavar="N",
+        help="/items, /stream, /pages: the page starting at offset N holds half the records asked",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> DemoSettings:
@@ -103,11 +137,22 @@ def settings_from(args: argparse.Namespace) -> DemoSettings:
         seed=args.seed,
         loop_cursor_at=args.loop_cursor_at,
         cross_host_next=args.cross_host_next,
+        inclusive_filters=args.inclusive_filters,
+        json_meta_header=args.json_meta_header,
+        range_echo=args.range_echo,
+        range_empty_past_end=args.range_empty_past_end,
+        range_no_total=args.range_no_total,
+        empty_pages_every=args.empty_pages_every,
+        repeat_last_past_end=args.repeat_last_past_end,
+        short_page_at=args.short_page_at,
         slow_rate=args.slow_rate,
         slow_seconds=args.slow_seconds,
         cut_rate=args.cut_rate,
         storm_at=args.storm_at,
         storm_seconds=args.storm_seconds,
+        exact_numbers=args.exact_numbers,
+        charset=args.charset,
+        bom=args.bom,
     )
 
 

@@ -7,10 +7,13 @@ from collections.abc import Mapping
 import orjson
 
 from .pages import Answer
-from .params import id_window, int_param
+from .params import BadParam, id_window, int_param
+from .quirks import empty_page_before
 from .records import EncodedRecords
 
-_FILTERS = ("id_from", "id_to")
+_FILTERS = ("id_from", "id_to", "id_gte", "id_lte")
+# Marks the link an empty page (empty_pages_every) hands on: it leads to the delayed records.
+_PAST_EMPTY = "past_empty"
 
 
 def link_page(
@@ -23,41 +26,51 @@ def link_page(
     loop_at: int | None,
     cross_host_next: str | None,
     records: EncodedRecords,
+    inclusive_filters: bool = False,
+    empty_pages_every: int | None = None,
 ) -> Answer:
     """{"count", "next", "previous", "results"} and a Link header with rel="next", "prev", "first".
 
-    `offset` counts within the id_from/id_to filter, which every link carries over; `limit`
-    (default 100) is capped to max_page_size. The body's links are absolute, on `origin` (the
-    scheme, host and port the request came to); the Link header's are relative. With
-    `cross_host_next`, next (in both) is an absolute URL on that base instead. With `loop_at`,
-    the page at offset loop_at points next to the page before it, so a naive client loops.
+    `offset` counts within the id_from/id_to filter (id_gte/id_lte with `inclusive_filters`),
+    which every link carries over; `limit` (default 100) is capped to max_page_size. The body's
+    links are absolute, on `origin` (the scheme, host and port the request came to); the Link
+    header's are relative. With `cross_host_next`, next (in both) is an absolute URL on that
+    base instead. With `loop_at`, the page at offset loop_at points next to the page before it,
+    so a naive client loops. With `empty_pages_every`, every K-th page of the chain is empty and
+    its next link (marked past_empty=1) leads to the records it delayed.
     """
     offset = int_param(query, "offset", 0)
     limit = min(int_param(query, "limit", 100, least=1), max_page_size)
-    window = id_window(query, total, by_time=False)
+    window = id_window(query, total, by_time=False, inclusive=inclusive_filters)
     count = len(window)
+    if query.get(_PAST_EMPTY, "1") != "1":
+        raise BadParam(f"{_PAST_EMPTY}: must be 1, got {query[_PAST_EMPTY]!r}")
     # Checked as plain integers already, so they go into URLs without escaping.
     carried = "".join(f"&{name}={query[name]}" for name in _FILTERS if name in query)
 
-    def relative(at: int) -> str:
-        return f"{path}?offset={at}&limit={limit}{carried}"
+    def relative(at: int, mark: str = "") -> str:
+        return f"{path}?offset={at}&limit={limit}{carried}{mark}"
 
     next_offset = offset + limit if offset + limit < count else None
     if offset < count and offset == loop_at:
         next_offset = max(0, offset - limit)
+    stop_offset, mark = min(offset + limit, count), ""
+    empty = offset < count and empty_page_before(offset, limit, empty_pages_every)
+    if empty and _PAST_EMPTY not in query:
+        next_offset, stop_offset, mark = offset, offset, f"&{_PAST_EMPTY}=1"
     previous_offset = max(0, offset - limit) if offset > 0 else None
     elsewhere = cross_host_next.rstrip("/") if cross_host_next is not None else ""
     header: list[str] = []
     body_next = body_previous = None
     if next_offset is not None:
-        body_next = (elsewhere or origin) + relative(next_offset)
-        header.append(f'<{elsewhere + relative(next_offset)}>; rel="next"')
+        body_next = (elsewhere or origin) + relative(next_offset, mark)
+        header.append(f'<{elsewhere + relative(next_offset, mark)}>; rel="next"')
     if previous_offset is not None:
         body_previous = origin + relative(previous_offset)
         header.append(f'<{relative(previous_offset)}>; rel="prev"')
     header.append(f'<{relative(0)}>; rel="first"')
     start = window.start + min(offset, count)
-    stop = window.start + min(offset + limit, count)
+    stop = window.start + stop_offset
     body = b'{"count":%d,"next":%b,"previous":%b,"results":%b}' % (
         count,
         orjson.dumps(body_next),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from .params import non_negative_int
+from .quirks import last_page_start, meta_header, short_stop
 from .records import EncodedRecords
 
 JSON = "application/json"
@@ -32,11 +33,19 @@ def error_answer(status: int, error: str, description: str, **headers: str) -> A
 
 
 def offset_page(
-    query: Mapping[str, str], *, total: int, max_page_size: int, records: EncodedRecords
+    query: Mapping[str, str],
+    *,
+    total: int,
+    max_page_size: int,
+    records: EncodedRecords,
+    json_meta_header: bool = False,
+    short_page_at: int | None = None,
 ) -> Answer:
     """{"items": [...], "total", "offset", "limit"} with the limit capped to max_page_size.
 
-    limit=0 is allowed: it answers the total without records, as many real APIs do.
+    limit=0 is allowed: it answers the total without records, as many real APIs do. With
+    `json_meta_header` the total is only in X-Pagination (no "total", no X-Total-Count); with
+    `short_page_at`, the page starting there holds half the records asked for.
     """
     offset = non_negative_int(query, "offset", 0)
     limit = non_negative_int(query, "limit", 100)
@@ -46,22 +55,31 @@ def offset_page(
         )
     limit = min(limit, max_page_size)
     start, stop = min(offset, total), min(offset + limit, total)
-    body = b'{"items":%b,"total":%d,"offset":%d,"limit":%d}' % (
-        records.json_list(start, stop),
-        total,
-        offset,
-        limit,
-    )
+    stop = short_stop(start, stop, asked=limit, short_at=short_page_at)
+    items = records.json_list(start, stop)
+    if json_meta_header:
+        body = b'{"items":%b,"offset":%d,"limit":%d}' % (items, offset, limit)
+        return Answer(200, body, meta_header(total=total, first=offset, size=limit))
+    body = b'{"items":%b,"total":%d,"offset":%d,"limit":%d}' % (items, total, offset, limit)
     return Answer(200, body, {"X-Total-Count": str(total)})
 
 
 def stream_page(
-    query: Mapping[str, str], *, total: int, max_page_size: int, records: EncodedRecords
+    query: Mapping[str, str],
+    *,
+    total: int,
+    max_page_size: int,
+    records: EncodedRecords,
+    repeat_last_past_end: bool = False,
+    short_page_at: int | None = None,
 ) -> Answer:
     """{"items": [...]} and nothing else: no total in the body or the headers.
 
     For clients that must harvest without knowing the total: they read on until a page comes
     back empty (200 with []). limit=0 is refused, since an empty page would mean "the end".
+    The limit is capped to max_page_size. With `repeat_last_past_end`, an offset past the end
+    gets the last page of a walk from 0 again; with `short_page_at`, the page starting there
+    holds half the records asked for.
     """
     offset = non_negative_int(query, "offset", 0)
     limit = non_negative_int(query, "limit", 100)
@@ -69,7 +87,11 @@ def stream_page(
         return error_answer(
             400, "invalid_request", "offset must be an integer >= 0 and limit one >= 1"
         )
-    start, stop = min(offset, total), min(offset + min(limit, max_page_size), total)
+    size = min(limit, max_page_size)
+    if repeat_last_past_end and offset >= total:
+        offset = last_page_start(total, size)
+    start, stop = min(offset, total), min(offset + size, total)
+    stop = short_stop(start, stop, asked=size, short_at=short_page_at)
     return Answer(200, b'{"items":%b}' % records.json_list(start, stop))
 
 
@@ -80,27 +102,40 @@ def range_page(
     max_page_size: int,
     ignore_range: bool,
     records: EncodedRecords,
+    echo: bool = False,
+    empty_past_end: bool = False,
+    no_total: bool = False,
 ) -> Answer:
     """A bare JSON list: 206 for `Range: items=first-last` (inclusive), 200 for everything.
 
     The range is capped to max_page_size and to the total, and Content-Range says what was
     sent. `items=first-` means "from first on". Anything else in Range, and a first record
     past the end, is 416 with `Content-Range: items */total`, so a client still learns the total.
+
+    Switches for other servers' ways: `echo` answers a range that reaches past the end with the
+    requested span in Content-Range (`items 900-1099/1000` over 100 records), as some Express
+    range middlewares do; `empty_past_end` answers a first record past the end with 206 and `[]`
+    instead of 416; `no_total` sends `*` for the total (`items 0-99/*`, `items */*`).
     """
     accept = {"Accept-Ranges": "items"}
     if range_header is None or ignore_range:
         return Answer(200, records.json_list(0, total), accept)
+    shown_total = "*" if no_total else str(total)
     match = _RANGE.fullmatch(range_header)
     first = int(match[1]) if match else total
     last = int(match[2]) if match and match[2] else None
-    if match is None or first >= total or (last is not None and last < first):
+    malformed = match is None or (last is not None and last < first)
+    if not malformed and first >= total and empty_past_end:
+        return Answer(206, b"[]", {**accept, "Content-Range": f"items */{shown_total}"})
+    if malformed or first >= total:
         return error_answer(
             416,
             "range_not_satisfiable",
             f"Range must be items=first-last with first < {total}, got {range_header!r}",
             **accept,
-            **{"Content-Range": f"items */{total}"},
+            **{"Content-Range": f"items */{shown_total}"},
         )
     stop = min(total, first + max_page_size, total if last is None else last + 1)
-    headers = {**accept, "Content-Range": f"items {first}-{stop - 1}/{total}"}
+    shown_last = last if echo and last is not None and last >= total else stop - 1
+    headers = {**accept, "Content-Range": f"items {first}-{shown_last}/{shown_total}"}
     return Answer(206, records.json_list(first, stop), headers)

@@ -62,20 +62,22 @@ def timestamp_param(query: Mapping[str, str], name: str) -> datetime | None:
     return moment
 
 
-def id_window(query: Mapping[str, str], total: int, *, by_time: bool) -> range:
+def id_window(
+    query: Mapping[str, str], total: int, *, by_time: bool, inclusive: bool = False
+) -> range:
     """The ids the filters select: `id_from <= id < id_to` and `since <= created_at < until`.
 
     Each filter is optional; `by_time` says whether the endpoint takes since/until at all.
-    Equal bounds select nothing; a lower bound above its upper bound is a BadParam.
+    Equal bounds select nothing; a lower bound above its upper bound is a BadParam. With
+    `inclusive`, the id filters are `id_gte <= id <= id_lte` instead, as on APIs that offer only
+    inclusive filters, and id_from/id_to are refused, so a client that sends them fails loudly.
     """
     low, high = 0, total
-    id_from, id_to = optional_int(query, "id_from"), optional_int(query, "id_to")
-    if id_from is not None and id_to is not None and id_from > id_to:
-        raise BadParam(f"id_from: must be <= id_to, got {id_from} > {id_to}")
-    if id_from is not None:
-        low = max(low, id_from)
-    if id_to is not None:
-        high = min(high, id_to)
+    first, stop = _inclusive_ids(query) if inclusive else _half_open_ids(query)
+    if first is not None:
+        low = max(low, first)
+    if stop is not None:
+        high = min(high, stop)
     if by_time:
         since, until = timestamp_param(query, "since"), timestamp_param(query, "until")
         if since is not None and until is not None and since > until:
@@ -85,3 +87,21 @@ def id_window(query: Mapping[str, str], total: int, *, by_time: bool) -> range:
         if until is not None:
             high = min(high, first_id_created_at_or_after(until))
     return range(low, max(low, high))
+
+
+def _half_open_ids(query: Mapping[str, str]) -> tuple[int | None, int | None]:
+    id_from, id_to = optional_int(query, "id_from"), optional_int(query, "id_to")
+    if id_from is not None and id_to is not None and id_from > id_to:
+        raise BadParam(f"id_from: must be <= id_to, got {id_from} > {id_to}")
+    return id_from, id_to
+
+
+def _inclusive_ids(query: Mapping[str, str]) -> tuple[int | None, int | None]:
+    """id_gte and one past id_lte; id_gte = id_lte + 1 is an empty window, sent inclusively."""
+    for name in ("id_from", "id_to"):
+        if name in query:
+            raise BadParam(f"{name}: not supported; filter with id_gte and id_lte (both inclusive)")
+    id_gte, id_lte = optional_int(query, "id_gte"), optional_int(query, "id_lte")
+    if id_gte is not None and id_lte is not None and id_gte > id_lte + 1:
+        raise BadParam(f"id_gte: must be <= id_lte + 1, got {id_gte} > {id_lte} + 1")
+    return id_gte, None if id_lte is None else id_lte + 1

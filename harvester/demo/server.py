@@ -22,15 +22,13 @@ import orjson
 from aiohttp import web
 from aiohttp.log import access_logger as web_logger
 
-from .keyset import cursor_page
-from .links import link_page
-from .numbered import numbered_page
-from .pages import JSON, Answer, error_answer, offset_page, range_page, stream_page
+from . import endpoints
+from .encodings import encode_answer
+from .pages import JSON, Answer, error_answer
 from .params import BadParam
 from .settings import DemoSettings, DemoStats
 from .state import DemoState, Fault
 from .tokens import bearer_token, token_response
-from .traps import repeat_query, trap_page
 
 __all__ = ["DemoServer", "DemoSettings", "DemoStats", "create_app", "run_demo", "serve"]
 
@@ -43,12 +41,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _send(state: DemoState, answer: Answer) -> web.Response:
     state.stats.statuses[answer.status] += 1
-    return web.Response(
-        status=answer.status,
-        body=answer.body,
-        content_type=answer.content_type,
-        headers=answer.headers,
-    )
+    # As a header: aiohttp refuses a charset in its content_type argument.
+    headers = {**answer.headers, "Content-Type": answer.content_type}
+    return web.Response(status=answer.status, body=answer.body, headers=headers)
 
 
 async def _gate(
@@ -153,70 +148,9 @@ def _data_endpoint(page: Page) -> Handler:
 
 def _answer(request: web.Request, state: DemoState, page: Page) -> Answer:
     try:
-        return page(request, state)
+        return encode_answer(page(request, state), state.settings)
     except BadParam as exc:
         return error_answer(400, "invalid_request", str(exc))
-
-
-def _items(request: web.Request, state: DemoState) -> Answer:
-    s = state.settings
-    query = request.query
-    return trap_page(query, s) or offset_page(
-        repeat_query(query, s),
-        total=state.items_total(),
-        max_page_size=s.max_page_size,
-        records=state.records,
-    )
-
-
-def _range_items(request: web.Request, state: DemoState) -> Answer:
-    s = state.settings
-    return range_page(
-        request.headers.get("Range"),
-        total=s.records,
-        max_page_size=s.max_page_size,
-        ignore_range=s.ignore_range,
-        records=state.records,
-    )
-
-
-def _pages(request: web.Request, state: DemoState) -> Answer:
-    s = state.settings
-    return numbered_page(
-        request.query, total=s.records, max_page_size=s.max_page_size, records=state.records
-    )
-
-
-def _stream(request: web.Request, state: DemoState) -> Answer:
-    s = state.settings
-    return stream_page(
-        request.query, total=s.records, max_page_size=s.max_page_size, records=state.records
-    )
-
-
-def _cursor(request: web.Request, state: DemoState) -> Answer:
-    s = state.settings
-    return cursor_page(
-        request.query,
-        total=s.records,
-        max_page_size=s.max_page_size,
-        loop_at=s.loop_cursor_at,
-        records=state.records,
-    )
-
-
-def _link(request: web.Request, state: DemoState) -> Answer:
-    s = state.settings
-    return link_page(
-        request.query,
-        origin=str(request.url.origin()),
-        path=request.path,
-        total=s.records,
-        max_page_size=s.max_page_size,
-        loop_at=s.loop_cursor_at,
-        cross_host_next=s.cross_host_next,
-        records=state.records,
-    )
 
 
 async def _token(request: web.Request) -> web.StreamResponse:
@@ -252,12 +186,12 @@ def create_app(
     app.on_shutdown.append(stop_waiting)
     app[RECEIVED] = asyncio.Event()
     app.router.add_post("/oauth2/token", _token)
-    app.router.add_get("/items", _data_endpoint(_items))
-    app.router.add_get("/range-items", _data_endpoint(_range_items))
-    app.router.add_get("/pages", _data_endpoint(_pages))
-    app.router.add_get("/stream", _data_endpoint(_stream))
-    app.router.add_get("/cursor", _data_endpoint(_cursor))
-    app.router.add_get("/link", _data_endpoint(_link))
+    app.router.add_get("/items", _data_endpoint(endpoints.items))
+    app.router.add_get("/range-items", _data_endpoint(endpoints.range_items))
+    app.router.add_get("/pages", _data_endpoint(endpoints.pages))
+    app.router.add_get("/stream", _data_endpoint(endpoints.stream))
+    app.router.add_get("/cursor", _data_endpoint(endpoints.cursor))
+    app.router.add_get("/link", _data_endpoint(endpoints.link))
     app.router.add_get("/_stats", _stats)
     app.router.add_get("/health", _health)
     return app

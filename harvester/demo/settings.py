@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -13,6 +14,7 @@ FAULT_KINDS = ("5xx", "drop", "truncate", "429", "401", "slow", "cut", "429_stor
 # The headers that describe the rate limit on data answers; harvester.demo.ratelimit has each.
 RateLimitHeaders = Literal["none", "x", "ietf", "both"]
 RATE_LIMIT_HEADERS: tuple[RateLimitHeaders, ...] = get_args(RateLimitHeaders)
+DEFAULT_CHARSET = "utf-8"
 
 
 @dataclass(kw_only=True)
@@ -56,6 +58,23 @@ class DemoSettings:
     cut_rate: float = 0.0
     storm_at: int | None = None
     storm_seconds: float = 1.0
+    # Real servers' ways (harvester.demo.quirks). inclusive_filters: /cursor and /link filter ids
+    # by id_gte/id_lte, both inclusive, and refuse id_from/id_to. json_meta_header: /items and
+    # /pages tell the total only in a JSON-valued X-Pagination header. range_echo: a Range past
+    # the end is answered with the requested span in Content-Range; range_empty_past_end: one
+    # that starts past the end gets 206 [] instead of 416; range_no_total: Content-Range's total
+    # is "*". empty_pages_every: every K-th page of a /cursor or /link chain is empty and still
+    # carries the next cursor or link. repeat_last_past_end: /pages and /stream answer past the
+    # end with the last page again. short_page_at: the /items, /stream or /pages page whose first
+    # record is at offset N holds only half the records asked for (a server bug).
+    inclusive_filters: bool = False
+    json_meta_header: bool = False
+    range_echo: bool = False
+    range_empty_past_end: bool = False
+    range_no_total: bool = False
+    empty_pages_every: int | None = None
+    repeat_last_past_end: bool = False
+    short_page_at: int | None = None
 
     # Bad-input traps. On /items only: the page starting at offset N answers 200 with plain text
     # (garbage_at), with an HTML login page (html_at), or with the records of the page before it
@@ -69,6 +88,14 @@ class DemoSettings:
     grow_at: int | None = None
     grow_by: int = 0
     scope_refusal_status: int = 400
+    # How answers are written (harvester.demo.encodings). exact_numbers: every record also holds
+    # numbers a double cannot hold (beyond 64 bits, 22 significant digits, 1e400, -1.5E-400),
+    # written as text. charset: the body's charset, named in Content-Type when not utf-8.
+    # bom: the body begins with the UTF-8 byte order mark. With either of the last two, every
+    # record also holds a "label" with a non-ASCII letter.
+    exact_numbers: bool = False
+    charset: str = DEFAULT_CHARSET
+    bom: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -104,6 +131,9 @@ class DemoSettings:
             "slow_seconds": (self.slow_seconds, 0),
             "storm_at": (self.storm_at, 1),
             "storm_seconds": (self.storm_seconds, 0),
+            # 1 would make every page empty: a chain that never ends.
+            "empty_pages_every": (self.empty_pages_every, 2),
+            "short_page_at": (self.short_page_at, 0),
         }
         for name, (value, least) in minimums.items():
             if value is not None and value < least:
@@ -119,11 +149,22 @@ class DemoSettings:
             raise ValueError(
                 f"scope_refusal_status: must be 400 or 403, got {self.scope_refusal_status!r}"
             )
+        _check_charset(self.charset, bom=self.bom)
         if self.cross_host_next is not None and not _is_base_url(self.cross_host_next):
             raise ValueError(
                 f"cross_host_next: must be an http(s) URL like http://127.0.0.2:8765, "
                 f"got {self.cross_host_next!r}"
             )
+
+
+def _check_charset(charset: str, *, bom: bool) -> None:
+    try:
+        name = codecs.lookup(charset).name
+        "é".encode(charset)
+    except (LookupError, UnicodeEncodeError):
+        raise ValueError(f"charset: must be one that can write 'é', got {charset!r}") from None
+    if bom and name != "utf-8":
+        raise ValueError(f"bom: the UTF-8 byte order mark goes with charset utf-8, got {charset!r}")
 
 
 def _is_base_url(text: str) -> bool:

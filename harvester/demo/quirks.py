@@ -32,14 +32,17 @@ def meta_header(*, total: int, first: int, size: int) -> dict[str, str]:
 
 
 def short_stop(start: int, stop: int, *, asked: int, short_at: int | None) -> int:
-    """Where the page start..stop really ends: with `short_at` == start, after asked // 2 records.
+    """Where the page start..stop really ends: with `short_at` == start, after asked // 2 records
+    (at least one).
 
     `asked` is the page size after the server's own cap; the totals the server reports stay
     as they were, so only a client that checks each page against them can tell.
     """
     if short_at is None or start != short_at:
         return stop
-    return min(stop, start + asked // 2)
+    # Never empty: an empty page is how an open-ended API says the data ends, and no client
+    # could tell that lie from the truth. A page of one record cannot be short.
+    return min(stop, start + max(1, asked // 2))
 
 
 def last_page_start(total: int, size: int) -> int:

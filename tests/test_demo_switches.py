@@ -245,6 +245,9 @@ async def test_short_page_at_drops_half_a_page_and_keeps_the_totals(
         demo.settings.short_page_at = 990
         _, page, _ = await get_json(session, f"{demo.url}/items?offset=990&limit=30", auth)
         assert page["items"] == records(990, 1000)
+        # Never empty: an empty page would say "the end" to an open-ended client.
+        _, page, _ = await get_json(session, f"{demo.url}/stream?offset=990&limit=1", auth)
+        assert page == {"items": records(990, 991)}
 
 
 # The page-size cap on an open-ended endpoint

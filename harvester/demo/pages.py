@@ -131,7 +131,7 @@ def range_page(
         return error_answer(
             416,
             "range_not_satisfiable",
-            f"Range must be items=first-last with first < {total}, got {range_header!r}",
+            f"Range must be items=first-last with first < {shown_total}, got {range_header!r}",
             **accept,
             **{"Content-Range": f"items */{shown_total}"},
         )

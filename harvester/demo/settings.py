@@ -66,7 +66,7 @@ class DemoSettings:
     # is "*". empty_pages_every: every K-th page of a /cursor or /link chain is empty and still
     # carries the next cursor or link. repeat_last_past_end: /pages and /stream answer past the
     # end with the last page again. short_page_at: the /items, /stream or /pages page whose first
-    # record is at offset N holds only half the records asked for (a server bug).
+    # record is at offset N holds only half the records asked for, at least one (a server bug).
     inclusive_filters: bool = False
     json_meta_header: bool = False
     range_echo: bool = False

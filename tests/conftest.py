@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import sys
 import types
 from collections.abc import AsyncIterator, Iterator
@@ -138,6 +139,16 @@ def assert_one_clear_line(result: CliResult, *needles: str) -> str:
     for needle in needles:
         assert needle in errors[0], errors[0]
     return errors[0]
+
+
+@pytest.fixture
+def harvester_logging() -> Iterator[None]:
+    """The harvester logger as it was before cli.main set it up in this process."""
+    log = logging.getLogger("harvester")
+    handlers, level, propagate = log.handlers[:], log.level, log.propagate
+    yield
+    log.handlers[:], log.propagate = handlers, propagate
+    log.setLevel(level)
 
 
 def no_wait_policy(**retry: Any) -> RetryPolicy:

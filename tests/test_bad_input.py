@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import io
-import logging
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -323,16 +322,6 @@ def _open_on_full_disk(room: int) -> Callable[..., io.BufferedRandom]:
         return io.BufferedRandom(raw, buffering)
 
     return open_file
-
-
-@pytest.fixture
-def harvester_logging() -> Iterator[None]:
-    """The harvester logger as it was before cli.main set it up in this process."""
-    log = logging.getLogger("harvester")
-    handlers, level, propagate = log.handlers[:], log.level, log.propagate
-    yield
-    log.handlers[:], log.propagate = handlers, propagate
-    log.setLevel(level)
 
 
 @pytest.mark.usefixtures("harvester_logging")

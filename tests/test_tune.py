@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -363,16 +362,6 @@ async def test_cli_tune_prints_the_table_and_the_config_lines(tmp_path: Path) ->
     assert block[1].startswith("  workers: ")
     assert int(block[1].split(":")[1]) in (1, 2, 4)
     assert not (tmp_path / "out").exists()
-
-
-@pytest.fixture
-def harvester_logging() -> Iterator[None]:
-    """The harvester logger as it was before cli.main set it up in this process."""
-    log = logging.getLogger("harvester")
-    handlers, level, propagate = log.handlers[:], log.level, log.propagate
-    yield
-    log.handlers[:], log.propagate = handlers, propagate
-    log.setLevel(level)
 
 
 @pytest.mark.usefixtures("harvester_logging")

@@ -41,7 +41,7 @@ from harvester.pagination import (
     read_total,
 )
 from harvester.ratelimit import Throttle
-from harvester.read import NotJSON, cut_short, decode_json, encode_records
+from harvester.read import NotJSON, collector_paused, cut_short, decode_json, encode_records
 from harvester.retry import (
     REDIRECT_STATUSES,
     InvalidBody,
@@ -320,6 +320,8 @@ class Fetcher:
         # After a redirect, a relative next link is relative to where the answer came from.
         return self._parse(planner, request, response.url, status, response.headers, body)
 
+    # Reading a page makes thousands of dicts and lists, none in a cycle: see collector_paused.
+    @collector_paused()
     def _parse(
         self,
         planner: Planner,
@@ -338,7 +340,7 @@ class Fetcher:
                 raise InvalidBody(f"body cut short ({exc})", body=shown, status=status) from None
             # A login page, plain text, a charset we cannot read: no retry turns it into JSON.
             raise PageFetchError(
-                f"answered {excerpt(content_type, 80) or 'without Content-Type'}, not JSON ({exc})",
+                f"answered {excerpt(content_type, 80) or 'no Content-Type'}, not JSON ({exc})",
                 page=request.index,
                 url=str(url),
                 status=status,

@@ -4,6 +4,7 @@ number and string, and the demo API's encoding switches through the real CLI."""
 from __future__ import annotations
 
 import codecs
+import gc
 import json
 from decimal import Decimal
 from pathlib import Path
@@ -14,10 +15,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harvester import read
 from harvester.demo import DemoSettings, run_demo
 from harvester.demo.encodings import encode_answer, expected_lines
-from harvester.demo.pages import JSON, Answer
-from harvester.read import ExactNumber, NotJSON, cut_short, decode_json, encode_records
+from harvester.demo.pages import JSON, Answer, offset_page
+from harvester.demo.records import EncodedRecords
+from harvester.read import (
+    ExactNumber,
+    NotJSON,
+    collector_paused,
+    cut_short,
+    decode_json,
+    encode_records,
+)
 
 from .conftest import SECRET, assert_one_clear_line, run_cli, write_config
 
@@ -53,6 +63,20 @@ def test_each_value_is_written_as_sent(record: bytes, written: bytes | str) -> N
     data = decode_json(PAGE % record, "application/json")
     expected = written.encode() if isinstance(written, str) else written
     assert encode_records(data["items"]) == expected + b"\n"
+
+
+def test_the_collector_is_paused_and_then_as_it_was() -> None:
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # left off, as the caller had it
+    finally:
+        gc.enable()
 
 
 def test_big_numbers_stay_numbers_and_small_ones_plain_ints() -> None:
@@ -156,6 +180,34 @@ def test_a_body_shorter_than_its_content_length_is_cut_short(
     assert cut_short(body, headers, caught.value) is short
 
 
+@pytest.mark.parametrize("pad", range(8))
+@pytest.mark.parametrize(
+    "number",
+    [
+        "9007199254740993.5",
+        "1234567890123456",
+        "1.234567890123456",
+        "-12345678901234567890",
+        "3e-324",
+    ],
+)
+def test_a_number_just_past_a_double_is_caught_at_any_offset(pad: int, number: str) -> None:
+    body = b'{"items":[{"p":"%s","x":%s}]}' % (b"a" * pad, number.encode())
+    (line,) = encode_records(decode_json(body)["items"]).splitlines()
+    assert line == b'{"p":"%s","x":%s}' % (b"a" * pad, number.encode())
+
+
+def test_the_demo_pages_take_the_fast_path() -> None:
+    """The benchmark's pages: no number there may be altered, and the detector must see that."""
+    page = offset_page(
+        {"offset": "5000", "limit": "1000"},
+        total=200_000,
+        max_page_size=1000,
+        records=EncodedRecords(),
+    )
+    assert not read._may_hold_inexact_number(page.body)
+
+
 # --- properties ------------------------------------------------------------------------------
 
 NUMBER = st.from_regex(
@@ -175,9 +227,14 @@ def _same_number(written: Decimal, sent: str) -> bool:
     return value.is_signed() == written.is_signed() or not any(c in sent for c in ".eE")
 
 
-@given(number=NUMBER, spaces=st.sampled_from(["", " ", "\n\t "]))
-def test_any_number_keeps_its_value(number: str, spaces: str) -> None:
-    body = f'{{"items":[{{"id":1,"x":{spaces}{number}{spaces}}},[{spaces}{number}]]}}'.encode()
+@given(
+    number=NUMBER,
+    spaces=st.sampled_from(["", " ", "\n\t "]),
+    pad=st.text("ab", max_size=7),  # every alignment of the number to the detector's sample
+)
+def test_any_number_keeps_its_value(number: str, spaces: str, pad: str) -> None:
+    record = f'{{"id":1,"pad":"{pad}","x":{spaces}{number}{spaces}}}'
+    body = f'{{"items":[{record},[{spaces}{number}]]}}'.encode()
     lines = encode_records(decode_json(body, JSON)["items"]).splitlines()
     assert _same_number(_read_back(lines[0])["x"], number)
     assert _same_number(_read_back(lines[1])[0], number)

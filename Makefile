@@ -39,6 +39,7 @@ lint: install ## ruff (lint and format check) and mypy --strict
 
 bench: install ## Benchmarks against the demo API on loopback (see benchmarks/)
 	$(PY) benchmarks/bench_core.py --sequential
+	$(PY) benchmarks/bench_cpu.py
 	$(PY) benchmarks/bench_styles.py
 	$(PY) benchmarks/bench_limits.py
 	$(PY) benchmarks/fault_suite.py

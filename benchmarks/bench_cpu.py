@@ -1,4 +1,4 @@
-"""CPU-bound harvest, side by side with an earlier commit: 200,000 records, pages of 1,000, no latency.
+"""A CPU-bound harvest beside an earlier commit: 200,000 records, pages of 1,000, no latency.
 
     python benchmarks/bench_cpu.py [--against 08c1b07] [--records 200000] [--rounds 5]
 
@@ -86,9 +86,7 @@ def main() -> None:
                         order.reverse()
                     for name, tree in order:
                         out = Path(folder) / f"{name.replace(' ', '-')}.jsonl"
-                        raw = demo_config(
-                            url, out, workers=args.workers, page_size=args.page_size
-                        )
+                        raw = demo_config(url, out, workers=args.workers, page_size=args.page_size)
                         result = harvest_with(tree, raw)
                         check_output(out, args.records)
                         out.unlink()

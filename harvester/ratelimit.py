@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import re
 import time
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from harvester.config import ConcurrencyConfig
 from harvester.retry import parse_retry_after
 from harvester.stats import Stats
+
+log = logging.getLogger("harvester")
 
 # A rate learned at a cool-down keeps this share of what the API was seen to admit: a little
 # under the limit costs a little speed, a little over costs a pause per overshoot.
@@ -135,6 +138,9 @@ class Throttle:
         self._fixed_rate = config.rate_limit
         self._burst = config.burst
         self.rate: float | None = config.rate_limit  # None: no limit known
+        # The rate the API states (RateLimit-Policy), less a sliver: never probed past, since
+        # every overshoot of a stated limit costs a pause for every worker.
+        self._stated: float | None = None
         self._next_slot = 0.0  # GCRA: when the next request may go, burst aside
         self._cool_until = 0.0
         self._episode = 0
@@ -203,7 +209,7 @@ class Throttle:
         if status in (429, 503):
             retry_after = parse_retry_after(headers.get("Retry-After"))
             if status == 429 or retry_after is not None:
-                self._cool_down(ticket, retry_after, now)
+                self._cool_down(ticket, status, retry_after, now)
         elif 200 <= status < 300:
             self._admitted.append(now)
             while self._admitted[0] < now - _ADMITTED_HORIZON:
@@ -212,13 +218,23 @@ class Throttle:
 
     def _read_headers(self, info: RateLimitInfo, now: float) -> None:
         if info.limit and info.window and self._fixed_rate is None:
-            stated = info.limit / info.window
+            stated = info.limit / info.window * _STATED_SHARE
+            if self._stated != stated:
+                self._stated = stated
+                log.info(
+                    "the API states a limit of %d requests per %g s: rate at most %.2f/s",
+                    info.limit,
+                    info.window,
+                    stated,
+                )
             if self.rate is None or self.rate > stated:
-                self._set_rate(stated * _STATED_SHARE)
+                self._set_rate(stated)
         if info.remaining == 0 and info.reset and info.reset <= self._max_pause:
             self._hold_until(now + info.reset)
 
-    def _cool_down(self, ticket: Ticket, retry_after: float | None, now: float) -> None:
+    def _cool_down(
+        self, ticket: Ticket, status: int, retry_after: float | None, now: float
+    ) -> None:
         if retry_after and retry_after <= self._max_pause:
             self._hold_until(now + retry_after)
         if ticket.episode != self._episode:
@@ -233,6 +249,14 @@ class Throttle:
         # "Retry-After: 0" asks for no pause: whatever refused the request, it was not the rate.
         if self._fixed_rate is None and retry_after != 0:
             self._learn_rate(now, horizon=min(_ADMITTED_HORIZON, max(1.0, retry_after or 1.0)))
+        rate = "not set" if self.rate is None else f"{self.rate:.2f}/s"
+        log.info(
+            "cool-down: %s, every worker waits %.1f s; rate %s, %d workers at once",
+            "429 Too Many Requests" if status == 429 else f"{status} with Retry-After",
+            max(0.0, self._cool_until - now),
+            rate,
+            self.limit,
+        )
 
     def _learn_rate(self, now: float, horizon: float) -> None:
         """Set the rate from what the API admitted over the last `horizon` seconds (or since
@@ -256,7 +280,8 @@ class Throttle:
         now = self._clock()
         if now - self._last_cool_down >= _PROBE_AFTER:
             self._last_cool_down = now
-            self._set_rate(self.rate * _PROBE_STEP)
+            probed = self.rate * _PROBE_STEP
+            self._set_rate(probed if self._stated is None else min(probed, self._stated))
 
     def _hold_until(self, until: float) -> None:
         if until > self._cool_until:

@@ -467,6 +467,34 @@ async def test_rate_limit_policy_sets_the_rate_a_little_under_the_stated_one(
     assert stats.cool_downs == 0
 
 
+async def test_a_stated_rate_is_never_probed_past(fake: FakeTime) -> None:
+    throttle, _ = throttle_on(fake, workers=8)
+    await answer(throttle, 200, RateLimit_Policy="50;w=1")
+    stated = throttle.rate
+    assert stated is not None
+
+    for _ in range(600):  # then answers that do not repeat it, for over ten seconds
+        await answer(throttle, 200)
+
+    assert fake.now - T0 > 10  # long past the point where probing would begin
+    assert throttle.rate == stated < 50
+
+
+async def test_a_learned_rate_is_still_probed_upwards(fake: FakeTime) -> None:
+    throttle, _ = throttle_on(fake, workers=8)
+    for _ in range(20):
+        await answer(throttle, 200)
+        fake.now += 0.05
+    await answer(throttle, 429, Retry_After="1")
+    learned = throttle.rate
+    assert learned is not None
+
+    for _ in range(200):
+        await answer(throttle, 200)
+
+    assert throttle.rate is not None and throttle.rate > learned
+
+
 async def test_rate_limit_policy_over_a_window_sets_a_per_second_rate(fake: FakeTime) -> None:
     throttle, _ = throttle_on(fake, workers=8)
 

@@ -150,26 +150,16 @@ class _Job:
             plan=plan,
         )
 
-    def finish(
-        self,
-        sink: OrderedSink | ChainSink,
-        *,
-        complete: bool,
-        wanted: Callable[[int], bool] | None = None,
-    ) -> None:
-        """Finish the output if the harvest is `complete`; an unfinished sink is never finished.
+    def require_complete(self, complete: bool) -> None:
+        """Raise unless the harvest is `complete`: an unfinished sink is never finished.
 
-        Raises Interrupted where a stop cut the harvest short.
+        Interrupted where a stop cut the harvest short.
         """
         if not complete:
             if self.stop.requested:
                 self.interrupted()
             # The workers ran out of pages before the end was proven: a bug, never data.
             raise RuntimeError("the harvest ended before its end was proven")
-        if isinstance(sink, OrderedSink):
-            sink.finish(wanted=wanted)
-        else:
-            sink.finish()
 
     def interrupted(self) -> NoReturn:
         reason = self.stop.reason or "a stop request"
@@ -231,7 +221,8 @@ async def _harvest_known_total(job: _Job) -> None:
             accept=schedule.check,
             stop=job.stop,
         )
-        job.finish(sink, complete=sink.full or sink.committed_pages >= pages)
+        job.require_complete(sink.full or sink.committed_pages >= pages)
+        sink.finish()
 
 
 async def _harvest_open_end(job: _Job) -> None:
@@ -265,7 +256,8 @@ async def _harvest_open_end(job: _Job) -> None:
         short = schedule.short
         if complete and not sink.full and not (probed and short is not None and short[0] == 0):
             await _prove_nothing_follows(job, planner, schedule)
-        job.finish(sink, complete=complete, wanted=schedule.wants)
+        job.require_complete(complete)
+        sink.finish(wanted=schedule.wants)
 
 
 async def _first_pages(
@@ -340,7 +332,8 @@ async def _harvest_chains(job: _Job) -> None:
             on_first=note_total,
             stop=job.stop,
         )
-        job.finish(sink, complete=sink.complete)
+        job.require_complete(sink.complete)
+        sink.finish()
 
 
 def _start(planner: ChainPlanner, sink: ChainSink, chain: int) -> PageRequest | None:

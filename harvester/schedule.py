@@ -10,7 +10,6 @@ The sink only orders and writes what a scheduler accepts.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -209,8 +208,7 @@ class OpenEnd:
         short = self.short
         assert short is not None
         index, count = short
-        data = fetched.page.data
-        if fetched.page.count and _digest(data) != self._plan.get("short_digest"):
+        if fetched.page.count and fetched.page.digest() != self._plan.get("short_digest"):
             raise RecordsError(
                 f"held {count} records, fewer than page_size ({self._page_size}), yet records "
                 f"follow right after them ({fetched.page.count} at {fetched.page.url}): the "
@@ -246,7 +244,7 @@ class OpenEnd:
         elif count >= self._page_size:
             self._full = max(self._full, index)
         else:
-            self._note_short(index, count, _digest(fetched.page.data))
+            self._note_short(index, count, fetched.page.digest())
         self._check_order()
         if not self.wants(index):
             self.discarded += 1
@@ -290,7 +288,3 @@ class OpenEnd:
                 page=filled,
                 url=self._url_of(filled),
             )
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

@@ -39,6 +39,10 @@ class Page:
     count: int
     url: str = ""  # where it came from, for error messages
 
+    def digest(self) -> str:
+        """A fingerprint of the page's records, to tell a repeated page by."""
+        return _digest(self.data)
+
 
 # With repeated pages allowed and no total, an API answering every page past the end with its
 # last page again (json-server 1.0 does) would be followed forever: this many identical pages
@@ -73,7 +77,7 @@ class Repeats:
         if self._previous is not None:
             same = page.data == self._previous
         else:
-            same = self._digest is not None and _digest(page.data) == self._digest
+            same = self._digest is not None and page.digest() == self._digest
         self._run = self._run + 1 if same else 0
         if same and not self._allow:
             raise RecordsError(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harvester.config import PaginationConfig
-from harvester.errors import RecordsError, TotalChangedError
+from harvester.errors import RecordsError, TotalChangedError, redact_url
 from harvester.fetch import Fetched
 from harvester.pagination import IndexedPlanner
 from harvester.stats import Stats
@@ -209,10 +209,11 @@ class OpenEnd:
         assert short is not None
         index, count = short
         if fetched.page.count and fetched.page.digest() != self._plan.get("short_digest"):
+            after = redact_url(fetched.page.url)
             raise RecordsError(
                 f"held {count} records, fewer than page_size ({self._page_size}), yet records "
-                f"follow right after them ({fetched.page.count} at {fetched.page.url}): the "
-                "server sent this page short of its data, so records would be lost",
+                f"follow right after them ({fetched.page.count} at {after}): the server sent "
+                "this page short of its data, so records would be lost",
                 page=index,
                 url=self._url_of(index),
             )

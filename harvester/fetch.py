@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -54,6 +55,8 @@ from harvester.retry import (
 from harvester.sink import OrderedSink, Page
 from harvester.stats import Stats
 from harvester.stop import Stop
+
+log = logging.getLogger("harvester")
 
 
 def open_session(config: Config) -> aiohttp.ClientSession:
@@ -181,7 +184,9 @@ class Fetcher:
 
     async def _with_retries(self, planner: Planner, request: PageRequest, url: URL) -> Fetched:
         def count_retry(exc: BaseException, wait: float) -> None:
-            self._stats.count_retry(retry_cause(exc) or type(exc).__name__)
+            cause = retry_cause(exc) or type(exc).__name__
+            self._stats.count_retry(cause)
+            log.debug("page %d: %s, retried in %.2f s", request.index, cause, wait)
 
         try:
             async for attempt in self._policy.retrying(on_retry=count_retry):
@@ -244,8 +249,10 @@ class Fetcher:
             if token is not None:
                 headers.update(token.header())
             self._stats.requests += 1
+            shown_url = redact_url(str(url)) if log.isEnabledFor(logging.DEBUG) else ""
             async with self._get(request, url, headers) as (response, crossed):
                 self._stats.statuses[response.status] += 1
+                log.debug("page %d: %s answered %d", request.index, shown_url, response.status)
                 ticket.observe(response.status, response.headers)
                 if crossed and response.status == 401:
                     raise AuthError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from pathlib import Path
 from typing import Any
@@ -15,14 +16,16 @@ from yarl import URL
 
 from harvester.auth import TokenManager
 from harvester.config import Config, RetryConfig
+from harvester.demo import DemoSettings, run_demo
 from harvester.errors import AuthError, PageFetchError, RecordsError
 from harvester.fetch import Fetched, Fetcher
 from harvester.pagination import make_planner
 from harvester.ratelimit import Throttle
 from harvester.retry import RetryPolicy
+from harvester.runner import run
 from harvester.stats import Stats
 
-from .conftest import FakeTime, make_config
+from .conftest import SECRET, FakeTime, make_config, no_wait_policy
 
 BASE = "https://api.test"
 TOKEN_URL = f"{BASE}/oauth2/token"
@@ -392,3 +395,24 @@ async def test_a_token_that_goes_stale_during_a_cool_down_is_not_sent(
     sent = [c.kwargs["headers"]["Authorization"] for c in data_requests(mock_http)]
     assert sent == ["Bearer tok-2"] and harness.time.clock() >= 1060
     assert harness.stats.token_requests == 2 and harness.stats.retries == {}
+
+
+async def test_debug_lines_tell_each_request_and_retry_and_info_each_cool_down(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="harvester")
+    settings = DemoSettings(records=3_000, throttle_rate=0.3, retry_after=0, seed=3)
+    async with run_demo(settings) as demo:
+        config = make_config(
+            demo.url,
+            tmp_path / "out.jsonl",
+            source={"url": f"{demo.url}/items", "params": {"api_key": SECRET}},
+        )
+        stats = await run(config, policy=no_wait_policy())
+    lines = [record.getMessage() for record in caplog.records]
+    answered = [line for line in lines if re.search(r"page \d+: .* answered \d{3}$", line)]
+    retried = [line for line in lines if "retried in" in line]
+    assert len(answered) == stats.requests
+    assert len(retried) == sum(stats.retries.values()) > 0
+    assert any(line.startswith("cool-down: 429") for line in lines)
+    assert not any(SECRET in line for line in lines)

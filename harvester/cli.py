@@ -11,6 +11,7 @@ import signal
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -326,6 +327,9 @@ def progress_line(stats: Stats, *, width: int) -> str:
         parts.append(f"rate {stats.rate_limit:g}/s")
     if stats.cool_downs:
         parts.append(f"cool-downs {stats.cool_downs}")
+    quota_left = (stats.quota_reset_at or 0.0) - time.time()
+    if quota_left > 0:
+        parts.append(f"quota resets in {quota_left:.0f}s")
     fetched = stats.records - stats.resumed_records  # this run's pace, not the earlier run's
     if total and fetched > 0:
         remaining = (total - stats.records) / (fetched / elapsed)

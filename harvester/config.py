@@ -54,6 +54,7 @@ AuthType = Literal["client_credentials", "bearer", "none"]
 AuthMethod = Literal["client_secret_basic", "client_secret_post"]
 PaginationStyle = Literal["offset", "range", "page", "cursor", "link"]
 RepeatedPages = Literal["check", "allow"]
+LongQuota = Literal["wait", "fail"]
 INDEXED_STYLES = ("offset", "range", "page")  # page i can be asked for without page i-1
 
 
@@ -150,8 +151,10 @@ class RetryConfig:
     initial_backoff: float = 0.5
     max_backoff: float = 60.0
     statuses: tuple[int, ...] = (408, 429, 500, 502, 503, 504)
-    # A server asking us to come back later than this is treated as a failure, not a pause.
+    # A server asking us to come back later than this (a long quota, reset by the hour) is held
+    # with every worker until then ("wait"), or fails the run at once ("fail").
     max_retry_after: float = 600.0
+    on_long_quota: LongQuota = "wait"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -85,7 +85,12 @@ def make_fetcher(
 
     `on_secret` hears of each token as it is issued (for log scrubbing).
     """
-    throttle = Throttle(config.concurrency, stats, max_pause=config.retry.max_retry_after)
+    throttle = Throttle(
+        config.concurrency,
+        stats,
+        max_pause=config.retry.max_retry_after,
+        hold_long=config.retry.on_long_quota == "wait",
+    )
     tokens = TokenManager(
         config.auth,
         session,
@@ -205,7 +210,8 @@ class Fetcher:
         if retry_after is not None and retry_after > self._policy.config.max_retry_after:
             reason = (
                 f"server asked to retry after {retry_after:.0f} s, "
-                f"more than retry.max_retry_after ({self._policy.config.max_retry_after:.0f} s)"
+                f"more than retry.max_retry_after ({self._policy.config.max_retry_after:.0f} s); "
+                "retry.on_long_quota: wait holds every worker until then"
             )
         elif self._policy.is_retryable(exc):
             reason = f"gave up after {attempts} attempts: {retry_cause(exc)} ({exc})"

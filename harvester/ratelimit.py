@@ -127,10 +127,13 @@ class Throttle:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         max_pause: float = 600.0,
+        hold_long: bool = False,
     ) -> None:
         self._clock = clock
-        # A pause asked for beyond this is not held: the request that got it fails instead.
+        # A pause asked for beyond this is a long quota: held with a line that says so where
+        # `hold_long` (retry.on_long_quota: wait), else not held: the request that got it fails.
         self._max_pause = max_pause
+        self._hold_long = hold_long
         self._sleep = sleep
         self._stats = stats
         self._workers = config.workers
@@ -229,13 +232,13 @@ class Throttle:
                 )
             if self.rate is None or self.rate > stated:
                 self._set_rate(stated)
-        if info.remaining == 0 and info.reset and info.reset <= self._max_pause:
+        if info.remaining == 0 and info.reset and self._holds(info.reset):
             self._hold_until(now + info.reset)
 
     def _cool_down(
         self, ticket: Ticket, status: int, retry_after: float | None, now: float
     ) -> None:
-        if retry_after and retry_after <= self._max_pause:
+        if retry_after and self._holds(retry_after):
             self._hold_until(now + retry_after)
         if ticket.episode != self._episode:
             return  # sent before this episode began, which has been answered: once per episode
@@ -282,6 +285,24 @@ class Throttle:
             self._last_cool_down = now
             probed = self.rate * _PROBE_STEP
             self._set_rate(probed if self._stated is None else min(probed, self._stated))
+
+    def _holds(self, pause: float) -> bool:
+        """Whether a pause the API asks for is held: a short one always, a long quota's only
+        where the run waits for it (one line says so, and the progress line counts down)."""
+        if pause <= self._max_pause:
+            return True
+        if not self._hold_long:
+            return False
+        reset_at = time.time() + pause
+        if self._stats.quota_reset_at is None or reset_at > self._stats.quota_reset_at + 1:
+            log.info(
+                "the API's quota is spent until %s (%.0f s from now): every worker waits; "
+                "retry.on_long_quota: fail stops the run instead",
+                time.strftime("%H:%M:%S", time.localtime(reset_at)),
+                pause,
+            )
+        self._stats.quota_reset_at = reset_at
+        return True
 
     def _hold_until(self, until: float) -> None:
         if until > self._cool_until:

@@ -116,7 +116,9 @@ class RetryPolicy:
         if retry_cause(exc) is None:
             return False
         retry_after = getattr(exc, "retry_after", None)
-        return retry_after is None or retry_after <= self.config.max_retry_after
+        if retry_after is None or retry_after <= self.config.max_retry_after:
+            return True
+        return self.config.on_long_quota == "wait"  # a long quota: held until its reset
 
     def wait_for(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""

@@ -20,6 +20,8 @@ class Stats:
     requests: int = 0
     token_requests: int = 0
     retries: Counter[str] = field(default_factory=Counter)
+    # While a long quota holds every worker: when (time.time()) the API said it resets.
+    quota_reset_at: float | None = None
     statuses: Counter[int] = field(default_factory=Counter)
     # What the API advertised, once known; None while unknown.
     total_records: int | None = None

@@ -330,3 +330,20 @@ async def test_a_run_that_committed_nothing_leaves_no_checkpoint(
         right = {"url": f"{demo.url}{path}", "records": records}
         config = write_config_file(tmp_path, demo.url, source=right, pagination=pagination)
         assert_exact(tmp_path, await run_cli(str(config)))
+
+
+# Issue 10: a quota whose reset lies beyond retry.max_retry_after.
+@pytest.mark.parametrize("on_long_quota", ["wait", "fail"])
+async def test_a_long_quota_is_waited_for_or_fails_at_once(
+    tmp_path: Path, on_long_quota: str
+) -> None:
+    result = await harvest(
+        tmp_path,
+        DemoSettings(records=RECORDS, storm_at=3, storm_seconds=1.0, retry_after=1.0),
+        retry={"max_retry_after": 0.5, "on_long_quota": on_long_quota},
+    )
+    if on_long_quota == "wait":
+        assert_exact(tmp_path, result)
+        assert "quota is spent until" in result.stderr
+    else:
+        assert_failed(tmp_path, result, "more than retry.max_retry_after", "on_long_quota: wait")

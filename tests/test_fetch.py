@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 from pathlib import Path
@@ -133,6 +134,8 @@ async def test_a_retry_after_beyond_max_retry_after_fails_the_page(
 ) -> None:
     tokens(mock_http)
     mock_http.get(PAGE0, status=503, headers={"Retry-After": "86400"})
+    fail = dataclasses.replace(harness.policy.config, on_long_quota="fail")
+    harness.policy = RetryPolicy(fail, sleep=harness.policy._sleep)
     with pytest.raises(PageFetchError, match="max_retry_after") as caught:
         await harness.fetch()
     assert caught.value.status == 503

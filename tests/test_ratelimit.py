@@ -24,11 +24,18 @@ def fake() -> FakeTime:
 
 
 def throttle_on(
-    fake: FakeTime, *, max_pause: float = 600.0, **concurrency: object
+    fake: FakeTime, *, max_pause: float = 600.0, hold_long: bool = False, **concurrency: object
 ) -> tuple[Throttle, Stats]:
     stats = Stats()
     config = ConcurrencyConfig(**concurrency)  # type: ignore[arg-type]
-    throttle = Throttle(config, stats, clock=fake.clock, sleep=fake.sleep, max_pause=max_pause)
+    throttle = Throttle(
+        config,
+        stats,
+        clock=fake.clock,
+        sleep=fake.sleep,
+        max_pause=max_pause,
+        hold_long=hold_long,
+    )
     return throttle, stats
 
 
@@ -104,6 +111,27 @@ async def test_retry_after_beyond_max_pause_is_not_held(fake: FakeTime) -> None:
 
     assert await admit_all(throttle, fake, 3) == [T0] * 3
     assert stats.cool_down_seconds == 0
+
+
+async def test_a_long_quota_is_held_with_its_reset_told_where_the_run_waits(
+    fake: FakeTime,
+) -> None:
+    throttle, stats = throttle_on(fake, max_pause=60.0, hold_long=True)
+    before = time.time()
+
+    await answer(throttle, 429, Retry_After="3600")
+
+    assert await admitted_at(throttle, fake) == T0 + 3600
+    assert stats.quota_reset_at is not None
+    assert before + 3600 <= stats.quota_reset_at <= time.time() + 3600
+
+
+async def test_a_long_reset_in_headers_is_held_too(fake: FakeTime) -> None:
+    throttle, _ = throttle_on(fake, max_pause=60.0, hold_long=True)
+
+    await answer(throttle, 200, X_RateLimit_Remaining="0", X_RateLimit_Reset="1800")
+
+    assert await admitted_at(throttle, fake) == T0 + 1800
 
 
 async def test_overlapping_cool_downs_extend_to_the_later_end_never_shorten(

@@ -197,11 +197,17 @@ def test_retry_cause_and_is_retryable(exc: BaseException, cause: str | None) -> 
     assert policy().is_retryable(exc) is (cause is not None)
 
 
-def test_retry_after_above_max_retry_after_is_not_retryable() -> None:
-    p = policy(max_retry_after=600.0)
+def test_retry_after_above_max_retry_after_fails_where_long_quotas_fail() -> None:
+    p = policy(max_retry_after=600.0, on_long_quota="fail")
     assert p.is_retryable(status(503, retry_after=600.0))
     assert not p.is_retryable(status(503, retry_after=601.0))
     assert not p.is_retryable(status(429, retry_after=86400.0))
+
+
+def test_retry_after_above_max_retry_after_is_waited_for_by_default() -> None:
+    p = policy(max_retry_after=600.0)
+    assert p.is_retryable(status(429, retry_after=86400.0))
+    assert p.wait_for(1, retry_after=86400.0) == 86400.0  # never shortened
 
 
 # --- the tenacity loop -----------------------------------------------------------------------
@@ -254,7 +260,9 @@ async def test_retry_after_beyond_the_limit_is_raised_at_once() -> None:
     sleep = FakeSleep()
     fn, calls = failing(status(503, retry_after=3600))
     with pytest.raises(RetryableStatus):
-        await call_with_retries(policy(sleep=sleep, max_retry_after=600.0), fn)
+        await call_with_retries(
+            policy(sleep=sleep, max_retry_after=600.0, on_long_quota="fail"), fn
+        )
     assert (calls, sleep.waits) == ([1], [])
 
 

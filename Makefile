@@ -43,6 +43,7 @@ bench: install ## Benchmarks against the demo API on loopback (see benchmarks/)
 	$(PY) benchmarks/bench_styles.py
 	$(PY) benchmarks/bench_limits.py
 	$(PY) benchmarks/fault_suite.py
+	$(PY) benchmarks/rate_matrix.py --quick
 
 crash: install ## SIGKILL the CLI at random moments, resume, compare the bytes (KILLS=25 per style, SEED=1)
 	$(PY) benchmarks/crash_test.py --kills $(KILLS) --records 50000 --seed $(SEED)
@@ -67,3 +68,8 @@ third-party: install ## Harvest json-server, FastAPI, DRF, datasette, flask-smor
 		touch $(THIRD_PARTY)/.installed; \
 	fi
 	$(PY) benchmarks/third_party.py $(if $(ONLY),--only $(ONLY))
+
+.PHONY: rate-matrix
+rate-matrix: install ## The rate-limit matrix (issue 10, ~1.5 h), then harvester tune against it (ONLY=substring)
+	$(PY) benchmarks/rate_matrix.py $(if $(ONLY),--only "$(ONLY)") --json out/rate-matrix.json
+	$(PY) benchmarks/rate_matrix.py --tune $(if $(ONLY),--only "$(ONLY)") --json out/rate-matrix-tune.json

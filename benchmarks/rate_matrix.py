@@ -1,0 +1,465 @@
+"""The rate-limit matrix (issue 10): harvester against every family of real rate limiters.
+
+    python benchmarks/rate_matrix.py [--quick] [--full] [--only SUBSTRING] [--json OUT]
+    python benchmarks/rate_matrix.py --tune [--quick] [--only SUBSTRING] [--tune-duration S]
+
+Each row starts benchmarks/limiter_server.py (a loopback API of 10,000 records, 20 ms per
+admitted request, auth none) behind one limiter, with one header style and one Retry-After
+style (see limiter_server.py for the limiters, which of them are the `limits` library's, and
+what each header says). Against a fresh limiter each time, it runs:
+
+- harvester: `python -m harvester cfg.yaml`, 16 workers, no rate_limit, default retry
+  settings, pages of 10, so 1,000 requests (1,500 for 60 s windows);
+- sequential: benchmarks/sequential_client.py, a `requests` loop, one page after another. It
+  reads no rate-limit headers, so it runs once per limiter and Retry-After style, and rows
+  differing only in headers share it.
+
+Per row: `% limit` = requests answered 2xx per second, from the first request the server saw
+to its last answer, divided by the true limit (its sustained rate: rate, or quota / window;
+for the concurrency limiter, what exactly that many aiohttp workers get through, measured in the
+same row). Window limiters can exceed 100% over a run of a few windows. `refused` = share of
+requests answered 429/503. `wall s` = the client's process, start-up included. The bar (issue
+10): harvester >= 90% of the limit, <= 2% refused, a complete output, and a span no longer
+than the sequential client's. The long-quota rows set retry.max_retry_after below the quota's
+reset; harvester must hold until the reset (or, with retry.on_long_quota: fail, fail at once).
+
+--tune runs `harvester tune` against a subset at 30 requests per second instead: the rate it
+recommends against the limit (the bar: 80-100%) and a harvest with its advice against the
+untuned default (the bar: no slower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rate_runs import (
+    Run,
+    calibrate,
+    harvest_config,
+    limiter_server,
+    run_harvester,
+    run_sequential,
+    run_tune,
+)
+
+LATENCY = 0.02
+PAGE_SIZE = 10
+BAR_SHARE, BAR_REFUSED = 0.90, 0.02
+TUNE_LOW, TUNE_HIGH = 0.80, 1.00
+
+
+@dataclass(frozen=True, kw_only=True)
+class Family:
+    """One limiter, as limiter_server.py takes it."""
+
+    name: str
+    limiter: str
+    rate: float  # the sustained rate; for concurrency: unused (calibrated)
+    burst: int = 1
+    window: int = 1
+    status: int = 429
+    pages: int = 1000
+
+    def options(self, headers: str, retry_after: str) -> list[str]:
+        return [
+            *("--limiter", self.limiter, "--rate", f"{self.rate:g}", "--burst", str(self.burst)),
+            *("--window", str(self.window), "--status", str(self.status)),
+            *("--headers", headers, "--retry-after", retry_after),
+            *("--records", str(self.pages * PAGE_SIZE), "--latency", str(LATENCY)),
+        ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Row:
+    family: Family
+    headers: str
+    retry_after: str
+    retry: tuple[tuple[str, Any], ...] = ()  # retry settings for harvester
+
+    @property
+    def name(self) -> str:
+        extra = "".join(f", {k}: {v}" for k, v in self.retry)
+        return f"{self.family.name} / headers {self.headers} / RA {self.retry_after}{extra}"
+
+    @property
+    def expects_failure(self) -> bool:
+        return dict(self.retry).get("on_long_quota") == "fail"
+
+
+# Header style and Retry-After style of each row: the cases the issue names, not every one.
+VARIANTS = [
+    ("none", "ceil"),
+    ("none", "date"),
+    ("none", "exact"),
+    ("none", "none"),
+    ("x", "ceil"),
+    ("ietf", "ceil"),
+    ("ietf", "none"),
+]
+FEW = [("none", "ceil"), ("none", "none"), ("x", "ceil")]
+EVERY = [(h, r) for h in ("none", "x", "ietf") for r in ("ceil", "date", "exact", "none")]
+
+
+def families(quick: bool) -> tuple[list[Family], list[Family], list[Family], Family]:
+    """(main families, secondary ones, those below the sequential pace, the long quota)."""
+    pages = 300 if quick else 1000
+    main = [
+        Family(name="token bucket 50/s b5", limiter="token-bucket", rate=50, burst=5),
+        Family(name="token bucket 50/s b100", limiter="token-bucket", rate=50, burst=100),
+        Family(name="gcra 50/s b1", limiter="gcra", rate=50, burst=1),
+        Family(name="fixed 1s wall 50/s", limiter="fixed-wall", rate=50),
+        Family(name="fixed 1s first 50/s", limiter="fixed-first", rate=50),
+        Family(name="fixed 10s wall 50/s", limiter="fixed-wall", rate=50, window=10),
+        Family(name="fixed 10s first 50/s", limiter="fixed-first", rate=50, window=10),
+        Family(name="sliding log 1s 50/s", limiter="moving", rate=50),
+        Family(name="sliding counter 1s 50/s", limiter="sliding", rate=50),
+        Family(name="leaky queue 50/s b10 503", limiter="leaky", rate=50, burst=10, status=503),
+        Family(name="concurrency 4 429", limiter="concurrency", rate=0, burst=4),
+    ]
+    secondary = [
+        Family(name="leaky queue 50/s b10 429", limiter="leaky", rate=50, burst=10),
+        Family(name="concurrency 4 503", limiter="concurrency", rate=0, burst=4, status=503),
+        Family(name="fixed 60s wall 20/s", limiter="fixed-wall", rate=20, window=60, pages=1500),
+        Family(name="fixed 60s first 20/s", limiter="fixed-first", rate=20, window=60, pages=1500),
+    ]
+    slow = [
+        Family(name="token bucket 20/s b5", limiter="token-bucket", rate=20, burst=5),
+        Family(name="gcra 20/s b1", limiter="gcra", rate=20, burst=1),
+        Family(name="fixed 1s wall 20/s", limiter="fixed-wall", rate=20),
+        Family(name="sliding log 1s 20/s", limiter="moving", rate=20),
+        Family(name="sliding counter 1s 20/s", limiter="sliding", rate=20),
+        Family(name="leaky queue 20/s b10 503", limiter="leaky", rate=20, burst=10, status=503),
+    ]
+    # 60% of the requests fit in the first window; the rest wait for its far reset.
+    window = 8 if quick else 20
+    quota = Family(
+        name=f"quota {round(pages * 0.6)}/{window}s",
+        limiter="quota",
+        rate=pages * 0.6 / window,
+        window=window,
+    )
+    if quick:
+        return (
+            [_scaled(f, pages) for f in (main[0], main[3], main[4], main[9], main[10])],
+            [],
+            [],
+            _scaled(quota, pages),
+        )
+    return main, secondary, slow, quota
+
+
+def _scaled(family: Family, pages: int) -> Family:
+    return Family(**{**family.__dict__, "pages": pages})
+
+
+def matrix(quick: bool, full: bool) -> list[Row]:
+    main, secondary, slow, quota = families(quick)
+    if quick:
+        picks = [("none", "ceil"), ("ietf", "ceil"), ("x", "date"), ("none", "none"), ("x", "ceil")]
+        rows = [
+            Row(family=f, headers=h, retry_after=r) for f, (h, r) in zip(main, picks, strict=True)
+        ]
+    else:
+        rows = [
+            Row(family=f, headers=h, retry_after=r)
+            for f in main
+            for h, r in (EVERY if full else VARIANTS)
+        ]
+        for f in secondary:
+            rows += [Row(family=f, headers=h, retry_after=r) for h, r in (EVERY if full else FEW)]
+        rows += [Row(family=f, headers="none", retry_after="ceil") for f in slow]
+    hold = (("max_retry_after", quota.window // 2),)
+    quota_variants = [("x", "ceil"), ("ietf", "ceil"), ("none", "ceil"), ("none", "date")]
+    quota_variants += [("none", "none")]
+    if quick:
+        quota_variants = [("x", "ceil")]
+    rows += [Row(family=quota, headers=h, retry_after=r, retry=hold) for h, r in quota_variants]
+    fail = (*hold, ("on_long_quota", "fail"))
+    rows.append(Row(family=quota, headers="x", retry_after="ceil", retry=fail))
+    return rows
+
+
+@dataclass(kw_only=True)
+class Result:
+    row: Row
+    limit: float
+    harvester: Run
+    sequential: Run | None
+
+    @property
+    def share(self) -> float:
+        return self.harvester.ok_per_second / self.limit if self.limit else 0.0
+
+    def misses(self) -> list[str]:
+        """What keeps this row from the bar; empty when it passes."""
+        h, s = self.harvester, self.sequential
+        if self.row.expects_failure:
+            quick = h.exit_code == 1 and h.wall < 10
+            if quick:
+                return []
+            return [f"expected a failure at once, got exit {h.exit_code}: {_short(h.error)}"]
+        missed = []
+        if not h.complete:
+            missed.append(f"incomplete ({_short(h.error)})")
+        if self.share < BAR_SHARE:
+            missed.append(f"{self.share:.1%} of limit")
+        if h.refused_share > BAR_REFUSED:
+            missed.append(f"{h.refused_share:.1%} refused")
+        if s is not None and s.complete and h.span > s.span:
+            missed.append("slower than sequential")
+        return missed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "row": self.row.name,
+            "limit": self.limit,
+            "share": self.share,
+            "passed": not self.misses(),
+            "misses": self.misses(),
+            "harvester": self.harvester.summary(),
+            "sequential": self.sequential.summary() if self.sequential else None,
+        }
+
+
+def run_row(row: Row, folder: Path, cache: dict[tuple[str, str], Run]) -> Result:
+    f = row.family
+    ideal = f.pages / f.rate if f.rate else f.pages * LATENCY
+    timeout = max(120.0, 6 * ideal)
+    records = f.pages * PAGE_SIZE
+    with limiter_server(f.options(row.headers, row.retry_after), folder / "server.log") as url:
+        limit = f.rate or calibrate(url, f.burst, PAGE_SIZE, min(f.pages, 500))
+        config = harvest_config(url, folder / "out.jsonl", page_size=PAGE_SIZE)
+        if row.retry:
+            config["retry"] = dict(row.retry)
+        harvester = run_harvester(url, folder, config, records=records, timeout=timeout)
+        key = (f.name, row.retry_after)
+        if key not in cache and not row.expects_failure:
+            cache[key] = run_sequential(
+                url, folder, page_size=PAGE_SIZE, records=records, timeout=timeout
+            )
+    return Result(row=row, limit=limit, harvester=harvester, sequential=cache.get(key))
+
+
+def _detail(run: Run) -> str:
+    """harvester's own account: cool-downs, pause, the rate and concurrency it ended with."""
+    s = run.stats
+    if not s:
+        return run.error or ""
+    text = (
+        f"cd {s.get('cool_downs', 0)} ({s.get('cool_down_seconds', 0):.1f} s), "
+        f"rate {s.get('rate_limit') or '-'}, conc {s.get('concurrency_limit')}, "
+        f"retries {s.get('retries_total', 0)}"
+    )
+    return text if run.exit_code == 0 else f"{text}; {_short(run.error)}"
+
+
+def _short(error: str | None) -> str:
+    """An error without its URL and body excerpt: what a table cell has room for."""
+    text = (error or "").split(": {", 1)[0]
+    return re.sub(r" at http://\S+", "", text)[:160]
+
+
+def print_matrix(results: list[Result]) -> None:
+    print(
+        "| limiter | headers | Retry-After | limit/s | harvester % limit | refused | wall s "
+        "| span s | sequential % limit | refused | wall s | span s | bar | misses "
+        "| harvester detail |"
+    )
+    print("|" + "---|" * 15)
+    for r in results:
+        h, s = r.harvester, r.sequential
+        seq = ["", "", "", ""]
+        if s is not None:
+            seq = [
+                f"{s.ok_per_second / r.limit:.0%}",
+                f"{s.refused_share:.1%}",
+                f"{s.wall:.1f}",
+                f"{s.span:.1f}",
+            ]
+        retry_after = r.row.retry_after + "".join(f", {k}: {v}" for k, v in r.row.retry)
+        cells = [
+            r.row.family.name,
+            r.row.headers,
+            retry_after,
+            f"{r.limit:.1f}",
+            f"{r.share:.0%}" if h.complete else "incomplete",
+            f"{h.refused_share:.1%}",
+            f"{h.wall:.1f}",
+            f"{h.span:.1f}",
+            *seq,
+            "pass" if not r.misses() else "FAIL",
+            "; ".join(r.misses()),
+            _detail(h).replace("|", "/"),
+        ]
+        print("| " + " | ".join(cells) + " |")
+    passed = sum(1 for r in results if not r.misses())
+    print(f"\n{passed} of {len(results)} rows meet the bar")
+
+
+TUNE_PICKS = [
+    ("token bucket", "token-bucket", 5, 1, 429, "none", "ceil"),
+    ("token bucket b100", "token-bucket", 100, 1, 429, "none", "ceil"),
+    ("fixed 1s wall", "fixed-wall", 1, 1, 429, "ietf", "ceil"),
+    ("sliding log 1s", "moving", 1, 1, 429, "x", "ceil"),
+    ("sliding counter 1s", "sliding", 1, 1, 429, "none", "ceil"),
+    ("leaky queue b10", "leaky", 10, 1, 503, "none", "none"),
+    ("concurrency 4", "concurrency", 4, 1, 429, "none", "ceil"),
+]
+TUNE_RATE = 30
+
+
+def tune_matrix(args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
+    pages = 300 if args.quick else 1000
+    picks = TUNE_PICKS[:2] if args.quick else TUNE_PICKS
+    duration = args.tune_duration or (10.0 if args.quick else 60.0)
+    rows: list[dict[str, Any]] = []
+    print(
+        "| limiter | limit/s | tune s | workers | rate_limit | % limit | advised span s (refused) "
+        "| default span s (refused) | bar | misses |\n|" + "---|" * 10
+    )
+    for name, limiter, burst, window, status, headers, retry_after in picks:
+        rate = 0 if limiter == "concurrency" else TUNE_RATE
+        label = f"{name} {rate}/s" if rate else name
+        if args.only and args.only not in label:
+            continue
+        f = Family(
+            name=label,
+            limiter=limiter,
+            rate=rate,
+            burst=burst,
+            window=window,
+            status=status,
+            pages=pages,
+        )
+        row = _tune_row(f, headers, retry_after, duration, folder)
+        rows.append(row)
+        print(_tune_line(row), flush=True)
+    return rows
+
+
+def _tune_row(
+    f: Family, headers: str, retry_after: str, duration: float, folder: Path
+) -> dict[str, Any]:
+    records, timeout = f.pages * PAGE_SIZE, max(120.0, 6 * f.pages / (f.rate or 20))
+    with limiter_server(f.options(headers, retry_after), folder / "server.log") as url:
+        limit = f.rate or calibrate(url, f.burst, PAGE_SIZE, min(f.pages, 500))
+        config = harvest_config(url, folder / "out.jsonl", page_size=PAGE_SIZE)
+        tuned = run_tune(url, folder, config, duration=duration, max_workers=64)
+        advised = dict(config, concurrency={"workers": tuned.workers or 16})
+        if tuned.rate_limit:
+            advised["concurrency"]["rate_limit"] = tuned.rate_limit
+        with_advice = run_harvester(url, folder, advised, records=records, timeout=timeout)
+        default = run_harvester(url, folder, config, records=records, timeout=timeout)
+    share = tuned.rate_limit / limit if tuned.rate_limit else None
+    misses = []
+    if share is None:
+        misses.append("no rate recommended")
+    elif not TUNE_LOW <= share <= TUNE_HIGH:
+        misses.append(f"rate {share:.0%} of limit")
+    if not with_advice.complete:
+        misses.append(f"advised harvest incomplete ({with_advice.error})")
+    elif default.complete and with_advice.span > default.span:
+        misses.append("advised harvest slower than default")
+    return {
+        "limiter": f"{f.name} / headers {headers} / RA {retry_after}",
+        "limit": limit,
+        "tune": tuned.__dict__,
+        "share": share,
+        "advised": with_advice.summary(),
+        "default": default.summary(),
+        "passed": not misses,
+        "misses": misses,
+    }
+
+
+def _span_refused(run: dict[str, Any]) -> str:
+    server = run["server"]
+    refused = server.get("refused", 0) / server["requests"] if server.get("requests") else 0.0
+    return f"{server.get('span', 0):.1f} ({refused:.1%})"
+
+
+def _tune_line(row: dict[str, Any]) -> str:
+    t, share = row["tune"], row["share"]
+    cells = [
+        row["limiter"],
+        f"{row['limit']:.1f}",
+        f"{t['wall']:.1f}",
+        str(t["workers"]),
+        str(t["rate_limit"]),
+        f"{share:.0%}" if share is not None else "-",
+        _span_refused(row["advised"]),
+        _span_refused(row["default"]),
+        "pass" if row["passed"] else "FAIL",
+        "; ".join(row["misses"]),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few rows of 300 requests")
+    parser.add_argument("--full", action="store_true", help="every header x Retry-After style")
+    parser.add_argument("--only", metavar="SUBSTRING", help="the rows whose name holds it")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="write the results here")
+    parser.add_argument("--list", action="store_true", help="print the row names and exit")
+    parser.add_argument("--tune", action="store_true", help="the tune table instead")
+    parser.add_argument(
+        "--tune-duration", type=float, metavar="S", help="harvester tune --duration"
+    )
+    args = parser.parse_args()
+    if args.list:
+        for row in matrix(args.quick, args.full):
+            print(row.name)
+        return
+    started = time.perf_counter()
+    document: dict[str, Any] = {"command": shlex.join([sys.executable, *sys.argv])}
+    with tempfile.TemporaryDirectory(prefix="rate-matrix-") as tmp:
+        if args.tune:
+            document["tune"] = tune_matrix(args, Path(tmp))
+        else:
+            document["rows"] = _run_matrix(args, Path(tmp), document)
+    document["wall_seconds"] = time.perf_counter() - started
+    print(f"\nwhole run: {document['wall_seconds'] / 60:.1f} min")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+
+
+def _run_matrix(args: argparse.Namespace, folder: Path, document: dict[str, Any]) -> list[Any]:
+    rows = [r for r in matrix(args.quick, args.full) if not args.only or args.only in r.name]
+    print(f"{len(rows)} rows", flush=True)
+    cache: dict[tuple[str, str], Run] = {}
+    results: list[Result] = []
+    for i, row in enumerate(rows, 1):
+        result = run_row(row, folder, cache)
+        results.append(result)
+        h = result.harvester
+        verdict = "pass" if not result.misses() else "FAIL: " + "; ".join(result.misses())
+        print(
+            f"[{i}/{len(rows)}] {row.name}: {result.share:.0%} of limit, "
+            f"{h.refused_share:.1%} refused, span {h.span:.1f} s "
+            f"(sequential {result.sequential.span if result.sequential else math.nan:.1f} s) "
+            f"{verdict}",
+            flush=True,
+        )
+        if args.json:  # as it goes, so that an interrupted run keeps what it measured
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            document["rows"] = [r.as_dict() for r in results]
+            args.json.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    print()
+    print_matrix(results)
+    return [r.as_dict() for r in results]
+
+
+if __name__ == "__main__":
+    main()

@@ -233,7 +233,10 @@ class Throttle:
             if self.rate is None or self.rate > stated:
                 self._set_rate(stated)
         if info.remaining == 0 and info.reset and self._holds(info.reset):
-            self._hold_until(now + info.reset)
+            # A stated rate comes back a place at a time (a token bucket, GCRA): the next place
+            # is one interval on, however coarsely the reset was rounded up to whole seconds.
+            wait = info.reset if self._stated is None else min(info.reset, 1.0 / self._stated)
+            self._hold_until(now + wait)
 
     def _cool_down(
         self, ticket: Ticket, status: int, retry_after: float | None, now: float

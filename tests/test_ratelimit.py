@@ -166,6 +166,21 @@ async def test_remaining_zero_with_an_epoch_reset_holds_for_the_delay(fake: Fake
     assert await admitted_at(throttle, fake) == pytest.approx(T0 + 3, abs=1)
 
 
+async def test_remaining_zero_under_a_stated_rate_holds_one_interval_not_the_rounded_reset(
+    fake: FakeTime,
+) -> None:
+    throttle, _ = throttle_on(fake, workers=4)
+
+    # A GCRA with a burst of 1 spends its one place on every answer, and rounds the 20 ms
+    # until the next one up to a whole second.
+    await answer(
+        throttle, 200, RateLimit_Policy="50;w=1", RateLimit_Remaining="0", RateLimit_Reset="1"
+    )
+
+    assert throttle.rate is not None
+    assert await admitted_at(throttle, fake) <= T0 + 1.0 / throttle.rate + 1e-9
+
+
 async def test_remaining_above_zero_does_not_pause(fake: FakeTime) -> None:
     throttle, _ = throttle_on(fake, workers=4)
     await answer(throttle, 200, RateLimit_Remaining="1", RateLimit_Reset="3")

@@ -234,7 +234,8 @@ async def _harvest_open_end(job: _Job) -> None:
         firsts: list[Fetched] = []
         if sink.committed_pages == 0:
             planner, firsts = await _first_pages(job, planner, plan)
-        schedule = OpenEnd(plan, job.url_of(planner))
+        numbered = planner.follow_on(0, 1) is None
+        schedule = OpenEnd(plan, job.url_of(planner), numbered=numbered)
         for fetched in firsts:
             if schedule.check(fetched):
                 await sink.put(fetched.page, schedule.wants)
@@ -276,7 +277,8 @@ async def _first_pages(
     capped = planner.with_page_size(count)
     second = await job.fetcher.fetch(capped, capped.request(1))
     if second.page.count == 0 or second.page.data == first.page.data:
-        return planner, [first, second]  # the end, proven: the scheduler will see it so
+        # The end, proven (or, by offset, an API ignoring it): the scheduler will tell which.
+        return planner, [first, second]
     planner = lowered_page_size(planner, count, job.stats)
     plan["page_size"] = planner.page_size
     return planner, [first, second]

@@ -172,10 +172,13 @@ class OpenEnd:
     `wants` tells the sink which pages, fetched and accepted already, it may still write.
     """
 
-    def __init__(self, plan: dict[str, Any], url_of: UrlOf) -> None:
+    def __init__(self, plan: dict[str, Any], url_of: UrlOf, *, numbered: bool) -> None:
         self._plan = plan
         self._page_size: int = plan["page_size"]
         self._url_of = url_of
+        # Page numbers: a page past the end may be answered with the last page again. Asked
+        # for by offset or Range, the same records at another place mean the API ignores it.
+        self._numbered = numbered
         self._empty: int | None = None  # the first page seen empty or past the end
         self._whole: int | None = None  # the page that held all the rest (Range ignored)
         self._full = -1  # the highest page seen holding page_size records
@@ -254,6 +257,13 @@ class OpenEnd:
 
     def _note_short(self, index: int, count: int, digest: str) -> None:
         short = self._short
+        if not self._numbered and short is not None and digest == self._plan["short_digest"]:
+            raise RecordsError(
+                f"repeats the records of page {short}, asked for from another offset: the API "
+                "ignores the paging parameters (check pagination.offset_param, or range_unit)",
+                page=index,
+                url=self._url_of(index),
+            )
         if short is None or index < short:
             if short is not None:
                 self._shorts[short] = self._plan["short_digest"]

@@ -347,3 +347,14 @@ async def test_a_long_quota_is_waited_for_or_fails_at_once(
         assert "quota is spent until" in result.stderr
     else:
         assert_failed(tmp_path, result, "more than retry.max_retry_after", "on_long_quota: wait")
+
+
+async def test_a_capped_api_ignoring_the_offset_fails_instead_of_ending(tmp_path: Path) -> None:
+    # Page 0 comes back short (the cap), and the records after it come back the same as page 0:
+    # by page numbers that may be the last page again, by offset it is an API ignoring it.
+    result = await harvest(
+        tmp_path,
+        DemoSettings(records=RECORDS, max_page_size=100, repeat_page_at=100),
+        pagination={"total": "unknown", "page_size": 500},
+    )
+    assert_failed(tmp_path, result, "repeats the records of page 0, asked for from another offset")

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from harvester.config import PaginationConfig, PartitionConfig, SourceConfig, parse_timestamp
+from harvester.errors import redact_url
 from harvester.pagination import Answer, PageRecords, PageRequest, PlanError, read_value
 
 
@@ -109,11 +110,11 @@ class ChainPlanner:
         url = urljoin(answer.url, target)  # relative links resolve against the request URL
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
-            raise PlanError(f"the next URL {url!r} is not http(s)")
+            raise PlanError(f"the next URL {redact_url(url)!r} is not http(s)")
         try:
             same_host = _origin(url) == self.origin
         except ValueError as exc:
-            raise PlanError(f"the next URL {url!r} is not a valid URL ({exc})") from None
+            raise PlanError(f"the next URL {redact_url(url)!r} is not a valid URL ({exc})") from None
         send_token = same_host or self.allow_cross_host
         return replace(
             request, index=request.index + 1, url=url, params={}, key=url, send_token=send_token

@@ -114,7 +114,8 @@ class ChainPlanner:
         try:
             same_host = _origin(url) == self.origin
         except ValueError as exc:
-            raise PlanError(f"the next URL {redact_url(url)!r} is not a valid URL ({exc})") from None
+            shown = redact_url(url)
+            raise PlanError(f"the next URL {shown!r} is not a valid URL ({exc})") from None
         send_token = same_host or self.allow_cross_host
         return replace(
             request, index=request.index + 1, url=url, params={}, key=url, send_token=send_token

@@ -31,9 +31,9 @@ untuned default (the bar: no slower).
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import shlex
+import subprocess
 import sys
 import tempfile
 import time
@@ -231,7 +231,9 @@ class Result:
         }
 
 
-def run_row(row: Row, folder: Path, cache: dict[tuple[str, str], Run]) -> Result:
+def run_row(
+    row: Row, folder: Path, cache: dict[tuple[str, str], Run], tree: Path | None = None
+) -> Result:
     f = row.family
     ideal = f.pages / f.rate if f.rate else f.pages * LATENCY
     timeout = max(120.0, 6 * ideal)
@@ -241,7 +243,7 @@ def run_row(row: Row, folder: Path, cache: dict[tuple[str, str], Run]) -> Result
         config = harvest_config(url, folder / "out.jsonl", page_size=PAGE_SIZE)
         if row.retry:
             config["retry"] = dict(row.retry)
-        harvester = run_harvester(url, folder, config, records=records, timeout=timeout)
+        harvester = run_harvester(url, folder, config, records=records, timeout=timeout, tree=tree)
         key = (f.name, row.retry_after)
         if key not in cache and not row.expects_failure:
             cache[key] = run_sequential(
@@ -341,25 +343,26 @@ def tune_matrix(args: argparse.Namespace, folder: Path) -> list[dict[str, Any]]:
             status=status,
             pages=pages,
         )
-        row = _tune_row(f, headers, retry_after, duration, folder)
+        row = _tune_row(f, headers, retry_after, duration, folder, args.tree)
         rows.append(row)
         print(_tune_line(row), flush=True)
     return rows
 
 
 def _tune_row(
-    f: Family, headers: str, retry_after: str, duration: float, folder: Path
+    f: Family, headers: str, retry_after: str, duration: float, folder: Path, tree: Path | None
 ) -> dict[str, Any]:
     records, timeout = f.pages * PAGE_SIZE, max(120.0, 6 * f.pages / (f.rate or 20))
     with limiter_server(f.options(headers, retry_after), folder / "server.log") as url:
         limit = f.rate or calibrate(url, f.burst, PAGE_SIZE, min(f.pages, 500))
         config = harvest_config(url, folder / "out.jsonl", page_size=PAGE_SIZE)
-        tuned = run_tune(url, folder, config, duration=duration, max_workers=64)
+        tuned = run_tune(url, folder, config, duration=duration, max_workers=64, tree=tree)
         advised = dict(config, concurrency={"workers": tuned.workers or 16})
         if tuned.rate_limit:
             advised["concurrency"]["rate_limit"] = tuned.rate_limit
-        with_advice = run_harvester(url, folder, advised, records=records, timeout=timeout)
-        default = run_harvester(url, folder, config, records=records, timeout=timeout)
+        bounds: dict[str, Any] = {"records": records, "timeout": timeout, "tree": tree}
+        with_advice = run_harvester(url, folder, advised, **bounds)
+        default = run_harvester(url, folder, config, **bounds)
     share = tuned.rate_limit / limit if tuned.rate_limit else None
     misses = []
     if share is None:
@@ -412,6 +415,13 @@ def main() -> None:
     parser.add_argument("--only", metavar="SUBSTRING", help="the rows whose name holds it")
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the results here")
     parser.add_argument("--list", action="store_true", help="print the row names and exit")
+    parser.add_argument(
+        "--tree",
+        type=Path,
+        metavar="DIR",
+        help="run the harvester package under DIR (e.g. `git archive REV harvester | tar -x "
+        "-C DIR`) instead of the installed one: a before/after comparison",
+    )
     parser.add_argument("--tune", action="store_true", help="the tune table instead")
     parser.add_argument(
         "--tune-duration", type=float, metavar="S", help="harvester tune --duration"
@@ -422,7 +432,10 @@ def main() -> None:
             print(row.name)
         return
     started = time.perf_counter()
-    document: dict[str, Any] = {"command": shlex.join([sys.executable, *sys.argv])}
+    document: dict[str, Any] = {
+        "command": shlex.join([sys.executable, *sys.argv]),
+        "harvester": str(args.tree.resolve()) if args.tree else _git_head(),
+    }
     with tempfile.TemporaryDirectory(prefix="rate-matrix-") as tmp:
         if args.tune:
             document["tune"] = tune_matrix(args, Path(tmp))
@@ -435,20 +448,36 @@ def main() -> None:
         args.json.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
 
 
+def _git_head() -> str:
+    """The checkout's commit, and whether its harvester/ has uncommitted changes."""
+    root = Path(__file__).resolve().parent.parent
+    git = ["git", "-C", str(root)]
+    try:
+        head = subprocess.run(
+            [*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=30
+        )
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "harvester"], capture_output=True, timeout=30
+        )
+    except OSError:
+        return "unknown"
+    return head.stdout.strip() + (" with uncommitted changes" if dirty.stdout.strip() else "")
+
+
 def _run_matrix(args: argparse.Namespace, folder: Path, document: dict[str, Any]) -> list[Any]:
     rows = [r for r in matrix(args.quick, args.full) if not args.only or args.only in r.name]
     print(f"{len(rows)} rows", flush=True)
     cache: dict[tuple[str, str], Run] = {}
     results: list[Result] = []
     for i, row in enumerate(rows, 1):
-        result = run_row(row, folder, cache)
+        result = run_row(row, folder, cache, args.tree)
         results.append(result)
         h = result.harvester
         verdict = "pass" if not result.misses() else "FAIL: " + "; ".join(result.misses())
         print(
             f"[{i}/{len(rows)}] {row.name}: {result.share:.0%} of limit, "
             f"{h.refused_share:.1%} refused, span {h.span:.1f} s "
-            f"(sequential {result.sequential.span if result.sequential else math.nan:.1f} s) "
+            f"(sequential {f'{result.sequential.span:.1f} s' if result.sequential else '-'}) "
             f"{verdict}",
             flush=True,
         )

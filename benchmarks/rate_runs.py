@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import select
 import subprocess
@@ -121,7 +122,13 @@ def harvest_config(
 
 
 def run_harvester(
-    url: str, folder: Path, config: dict[str, Any], *, records: int, timeout: float
+    url: str,
+    folder: Path,
+    config: dict[str, Any],
+    *,
+    records: int,
+    timeout: float,
+    tree: Path | None = None,
 ) -> Run:
     """`python -m harvester cfg.yaml` against a fresh limiter; its output checked."""
     out = Path(config["output"]["path"])
@@ -133,7 +140,9 @@ def run_harvester(
     command = [sys.executable, "-m", "harvester", str(path), "--stats-json", str(stats_path)]
     command += ["--progress", "none", "--log-level", "INFO"]
     reset(url)
-    code, wall, log = _timed(command, folder / "harvester.log", timeout)
+    code, wall, log = _timed(
+        command, folder / "harvester.log", timeout, env=tree_env(tree), cwd=folder
+    )
     stats = orjson.loads(stats_path.read_bytes()) if stats_path.exists() else {}
     run = Run(client="harvester", exit_code=code, wall=wall, server=served(url), stats=stats)
     if code is None:
@@ -163,11 +172,27 @@ def run_sequential(url: str, folder: Path, *, page_size: int, records: int, time
     return run
 
 
-def _timed(command: list[str], log: Path, timeout: float) -> tuple[int | None, float, str]:
+def tree_env(tree: Path | None) -> dict[str, str] | None:
+    """The environment that makes `python -m harvester` run the package under `tree` (a
+    checkout or `git archive` of another commit) instead of the installed one. The command
+    must not run in the checkout: `-m` puts the working directory first on sys.path."""
+    return None if tree is None else {**os.environ, "PYTHONPATH": str(tree.resolve())}
+
+
+def _timed(
+    command: list[str],
+    log: Path,
+    timeout: float,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> tuple[int | None, float, str]:
     """Run `command`, stderr to `log`: exit code (None if killed), wall seconds, last line."""
     started = time.perf_counter()
     with log.open("w") as errors:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=errors)
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=errors, env=env, cwd=cwd
+        )
         try:
             code: int | None = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -240,7 +265,13 @@ _RECOMMENDED = re.compile(r"recommended: workers (\d+)(?: and rate_limit ([\d.]+
 
 
 def run_tune(
-    url: str, folder: Path, config: dict[str, Any], *, duration: float, max_workers: int
+    url: str,
+    folder: Path,
+    config: dict[str, Any],
+    *,
+    duration: float,
+    max_workers: int,
+    tree: Path | None = None,
 ) -> Tuned:
     """`harvester tune cfg.yaml` against a fresh limiter; its recommendation parsed."""
     path = folder / "tune.yaml"
@@ -251,7 +282,13 @@ def run_tune(
     started = time.perf_counter()
     try:
         done = subprocess.run(
-            command, capture_output=True, text=True, timeout=duration + 90, check=False
+            command,
+            capture_output=True,
+            text=True,
+            timeout=duration + 90,
+            check=False,
+            env=tree_env(tree),
+            cwd=folder,
         )
     except subprocess.TimeoutExpired:
         return Tuned(exit_code=None, wall=time.perf_counter() - started)

@@ -2,12 +2,15 @@
 
 Every request, data or token, passes `Throttle` first. Three things can hold it:
 
-1. the cool-down: a 429 or 503 with Retry-After, or rate-limit headers saying nothing remains,
-   pause every worker until that time, not only the one that was told;
+1. the cool-down: a 429 (or a 503 with Retry-After), or rate-limit headers saying nothing
+   remains, pause every worker until that time, not only the one that was told. A refusal
+   without Retry-After pauses them too, briefly: every request sent meanwhile would be refused;
 2. the rate: a token bucket (GCRA) of `concurrency.rate_limit` requests per second, or, when no
-   rate is set, the rate the API was seen to admit (learned at each cool-down);
+   rate is set, the rate the API states (RateLimit-Policy) or was seen to bear (rate_learning);
 3. the concurrency limit (data requests only): additive increase, multiplicative decrease between
-   1 and `workers`; halved once per cool-down, raised by one after a run of successes.
+   1 and `workers`; halved once per cool-down, raised by one after a run of successes, and kept
+   below the number in flight that drew the last refusal (an API that limits requests in flight
+   refuses the same number again).
 """
 
 from __future__ import annotations
@@ -15,102 +18,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import re
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
 
 from harvester.config import ConcurrencyConfig
+from harvester.rate_headers import RateLimitInfo, parse_rate_limit
+from harvester.rate_learning import RateLearner
 from harvester.retry import parse_retry_after
 from harvester.stats import Stats
 
 log = logging.getLogger("harvester")
 
-# A rate learned at a cool-down keeps this share of what the API was seen to admit: a little
-# under the limit costs a little speed, a little over costs a pause per overshoot.
-_LEARNED_SHARE = 0.9
 # A rate the API states (RateLimit-Policy) is exact: only a sliver is left for clock drift.
 _STATED_SHARE = 0.97
-# After this long without a cool-down, a learned rate is raised by _PROBE_STEP to find out
-# whether the API admits more by now.
-_PROBE_AFTER = 3.0
-_PROBE_STEP = 1.02
-# The longest look back at what the API admitted (and the longest Retry-After learned from).
-_ADMITTED_HORIZON = 60.0
-# The fewest successes a learned rate is drawn from.
-_MIN_SAMPLE = 10
-_MIN_SPAN = 0.5  # seconds of successes, at least, to learn a rate from
-# Seconds past which a reset value is a Unix timestamp rather than a delay (ten years).
-_EPOCH_THRESHOLD = 315_360_000
+# A refusal without Retry-After pauses every worker for this many intervals of the rate (or, with
+# no rate known, for _UNTOLD_PAUSE seconds): the API's budget comes back a place at a time.
+_UNTOLD_INTERVALS = 2.0
+_UNTOLD_PAUSE = 0.25
+# After this long without a refusal, the concurrency kept below the number in flight that drew
+# the last one may grow past it again.
+_CEILING_MEMORY = 30.0
+_UNTOLD_LONGEST = 30.0
 
-
-@dataclass(frozen=True)
-class RateLimitInfo:
-    """What an answer's rate-limit headers say; None where they are silent."""
-
-    limit: int | None = None
-    remaining: int | None = None
-    reset: float | None = None  # seconds from now until the budget is back
-    window: float | None = None  # seconds the limit is counted over (RateLimit-Policy w=)
-
-
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
-_PARAM = re.compile(r"([A-Za-z-]+)\s*=\s*\"?(\d+(?:\.\d+)?)")
-
-
-def parse_rate_limit(
-    headers: Mapping[str, str], *, now: float | None = None
-) -> RateLimitInfo | None:
-    """Read `X-RateLimit-*`, `RateLimit-*`, `RateLimit` and `RateLimit-Policy`; None if absent.
-
-    A reset above ten years of seconds is a Unix timestamp (in milliseconds above 1e12), else a
-    delay in seconds. The IETF fields win over the X- ones where both are sent.
-    """
-    epoch = time.time() if now is None else now
-    fields: dict[str, float] = {}
-    for prefix in ("X-RateLimit-", "RateLimit-"):  # later wins: the IETF names
-        for name in ("Limit", "Remaining", "Reset"):
-            value = headers.get(prefix + name)
-            number = _NUMBER.search(value) if value else None
-            if number and math.isfinite(float(number.group())):
-                fields[name.lower()] = float(number.group())
-    combined = headers.get("RateLimit")  # `limit=50, remaining=3, reset=1` or `"x";r=3;t=1`
-    if combined:
-        aliases = {"r": "remaining", "t": "reset", "q": "limit"}
-        for key, value in _PARAM.findall(combined):
-            if math.isfinite(float(value)):
-                fields[aliases.get(key.lower(), key.lower())] = float(value)
-    window = None
-    # Several policies (`100;w=60, 1000;w=3600`): the first, whose limit and window belong together.
-    policy = (headers.get("RateLimit-Policy") or "").split(",")[0]
-    if policy:
-        params = {k.lower(): float(v) for k, v in _PARAM.findall(policy) if math.isfinite(float(v))}
-        window = params.get("w")
-        leading = _NUMBER.match(policy.strip())
-        if "limit" not in fields and (leading or "q" in params):
-            fields["limit"] = float(leading.group()) if leading else params["q"]
-    if not fields and window is None:
-        return None
-    reset = fields.get("reset")
-    if reset is not None and reset > _EPOCH_THRESHOLD:
-        reset = (reset / 1000 if reset > 1e12 else reset) - epoch
-    return RateLimitInfo(
-        limit=int(fields["limit"]) if "limit" in fields else None,
-        remaining=int(fields["remaining"]) if "remaining" in fields else None,
-        reset=max(0.0, reset) if reset is not None else None,
-        window=window,
-    )
+__all__ = ["RateLimitInfo", "Throttle", "Ticket", "parse_rate_limit"]
 
 
 class Ticket:
     """One request's passage through the throttle; `observe` tells it how the request went."""
 
-    def __init__(self, throttle: Throttle, episode: int, counted: bool) -> None:
+    def __init__(self, throttle: Throttle, episode: int, counted: bool, sent: float) -> None:
         self._throttle = throttle
         self.episode = episode  # the cool-down episode current when the request was sent
         self.counted = counted  # holds a place in the concurrency limit
+        self.sent = sent  # when it was let through
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
         self._throttle._observe(self, status, headers)
@@ -140,25 +80,33 @@ class Throttle:
         self._adaptive = config.adaptive
         self._fixed_rate = config.rate_limit
         self._burst = config.burst
-        self.rate: float | None = config.rate_limit  # None: no limit known
-        # The rate the API states (RateLimit-Policy), less a sliver: never probed past, since
-        # every overshoot of a stated limit costs a pause for every worker.
-        self._stated: float | None = None
+        # Unless a rate is set, the pace is learned; the stated rate caps it, never probed past
+        # (every overshoot of a stated limit costs a pause for every worker).
+        self._learner = RateLearner(clock())
         self._next_slot = 0.0  # GCRA: when the next request may go, burst aside
         self._cool_until = 0.0
         self._episode = 0
-        self._last_cool_down = clock()
         self.limit = config.workers
+        # The number in flight that drew the last refusal, less one, and when: an API that
+        # limits requests in flight refuses the same number again.
+        self._ceiling = config.workers
+        self._ceiling_at = clock()
         self._in_flight = 0
         self._streak = 0
+        # Refusals without Retry-After with no success between them: their pauses grow.
+        self._untold = 0
+        self._untold_since_success = False
+        self._latency: float | None = None  # of successes, smoothed
         self._changed = asyncio.Condition()
-        self._admitted: deque[float] = deque()  # when recent successes came back
-        # Since when the successes tell of the rate the API bears: the start, then the end of
-        # the pause the last learned rate came with. Successes from before that were already
-        # learned from; a 429 storm, with no success between its 429s, teaches nothing more.
-        self._learning_since = clock()
         stats.concurrency_limit = self.limit
-        stats.rate_limit = self.rate
+        stats.rate_limit = config.rate_limit
+
+    @property
+    def rate(self) -> float | None:
+        """The pace now: the rate set, else the one stated or learned; None: no limit known."""
+        if self._fixed_rate is not None:
+            return self._fixed_rate
+        return self._learner.rate(self._clock())
 
     @contextlib.asynccontextmanager
     async def request(self, *, counted: bool = True) -> AsyncIterator[Ticket]:
@@ -168,7 +116,7 @@ class Throttle:
         try:
             await self._wait_cool_down()
             await self._wait_rate()
-            yield Ticket(self, self._episode, counted)
+            yield Ticket(self, self._episode, counted, self._clock())
         finally:
             if counted:
                 await self._leave()
@@ -189,9 +137,9 @@ class Throttle:
             await self._sleep(left)
 
     async def _wait_rate(self) -> None:
-        self._probe_upwards()
-        while self.rate is not None:
-            interval = 1.0 / self.rate
+        while (rate := self.rate) is not None:
+            self._show_rate(rate)
+            interval = 1.0 / rate
             now = self._clock()
             # Reserve the slot before sleeping, so that waiting workers queue in order.
             slot = max(self._next_slot, now - (self._burst - 1) * interval)
@@ -204,90 +152,93 @@ class Throttle:
             # A cool-down began meanwhile: queue again, behind its end, spaced like the rest.
             await self._wait_cool_down()
 
+    def _show_rate(self, rate: float) -> None:
+        self._stats.rate_limit = round(rate, 2)
+
     def _observe(self, ticket: Ticket, status: int, headers: Mapping[str, str]) -> None:
         now = self._clock()
         info = parse_rate_limit(headers)
         if info is not None:
-            self._read_headers(info, now)
+            self._read_headers(info, ticket, now)
         if status in (429, 503):
             retry_after = parse_retry_after(headers.get("Retry-After"))
             if status == 429 or retry_after is not None:
                 self._cool_down(ticket, status, retry_after, now)
         elif 200 <= status < 300:
-            self._admitted.append(now)
-            while self._admitted[0] < now - _ADMITTED_HORIZON:
-                self._admitted.popleft()
-            self._succeeded()
+            self._learner.admitted(now)
+            latency = now - ticket.sent
+            self._latency = (
+                latency if self._latency is None else 0.8 * self._latency + 0.2 * latency
+            )
+            self._untold_since_success = False
+            self._succeeded(now)
 
-    def _read_headers(self, info: RateLimitInfo, now: float) -> None:
+    def _read_headers(self, info: RateLimitInfo, ticket: Ticket, now: float) -> None:
         if info.limit and info.window and self._fixed_rate is None:
             stated = info.limit / info.window * _STATED_SHARE
-            if self._stated != stated:
-                self._stated = stated
+            if self._learner.stated != stated:
+                self._learner.state(stated)
                 log.info(
                     "the API states a limit of %d requests per %g s: rate at most %.2f/s",
                     info.limit,
                     info.window,
                     stated,
                 )
-            if self.rate is None or self.rate > stated:
-                self._set_rate(stated)
         if info.remaining == 0 and info.reset and self._holds(info.reset):
-            # A stated rate comes back a place at a time (a token bucket, GCRA): the next place
-            # is one interval on, however coarsely the reset was rounded up to whole seconds.
-            wait = info.reset if self._stated is None else min(info.reset, 1.0 / self._stated)
-            self._hold_until(now + wait)
+            rate = self.rate
+            if rate is None:
+                self._hold_until(now + info.reset)
+            else:
+                # Paced already: the budget comes back a place at a time (a token bucket,
+                # GCRA), the next place one interval after this request took the last one,
+                # however coarsely the reset is rounded. A window's end is nearer than that
+                # only when the window is almost over.
+                self._hold_until(min(now + info.reset, ticket.sent + 1.0 / rate))
 
     def _cool_down(
         self, ticket: Ticket, status: int, retry_after: float | None, now: float
     ) -> None:
-        if retry_after and self._holds(retry_after):
+        if retry_after is None:
+            # Told nothing: a short pause, every request sent meanwhile would be refused too;
+            # twice as long each time no request got through since (a window is spent).
+            rate = self.rate
+            pause = _UNTOLD_PAUSE if rate is None else _UNTOLD_INTERVALS / rate
+            if ticket.episode == self._episode:
+                self._untold = self._untold + 1 if self._untold_since_success else 0
+                self._untold_since_success = True
+            self._hold_until(now + min(_UNTOLD_LONGEST, pause * 2.0**self._untold))
+        elif retry_after and self._holds(retry_after):
             self._hold_until(now + retry_after)
         if ticket.episode != self._episode:
             return  # sent before this episode began, which has been answered: once per episode
         self._episode += 1
         self._stats.cool_downs += 1
-        self._last_cool_down = now
-        if self._adaptive:
-            self.limit = max(1, self.limit // 2)
+        if self._adaptive and ticket.counted:
+            if self._in_flight > 1:
+                # Refused with this many in flight: an API that limits the number in flight
+                # would refuse it again (for a while; see _succeeded). One alone says nothing.
+                self._ceiling = min(self._workers, self._in_flight - 1)
+                self._ceiling_at = now
+            self.limit = max(1, min(self.limit // 2, self._ceiling))
             self._streak = 0
             self._stats.concurrency_limit = self.limit
         # "Retry-After: 0" asks for no pause: whatever refused the request, it was not the rate.
         if self._fixed_rate is None and retry_after != 0:
-            self._learn_rate(now, horizon=min(_ADMITTED_HORIZON, max(1.0, retry_after or 1.0)))
-        rate = "not set" if self.rate is None else f"{self.rate:.2f}/s"
+            held = max(0.0, self._cool_until - now)
+            # A sequential client's pace, where answers take long enough to tell one.
+            latency = self._latency or 0.0
+            sequential = 1.0 / latency if latency >= 1e-3 else None
+            learned = self._learner.refused(now, held, sequential)
+            if learned is not None:
+                self._show_rate(learned)
+        rate = self.rate
         log.info(
             "cool-down: %s, every worker waits %.1f s; rate %s, %d workers at once",
             "429 Too Many Requests" if status == 429 else f"{status} with Retry-After",
             max(0.0, self._cool_until - now),
-            rate,
+            "not set" if rate is None else f"{rate:.2f}/s",
             self.limit,
         )
-
-    def _learn_rate(self, now: float, horizon: float) -> None:
-        """Set the rate from what the API admitted over the last `horizon` seconds (or since
-        the last rate was learned, if that is shorter)."""
-        since = max(now - horizon, self._learning_since)
-        seen = sum(1 for t in self._admitted if t >= since)
-        if seen < _MIN_SAMPLE or now - since < _MIN_SPAN:  # too little to tell a rate from
-            return
-        admitted = seen / (now - since)
-        learned = admitted * _LEARNED_SHARE
-        self._set_rate(learned if self.rate is None else min(self.rate * _LEARNED_SHARE, learned))
-        self._learning_since = max(now, self._cool_until)
-
-    def _set_rate(self, rate: float) -> None:
-        self.rate = max(rate, 0.1)
-        self._stats.rate_limit = round(self.rate, 2)
-
-    def _probe_upwards(self) -> None:
-        if self._fixed_rate is not None or self.rate is None:
-            return
-        now = self._clock()
-        if now - self._last_cool_down >= _PROBE_AFTER:
-            self._last_cool_down = now
-            probed = self.rate * _PROBE_STEP
-            self._set_rate(probed if self._stated is None else min(probed, self._stated))
 
     def _holds(self, pause: float) -> bool:
         """Whether a pause the API asks for is held: a short one always, a long quota's only
@@ -315,8 +266,11 @@ class Throttle:
             # rather than all let go at once.
             self._next_slot = max(self._next_slot, until)
 
-    def _succeeded(self) -> None:
-        if not self._adaptive or self.limit >= self._workers:
+    def _succeeded(self, now: float) -> None:
+        if now - self._ceiling_at >= _CEILING_MEMORY and self._ceiling < self._workers:
+            self._ceiling += 1
+            self._ceiling_at = now
+        if not self._adaptive or self.limit >= min(self._workers, self._ceiling):
             return
         self._streak += 1
         if self._streak >= self.limit:  # about one success per place: one round trip

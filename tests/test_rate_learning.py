@@ -1,0 +1,110 @@
+"""RateLearner: the rate an API bears, from when it admitted requests and when it refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from harvester.rate_learning import RateLearner
+
+
+def learned_once(per_second: float = 50) -> RateLearner:
+    """A learner refused twice: ramping from 10/s at t = 1, then 2 s admitted at `per_second`."""
+    learner = learner_with(10, 100)
+    learner.refused(0.1, hold=0.9)
+    for i in range(1, 2 * round(per_second) + 1):
+        learner.admitted(1.0 + i / per_second)
+    return learner
+
+
+def learner_with(successes: int, per_second: float, start: float = 0.0) -> RateLearner:
+    learner = RateLearner(start)
+    for i in range(1, successes + 1):
+        learner.admitted(start + i / per_second)
+    return learner
+
+
+def test_no_refusal_no_rate() -> None:
+    assert learner_with(100, 50).rate(10.0) is None
+
+
+def test_the_first_refusal_counts_the_pause_it_asks_for() -> None:
+    learner = learner_with(50, 700)  # a window's quota of 50, spent in 71 ms
+
+    learner.refused(50 / 700, hold=1 - 50 / 700)
+
+    # 50 over the one-second window: exactly its rate, when the pause ends.
+    assert learner.rate(1.0) == pytest.approx(50.0)
+
+
+def test_after_the_first_refusal_the_rate_doubles_each_second_until_the_next() -> None:
+    learner = learner_with(10, 100)
+    learner.refused(0.1, hold=0.9)  # 10/s from t = 1
+
+    assert learner.rate(1.0) == pytest.approx(10.0)
+    assert learner.rate(2.0) == pytest.approx(20.0)
+    assert learner.rate(3.5) == pytest.approx(10.0 * 2**2.5)
+
+
+def test_the_ramp_starts_no_lower_than_a_sequential_client() -> None:
+    learner = learner_with(5, 1000)  # a burst of 5, then refused for a whole second
+
+    learner.refused(0.005, hold=1.0, sequential=45.0)
+
+    assert learner.rate(1.005) == pytest.approx(45.0)
+
+
+def test_a_later_refusal_keeps_a_sliver_under_what_the_last_stretch_admitted() -> None:
+    learner = learned_once(30)  # paced at 10/s to 40/s, the API admitted 30/s of it
+
+    learner.refused(3.0, hold=1.0)
+
+    assert learner.rate(4.0) == pytest.approx(0.97 * 30, rel=0.01)
+
+
+def test_a_later_refusal_is_at_least_a_step_below_the_pace_that_drew_it() -> None:
+    learner = learner_with(10, 100)
+    learner.refused(0.1, hold=0.9)
+    pace = learner.rate(1.5)
+    assert pace is not None
+    for i in range(1, 50):
+        learner.admitted(1.0 + i / 100)  # a saved-up burst right after the pause
+
+    learner.refused(1.5, hold=0.0)
+
+    assert learner.rate(1.5) == pytest.approx(0.9 * pace)
+
+
+def test_refusals_with_no_success_between_lower_the_rate_once() -> None:
+    learner = learned_once()
+    learner.refused(3.0, hold=0.2)
+    once = learner.rate(3.2)
+
+    for k in range(10):
+        learner.refused(3.2 + 0.2 * k, hold=0.2)
+
+    assert learner.rate(3.2) == pytest.approx(once)
+
+
+def test_a_learned_rate_is_probed_upwards_slowly() -> None:
+    learner = learned_once()
+    learner.refused(3.0, hold=1.0)
+    learned = learner.rate(4.0)
+    assert learned is not None
+
+    assert learner.rate(14.0) == pytest.approx(learned * 1.02)
+
+
+def test_a_stated_rate_caps_the_ramp_and_the_probe() -> None:
+    learner = learner_with(10, 100)
+    learner.state(30.0)
+    learner.refused(0.1, hold=0.9)
+
+    assert learner.rate(1.0) == pytest.approx(10.0)
+    assert learner.rate(10.0) == pytest.approx(30.0)
+
+
+def test_a_stated_rate_alone_is_the_pace() -> None:
+    learner = RateLearner(0.0)
+    learner.state(48.5)
+
+    assert learner.rate(0.0) == 48.5

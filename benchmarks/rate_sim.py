@@ -52,8 +52,8 @@ class _VirtualSelector(selectors.DefaultSelector):
     clock: VirtualLoop
 
     def select(self, timeout: float | None = None) -> list[Any]:
-        if timeout is None:  # only a thread to wait for (`limits` sorts in one): real time
-            return super().select(5.0)
+        if timeout is None:
+            raise RuntimeError("deadlock: nothing scheduled and no I/O to wait for")
         if timeout > 0:
             self.clock.now += timeout
         return super().select(0)
@@ -73,14 +73,19 @@ class VirtualLoop(asyncio.SelectorEventLoop):
 @contextlib.contextmanager
 def virtual_time(loop: VirtualLoop) -> Iterator[None]:
     """time.time/monotonic (limiters, `limits`) and datetime.now (Retry-After dates) follow
-    the loop's clock."""
+    the loop's clock; nothing runs in a thread."""
 
     class _Now(dt.datetime):
         @classmethod
         def now(cls, tz: dt.tzinfo | None = None) -> _Now:  # type: ignore[override]
             return cls.fromtimestamp(EPOCH + loop.now, tz)
 
+    async def inline(function: Any, *args: Any, **kwargs: Any) -> Any:
+        return function(*args, **kwargs)
+
     with (
+        # `limits` sorts its log in a thread; the loop's clock would run on meanwhile.
+        mock.patch("limits.aio.storage.memory.asyncio.to_thread", inline),
         mock.patch("time.time", lambda: EPOCH + loop.now),
         mock.patch("time.monotonic", lambda: 1000.0 + loop.now),
         mock.patch("harvester.retry.datetime", _Now),

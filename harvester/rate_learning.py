@@ -5,16 +5,19 @@ No header need say it. What a refusal teaches depends on what came before it:
 - The first refusal of a run: the API admitted `n` requests from the start until now, and asks
   for `hold` seconds more. `n / (elapsed + hold)` is what it bore over that time: exact for a
   window limiter (its quota over its window), low for a token bucket with a small burst (its
-  burst over the pause). So the rate starts there and *ramps* up, doubling each second, until
-  the next refusal.
-- A later refusal: the requests admitted over the last stretch of pacing (since the pause
-  before, at most `_HORIZON` seconds) were sent at about the limit, the pace having just
-  crossed it; their rate, less a sliver, is the new rate, and at least a step below the pace
-  that drew the refusal (a burst the API saved up during the pause inflates the stretch).
-- After that, the rate is probed upwards slowly (a limit may be raised, or was learned low):
+  burst over the pause). So the rate starts there, or at a sequential client's pace if that is
+  higher, and *ramps* up, by a quarter each second, until the next refusal.
+- A refusal a step or more into the ramp: the ramp crossed the limit within its last step, so
+  the rate goes back to where the ramp was a step before.
+- A refusal at a steady pace (or right after the ramp began, where the first guess was high):
+  a step under the pace that drew it, and a sliver under what the API admitted since the pause
+  before (over at most `_HORIZON` seconds).
+- A refusal with no success since the last pause is the same overload (a storm): nothing new.
+- Once steady, the rate is probed upwards slowly (a limit may be raised, or was learned low):
   every refusal costs a pause for every worker, often a whole second, so rarely.
 
-A rate the API states (RateLimit-Policy) caps all of it.
+A rate the API states (RateLimit-Policy) caps all of it, and is the pace after a first refusal
+(which, under a stated rate, comes from the requests sent before the statement was read).
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from collections import deque
 _SHARE = 0.97
 # The most a refusal lowers the rate it was drawn at.
 _STEP_DOWN = 0.9
-# After the first refusal, the rate doubles every this many seconds until the next one.
-_RAMP_DOUBLING = 1.0
+# After the first refusal, the rate grows by _RAMP_GROWTH every _RAMP_STEP seconds until the next.
+_RAMP_GROWTH = 1.25
+_RAMP_STEP = 1.0
 # Once learned, the rate grows by this factor per _PROBE_EVERY seconds without a refusal.
 _PROBE_STEP = 1.02
 _PROBE_EVERY = 10.0
@@ -52,6 +56,7 @@ class RateLearner:
         self._ramping = False
         # Successes from before this moment were drawn on already: the end of the last pause.
         self._since = start
+        self._last_refusal = start
         self.stated: float | None = None  # RateLimit-Policy, less a sliver
 
     def admitted(self, now: float) -> None:
@@ -65,7 +70,7 @@ class RateLearner:
             return self.stated
         elapsed = max(0.0, now - self._base_at)
         if self._ramping:
-            grown = self._base * math.pow(2.0, elapsed / _RAMP_DOUBLING)
+            grown = self._base * math.pow(_RAMP_GROWTH, elapsed / _RAMP_STEP)
         else:
             grown = self._base * math.pow(_PROBE_STEP, elapsed / _PROBE_EVERY)
         return grown if self.stated is None else min(grown, self.stated)
@@ -74,7 +79,13 @@ class RateLearner:
         """Learn from a refusal at `now` that asks for `hold` seconds; the new rate, if any.
         `sequential` is the pace of one request after another (one over the latency)."""
         pace = self.rate(now)
-        if self._base is None:
+        since_pause = sum(1 for t in self._admitted if t >= self._since)
+        if self._base is None and self.stated is not None:
+            # The API states its rate: a refusal is a burst's (the first requests, sent before
+            # the statement came), not news of a lower rate. Paced at the statement from here.
+            learned = self.stated
+            self._ramping = False
+        elif self._base is None:
             seen = sum(1 for t in self._admitted if t >= self._start)
             if seen == 0 and sequential is None:
                 return self.stated  # refused from the start: nothing to tell a rate from
@@ -82,21 +93,29 @@ class RateLearner:
             # allow, and which one refusal corrects where not.
             learned = max(seen / max(now - self._start + hold, _MIN_SPAN), sequential or 0.0)
             self._ramping = True
+        elif since_pause == 0:
+            # No success since the last pause: the same overload (a storm of 429s), which
+            # has been learned from already. Once per overload, not once per 429.
+            self._since = max(self._since, now + hold)
+            return pace
         else:
+            if self._ramping and now - self._base_at >= _RAMP_STEP:
+                # The ramp crossed the limit within its last step: back to where it was then.
+                learned = (pace or self._base) / _RAMP_GROWTH
+            else:
+                # At a steady pace (or right after the ramp began: the first guess was high).
+                learned = (pace or self._base) * _STEP_DOWN
+            # And under what the API admitted since the pause, where that tells (a burst it
+            # saved up during the pause inflates it; a pace not kept up lowers it).
             since = max(self._since, now - _HORIZON)
             seen = sum(1 for t in self._admitted if t >= since)
-            if seen == 0:
-                # No success since the last pause: the same overload (a storm of 429s), which
-                # has been learned from already. Once per overload, not once per 429.
-                self._since = max(self._since, now + hold)
-                return pace
-            learned = (pace or self._base) * _STEP_DOWN
             if seen >= _MIN_SAMPLE and now - since >= _MIN_SPAN:
                 learned = min(learned, seen / (now - since) * _SHARE)
             self._ramping = False
         self._base = max(_SLOWEST, learned)
         self._base_at = now + hold
         self._since = now + hold
+        self._last_refusal = now
         return self.rate(self._base_at)
 
     def state(self, rate: float) -> None:

@@ -36,13 +36,13 @@ def test_the_first_refusal_counts_the_pause_it_asks_for() -> None:
     assert learner.rate(1.0) == pytest.approx(50.0)
 
 
-def test_after_the_first_refusal_the_rate_doubles_each_second_until_the_next() -> None:
+def test_after_the_first_refusal_the_rate_ramps_by_a_quarter_each_second() -> None:
     learner = learner_with(10, 100)
     learner.refused(0.1, hold=0.9)  # 10/s from t = 1
 
     assert learner.rate(1.0) == pytest.approx(10.0)
-    assert learner.rate(2.0) == pytest.approx(20.0)
-    assert learner.rate(3.5) == pytest.approx(10.0 * 2**2.5)
+    assert learner.rate(2.0) == pytest.approx(12.5)
+    assert learner.rate(3.5) == pytest.approx(10.0 * 1.25**2.5)
 
 
 def test_the_ramp_starts_no_lower_than_a_sequential_client() -> None:
@@ -53,12 +53,23 @@ def test_the_ramp_starts_no_lower_than_a_sequential_client() -> None:
     assert learner.rate(1.005) == pytest.approx(45.0)
 
 
-def test_a_later_refusal_keeps_a_sliver_under_what_the_last_stretch_admitted() -> None:
-    learner = learned_once(30)  # paced at 10/s to 40/s, the API admitted 30/s of it
+def test_a_refusal_a_step_into_the_ramp_goes_back_one_step() -> None:
+    learner = learned_once(30)  # the ramp: 10/s at t = 1, 15.6/s at t = 3; all of it admitted
+    pace = learner.rate(3.0)
+    assert pace == pytest.approx(10 * 1.25**2)
 
     learner.refused(3.0, hold=1.0)
 
-    assert learner.rate(4.0) == pytest.approx(0.97 * 30, rel=0.01)
+    assert learner.rate(4.0) == pytest.approx(pace / 1.25)  # the ramp a second before
+    assert learner.rate(14.0) == pytest.approx(pace / 1.25 * 1.02)  # no more ramp: a probe
+
+
+def test_a_refusal_keeps_a_sliver_under_what_the_api_admitted_since_the_pause() -> None:
+    learner = learned_once(5)  # paced at 10/s to 15.6/s, the API admitted 5/s of it
+
+    learner.refused(3.0, hold=1.0)
+
+    assert learner.rate(4.0) == pytest.approx(0.97 * 5, rel=0.01)
 
 
 def test_a_later_refusal_is_at_least_a_step_below_the_pace_that_drew_it() -> None:
@@ -94,13 +105,22 @@ def test_a_learned_rate_is_probed_upwards_slowly() -> None:
     assert learner.rate(14.0) == pytest.approx(learned * 1.02)
 
 
-def test_a_stated_rate_caps_the_ramp_and_the_probe() -> None:
+def test_under_a_stated_rate_a_first_refusal_paces_at_the_statement() -> None:
     learner = learner_with(10, 100)
     learner.state(30.0)
+    learner.refused(0.1, hold=0.9)  # the burst sent before the statement was read
+
+    assert learner.rate(1.0) == pytest.approx(30.0)
+    assert learner.rate(100.0) == pytest.approx(30.0)  # never probed past
+
+
+def test_a_stated_rate_caps_the_ramp() -> None:
+    learner = learner_with(10, 100)
     learner.refused(0.1, hold=0.9)
+    learner.state(12.0)
 
     assert learner.rate(1.0) == pytest.approx(10.0)
-    assert learner.rate(10.0) == pytest.approx(30.0)
+    assert learner.rate(10.0) == pytest.approx(12.0)
 
 
 def test_a_stated_rate_alone_is_the_pace() -> None:

@@ -24,7 +24,7 @@ from harvester.config import Config, load_config
 from harvester.errors import HarvesterError, Interrupted, redact_url
 from harvester.runner import Stop, run
 from harvester.stats import Stats
-from harvester.tune import report, tune
+from harvester.tune import summary, tune
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -140,7 +140,10 @@ def _tune_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="harvester tune",
         description="Ramp concurrency (1, 2, 4, ...) against the API for a bounded time, "
-        "reading pages without writing them, and recommend workers and rate_limit.",
+        "reading pages without writing them; at the first 429, measure the rate the API "
+        "sustains for the rest of the time. Prints a line per step, then recommends workers "
+        "and rate_limit. Measures with no rate_limit, no retries and no adaptation; stops "
+        "(exit 1) when most requests of a step fail.",
     )
     parser.add_argument("config", help="the YAML config file")
     parser.add_argument("--max-workers", type=_positive_int, default=64, metavar="N")
@@ -164,12 +167,13 @@ def _tune_main(argv: list[str]) -> int:
         scrubber.add(*config.secrets())
         for warning in config.warnings():
             log.warning(warning)
-        steps, advice = asyncio.run(
+        tuning = asyncio.run(
             tune(
                 config,
                 max_workers=args.max_workers,
                 duration=args.duration,
                 on_secret=scrubber.add,
+                say=lambda line: print(scrubber.scrub(line), flush=True),
             )
         )
     except HarvesterError as exc:
@@ -178,7 +182,7 @@ def _tune_main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return EXIT_INTERRUPTED
-    print(report(steps, advice), flush=True)
+    print("\n" + scrubber.scrub(summary(tuning)), flush=True)
     return EXIT_OK
 
 

@@ -201,6 +201,28 @@ class ResumeError(HarvesterError):
         self.differences = differences
 
 
+class TuneAborted(HarvesterError):
+    """`harvester tune` stopped rather than press on: most requests of a step failed, or none
+    was admitted. `url` and `status` are the last failure's, where it had them."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        concurrency: int,
+        failed: int,
+        answered: int,
+        url: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(f"tune stopped: {message}")
+        self.concurrency = concurrency
+        self.failed = failed
+        self.answered = answered
+        self.url = redact_url(url) if url is not None else None
+        self.status = status
+
+
 class Interrupted(HarvesterError):
     """SIGINT or SIGTERM stopped the run; what was written in order is checkpointed."""
 

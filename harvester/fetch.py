@@ -80,12 +80,14 @@ def make_fetcher(
     stats: Stats,
     *,
     on_secret: Callable[[str], None] | None = None,
+    throttle: Throttle | None = None,
 ) -> Fetcher:
     """The run's Fetcher, with the one Throttle and TokenManager its workers share.
 
-    `on_secret` hears of each token as it is issued (for log scrubbing).
+    `on_secret` hears of each token as it is issued (for log scrubbing). `throttle`, if given,
+    replaces the one the config describes (tune measures with one that holds nothing back).
     """
-    throttle = Throttle(
+    throttle = throttle or Throttle(
         config.concurrency,
         stats,
         max_pause=config.retry.max_retry_after,

@@ -1,0 +1,97 @@
+"""From `harvester tune`'s steps to advice: workers, a rate, and the config lines to paste."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Literal
+
+from harvester.config import ConcurrencyConfig
+from harvester.tune.measure import Step, sustained_rate
+
+# A step must beat the best so far by this much to count as growth.
+GROWTH = 1.10
+# The rate recommended is this share of the sustained rate measured: a harvest at the very limit
+# earns a 429 now and then, and a measurement over a few windows may be a window's worth high.
+_SHARE_OF_LIMIT = 0.9
+# Workers enough to reach the rate with this much to spare: a harvest also writes what it reads.
+_HEADROOM = 1.25
+
+# Why the ramp ended: a refusal (the API's limit), errors, no more growth, --max-workers
+# reached while still growing, or the duration.
+Ending = Literal["limit", "errors", "flat", "max-workers", "time"]
+
+
+@dataclass(frozen=True)
+class Advice:
+    workers: int
+    rate_limit: float | None  # None: no limit met up to the last step
+    # The rate the API was seen to sustain (2xx per second), the seconds it was measured over,
+    # and whether that was after the burst allowance was drained (a sustained phase).
+    limit: float | None = None
+    measured_over: float = 0.0
+    drained: bool = False
+
+    def config_lines(self, current: ConcurrencyConfig | None = None) -> str:
+        """The `concurrency:` lines to paste: every one the user must change.
+
+        A rate_limit the user has set and tune recommends none for is set to null, said so.
+        """
+        lines = ["concurrency:", f"  workers: {self.workers}"]
+        if self.rate_limit is not None:
+            lines.append(f"  rate_limit: {self.rate_limit:g}")
+        elif current is not None and current.rate_limit is not None:
+            lines.append(
+                f"  rate_limit: null  # remove your rate_limit of {current.rate_limit:g}/s: "
+                "tune met no limit"
+            )
+        return "\n".join(lines)
+
+
+def advise(steps: list[Step]) -> Advice:
+    """A rate below what the API sustained once it refused; else the fastest clean step."""
+    clean = [s for s in steps if not s.throttled and not s.too_many_errors()]
+    measured = next((s for s in steps if s.phase == "sustained"), None)
+    if measured is None:
+        measured = next((s for s in reversed(steps) if s.throttled), None)
+    if measured is not None:
+        limit, over = sustained_rate(measured)
+        rate = max(0.1, math.floor(limit * _SHARE_OF_LIMIT * 10) / 10)
+        return Advice(
+            workers=_workers_for(rate, steps, measured),
+            rate_limit=rate,
+            limit=limit,
+            measured_over=over,
+            drained=measured.phase == "sustained",
+        )
+    if not clean:
+        return Advice(workers=1, rate_limit=None)
+    best = max(clean, key=lambda s: s.admitted_per_second)
+    # The smallest concurrency within a tenth of the best: more workers than that buy nothing.
+    enough = min(
+        (s for s in clean if s.admitted_per_second >= best.admitted_per_second / GROWTH),
+        key=lambda s: s.concurrency,
+    )
+    return Advice(workers=enough.concurrency, rate_limit=None)
+
+
+def _workers_for(rate: float, steps: list[Step], measured: Step) -> int:
+    """The fewest workers that reach `rate`: a step's that did (429s or not), or else as many
+    as pages take time at that rate (Little's law), never more than the step that met the limit."""
+    wanted = rate * _HEADROOM
+    fit = [s for s in steps if not s.too_many_errors()]
+    reached = [s.concurrency for s in fit if s.admitted_per_second >= wanted]
+    if reached:
+        return min(reached)
+    if not measured.latencies:
+        return measured.concurrency
+    needed = math.ceil(wanted * statistics.median(measured.latencies))
+    return max(1, min(measured.concurrency, needed))
+
+
+def stopped_growing(steps: list[Step]) -> bool:
+    if len(steps) < 2:
+        return False
+    best_before = max(s.admitted_per_second for s in steps[:-1])
+    return steps[-1].admitted_per_second < best_before * GROWTH

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import random
 import selectors
 import sys
 import time
@@ -145,7 +146,7 @@ async def harvester(spec: Spec, pages: int, retry: dict[str, Any], workers: int 
         max_pause=retry_config.max_retry_after,
         hold_long=retry_config.on_long_quota == "wait",
     )
-    policy = RetryPolicy(retry_config)
+    policy = RetryPolicy(retry_config, rng=random.Random(0))  # the same jitter every run
     served = Served()
     pending = iter(range(pages))
 
@@ -197,11 +198,21 @@ async def sequential(spec: Spec, pages: int) -> Served:
     return served
 
 
+async def _cancel_the_rest() -> None:
+    rest = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
+
+
 def simulate(coroutine_factory: Any) -> Served:
     loop = VirtualLoop()
     try:
         with virtual_time(loop):
-            return loop.run_until_complete(coroutine_factory())
+            served: Served = loop.run_until_complete(coroutine_factory())
+            # What is left (`limits` expiring its entries) is cancelled, not destroyed pending.
+            loop.run_until_complete(_cancel_the_rest())
+            return served
     finally:
         loop.close()
 

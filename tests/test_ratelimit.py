@@ -8,6 +8,8 @@ import math
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from multidict import CIMultiDict
 
 from harvester.config import ConcurrencyConfig
@@ -713,3 +715,39 @@ def test_several_policies_pair_each_limit_with_its_own_window() -> None:
 
     assert info is not None
     assert (info.limit, info.window) in {(100, 60.0), (1000, 3600.0)}
+
+
+# --- Retry-After is never shortened ----------------------------------------------------------
+
+ANSWER = st.one_of(
+    st.tuples(st.just(200), st.none()),
+    st.tuples(st.just(429), st.none()),
+    st.tuples(st.sampled_from([429, 503]), st.sampled_from(["1", "2", "0.05", "0.5", "3"])),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    answers=st.lists(st.tuples(ANSWER, st.floats(0.0, 0.3)), min_size=1, max_size=60),
+    workers=st.integers(1, 8),
+)
+def test_no_request_goes_before_a_retry_after_has_passed(
+    answers: list[tuple[tuple[int, str | None], float]], workers: int
+) -> None:
+    """Whatever the answers and the learning, every request sent after a refusal with
+    Retry-After: s was told goes at least s after that refusal came back."""
+
+    async def scenario() -> None:
+        fake = FakeTime()
+        throttle, _ = throttle_on(fake, workers=workers)
+        held_until = 0.0
+        for (status, retry_after), gap in answers:
+            fake.now += gap
+            async with throttle.request() as ticket:
+                assert fake.now >= held_until - 1e-9
+                values = {} if retry_after is None else {"Retry_After": retry_after}
+                ticket.observe(status, headers(**values))
+            if retry_after is not None:
+                held_until = max(held_until, fake.now + float(retry_after))
+
+    asyncio.run(scenario())

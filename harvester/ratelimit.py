@@ -96,7 +96,9 @@ class Throttle:
         # Refusals without Retry-After with no success between them: their pauses grow.
         self._untold = 0
         self._untold_since_success = False
-        self._latency: float | None = None  # of successes, smoothed
+        # The shortest a success took: the API's own time, with no queue (a leaky bucket that
+        # delays answers lengthens the others). One over it is a sequential client's pace.
+        self._latency: float | None = None
         self._changed = asyncio.Condition()
         stats.concurrency_limit = self.limit
         stats.rate_limit = config.rate_limit
@@ -167,9 +169,8 @@ class Throttle:
         elif 200 <= status < 300:
             self._learner.admitted(now)
             latency = now - ticket.sent
-            self._latency = (
-                latency if self._latency is None else 0.8 * self._latency + 0.2 * latency
-            )
+            if self._latency is None or latency < self._latency:
+                self._latency = latency
             self._untold_since_success = False
             self._succeeded(now)
 

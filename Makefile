@@ -43,6 +43,7 @@ bench: install ## Benchmarks against the demo API on loopback (see benchmarks/)
 	$(PY) benchmarks/bench_styles.py
 	$(PY) benchmarks/bench_limits.py
 	$(PY) benchmarks/fault_suite.py
+	$(PY) benchmarks/rate_sim.py
 	$(PY) benchmarks/rate_matrix.py --quick
 
 crash: install ## SIGKILL the CLI at random moments, resume, compare the bytes (KILLS=25 per style, SEED=1)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -409,6 +410,8 @@ def _tune_line(row: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    # Terminated, the matrix unwinds (SystemExit): each server and client it started stops too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few rows of 300 requests")
     parser.add_argument("--full", action="store_true", help="every header x Retry-After style")

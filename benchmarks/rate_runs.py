@@ -204,6 +204,10 @@ def _timed(
                 process.kill()
                 process.wait()
             code = None
+        except BaseException:  # the matrix itself stopped (SIGTERM, Ctrl-C): no orphan left
+            process.kill()
+            process.wait()
+            raise
     wall = time.perf_counter() - started
     lines = log.read_text(errors="replace").strip().splitlines()
     return code, wall, lines[-1][:300] if lines else ""

@@ -13,8 +13,10 @@ from harvester.tune.measure import Step, sustained_rate
 # A step must beat the best so far by this much to count as growth.
 GROWTH = 1.10
 # The rate recommended is this share of the sustained rate measured: a harvest at the very limit
-# earns a 429 now and then, and a measurement over a few windows may be a window's worth high.
-_SHARE_OF_LIMIT = 0.9
+# earns a 429 now and then, and a measurement over a few windows may be a few percent high.
+_SHARE_OF_LIMIT = 0.95
+# Of a rate the API states (RateLimit-Policy): exact, so only a sliver is left, as a harvest does.
+_SHARE_OF_STATED = 0.97
 # Workers enough to reach the rate with this much to spare: a harvest also writes what it reads.
 _HEADROOM = 1.25
 
@@ -32,6 +34,7 @@ class Advice:
     limit: float | None = None
     measured_over: float = 0.0
     drained: bool = False
+    stated: bool = False  # the API states the limit (RateLimit-Policy): no measuring needed
 
     def config_lines(self, current: ConcurrencyConfig | None = None) -> str:
         """The `concurrency:` lines to paste: every one the user must change.
@@ -49,9 +52,18 @@ class Advice:
         return "\n".join(lines)
 
 
-def advise(steps: list[Step]) -> Advice:
-    """A rate below what the API sustained once it refused; else the fastest clean step."""
+def advise(steps: list[Step], *, stated: float | None = None) -> Advice:
+    """A rate below what the API states, or sustained once it refused; else the fastest clean
+    step. `stated`: requests per second by the API's RateLimit-Policy, if it sent one."""
     clean = [s for s in steps if not s.throttled and not s.too_many_errors()]
+    if stated is not None:
+        rate = max(0.1, math.floor(stated * _SHARE_OF_STATED * 10) / 10)
+        return Advice(
+            workers=_workers_for(rate, steps, steps[-1]) if steps else 1,
+            rate_limit=rate,
+            limit=stated,
+            stated=True,
+        )
     measured = next((s for s in steps if s.phase == "sustained"), None)
     if measured is None:
         measured = next((s for s in reversed(steps) if s.throttled), None)

@@ -3,8 +3,10 @@
 Requests are sent one attempt each and go straight out: no configured rate, no cool-down, no
 learned rate. What the API answers is counted, never smoothed over. Workers still keep from
 storming the API: after an error a worker waits the retry policy's backoff, and after a 429 it
-waits as long as a page takes (so that a refused request costs it as much time as an admitted
-one), and never less than the 429's Retry-After.
+waits as long as a page takes, so that 429s come no faster than pages would. A 429's
+Retry-After is not waited out: a limiter must be kept busy for its sustained rate to be
+measured (a worker that sat out a whole second per 429 would leave it idle), and the
+measurement is bounded by --duration. A harvest always waits it out.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from harvester.config import INDEXED_STYLES, Config
 from harvester.errors import AuthError, CertificateError, HarvesterError
 from harvester.fetch import Fetcher
 from harvester.pagination import PageRequest, Planner, make_planner
-from harvester.ratelimit import Throttle, Ticket
+from harvester.ratelimit import Throttle, Ticket, parse_rate_limit
 from harvester.retry import RetryPolicy
 
 # A step with more errors (5xx, time-outs, bodies not JSON) than this share of its answers is
@@ -114,24 +116,29 @@ def sustained_rate(step: Step) -> tuple[float, float]:
 
 
 class _Unobserved(Ticket):
-    """A ticket no answer is reported to: there is no throttle state to tell."""
+    """A ticket that holds nothing back: it only notes a limit the API states."""
 
-    def __init__(self) -> None:  # no super().__init__(): it would tie this to a throttle
-        pass
+    def __init__(self, owner: Unthrottled) -> None:  # no super().__init__(): no throttle state
+        self._owner = owner
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
-        """Nothing is learned from an answer while measuring."""
+        info = parse_rate_limit(headers)
+        if info is not None and info.limit and info.window:
+            self._owner.stated = info.limit / info.window
 
 
 class Unthrottled(Throttle):
     """Lets every request go at once and learns nothing: no rate, no cool-down, no adaptation.
 
     A throttle that paced, paused or learned would have tune measure the throttle, not the API.
+    It notes the rate the API states (RateLimit-Policy), which a harvest paces to by itself.
     """
+
+    stated: float | None = None  # requests per second
 
     @contextlib.asynccontextmanager
     async def request(self, *, counted: bool = True) -> AsyncIterator[Ticket]:
-        yield _Unobserved()
+        yield _Unobserved(self)
 
 
 class Pages:
@@ -176,6 +183,7 @@ class Probe:
     clock: Callable[[], float]
     sleep: Callable[[float], Awaitable[None]]  # a step's length
     pause: Callable[[float], Awaitable[None]]  # a worker's wait after a 429 or an error
+    throttle: Unthrottled  # notes the rate the API states
 
 
 def _refused(exc: HarvesterError) -> bool:
@@ -244,9 +252,7 @@ async def measure(
                 if _refused(exc):
                     refusals += 1
                     refused(sent)
-                    # Never sooner than the API asked: the worker refused sits its Retry-After
-                    # out (the others go on and keep the limiter busy, so it is still measured).
-                    await probe.pause(max(after_refusal(refusals), _retry_after(exc) or 0.0))
+                    await probe.pause(after_refusal(refusals))
                 else:
                     failures += 1
                     failed(exc)

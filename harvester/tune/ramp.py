@@ -62,7 +62,8 @@ async def tune(
         # Each level an equal slice of the ramp's share; the sustained phase at least the rest.
         per_step = duration * _RAMP_SHARE / len(levels)
         steps, ended = await _ramp(probe, levels, per_step, deadline, tell)
-    return Tuning(steps, advise(steps), ended, max_workers, config.concurrency)
+        stated = probe.throttle.stated
+    return Tuning(steps, advise(steps, stated=stated), ended, max_workers, config.concurrency)
 
 
 @contextlib.asynccontextmanager
@@ -89,7 +90,7 @@ async def _probing(
             probe_config, session, policy, stats, on_secret=on_secret, throttle=throttle
         )
         await fetcher.tokens.current()  # the token is not part of any step's figures
-        yield Probe(fetcher, Pages(config), policy, clock, sleep, pause)
+        yield Probe(fetcher, Pages(config), policy, clock, sleep, pause, throttle)
 
 
 async def _ramp(

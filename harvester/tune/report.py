@@ -90,6 +90,11 @@ def _why_ended(t: Tuning) -> str:
 def _how_measured(a: Advice) -> str:
     if a.limit is None:
         return ""
+    if a.stated:
+        return (
+            f"the API states its limit (RateLimit-Policy): {a.limit:g} requests/s; a harvest "
+            "with no rate_limit paces to 97% of it by itself"
+        )
     if a.drained:
         return (
             f"sustained rate: {a.limit:.1f} requests/s admitted, measured over "

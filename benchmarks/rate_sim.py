@@ -43,6 +43,9 @@ from harvester.retry import RetryPolicy, parse_retry_after  # noqa: E402
 from harvester.stats import Stats  # noqa: E402
 
 OVERHEAD = 0.0015  # the client's own time per request, seconds
+# A request's way to the API varies: up to this much more, at random (seeded). Without it, a
+# paced client's requests arrive exactly spaced, as no network delivers them.
+JITTER = 0.001
 REFUSAL = 0.001  # a refusal is answered at once, from the API's edge
 EPOCH = 1_800_000_000.37  # wall-clock time at virtual zero: windows are not aligned to it
 
@@ -147,6 +150,7 @@ async def harvester(spec: Spec, pages: int, retry: dict[str, Any], workers: int 
         hold_long=retry_config.on_long_quota == "wait",
     )
     policy = RetryPolicy(retry_config, rng=random.Random(0))  # the same jitter every run
+    jitter = random.Random(1)
     served = Served()
     pending = iter(range(pages))
 
@@ -154,7 +158,7 @@ async def harvester(spec: Spec, pages: int, retry: dict[str, Any], workers: int 
         for _ in pending:
             for attempt in range(1, retry_config.max_attempts + 1):
                 async with throttle.request() as ticket:
-                    await asyncio.sleep(OVERHEAD)
+                    await asyncio.sleep(OVERHEAD + jitter.uniform(0.0, JITTER))
                     arrival = loop.time()
                     status, headers = await _answer(limiter, spec)
                     served.log.append((arrival, loop.time(), status == 200))

@@ -3,7 +3,8 @@
 Each case runs harvester's own Throttle and retry policy, 16 workers and no rate_limit, against
 one limiter of benchmarks/limiter_server.py (the `limits` library's strategies among them) for
 1,000 requests at 20 ms latency (and up to 1 ms more at random, seeded), on an event loop whose
-clock jumps: a second of the API's time costs a few milliseconds. The bar is issue 10's: at least 90% of the limit, at most 2% refused.
+clock jumps: a second of the API's time costs a few milliseconds. The bar is issue 10's: at
+least 90% of the limit, at most 2% refused.
 The rows listed are those the throttle meets today: a change that loses one fails here, long
 before anyone runs the hour-long real matrix.
 """

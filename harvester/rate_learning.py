@@ -56,7 +56,6 @@ class RateLearner:
         self._ramping = False
         # Successes from before this moment were drawn on already: the end of the last pause.
         self._since = start
-        self._last_refusal = start
         self.stated: float | None = None  # RateLimit-Policy, less a sliver
 
     def admitted(self, now: float) -> None:
@@ -78,45 +77,50 @@ class RateLearner:
     def refused(self, now: float, hold: float, sequential: float | None = None) -> float | None:
         """Learn from a refusal at `now` that asks for `hold` seconds; the new rate, if any.
         `sequential` is the pace of one request after another (one over the latency)."""
-        pace = self.rate(now)
-        since_pause = sum(1 for t in self._admitted if t >= self._since)
-        if self._base is None and self.stated is not None:
-            # The API states its rate: a refusal is a burst's (the first requests, sent before
-            # the statement came), not news of a lower rate. Paced at the statement from here.
-            learned = self.stated
-            self._ramping = False
-        elif self._base is None:
-            seen = sum(1 for t in self._admitted if t >= self._start)
-            if seen == 0 and sequential is None:
+        if self._base is None:
+            learned = self._first(now, hold, sequential)
+            if learned is None:
                 return self.stated  # refused from the start: nothing to tell a rate from
-            # The ramp starts no lower than a sequential client's pace, which most limits
-            # allow, and which one refusal corrects where not.
-            learned = max(seen / max(now - self._start + hold, _MIN_SPAN), sequential or 0.0)
-            self._ramping = True
-        elif since_pause == 0:
+        elif not any(t >= self._since for t in self._admitted):
             # No success since the last pause: the same overload (a storm of 429s), which
             # has been learned from already. Once per overload, not once per 429.
             self._since = max(self._since, now + hold)
-            return pace
+            return self.rate(now)
         else:
-            if self._ramping and now - self._base_at >= _RAMP_STEP:
-                # The ramp crossed the limit within its last step: back to where it was then.
-                learned = (pace or self._base) / _RAMP_GROWTH
-            else:
-                # At a steady pace (or right after the ramp began: the first guess was high).
-                learned = (pace or self._base) * _STEP_DOWN
-            # And under what the API admitted since the pause, where that tells (a burst it
-            # saved up during the pause inflates it; a pace not kept up lowers it).
-            since = max(self._since, now - _HORIZON)
-            seen = sum(1 for t in self._admitted if t >= since)
-            if seen >= _MIN_SAMPLE and now - since >= _MIN_SPAN:
-                learned = min(learned, seen / (now - since) * _SHARE)
-            self._ramping = False
+            learned = self._again(now)
         self._base = max(_SLOWEST, learned)
-        self._base_at = now + hold
-        self._since = now + hold
-        self._last_refusal = now
+        self._base_at = self._since = now + hold
         return self.rate(self._base_at)
+
+    def _first(self, now: float, hold: float, sequential: float | None) -> float | None:
+        if self.stated is not None:
+            # The API states its rate: a refusal is a burst's (the first requests, sent before
+            # the statement came), not news of a lower rate. Paced at the statement from here.
+            return self.stated
+        seen = sum(1 for t in self._admitted if t >= self._start)
+        if seen == 0 and sequential is None:
+            return None
+        # The ramp starts no lower than a sequential client's pace, which most limits allow,
+        # and which one refusal corrects where not.
+        self._ramping = True
+        return max(seen / max(now - self._start + hold, _MIN_SPAN), sequential or 0.0)
+
+    def _again(self, now: float) -> float:
+        pace = self.rate(now) or 0.0
+        if self._ramping and now - self._base_at >= _RAMP_STEP:
+            # The ramp crossed the limit within its last step: back to where it was then.
+            learned = pace / _RAMP_GROWTH
+        else:
+            # At a steady pace (or right after the ramp began: the first guess was high).
+            learned = pace * _STEP_DOWN
+        self._ramping = False
+        # And under what the API admitted since the pause, where that tells (a burst it saved
+        # up during the pause inflates it; a pace not kept up lowers it).
+        since = max(self._since, now - _HORIZON)
+        seen = sum(1 for t in self._admitted if t >= since)
+        if seen >= _MIN_SAMPLE and now - since >= _MIN_SPAN:
+            learned = min(learned, seen / (now - since) * _SHARE)
+        return learned
 
     def state(self, rate: float) -> None:
         """The API states its rate (RateLimit-Policy): never paced past."""

@@ -95,7 +95,7 @@ class Throttle:
         self._streak = 0
         # Refusals without Retry-After with no success between them: their pauses grow.
         self._untold = 0
-        self._untold_since_success = False
+        self._refused_since_success = False
         # The shortest a success took: the API's own time, with no queue (a leaky bucket that
         # delays answers lengthens the others). One over it is a sequential client's pace.
         self._latency: float | None = None
@@ -171,7 +171,7 @@ class Throttle:
             latency = now - ticket.sent
             if self._latency is None or latency < self._latency:
                 self._latency = latency
-            self._untold_since_success = False
+            self._refused_since_success = False
             self._succeeded(now)
 
     def _read_headers(self, info: RateLimitInfo, ticket: Ticket, now: float) -> None:
@@ -199,36 +199,19 @@ class Throttle:
     def _cool_down(
         self, ticket: Ticket, status: int, retry_after: float | None, now: float
     ) -> None:
-        if retry_after is None:
-            # Told nothing: a short pause, every request sent meanwhile would be refused too;
-            # twice as long each time no request got through since (a window is spent).
-            rate = self.rate
-            pause = _UNTOLD_PAUSE if rate is None else _UNTOLD_INTERVALS / rate
-            if ticket.episode == self._episode:
-                self._untold = self._untold + 1 if self._untold_since_success else 0
-                self._untold_since_success = True
-            self._hold_until(now + min(_UNTOLD_LONGEST, pause * 2.0**self._untold))
-        elif retry_after and self._holds(retry_after):
-            self._hold_until(now + retry_after)
+        self._pause_for(ticket, retry_after, now)
         if ticket.episode != self._episode:
             return  # sent before this episode began, which has been answered: once per episode
         self._episode += 1
         self._stats.cool_downs += 1
         if self._adaptive and ticket.counted:
-            if self._in_flight > 1:
-                # Refused with this many in flight: an API that limits the number in flight
-                # would refuse it again (for a while; see _succeeded). One alone says nothing.
-                self._ceiling = min(self._workers, self._in_flight - 1)
-                self._ceiling_at = now
-            self.limit = max(1, min(self.limit // 2, self._ceiling))
-            self._streak = 0
-            self._stats.concurrency_limit = self.limit
+            self._fewer_at_once(now)
         # "Retry-After: 0" asks for no pause: whatever refused the request, it was not the rate.
         if self._fixed_rate is None and retry_after != 0:
-            held = max(0.0, self._cool_until - now)
             # A sequential client's pace, where answers take long enough to tell one.
             latency = self._latency or 0.0
             sequential = 1.0 / latency if latency >= 1e-3 else None
+            held = max(0.0, self._cool_until - now)
             learned = self._learner.refused(now, held, sequential)
             if learned is not None:
                 self._show_rate(learned)
@@ -240,6 +223,31 @@ class Throttle:
             "not set" if rate is None else f"{rate:.2f}/s",
             self.limit,
         )
+
+    def _pause_for(self, ticket: Ticket, retry_after: float | None, now: float) -> None:
+        """Hold every worker as the refusal asks: its Retry-After, or, told nothing, briefly."""
+        if retry_after is not None:
+            if retry_after and self._holds(retry_after):
+                self._hold_until(now + retry_after)
+            return
+        # Told nothing: a short pause, every request sent meanwhile would be refused too; twice
+        # as long each time no request got through since (a window is spent).
+        rate = self.rate
+        pause = _UNTOLD_PAUSE if rate is None else _UNTOLD_INTERVALS / rate
+        if ticket.episode == self._episode:
+            self._untold = self._untold + 1 if self._refused_since_success else 0
+            self._refused_since_success = True
+        self._hold_until(now + min(_UNTOLD_LONGEST, pause * 2.0**self._untold))
+
+    def _fewer_at_once(self, now: float) -> None:
+        if self._in_flight > 1:
+            # Refused with this many in flight: an API that limits the number in flight would
+            # refuse it again (for a while; see _succeeded). One alone says nothing.
+            self._ceiling = min(self._workers, self._in_flight - 1)
+            self._ceiling_at = now
+        self.limit = max(1, min(self.limit // 2, self._ceiling))
+        self._streak = 0
+        self._stats.concurrency_limit = self.limit
 
     def _holds(self, pause: float) -> bool:
         """Whether a pause the API asks for is held: a short one always, a long quota's only

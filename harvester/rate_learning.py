@@ -9,9 +9,10 @@ No header need say it. What a refusal teaches depends on what came before it:
   higher, and *ramps* up, by a quarter each second, until the next refusal.
 - A refusal a step or more into the ramp: the ramp crossed the limit within its last step, so
   the rate goes back to where the ramp was a step before.
-- A refusal at a steady pace (or right after the ramp began, where the first guess was high):
-  a step under the pace that drew it, and a sliver under what the API admitted since the pause
-  before (over at most `_HORIZON` seconds).
+- A refusal right after the ramp began (the first guess was high), or soon after the last
+  refusal: a tenth under the pace that drew it; after a long clean stretch (the probe crossed
+  the limit by a sliver, or arrivals bunched): 3% under it. Either way, a sliver under what the
+  API admitted since the pause before (over at most `_HORIZON` seconds).
 - A refusal with no success since the last pause is the same overload (a storm): nothing new.
 - Once steady, the rate is probed upwards slowly (a limit may be raised, or was learned low):
   every refusal costs a pause for every worker, often a whole second, so rarely.
@@ -28,8 +29,11 @@ from collections import deque
 # The share of a measured rate kept: a little under the limit costs a little speed, a little
 # over costs a pause per overshoot.
 _SHARE = 0.97
-# The most a refusal lowers the rate it was drawn at.
+# What a refusal lowers the rate it was drawn at to: right after a first guess, and at a steady
+# pace (see refused()).
 _STEP_DOWN = 0.9
+_STEADY_STEP = 0.97
+_SETTLED = 10.0  # seconds without a refusal after which a pace is settled
 # After the first refusal, the rate grows by _RAMP_GROWTH every _RAMP_STEP seconds until the next.
 _RAMP_GROWTH = 1.25
 _RAMP_STEP = 1.0
@@ -110,8 +114,13 @@ class RateLearner:
         if self._ramping and now - self._base_at >= _RAMP_STEP:
             # The ramp crossed the limit within its last step: back to where it was then.
             learned = pace / _RAMP_GROWTH
+        elif not self._ramping and now - self._base_at >= _SETTLED:
+            # After a long clean stretch at a pace the probe raised a little at a time (or
+            # bunched arrivals overran): a small step down.
+            learned = pace * _STEADY_STEP
         else:
-            # At a steady pace (or right after the ramp began: the first guess was high).
+            # Soon after the last refusal, or right after the ramp began (the first guess was
+            # high): the pace is still being found.
             learned = pace * _STEP_DOWN
         self._ramping = False
         # And under what the API admitted since the pause, where that tells (a burst it saved

@@ -163,9 +163,9 @@ class Throttle:
         if info is not None:
             self._read_headers(info, ticket, now)
         if status in (429, 503):
-            retry_after = parse_retry_after(headers.get("Retry-After"))
-            if status == 429 or retry_after is not None:
-                self._cool_down(ticket, status, retry_after, now)
+            # A 503 is an overload or a limit put another way (nginx limit_req): slowing down
+            # is right for both.
+            self._cool_down(ticket, status, parse_retry_after(headers.get("Retry-After")), now)
         elif 200 <= status < 300:
             self._learner.admitted(now)
             latency = now - ticket.sent
@@ -218,7 +218,7 @@ class Throttle:
         rate = self.rate
         log.info(
             "cool-down: %s, every worker waits %.1f s; rate %s, %d workers at once",
-            "429 Too Many Requests" if status == 429 else f"{status} with Retry-After",
+            "429 Too Many Requests" if status == 429 else f"{status} Service Unavailable",
             max(0.0, self._cool_until - now),
             "not set" if rate is None else f"{rate:.2f}/s",
             self.limit,

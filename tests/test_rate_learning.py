@@ -128,3 +128,30 @@ def test_a_stated_rate_alone_is_the_pace() -> None:
     learner.state(48.5)
 
     assert learner.rate(0.0) == 48.5
+
+
+def test_after_a_long_clean_stretch_a_refusal_steps_down_a_little() -> None:
+    learner = learned_once()
+    learner.refused(3.0, hold=1.0)  # back a ramp step: steady from t = 4
+    for i in range(1, 15 * 20 + 1):
+        learner.admitted(4.0 + i / 20)  # 15 s at 20/s, as fast as the pace allowed
+    pace = learner.rate(19.0)
+    assert pace is not None
+
+    learner.refused(19.0, hold=1.0)
+
+    # Not a tenth: the probe crossed the limit by a sliver, or arrivals bunched.
+    assert learner.rate(20.0) == pytest.approx(0.97 * min(pace, 20.0), rel=0.01)
+
+
+def test_soon_after_a_refusal_another_steps_down_a_tenth() -> None:
+    learner = learned_once()
+    learner.refused(3.0, hold=1.0)
+    for i in range(1, 41):
+        learner.admitted(4.0 + i / 20)
+    pace = learner.rate(6.0)
+    assert pace is not None
+
+    learner.refused(6.0, hold=1.0)
+
+    assert learner.rate(7.0) == pytest.approx(0.9 * pace, rel=0.01)

@@ -98,13 +98,30 @@ async def test_503_with_retry_after_holds_every_request(fake: FakeTime) -> None:
     assert stats.cool_downs == 1
 
 
-async def test_503_without_retry_after_does_not_pause(fake: FakeTime) -> None:
+async def test_503_without_retry_after_pauses_briefly_as_a_429_without_one(
+    fake: FakeTime,
+) -> None:
+    """nginx's limit_req answers 503 with no Retry-After; an overloaded server too. Both want
+    fewer requests: a short pause for every worker, then on."""
     throttle, stats = throttle_on(fake, workers=4)
     await answer(throttle, 503)
 
-    assert await admit_all(throttle, fake, 4) == [T0] * 4
-    assert fake.slept == []
-    assert (stats.cool_downs, throttle.limit) == (0, 4)
+    assert await admit_all(throttle, fake, 4) == [T0 + 0.25] * 4
+    assert stats.cool_downs == 1
+
+
+async def test_refusals_without_retry_after_and_nothing_through_pause_twice_as_long(
+    fake: FakeTime,
+) -> None:
+    throttle, _ = throttle_on(fake, workers=4)
+    pauses = []
+    for _ in range(4):
+        await answer(throttle, 429)
+        start = fake.now
+        await admitted_at(throttle, fake)
+        pauses.append(fake.now - start)
+
+    assert pauses == pytest.approx([0.25, 0.5, 1.0, 2.0])
 
 
 async def test_retry_after_beyond_max_pause_is_not_held(fake: FakeTime) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 from collections.abc import Awaitable, Callable, Iterable
@@ -541,7 +542,7 @@ async def test_an_api_failing_every_request_gets_few_and_an_abort(
 async def test_after_an_error_a_worker_waits_the_retry_policys_backoff(
     mock_http: aioresponses, tmp_path: Path
 ) -> None:
-    base = failing_api(mock_http, status=503)
+    base = failing_api(mock_http, status=502)
     retry = {"initial_backoff": 1.0, "max_backoff": 4.0}
     config = make_config(base, tmp_path / "x.jsonl", retry=retry)
     waits: list[float] = []
@@ -578,10 +579,43 @@ async def test_tune_notes_the_rate_limit_policy_the_api_sends() -> None:
     assert throttle.stated == pytest.approx(10.0)
 
 
+async def test_a_503_without_retry_after_is_a_refusal_not_an_error(
+    mock_http: aioresponses, tmp_path: Path
+) -> None:
+    """nginx's limit_req refuses with a bare 503: a limit met, as a harvest takes it too."""
+    base = failing_api(mock_http, status=503)
+    config = make_config(base, tmp_path / "x.jsonl")
+    said: list[str] = []
+    fake = FakeTime()
+
+    async def step(seconds: float) -> None:
+        for _ in range(20):  # long enough for a few answers, then the step's time is up
+            await asyncio.sleep(0)
+        await fake.sleep(seconds)
+
+    async with asyncio.timeout(HANG):
+        with contextlib.suppress(TuneAborted):
+            await tune(
+                config,
+                max_workers=2,
+                duration=5,
+                clock=fake.clock,
+                sleep=step,
+                pause=no_pause,
+                say=said.append,
+            )
+
+    ramp = [line.split() for line in said if line.startswith("ramp")]
+    assert ramp, said
+    assert int(ramp[0][-2]) >= 1 and ramp[0][-1] == "0", said  # refusals (429s), no errors
+
+
 async def test_errors_past_the_tolerated_share_end_the_ramp(tmp_path: Path) -> None:
     fake = FakeTime()
     # A quarter of the answers are 5xx: the ramp ends, yet most requests succeed: no abort.
-    async with run_demo(DemoSettings(records=5000, fault_rate=0.25)) as demo:
+    # (503s would be refusals, as nginx's limit_req sends them: failures only here.)
+    faults = DemoSettings(records=5000, fault_rate=0.25, fault_statuses=(500, 502))
+    async with run_demo(faults) as demo:
         config = make_config(demo.url, tmp_path / "x.jsonl")
         async with asyncio.timeout(HANG):
             tuning = await tune(
@@ -714,7 +748,8 @@ async def test_cli_tune_prints_a_line_per_step_and_the_config_lines(tmp_path: Pa
 async def test_cli_tune_aborts_with_one_line_against_an_api_answering_errors(
     tmp_path: Path,
 ) -> None:
-    async with run_demo(DemoSettings(records=1000, fault_rate=1.0)) as demo:
+    failing = DemoSettings(records=1000, fault_rate=1.0, fault_statuses=(500, 502))
+    async with run_demo(failing) as demo:
         config = write_config(tmp_path, demo.url)
         result = await run_cli("tune", str(config), "--duration", "60", "--max-workers", "64")
         received = demo.stats.data_requests
@@ -724,7 +759,7 @@ async def test_cli_tune_aborts_with_one_line_against_an_api_answering_errors(
     errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
     assert len(errors) == 1, result.stderr
     assert re.search(r"tune stopped: (\d+) of \1 requests failed at 1 worker: ", errors[0])
-    assert re.search(rf"status 50[023] at {re.escape(demo.url)}/items\?", errors[0]), errors[0]
+    assert re.search(rf"status 50[02] at {re.escape(demo.url)}/items\?", errors[0]), errors[0]
     assert received <= 11  # not a request storm
     assert result.stdout.splitlines()[2].split()[:2] == ["ramp", "1"]  # its line came first
 

@@ -88,7 +88,7 @@ async def _fault_response(
 ) -> web.StreamResponse:
     state.stats.faults[fault] += 1
     if fault == "5xx":
-        status = state.random.choice((500, 502, 503))
+        status = state.random.choice(state.settings.fault_statuses)
         return _send(state, error_answer(status, "server_error", "injected fault"))
     if fault == "429":
         return _send(state, error_answer(429, "rate_limited", "injected", **_retry(state, 1.0)))

@@ -39,6 +39,9 @@ class DemoSettings:
     rate_limit_headers: RateLimitHeaders = "none"
     retry_after: float | None = None
     fault_rate: float = 0.0
+    # The statuses a 5xx fault answers with, one at random. 503 is also how nginx's limit_req
+    # refuses, and harvester slows down for it: leave it out to inject plain failures.
+    fault_statuses: tuple[int, ...] = (500, 502, 503)
     drop_rate: float = 0.0
     truncate_rate: float = 0.0
     throttle_rate: float = 0.0
@@ -102,6 +105,8 @@ class DemoSettings:
 
     def validate(self) -> None:
         """Raise ValueError naming the first setting out of range."""
+        if not self.fault_statuses or any(not 500 <= s <= 599 for s in self.fault_statuses):
+            raise ValueError(f"fault_statuses: must be 5xx statuses, got {self.fault_statuses}")
         rates = {
             "fault_rate": self.fault_rate,
             "drop_rate": self.drop_rate,

@@ -51,7 +51,7 @@ class Step:
     seconds: float = 0.0
     requests: int = 0
     records: int = 0
-    throttled: int = 0  # 429s, and 503s with a Retry-After
+    throttled: int = 0  # 429s and 503s
     errors: int = 0
     latencies: list[float] = field(default_factory=list)  # of admitted requests
     # (sent at, admitted) for each admitted or refused request: where the refusals fell.
@@ -187,9 +187,9 @@ class Probe:
 
 
 def _refused(exc: HarvesterError) -> bool:
-    """A 429, or a 503 with Retry-After: the limiter said no, the API did not fail."""
-    status = getattr(exc, "status", None)
-    return status == 429 or (status == 503 and _retry_after(exc) is not None)
+    """A 429 or a 503: the limiter said no (nginx's limit_req says it with a 503, no
+    Retry-After), the API did not fail; as a harvest's throttle takes them."""
+    return getattr(exc, "status", None) in (429, 503)
 
 
 def _retry_after(exc: HarvesterError) -> float | None:

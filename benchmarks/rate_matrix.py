@@ -25,7 +25,9 @@ reset; harvester must hold until the reset (or, with retry.on_long_quota: fail, 
 
 --tune runs `harvester tune` against a subset at 30 requests per second instead: the rate it
 recommends against the limit (the bar: 80-100%) and a harvest with its advice against the
-untuned default (the bar: no slower).
+untuned default (the bar: no slower, with 1% allowed for the machine's noise). Where
+tune advises no rate (an API that queues rather than refuses), the rate its workers deliver
+stands in for one and must reach 80%.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ LATENCY = 0.02
 PAGE_SIZE = 10
 BAR_SHARE, BAR_REFUSED = 0.90, 0.02
 TUNE_LOW, TUNE_HIGH = 0.80, 1.00
+# "No slower" allows this much for the noise of a shared machine between two runs.
+SAME_SPAN = 0.01
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -367,12 +371,16 @@ def _tune_row(
     share = tuned.rate_limit / limit if tuned.rate_limit else None
     misses = []
     if share is None:
-        misses.append("no rate recommended")
+        # No rate advised (the API queued rather than refused, say): what the advised workers
+        # alone deliver stands for it, and must reach the bar's floor.
+        delivered = with_advice.ok_per_second / limit if limit else 0.0
+        if delivered < TUNE_LOW:
+            misses.append(f"no rate recommended; its workers reach {delivered:.0%} of limit")
     elif not TUNE_LOW <= share <= TUNE_HIGH:
         misses.append(f"rate {share:.0%} of limit")
     if not with_advice.complete:
         misses.append(f"advised harvest incomplete ({with_advice.error})")
-    elif default.complete and with_advice.span > default.span:
+    elif default.complete and with_advice.span > default.span * (1 + SAME_SPAN):
         misses.append("advised harvest slower than default")
     return {
         "limiter": f"{f.name} / headers {headers} / RA {retry_after}",

@@ -2,9 +2,10 @@
 
 Every request, data or token, passes `Throttle` first. Three things can hold it:
 
-1. the cool-down: a 429 (or a 503 with Retry-After), or rate-limit headers saying nothing
-   remains, pause every worker until that time, not only the one that was told. A refusal
-   without Retry-After pauses them too, briefly: every request sent meanwhile would be refused;
+1. the cool-down: a 429 or a 503 (nginx's limit_req refuses with one), or rate-limit headers
+   saying nothing remains, pause every worker until that time, not only the one that was told.
+   A refusal without Retry-After pauses them too, briefly: every request sent meanwhile would
+   be refused;
 2. the rate: a token bucket (GCRA) of `concurrency.rate_limit` requests per second, or, when no
    rate is set, the rate the API states (RateLimit-Policy) or was seen to bear (rate_learning);
 3. the concurrency limit (data requests only): additive increase, multiplicative decrease between
@@ -32,15 +33,20 @@ log = logging.getLogger("harvester")
 # A rate the API states (RateLimit-Policy) is exact: only a sliver is left for clock drift.
 _STATED_SHARE = 0.97
 # A refusal without Retry-After pauses every worker for this many intervals of the rate (or, with
-# no rate known, for _UNTOLD_PAUSE seconds): the API's budget comes back a place at a time.
+# no rate known, for _UNTOLD_PAUSE seconds): the API's budget comes back a place at a time. The
+# pause doubles while nothing gets through, up to _UNTOLD_LONGEST seconds.
 _UNTOLD_INTERVALS = 2.0
 _UNTOLD_PAUSE = 0.25
+_UNTOLD_LONGEST = 30.0
 # After this long without a refusal, the concurrency kept below the number in flight that drew
 # the last one may grow past it again.
 _CEILING_MEMORY = 30.0
-_UNTOLD_LONGEST = 30.0
 
-__all__ = ["RateLimitInfo", "Throttle", "Ticket", "parse_rate_limit"]
+# The statuses that mean "fewer requests": a 429, and a 503 (nginx's limit_req refuses with it;
+# an overloaded server wants fewer requests too). tune counts them as refusals alike.
+REFUSALS = frozenset({429, 503})
+
+__all__ = ["REFUSALS", "RateLimitInfo", "Throttle", "Ticket", "parse_rate_limit"]
 
 
 class Ticket:
@@ -162,9 +168,7 @@ class Throttle:
         info = parse_rate_limit(headers)
         if info is not None:
             self._read_headers(info, ticket, now)
-        if status in (429, 503):
-            # A 503 is an overload or a limit put another way (nginx limit_req): slowing down
-            # is right for both.
+        if status in REFUSALS:
             self._cool_down(ticket, status, parse_retry_after(headers.get("Retry-After")), now)
         elif 200 <= status < 300:
             self._learner.admitted(now)

@@ -25,7 +25,7 @@ from harvester.config import INDEXED_STYLES, Config
 from harvester.errors import AuthError, CertificateError, HarvesterError
 from harvester.fetch import Fetcher
 from harvester.pagination import PageRequest, Planner, make_planner
-from harvester.ratelimit import Throttle, Ticket, parse_rate_limit
+from harvester.ratelimit import REFUSALS, Throttle, Ticket, parse_rate_limit
 from harvester.retry import RetryPolicy
 
 # A step with more errors (5xx, time-outs, bodies not JSON) than this share of its answers is
@@ -189,7 +189,7 @@ class Probe:
 def _refused(exc: HarvesterError) -> bool:
     """A 429 or a 503: the limiter said no (nginx's limit_req says it with a 503, no
     Retry-After), the API did not fail; as a harvest's throttle takes them."""
-    return getattr(exc, "status", None) in (429, 503)
+    return getattr(exc, "status", None) in REFUSALS
 
 
 def _retry_after(exc: HarvesterError) -> float | None:

@@ -39,8 +39,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -236,25 +238,39 @@ class Result:
         }
 
 
-def run_row(
-    row: Row, folder: Path, cache: dict[tuple[str, str], Run], tree: Path | None = None
-) -> Result:
+def run_row(row: Row, folder: Path, cache: Sequentials, tree: Path | None = None) -> Result:
+    """One row against a fresh limiter. The sequential client runs once per `cache` key: rows
+    that differ only in headers share it (and wait for it, when rows run side by side)."""
     f = row.family
     ideal = f.pages / f.rate if f.rate else f.pages * LATENCY
     timeout = max(120.0, 6 * ideal)
     records = f.pages * PAGE_SIZE
+    key = (f.name, row.retry_after)
     with limiter_server(f.options(row.headers, row.retry_after), folder / "server.log") as url:
         limit = f.rate or calibrate(url, f.burst, PAGE_SIZE, min(f.pages, 500))
         config = harvest_config(url, folder / "out.jsonl", page_size=PAGE_SIZE)
         if row.retry:
             config["retry"] = dict(row.retry)
         harvester = run_harvester(url, folder, config, records=records, timeout=timeout, tree=tree)
-        key = (f.name, row.retry_after)
-        if key not in cache and not row.expects_failure:
-            cache[key] = run_sequential(
-                url, folder, page_size=PAGE_SIZE, records=records, timeout=timeout
+        if row.expects_failure:
+            return Result(row=row, limit=limit, harvester=harvester, sequential=None)
+        with cache.lock:
+            ours = key not in cache.runs
+            if ours:
+                cache.runs[key] = Future()
+        if ours:
+            cache.runs[key].set_result(
+                run_sequential(url, folder, page_size=PAGE_SIZE, records=records, timeout=timeout)
             )
-    return Result(row=row, limit=limit, harvester=harvester, sequential=cache.get(key))
+    return Result(row=row, limit=limit, harvester=harvester, sequential=cache.runs[key].result())
+
+
+@dataclass
+class Sequentials:
+    """The sequential client's runs, by (family, Retry-After style)."""
+
+    runs: dict[tuple[str, str], Future[Run]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _detail(run: Run) -> str:
@@ -427,6 +443,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the results here")
     parser.add_argument("--list", action="store_true", help="print the row names and exit")
     parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="rows run side by side (each row's clients use little CPU at these rates; the "
+        "figures are ratios within a row, but more jobs means more noise)",
+    )
+    parser.add_argument(
         "--tree",
         type=Path,
         metavar="DIR",
@@ -477,28 +501,39 @@ def _git_head() -> str:
 
 def _run_matrix(args: argparse.Namespace, folder: Path, document: dict[str, Any]) -> list[Any]:
     rows = [r for r in matrix(args.quick, args.full) if not args.only or args.only in r.name]
-    print(f"{len(rows)} rows", flush=True)
-    cache: dict[tuple[str, str], Run] = {}
-    results: list[Result] = []
-    for i, row in enumerate(rows, 1):
-        result = run_row(row, folder, cache, args.tree)
-        results.append(result)
+    print(f"{len(rows)} rows, {args.jobs} at a time", flush=True)
+    cache = Sequentials()
+    results: dict[int, Result] = {}
+    lock = threading.Lock()
+
+    def one(i: int, row: Row) -> None:
+        # Each row in a folder of its own: with --jobs, rows run side by side.
+        here = folder / f"row-{i}"
+        here.mkdir()
+        result = run_row(row, here, cache, args.tree)
         h = result.harvester
         verdict = "pass" if not result.misses() else "FAIL: " + "; ".join(result.misses())
-        print(
-            f"[{i}/{len(rows)}] {row.name}: {result.share:.0%} of limit, "
-            f"{h.refused_share:.1%} refused, span {h.span:.1f} s "
-            f"(sequential {f'{result.sequential.span:.1f} s' if result.sequential else '-'}) "
-            f"{verdict}",
-            flush=True,
-        )
-        if args.json:  # as it goes, so that an interrupted run keeps what it measured
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            document["rows"] = [r.as_dict() for r in results]
-            args.json.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+        with lock:
+            results[i] = result
+            print(
+                f"[{len(results)}/{len(rows)}] {row.name}: {result.share:.0%} of limit, "
+                f"{h.refused_share:.1%} refused, span {h.span:.1f} s "
+                f"(sequential {f'{result.sequential.span:.1f} s' if result.sequential else '-'}) "
+                f"{verdict}",
+                flush=True,
+            )
+            if args.json:  # as it goes, so that an interrupted run keeps what it measured
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                document["rows"] = [results[k].as_dict() for k in sorted(results)]
+                args.json.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for done in [pool.submit(one, i, row) for i, row in enumerate(rows)]:
+            done.result()
+    ordered = [results[k] for k in sorted(results)]
     print()
-    print_matrix(results)
-    return [r.as_dict() for r in results]
+    print_matrix(ordered)
+    return [r.as_dict() for r in ordered]
 
 
 if __name__ == "__main__":

@@ -6,14 +6,20 @@ No header need say it. What a refusal teaches depends on what came before it:
   for `hold` seconds more. `n / (elapsed + hold)` is what it bore over that time: exact for a
   window limiter (its quota over its window), low for a token bucket with a small burst (its
   burst over the pause). So the rate starts there, or at a sequential client's pace if that is
-  higher, and *ramps* up, by a quarter each second, until the next refusal.
+  higher, and *ramps* up, by a quarter each second, until the next refusal. Refused before any
+  answer came back, with a long pause to wait: the first success tells that pace (a second
+  wave at no pace would cost a second long pause).
 - A refusal a step or more into the ramp: the ramp crossed the limit within its last step, so
   the rate goes back to where the ramp was a step before.
 - A refusal right after the ramp began (the first guess was high), or soon after the last
-  refusal: a tenth under the pace that drew it; after a long clean stretch (the probe crossed
+  refusal: a tenth under the pace that drew it, or, where a second or more since the pause
+  tells what the API bore, a sliver under that; after a long clean stretch (the probe crossed
   the limit by a sliver, or arrivals bunched): 3% under it. Either way, a sliver under what the
-  API admitted since the pause before (over at most `_HORIZON` seconds).
+  API admitted since the pause before (over at most `_HORIZON` seconds; in a ramp, its last
+  step).
 - A refusal with no success since the last pause is the same overload (a storm): nothing new.
+  Nor is one within a second of a step down after a short pause: what the API still counts
+  was sent before the step.
 - Once steady, the rate is probed upwards slowly (a limit may be raised, or was learned low):
   every refusal costs a pause for every worker, often a whole second, so rarely.
 
@@ -46,6 +52,9 @@ _MEMORY = 60.0
 # The fewest successes, and the shortest stretch, a rate is measured over.
 _MIN_SAMPLE = 5
 _MIN_SPAN = 0.25
+_WHOLE_SPAN = 1.0  # a measure over this long spans a whole second's window
+# A first pause this long is not risked again on a rate still unknown: see refused().
+_LONG_PAUSE = 0.5
 _SLOWEST = 0.1  # requests per second: the floor of any learned rate
 
 
@@ -58,14 +67,23 @@ class RateLearner:
         self._base: float | None = None  # the rate as last learned
         self._base_at = start  # when it was learned (growth counts from there)
         self._ramping = False
+        self._stepped_at = start  # when the rate was last stepped down
         # Successes from before this moment were drawn on already: the end of the last pause.
         self._since = start
+        # A first refusal that came before any answer told a pace (when, and the pause it
+        # asked for): learned from at the first success, which tells the latency.
+        self._undecided: tuple[float, float] | None = None
         self.stated: float | None = None  # RateLimit-Policy, less a sliver
 
-    def admitted(self, now: float) -> None:
+    def admitted(self, now: float, sequential: float | None = None) -> None:
+        """A success came back at `now`; `sequential` as for refused()."""
         self._admitted.append(now)
         while self._admitted[0] < now - _MEMORY:
             self._admitted.popleft()
+        if self._undecided is not None and sequential is not None:
+            at, hold = self._undecided
+            self._undecided = None
+            self._learn(self._first(at, hold, sequential), at + hold)
 
     def rate(self, now: float) -> float | None:
         """The pace now: the learned rate, grown by the ramp or the probe since; under `stated`."""
@@ -84,17 +102,34 @@ class RateLearner:
         if self._base is None:
             learned = self._first(now, hold, sequential)
             if learned is None:
-                return self.stated  # refused from the start: nothing to tell a rate from
+                if hold >= _LONG_PAUSE:
+                    # Refused before any answer came back, and another wave of requests would
+                    # cost another long pause: the first success tells a pace (its latency).
+                    self._undecided = (now, hold)
+                return self.stated
         elif not any(t >= self._since for t in self._admitted):
             # No success since the last pause: the same overload (a storm of 429s), which
             # has been learned from already. Once per overload, not once per 429.
             self._since = max(self._since, now + hold)
             return self.rate(now)
+        elif not self._ramping and now - self._stepped_at < _WHOLE_SPAN:
+            # Within a second of the last step down, after a short pause: what the API still
+            # counts (a sliding log's last second) was sent before it. One step down per
+            # second, as TCP takes one per round trip.
+            self._since = max(self._since, now + hold)
+            return self.rate(now)
         else:
             learned = self._again(now)
-        self._base = max(_SLOWEST, learned)
-        self._base_at = self._since = now + hold
+        self._stepped_at = now
+        self._learn(learned, now + hold)
         return self.rate(self._base_at)
+
+    def _learn(self, learned: float | None, resume: float) -> None:
+        """`learned` is the rate to keep from `resume`, the end of the pause."""
+        if learned is None:
+            return
+        self._base = max(_SLOWEST, learned)
+        self._base_at = self._since = resume
 
     def _first(self, now: float, hold: float, sequential: float | None) -> float | None:
         if self.stated is not None:
@@ -111,6 +146,13 @@ class RateLearner:
 
     def _again(self, now: float) -> float:
         pace = self.rate(now) or 0.0
+        # What the API admitted since the pause (over at most _HORIZON seconds; in a ramp, over
+        # its last step, its pace below the limit before): a burst it saved up during the pause
+        # inflates it; a pace not kept up lowers it.
+        since = max(self._since, now - (_RAMP_STEP if self._ramping else _HORIZON))
+        seen = sum(1 for t in self._admitted if t >= since)
+        span = now - since
+        measured = seen / span if seen >= _MIN_SAMPLE and span >= _MIN_SPAN else None
         if self._ramping and now - self._base_at >= _RAMP_STEP:
             # The ramp crossed the limit within its last step: back to where it was then.
             learned = pace / _RAMP_GROWTH
@@ -118,17 +160,16 @@ class RateLearner:
             # After a long clean stretch at a pace the probe raised a little at a time (or
             # bunched arrivals overran): a small step down.
             learned = pace * _STEADY_STEP
+        elif measured is not None and span >= _WHOLE_SPAN:
+            # Soon after the last refusal, but what the API bore over a second or more tells.
+            learned = min(pace, measured) * _SHARE
         else:
-            # Soon after the last refusal, or right after the ramp began (the first guess was
-            # high): the pace is still being found.
+            # Right after the ramp began (the first guess was high), or soon after the last
+            # refusal: the pace is still being found.
             learned = pace * _STEP_DOWN
         self._ramping = False
-        # And under what the API admitted since the pause, where that tells (a burst it saved
-        # up during the pause inflates it; a pace not kept up lowers it).
-        since = max(self._since, now - _HORIZON)
-        seen = sum(1 for t in self._admitted if t >= since)
-        if seen >= _MIN_SAMPLE and now - since >= _MIN_SPAN:
-            learned = min(learned, seen / (now - since) * _SHARE)
+        if measured is not None:
+            learned = min(learned, measured * _SHARE)
         return learned
 
     def state(self, rate: float) -> None:

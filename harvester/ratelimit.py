@@ -33,11 +33,12 @@ log = logging.getLogger("harvester")
 # A rate the API states (RateLimit-Policy) is exact: only a sliver is left for clock drift.
 _STATED_SHARE = 0.97
 # A refusal without Retry-After pauses every worker for this many intervals of the rate (or, with
-# no rate known, for _UNTOLD_PAUSE seconds): the API's budget comes back a place at a time. The
-# pause doubles while nothing gets through, up to _UNTOLD_LONGEST seconds.
+# no rate known, for _UNTOLD_PAUSE seconds): the API's budget comes back a place at a time. While
+# nothing gets through, the pause doubles, from no less than _UNTOLD_PAUSE, up to _UNTOLD_LONGEST.
 _UNTOLD_INTERVALS = 2.0
 _UNTOLD_PAUSE = 0.25
 _UNTOLD_LONGEST = 30.0
+_UNTOLD_GROWTH = 2.0
 # After this long without a refusal, the concurrency kept below the number in flight that drew
 # the last one may grow past it again.
 _CEILING_MEMORY = 30.0
@@ -99,8 +100,8 @@ class Throttle:
         self._ceiling_at = clock()
         self._in_flight = 0
         self._streak = 0
-        # Refusals without Retry-After with no success between them: their pauses grow.
-        self._untold = 0
+        # The pause of the last refusal without Retry-After: it grows while nothing succeeds.
+        self._untold_pause = _UNTOLD_PAUSE
         self._refused_since_success = False
         # The shortest a success took: the API's own time, with no queue (a leaky bucket that
         # delays answers lengthens the others). One over it is a sequential client's pace.
@@ -171,10 +172,10 @@ class Throttle:
         if status in REFUSALS:
             self._cool_down(ticket, status, parse_retry_after(headers.get("Retry-After")), now)
         elif 200 <= status < 300:
-            self._learner.admitted(now)
             latency = now - ticket.sent
             if self._latency is None or latency < self._latency:
                 self._latency = latency
+            self._learner.admitted(now, self._sequential())
             self._refused_since_success = False
             self._succeeded(now)
 
@@ -212,11 +213,8 @@ class Throttle:
             self._fewer_at_once(now)
         # "Retry-After: 0" asks for no pause: whatever refused the request, it was not the rate.
         if self._fixed_rate is None and retry_after != 0:
-            # A sequential client's pace, where answers take long enough to tell one.
-            latency = self._latency or 0.0
-            sequential = 1.0 / latency if latency >= 1e-3 else None
             held = max(0.0, self._cool_until - now)
-            learned = self._learner.refused(now, held, sequential)
+            learned = self._learner.refused(now, held, self._sequential())
             if learned is not None:
                 self._show_rate(learned)
         rate = self.rate
@@ -228,6 +226,11 @@ class Throttle:
             self.limit,
         )
 
+    def _sequential(self) -> float | None:
+        """A sequential client's pace, where answers take long enough to tell one."""
+        latency = self._latency or 0.0
+        return 1.0 / latency if latency >= 1e-3 else None
+
     def _pause_for(self, ticket: Ticket, retry_after: float | None, now: float) -> None:
         """Hold every worker as the refusal asks: its Retry-After, or, told nothing, briefly."""
         if retry_after is not None:
@@ -236,12 +239,18 @@ class Throttle:
             return
         # Told nothing: a short pause, every request sent meanwhile would be refused too; twice
         # as long each time no request got through since (a window is spent).
-        rate = self.rate
-        pause = _UNTOLD_PAUSE if rate is None else _UNTOLD_INTERVALS / rate
         if ticket.episode == self._episode:
-            self._untold = self._untold + 1 if self._refused_since_success else 0
+            if self._refused_since_success:
+                # Nothing got through since the last pause: a window is spent. The pause
+                # doubles, from no less than _UNTOLD_PAUSE whatever the rate.
+                self._untold_pause = min(
+                    _UNTOLD_LONGEST, max(_UNTOLD_PAUSE, _UNTOLD_GROWTH * self._untold_pause)
+                )
+            else:
+                rate = self.rate
+                self._untold_pause = _UNTOLD_PAUSE if rate is None else _UNTOLD_INTERVALS / rate
             self._refused_since_success = True
-        self._hold_until(now + min(_UNTOLD_LONGEST, pause * 2.0**self._untold))
+        self._hold_until(now + self._untold_pause)
 
     def _fewer_at_once(self, now: float) -> None:
         if self._in_flight > 1:

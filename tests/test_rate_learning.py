@@ -66,10 +66,23 @@ def test_a_refusal_a_step_into_the_ramp_goes_back_one_step() -> None:
 
 def test_a_refusal_keeps_a_sliver_under_what_the_api_admitted_since_the_pause() -> None:
     learner = learned_once(5)  # paced at 10/s to 15.6/s, the API admitted 5/s of it
+    learner.refused(3.0, hold=1.0)
+    for i in range(1, 11):
+        learner.admitted(4.0 + i / 4)  # then 4/s for 2.5 s, paced a step under 15.6/s
+
+    learner.refused(6.5, hold=1.0)
+
+    # Two seconds back (_HORIZON), t = 4.5 to 6.5: nine admitted (both ends counted).
+    assert learner.rate(7.5) == pytest.approx(0.97 * 4.5, rel=0.01)
+
+
+def test_a_refusal_in_the_ramp_measures_its_last_step_only() -> None:
+    learner = learned_once(5)  # the ramp from 10/s at t = 1; the API admitted 5/s of it
 
     learner.refused(3.0, hold=1.0)
 
-    assert learner.rate(4.0) == pytest.approx(0.97 * 5, rel=0.01)
+    # In the last second, t = 2.0 to 3.0: six admitted (both ends counted).
+    assert learner.rate(4.0) == pytest.approx(0.97 * 6, rel=0.01)
 
 
 def test_a_later_refusal_is_at_least_a_step_below_the_pace_that_drew_it() -> None:
@@ -147,11 +160,58 @@ def test_after_a_long_clean_stretch_a_refusal_steps_down_a_little() -> None:
 def test_soon_after_a_refusal_another_steps_down_a_tenth() -> None:
     learner = learned_once()
     learner.refused(3.0, hold=1.0)
-    for i in range(1, 41):
+    for i in range(1, 11):
         learner.admitted(4.0 + i / 20)
+    pace = learner.rate(4.5)
+    assert pace is not None
+
+    learner.refused(4.5, hold=1.0)  # half a second after the pause: too short to measure by
+
+    assert learner.rate(5.5) == pytest.approx(0.9 * pace, rel=0.01)
+
+
+def test_soon_after_a_refusal_a_second_measured_steps_down_to_a_sliver_under_it() -> None:
+    learner = learned_once()
+    learner.refused(3.0, hold=1.0)
+    for i in range(1, 41):
+        learner.admitted(4.0 + i / 20)  # 20/s for 2 s since the pause
     pace = learner.rate(6.0)
     assert pace is not None
 
     learner.refused(6.0, hold=1.0)
 
-    assert learner.rate(7.0) == pytest.approx(0.9 * pace, rel=0.01)
+    # Two seconds of what the API bore tell more than a fixed step would.
+    assert learner.rate(7.0) == pytest.approx(0.97 * min(pace, 20.0), rel=0.01)
+
+
+def test_refusals_within_a_second_of_a_step_down_after_a_short_pause_step_once() -> None:
+    learner = learned_once()
+    learner.refused(3.0, hold=0.02)  # an exact Retry-After: a short pause
+    for i in range(1, 11):
+        learner.admitted(3.02 + i / 40)
+    pace = learner.rate(3.3)
+
+    learner.refused(3.3, hold=0.02)  # what the API still counts was sent before the step
+
+    assert learner.rate(3.32) == pytest.approx(pace, rel=0.01)
+
+
+def test_a_first_refusal_before_any_answer_is_learned_from_the_first_success() -> None:
+    learner = RateLearner(0.0)
+
+    assert learner.refused(0.001, hold=1.0) is None  # nothing to tell a rate from yet
+    learner.admitted(0.02, sequential=50.0)  # the burst's answers come back: 20 ms each
+
+    # A second wave at an unknown pace would cost another whole-second pause: from the pause's
+    # end, the sequential pace, ramping.
+    assert learner.rate(1.001) == pytest.approx(50.0, rel=0.01)
+    assert learner.rate(2.001) == pytest.approx(62.5, rel=0.01)
+
+
+def test_a_short_first_pause_waits_for_a_refusal_with_more_to_tell() -> None:
+    learner = RateLearner(0.0)
+
+    learner.refused(0.001, hold=0.02)
+    learner.admitted(0.02, sequential=50.0)
+
+    assert learner.rate(1.0) is None  # another short pause is cheap: no guess yet

@@ -37,6 +37,7 @@ MET = [
     "fixed 10s wall 50/s / headers none / RA ceil",
     "fixed 10s first 50/s / headers x / RA ceil",
     "sliding log 1s 50/s / headers none / RA none",
+    "sliding log 1s 50/s / headers none / RA exact",
     "sliding counter 1s 50/s / headers none / RA exact",
     "sliding counter 1s 50/s / headers ietf / RA ceil",
     "leaky queue 50/s b10 503 / headers none / RA ceil",
@@ -45,6 +46,7 @@ MET = [
     "leaky queue 50/s b10 429 / headers none / RA none",
     "concurrency 4 429 / headers none / RA exact",
     "fixed 60s first 20/s / headers none / RA ceil",
+    "fixed 60s wall 20/s / headers none / RA none",
     "quota 600/20s / headers x / RA ceil, max_retry_after: 10",
 ]
 

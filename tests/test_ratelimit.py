@@ -124,6 +124,23 @@ async def test_refusals_without_retry_after_and_nothing_through_pause_twice_as_l
     assert pauses == pytest.approx([0.25, 0.5, 1.0, 2.0])
 
 
+async def test_a_spent_window_at_a_fast_rate_pauses_from_a_quarter_second_up(
+    fake: FakeTime,
+) -> None:
+    """A fast rate makes the first pause short (two intervals); while nothing gets through (a
+    long window is spent), the pauses double from a quarter of a second, not from those few
+    milliseconds: a 60 s window costs ten refusals, not thirty."""
+    throttle, _ = throttle_on(fake, workers=4, rate_limit=500.0)
+    pauses = []
+    for _ in range(4):
+        await answer(throttle, 429)
+        start = fake.now
+        await admitted_at(throttle, fake)
+        pauses.append(fake.now - start)
+
+    assert pauses == pytest.approx([0.004, 0.25, 0.5, 1.0])
+
+
 async def test_retry_after_beyond_max_pause_is_not_held(fake: FakeTime) -> None:
     throttle, stats = throttle_on(fake, workers=4, max_pause=60)
     await answer(throttle, 429, Retry_After="120")

@@ -98,6 +98,17 @@ async def test_503_with_retry_after_holds_every_request(fake: FakeTime) -> None:
     assert stats.cool_downs == 1
 
 
+async def untold_pauses(throttle: Throttle, fake: FakeTime, n: int) -> list[float]:
+    """The pauses of `n` refusals without Retry-After, one after another, nothing through."""
+    pauses = []
+    for _ in range(n):
+        await answer(throttle, 429)
+        start = fake.now
+        await admitted_at(throttle, fake)
+        pauses.append(fake.now - start)
+    return pauses
+
+
 async def test_503_without_retry_after_pauses_briefly_as_a_429_without_one(
     fake: FakeTime,
 ) -> None:
@@ -114,12 +125,7 @@ async def test_refusals_without_retry_after_and_nothing_through_pause_twice_as_l
     fake: FakeTime,
 ) -> None:
     throttle, _ = throttle_on(fake, workers=4)
-    pauses = []
-    for _ in range(4):
-        await answer(throttle, 429)
-        start = fake.now
-        await admitted_at(throttle, fake)
-        pauses.append(fake.now - start)
+    pauses = await untold_pauses(throttle, fake, 4)
 
     assert pauses == pytest.approx([0.25, 0.5, 1.0, 2.0])
 
@@ -131,12 +137,7 @@ async def test_a_spent_window_at_a_fast_rate_pauses_from_a_quarter_second_up(
     long window is spent), the pauses double from a quarter of a second, not from those few
     milliseconds: a 60 s window costs ten refusals, not thirty."""
     throttle, _ = throttle_on(fake, workers=4, rate_limit=500.0)
-    pauses = []
-    for _ in range(4):
-        await answer(throttle, 429)
-        start = fake.now
-        await admitted_at(throttle, fake)
-        pauses.append(fake.now - start)
+    pauses = await untold_pauses(throttle, fake, 4)
 
     assert pauses == pytest.approx([0.004, 0.25, 0.5, 1.0])
 

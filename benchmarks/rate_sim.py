@@ -152,9 +152,8 @@ async def harvester(spec: Spec, pages: int, retry: dict[str, Any], workers: int 
     policy = RetryPolicy(retry_config, rng=random.Random(0))  # the same jitter every run
     jitter = random.Random(1)
     served = Served()
-    pending = iter(range(pages))
 
-    async def worker() -> None:
+    async def worker(pending: Iterator[int]) -> None:
         for _ in pending:
             for attempt in range(1, retry_config.max_attempts + 1):
                 async with throttle.request() as ticket:
@@ -173,10 +172,13 @@ async def harvester(spec: Spec, pages: int, retry: dict[str, Any], workers: int 
             else:
                 raise RuntimeError(f"gave up after {retry_config.max_attempts} attempts")
 
+    rest = iter(range(1, pages))
     try:
+        # As runner.py does: the first page alone (it tells the total), then every worker.
+        await worker(iter(range(1)))
         async with asyncio.TaskGroup() as group:
             for _ in range(workers):
-                group.create_task(worker())
+                group.create_task(worker(rest))
     except* RuntimeError as failure:
         served.failed = str(failure.exceptions[0])
     return served

@@ -98,6 +98,7 @@ class Throttle:
         # limits requests in flight refuses the same number again.
         self._ceiling = config.workers
         self._ceiling_at = clock()
+        self._told: int | None = None  # a limit on requests in flight the API states
         self._in_flight = 0
         self._streak = 0
         # The pause of the last refusal without Retry-After: it grows while nothing succeeds.
@@ -180,6 +181,10 @@ class Throttle:
             self._succeeded(now)
 
     def _read_headers(self, info: RateLimitInfo, ticket: Ticket, now: float) -> None:
+        if info.limit and info.remaining is not None and info.reset is None and not info.window:
+            # A limit and what remains of it, with no reset and no window: a limit on requests
+            # in flight (there is no time at which it comes back). Never more at once.
+            self._told_at_once(info.limit)
         if info.limit and info.window and self._fixed_rate is None:
             stated = info.limit / info.window * _STATED_SHARE
             if self._learner.stated != stated:
@@ -262,6 +267,14 @@ class Throttle:
         self._streak = 0
         self._stats.concurrency_limit = self.limit
 
+    def _told_at_once(self, most: int) -> None:
+        if self._told is None and most < self._workers:
+            log.info("the API states a limit of %d requests at once: no more are sent", most)
+        self._told = most
+        self._ceiling = min(self._ceiling, most)
+        self.limit = max(1, min(self.limit, most))
+        self._stats.concurrency_limit = self.limit
+
     def _holds(self, pause: float) -> bool:
         """Whether a pause the API asks for is held: a short one always, a long quota's only
         where the run waits for it (one line says so, and the progress line counts down)."""
@@ -289,7 +302,8 @@ class Throttle:
             self._next_slot = max(self._next_slot, until)
 
     def _succeeded(self, now: float) -> None:
-        if now - self._ceiling_at >= _CEILING_MEMORY and self._ceiling < self._workers:
+        most = self._workers if self._told is None else min(self._workers, self._told)
+        if now - self._ceiling_at >= _CEILING_MEMORY and self._ceiling < most:
             self._ceiling += 1
             self._ceiling_at = now
         if not self._adaptive or self.limit >= min(self._workers, self._ceiling):

@@ -326,6 +326,39 @@ async def test_a_halved_limit_bounds_requests_in_flight(fake: FakeTime) -> None:
     assert await max_in_flight(throttle, 20) <= 5  # 4, and perhaps one more as it grows back
 
 
+@pytest.mark.parametrize(
+    "told",
+    [
+        {"X_RateLimit_Limit": "4", "X_RateLimit_Remaining": "3"},
+        {"RateLimit": "limit=4, remaining=3"},
+    ],
+    ids=["x", "ietf"],
+)
+async def test_a_limit_with_no_reset_nor_window_bounds_requests_in_flight(
+    fake: FakeTime, told: dict[str, str]
+) -> None:
+    """A limit and what remains, and no time when it comes back: a limit on requests in flight.
+    Read from the first page, it bounds the fan-out before any refusal, and stays."""
+    throttle, stats = throttle_on(fake, workers=16)
+    await answer(throttle, 200, **told)
+
+    assert throttle.limit == stats.concurrency_limit == 4
+    assert await max_in_flight(throttle, 40) == 4
+    fake.now += 3600.0  # past the memory of a refusal's ceiling: a stated one is not forgotten
+    for _ in range(100):
+        await answer(throttle, 200, **told)
+    assert throttle.limit == 4
+
+
+async def test_a_limit_with_a_reset_is_no_limit_on_requests_in_flight(fake: FakeTime) -> None:
+    throttle, _ = throttle_on(fake, workers=16)
+    await answer(
+        throttle, 200, X_RateLimit_Limit="4", X_RateLimit_Remaining="3", X_RateLimit_Reset="1"
+    )
+
+    assert throttle.limit == 16
+
+
 async def test_token_requests_do_not_take_a_place(fake: FakeTime) -> None:
     throttle, _ = throttle_on(fake, workers=1)
     async with throttle.request():

@@ -51,6 +51,8 @@ _HORIZON = 2.0
 _MEMORY = 60.0
 # The fewest successes, and the shortest stretch, a rate is measured over.
 _MIN_SAMPLE = 5
+_QUOTA_SEEN = 10  # admitted before a first refusal: a window's quota, not a burst
+_SHORT_WINDOW = 2.0  # seconds
 _MIN_SPAN = 0.25
 _WHOLE_SPAN = 1.0  # a measure over this long spans a whole second's window
 # A first pause this long is not risked again on a rate still unknown: see refused().
@@ -139,10 +141,16 @@ class RateLearner:
         seen = sum(1 for t in self._admitted if t >= self._start)
         if seen == 0 and sequential is None:
             return None
-        # The ramp starts no lower than a sequential client's pace, which most limits allow,
-        # and which one refusal corrects where not.
+        # A few admitted (a token bucket's burst) tell no rate: the ramp starts no lower than a
+        # sequential client's pace, which most limits allow, and which one refusal corrects
+        # where not. A short window's quota tells it, even one below that pace: there, every
+        # window overrun costs a pause. A long window's quota is better spent at that pace,
+        # then waited out: one pause per long window.
         self._ramping = True
-        return max(seen / max(now - self._start + hold, _MIN_SPAN), sequential or 0.0)
+        span = max(now - self._start + hold, _MIN_SPAN)
+        if seen >= _QUOTA_SEEN and span <= _SHORT_WINDOW:
+            return seen / span
+        return max(seen / span, sequential or 0.0)
 
     def _again(self, now: float) -> float:
         pace = self.rate(now) or 0.0

@@ -36,6 +36,32 @@ def test_the_first_refusal_counts_the_pause_it_asks_for() -> None:
     assert learner.rate(1.0) == pytest.approx(50.0)
 
 
+def test_a_short_windows_quota_below_the_sequential_pace_is_the_rate() -> None:
+    learner = learner_with(20, 700)  # 20 per one-second window, spent in 29 ms
+
+    learner.refused(20 / 700, hold=1 - 20 / 700, sequential=46.5)
+
+    # Not the sequential pace: every window overrun would cost a pause.
+    assert learner.rate(1.0) == pytest.approx(20.0)
+
+
+def test_a_long_windows_quota_is_spent_at_the_sequential_pace() -> None:
+    learner = learner_with(1200, 46.5)  # 1,200 per 60 s window, spent in 26 s
+
+    learner.refused(1200 / 46.5, hold=60 - 1200 / 46.5, sequential=46.5)
+
+    # Its quota is better spent fast and waited out: one pause per minute.
+    assert learner.rate(60.0) == pytest.approx(46.5)
+
+
+def test_a_burst_tells_no_rate_the_sequential_pace_does() -> None:
+    learner = learner_with(5, 700)  # a token bucket's burst of 5
+
+    learner.refused(5 / 700, hold=1.0, sequential=46.5)
+
+    assert learner.rate(1.0 + 5 / 700) == pytest.approx(46.5)
+
+
 def test_after_the_first_refusal_the_rate_ramps_by_a_quarter_each_second() -> None:
     learner = learner_with(10, 100)
     learner.refused(0.1, hold=0.9)  # 10/s from t = 1

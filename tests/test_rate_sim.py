@@ -32,7 +32,6 @@ MET = [
     "token bucket 50/s b100 / headers x / RA ceil",
     "gcra 50/s b1 / headers none / RA exact",
     "fixed 1s wall 50/s / headers ietf / RA ceil",
-    "fixed 1s first 50/s / headers none / RA ceil",
     "fixed 10s wall 50/s / headers none / RA ceil",
     "fixed 10s first 50/s / headers x / RA ceil",
     "sliding log 1s 50/s / headers none / RA none",
@@ -47,6 +46,8 @@ MET = [
     "concurrency 4 429 / headers ietf / RA none",
     "fixed 60s first 20/s / headers none / RA ceil",
     "fixed 60s wall 20/s / headers none / RA none",
+    "sliding log 1s 20/s / headers none / RA ceil",
+    "sliding counter 1s 20/s / headers none / RA ceil",
     "quota 600/20s / headers x / RA ceil, max_retry_after: 10",
 ]
 

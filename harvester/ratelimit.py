@@ -157,7 +157,14 @@ class Throttle:
             if slot <= now:
                 return
             await self._sleep(slot - now)
-            if self._cool_until <= self._clock():
+            left = self._cool_until - self._clock()
+            if 0 < left < interval:
+                # A hold shorter than an interval (`remaining: 0` under a known rate, timed from
+                # an earlier request's send, which lags its slot a little): wait it out and keep
+                # the place. Queued again behind everyone, every such lag cost a whole interval.
+                await self._sleep(left)
+                left = self._cool_until - self._clock()
+            if left <= 0:
                 return
             # A cool-down began meanwhile: queue again, behind its end, spaced like the rest.
             await self._wait_cool_down()

@@ -157,14 +157,7 @@ class Throttle:
             if slot <= now:
                 return
             await self._sleep(slot - now)
-            left = self._cool_until - self._clock()
-            if 0 < left < interval:
-                # A hold shorter than an interval (`remaining: 0` under a known rate, timed from
-                # an earlier request's send, which lags its slot a little): wait it out and keep
-                # the place. Queued again behind everyone, every such lag cost a whole interval.
-                await self._sleep(left)
-                left = self._cool_until - self._clock()
-            if left <= 0:
+            if self._cool_until <= self._clock():
                 return
             # A cool-down began meanwhile: queue again, behind its end, spaced like the rest.
             await self._wait_cool_down()
@@ -210,8 +203,11 @@ class Throttle:
                 # Paced already: the budget comes back a place at a time (a token bucket,
                 # GCRA), the next place one interval after this request took the last one,
                 # however coarsely the reset is rounded. A window's end is nearer than that
-                # only when the window is almost over.
-                self._hold_until(min(now + info.reset, ticket.sent + 1.0 / rate))
+                # only when the window is almost over. No new request goes sooner; those
+                # already queued for later slots keep them (a hold would send each of them
+                # behind all the others, for a send that lagged its slot a little).
+                due = min(now + info.reset, ticket.sent + 1.0 / rate)
+                self._next_slot = max(self._next_slot, due)
 
     def _cool_down(
         self, ticket: Ticket, status: int, retry_after: float | None, now: float

@@ -218,13 +218,13 @@ async def test_remaining_zero_under_a_stated_rate_holds_one_interval_not_the_rou
     assert await admitted_at(throttle, fake) <= T0 + 1.0 / throttle.rate + 1e-9
 
 
-async def test_a_hold_shorter_than_an_interval_keeps_the_next_requests_place(
+async def test_remaining_zero_under_a_known_rate_keeps_queued_requests_in_their_places(
     fake: FakeTime,
 ) -> None:
-    """`remaining: 0` under a known rate holds one interval from the request's send, which lags
-    its slot a little in a real event loop: the next request, already waiting for the following
-    slot, waits out the difference rather than going behind every other (in the real matrix,
-    against GCRA, that halved the pace)."""
+    """`remaining: 0` under a known rate: no request goes sooner than one interval after the
+    send that spent the last place. One already queued for the next slot keeps it, though the
+    send lagged its own slot a little, as sends do in a real event loop (a hold there sent it
+    behind every other queued request: against GCRA, the real matrix's pace halved)."""
     throttle, _ = throttle_on(fake, workers=4, rate_limit=10.0)
     async with throttle.request() as first:
         first.sent = T0 + 0.01  # it left 10 ms after its slot
@@ -232,7 +232,8 @@ async def test_a_hold_shorter_than_an_interval_keeps_the_next_requests_place(
         await asyncio.sleep(0)  # the second has taken the next slot, T0 + 0.1, and waits
         first.observe(200, headers(X_RateLimit_Remaining="0", X_RateLimit_Reset="1"))
 
-    assert await second == pytest.approx(T0 + 0.11)
+    assert await second == pytest.approx(T0 + 0.1)
+    assert await admitted_at(throttle, fake) == pytest.approx(T0 + 0.2)
 
 
 async def test_remaining_above_zero_does_not_pause(fake: FakeTime) -> None:

@@ -263,7 +263,9 @@ class Checkpointer:
             return
         # Unfinished (failure, stop, cancellation): describe what is on disk now, so the next
         # run loses nothing. Synchronous on purpose: a second Ctrl-C must not cut it short.
-        snapshot = self._snapshot()
+        # Even an unchanged state: the last snapshot may be a periodic save's whose thread has
+        # not written it yet, and will not once the run has closed.
+        snapshot = self._snapshot(again=self._written < self._taken)
         if snapshot is not None:
             self._write(snapshot)
         self._closed = True
@@ -283,7 +285,8 @@ class Checkpointer:
             # the task waiting for it is cancelled.
             await asyncio.shield(asyncio.to_thread(self._write, snapshot))
 
-    def _snapshot(self) -> _Snapshot | None:
+    def _snapshot(self, *, again: bool = False) -> _Snapshot | None:
+        """What the sink has committed now; None if nothing, or (unless `again`) unchanged."""
         if self.plan is None or not self._sink.committed_records:
             return None
         try:
@@ -291,7 +294,7 @@ class Checkpointer:
         except (OSError, ValueError):  # a failed write, or a file closed by a failed finish:
             return None  # that failure speaks for itself, and the last checkpoint holds
         checkpoint = Checkpoint(fingerprint=self._fingerprint, plan=dict(self.plan), sink=state)
-        if checkpoint == self._last:
+        if checkpoint == self._last and not again:
             for fd in descriptors:
                 os.close(fd)
             return None

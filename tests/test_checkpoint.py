@@ -189,6 +189,26 @@ async def test_an_unchanged_state_is_not_written_again(tmp_path: Path) -> None:
     assert stats.checkpoints == 1
 
 
+async def test_a_stop_during_a_periodic_save_still_writes_the_last_state(tmp_path: Path) -> None:
+    """A periodic save takes its snapshot, then writes it in a thread. If the run closes first,
+    that thread writes nothing (never after the close): the close must write the state itself,
+    though it is the one the periodic save took. Before, the checkpoint on disk was an older
+    one, and the .part file held more than it vouched for (seen in test_crash under load)."""
+    sink = FakeSink({"pages": 1})
+    keeper, file, _ = make_checkpointer(tmp_path, sink, plan={})
+    keeper._write(keeper._snapshot())  # type: ignore[arg-type]  # an earlier save, written
+    sink.state = {"pages": 2}
+    pending = keeper._snapshot()  # the periodic save's, its thread not yet run
+    assert pending is not None
+
+    async with keeper:
+        pass
+    keeper._write(pending)  # the thread, after the close: skipped
+
+    loaded = file.load({})
+    assert loaded is not None and loaded.sink == {"pages": 2}
+
+
 async def test_a_late_save_never_overwrites_a_newer_checkpoint(tmp_path: Path) -> None:
     """A periodic save runs in a thread; if it ends after a later save, or after the run has
     closed, it must not put its older state back."""

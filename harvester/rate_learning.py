@@ -109,15 +109,14 @@ class RateLearner:
                     # cost another long pause: the first success tells a pace (its latency).
                     self._undecided = (now, hold)
                 return self.stated
-        elif not any(t >= self._since for t in self._admitted):
-            # No success since the last pause: the same overload (a storm of 429s), which
-            # has been learned from already. Once per overload, not once per 429.
-            self._since = max(self._since, now + hold)
-            return self.rate(now)
-        elif not self._ramping and now - self._stepped_at < _WHOLE_SPAN:
-            # Within a second of the last step down, after a short pause: what the API still
-            # counts (a sliding log's last second) was sent before it. One step down per
-            # second, as TCP takes one per round trip.
+        elif not any(t >= self._since for t in self._admitted) or (
+            not self._ramping and now - self._stepped_at < _WHOLE_SPAN
+        ):
+            # No success since the last pause: the same overload (a storm of 429s), which has
+            # been learned from already, once per overload, not once per 429. Or within a
+            # second of the last step down, after a short pause: what the API still counts (a
+            # sliding log's last second) was sent before it; one step down per second, as TCP
+            # takes one per round trip.
             self._since = max(self._since, now + hold)
             return self.rate(now)
         else:

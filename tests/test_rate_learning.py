@@ -169,13 +169,20 @@ def test_a_stated_rate_alone_is_the_pace() -> None:
     assert learner.rate(0.0) == 48.5
 
 
-def test_after_a_long_clean_stretch_a_refusal_steps_down_a_little() -> None:
+def paced_for(seconds: float) -> tuple[RateLearner, float]:
+    """A learner back a ramp step at t = 4 (steady from then), then `seconds` admitted at 20/s,
+    as fast as the pace allowed; and its pace at the end."""
     learner = learned_once()
-    learner.refused(3.0, hold=1.0)  # back a ramp step: steady from t = 4
-    for i in range(1, 15 * 20 + 1):
-        learner.admitted(4.0 + i / 20)  # 15 s at 20/s, as fast as the pace allowed
-    pace = learner.rate(19.0)
+    learner.refused(3.0, hold=1.0)
+    for i in range(1, round(seconds * 20) + 1):
+        learner.admitted(4.0 + i / 20)
+    pace = learner.rate(4.0 + seconds)
     assert pace is not None
+    return learner, pace
+
+
+def test_after_a_long_clean_stretch_a_refusal_steps_down_a_little() -> None:
+    learner, pace = paced_for(15.0)
 
     learner.refused(19.0, hold=1.0)
 
@@ -184,12 +191,7 @@ def test_after_a_long_clean_stretch_a_refusal_steps_down_a_little() -> None:
 
 
 def test_soon_after_a_refusal_another_steps_down_a_tenth() -> None:
-    learner = learned_once()
-    learner.refused(3.0, hold=1.0)
-    for i in range(1, 11):
-        learner.admitted(4.0 + i / 20)
-    pace = learner.rate(4.5)
-    assert pace is not None
+    learner, pace = paced_for(0.5)
 
     learner.refused(4.5, hold=1.0)  # half a second after the pause: too short to measure by
 
@@ -197,12 +199,7 @@ def test_soon_after_a_refusal_another_steps_down_a_tenth() -> None:
 
 
 def test_soon_after_a_refusal_a_second_measured_steps_down_to_a_sliver_under_it() -> None:
-    learner = learned_once()
-    learner.refused(3.0, hold=1.0)
-    for i in range(1, 41):
-        learner.admitted(4.0 + i / 20)  # 20/s for 2 s since the pause
-    pace = learner.rate(6.0)
-    assert pace is not None
+    learner, pace = paced_for(2.0)
 
     learner.refused(6.0, hold=1.0)
 

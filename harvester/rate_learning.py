@@ -6,9 +6,12 @@ No header need say it. What a refusal teaches depends on what came before it:
   for `hold` seconds more. `n / (elapsed + hold)` is what it bore over that time: exact for a
   window limiter (its quota over its window), low for a token bucket with a small burst (its
   burst over the pause). So the rate starts there, or at a sequential client's pace if that is
-  higher, and *ramps* up, by a quarter each second, until the next refusal. Refused before any
-  answer came back, with a long pause to wait: the first success tells that pace (a second
-  wave at no pace would cost a second long pause).
+  higher, and *ramps* up, by a quarter each second, until the next refusal. Where the API did
+  not say how long (no Retry-After), or said a very short time (a bucket's next place), the
+  pause tells no window: the ramp starts at the sequential pace. Refused before any answer
+  came back, with a long pause to wait: the first success tells that pace (a second wave at
+  no pace would cost a second long pause). A refusal by a limit on requests in flight
+  (concurrency.py) teaches nothing here; the first refusal is then counted from its pause.
 - A refusal a step or more into the ramp: the ramp crossed the limit within its last step, so
   the rate goes back to where the ramp was a step before.
 - A refusal right after the ramp began (the first guess was high), or soon after the last
@@ -66,6 +69,9 @@ class RateLearner:
     def __init__(self, start: float) -> None:
         self._start = start
         self._admitted: deque[float] = deque()  # when recent successes came back
+        # What a first refusal counts from: the start, or the end of a pause nothing was
+        # learned from (a limit on requests in flight's).
+        self._counted_from = start
         self._base: float | None = None  # the rate as last learned
         self._base_at = start  # when it was learned (growth counts from there)
         self._ramping = False
@@ -85,7 +91,7 @@ class RateLearner:
         if self._undecided is not None and sequential is not None:
             at, hold = self._undecided
             self._undecided = None
-            self._learn(self._first(at, hold, sequential), at + hold)
+            self._learn(self._first(at, hold, sequential, True), at + hold)
 
     def rate(self, now: float) -> float | None:
         """The pace now: the learned rate, grown by the ramp or the probe since; under `stated`."""
@@ -98,11 +104,14 @@ class RateLearner:
             grown = self._base * math.pow(_PROBE_STEP, elapsed / _PROBE_EVERY)
         return grown if self.stated is None else min(grown, self.stated)
 
-    def refused(self, now: float, hold: float, sequential: float | None = None) -> float | None:
+    def refused(
+        self, now: float, hold: float, sequential: float | None = None, *, told: bool = True
+    ) -> float | None:
         """Learn from a refusal at `now` that asks for `hold` seconds; the new rate, if any.
-        `sequential` is the pace of one request after another (one over the latency)."""
+        `sequential` is the pace of one request after another (one over the latency); `told`:
+        the API said how long (Retry-After), else `hold` is harvester's own short pause."""
         if self._base is None:
-            learned = self._first(now, hold, sequential)
+            learned = self._first(now, hold, sequential, told)
             if learned is None:
                 if hold >= _LONG_PAUSE:
                     # Refused before any answer came back, and another wave of requests would
@@ -125,6 +134,12 @@ class RateLearner:
         self._learn(learned, now + hold)
         return self.rate(self._base_at)
 
+    def paused(self, now: float, hold: float) -> None:
+        """A refusal that tells nothing of the rate (a limit on requests in flight's) paused
+        every worker until `now + hold`."""
+        if self._base is None:
+            self._counted_from = max(self._counted_from, now + hold)
+
     def _learn(self, learned: float | None, resume: float) -> None:
         """`learned` is the rate to keep from `resume`, the end of the pause."""
         if learned is None:
@@ -132,12 +147,12 @@ class RateLearner:
         self._base = max(_SLOWEST, learned)
         self._base_at = self._since = resume
 
-    def _first(self, now: float, hold: float, sequential: float | None) -> float | None:
+    def _first(self, now: float, hold: float, sequential: float | None, told: bool) -> float | None:
         if self.stated is not None:
             # The API states its rate: a refusal is a burst's (the first requests, sent before
             # the statement came), not news of a lower rate. Paced at the statement from here.
             return self.stated
-        seen = sum(1 for t in self._admitted if t >= self._start)
+        seen = sum(1 for t in self._admitted if t >= self._counted_from)
         if seen == 0 and sequential is None:
             return None
         # A few admitted (a token bucket's burst) tell no rate: the ramp starts no lower than a
@@ -146,10 +161,14 @@ class RateLearner:
         # window overrun costs a pause. A long window's quota is better spent at that pace,
         # then waited out: one pause per long window.
         self._ramping = True
-        span = max(now - self._start + hold, _MIN_SPAN)
-        if seen >= _QUOTA_SEEN and span <= _SHORT_WINDOW:
-            return seen / span
-        return max(seen / span, sequential or 0.0)
+        if told and hold >= _MIN_SPAN:
+            span = now - self._counted_from + hold
+            if seen >= _QUOTA_SEEN and span <= _SHORT_WINDOW:
+                return seen / span
+            return max(seen / span, sequential or 0.0)
+        # A pause of harvester's own, or a short one (a bucket's next place), says nothing of a
+        # window: what the burst held tells no rate.
+        return sequential or seen / max(now - self._counted_from + hold, _WHOLE_SPAN)
 
     def _again(self, now: float) -> float:
         pace = self.rate(now) or 0.0

@@ -8,10 +8,10 @@ Every request, data or token, passes `Throttle` first. Three things can hold it:
    be refused;
 2. the rate: a token bucket (GCRA) of `concurrency.rate_limit` requests per second, or, when no
    rate is set, the rate the API states (RateLimit-Policy) or was seen to bear (rate_learning);
-3. the concurrency limit (data requests only): additive increase, multiplicative decrease between
-   1 and `workers`; halved once per cool-down, raised by one after a run of successes, and kept
-   below the number in flight that drew the last refusal (an API that limits requests in flight
-   refuses the same number again).
+3. the concurrency limit (data requests only; see concurrency.py).
+
+A refusal teaches the rate (rate_learning) unless it was a limit on requests in flight's: that
+is told at the next success, so the learner hears of the refusal then.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
+from harvester.concurrency import Concurrency, Flight
 from harvester.config import ConcurrencyConfig
 from harvester.rate_headers import RateLimitInfo, parse_rate_limit
 from harvester.rate_learning import RateLearner
@@ -39,9 +40,9 @@ _UNTOLD_INTERVALS = 2.0
 _UNTOLD_PAUSE = 0.25
 _UNTOLD_LONGEST = 30.0
 _UNTOLD_GROWTH = 2.0
-# After this long without a refusal, the concurrency kept below the number in flight that drew
-# the last one may grow past it again.
-_CEILING_MEMORY = 30.0
+# A request let through late may be followed sooner than an interval, by at most this share of
+# one: the lag is made up (a timer wakes up to a millisecond late), and no two go much closer.
+_CATCH_UP = 0.9
 
 # The statuses that mean "fewer requests": a 429, and a 503 (nginx's limit_req refuses with it;
 # an overloaded server wants fewer requests too). tune counts them as refusals alike.
@@ -53,11 +54,13 @@ __all__ = ["REFUSALS", "RateLimitInfo", "Throttle", "Ticket", "parse_rate_limit"
 class Ticket:
     """One request's passage through the throttle; `observe` tells it how the request went."""
 
-    def __init__(self, throttle: Throttle, episode: int, counted: bool, sent: float) -> None:
+    def __init__(
+        self, throttle: Throttle, episode: int, sent: float, flight: Flight | None
+    ) -> None:
         self._throttle = throttle
         self.episode = episode  # the cool-down episode current when the request was sent
-        self.counted = counted  # holds a place in the concurrency limit
         self.sent = sent  # when it was let through
+        self.flight = flight  # a data request's place among those in flight (None: a token's)
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
         self._throttle._observe(self, status, headers)
@@ -83,7 +86,6 @@ class Throttle:
         self._hold_long = hold_long
         self._sleep = sleep
         self._stats = stats
-        self._workers = config.workers
         self._adaptive = config.adaptive
         self._fixed_rate = config.rate_limit
         self._burst = config.burst
@@ -91,24 +93,23 @@ class Throttle:
         # (every overshoot of a stated limit costs a pause for every worker).
         self._learner = RateLearner(clock())
         self._next_slot = 0.0  # GCRA: when the next request may go, burst aside
+        self._not_before = 0.0  # no sooner after the last request let through: _CATCH_UP
+        self._pacing = asyncio.Lock()
         self._cool_until = 0.0
         self._episode = 0
-        self.limit = config.workers
-        # The number in flight that drew the last refusal, less one, and when: an API that
-        # limits requests in flight refuses the same number again.
-        self._ceiling = config.workers
-        self._ceiling_at = clock()
-        self._told: int | None = None  # a limit on requests in flight the API states
-        self._in_flight = 0
-        self._streak = 0
+        self._concurrency = Concurrency(
+            config.workers, adaptive=config.adaptive, stats=stats, clock=clock
+        )
+        # A refusal the learner hears of at the next success, unless it was a limit on
+        # requests in flight's: when, the pause it asked for, and whether the API told it.
+        self._unheard: tuple[float, float, bool] | None = None
+        self._timed = False  # rate-limit headers told when a budget comes back
         # The pause of the last refusal without Retry-After: it grows while nothing succeeds.
         self._untold_pause = _UNTOLD_PAUSE
         self._refused_since_success = False
         # The shortest a success took: the API's own time, with no queue (a leaky bucket that
         # delays answers lengthens the others). One over it is a sequential client's pace.
         self._latency: float | None = None
-        self._changed = asyncio.Condition()
-        stats.concurrency_limit = self.limit
         stats.rate_limit = config.rate_limit
 
     @property
@@ -118,28 +119,29 @@ class Throttle:
             return self._fixed_rate
         return self._learner.rate(self._clock())
 
+    @property
+    def limit(self) -> int:
+        """How many data requests may be in flight now."""
+        return self._concurrency.limit
+
     @contextlib.asynccontextmanager
     async def request(self, *, counted: bool = True) -> AsyncIterator[Ticket]:
         """Wait for a place (concurrency, cool-down, rate); hold it for the request."""
         if counted:
-            await self._enter()
+            await self._concurrency.enter()
+        flight: Flight | None = None
         try:
             await self._wait_cool_down()
             await self._wait_rate()
-            yield Ticket(self, self._episode, counted, self._clock())
-        finally:
+            now = self._clock()
             if counted:
-                await self._leave()
-
-    async def _enter(self) -> None:
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._in_flight < self.limit)
-            self._in_flight += 1
-
-    async def _leave(self) -> None:
-        async with self._changed:
-            self._in_flight -= 1
-            self._changed.notify_all()
+                flight = self._concurrency.send()
+            yield Ticket(self, self._episode, now, flight)
+        finally:
+            if flight is not None:
+                self._concurrency.land(flight)
+            if counted:
+                await self._concurrency.leave()
 
     async def _wait_cool_down(self) -> None:
         # Re-checked after every sleep: another worker may have extended the cool-down.
@@ -147,20 +149,31 @@ class Throttle:
             await self._sleep(left)
 
     async def _wait_rate(self) -> None:
-        while (rate := self.rate) is not None:
-            self._show_rate(rate)
-            interval = 1.0 / rate
-            now = self._clock()
-            # Reserve the slot before sleeping, so that waiting workers queue in order.
-            slot = max(self._next_slot, now - (self._burst - 1) * interval)
-            self._next_slot = slot + interval
-            if slot <= now:
+        if self.rate is None:
+            return
+        # One worker waits for its slot at a time, so that each slot can count from when the
+        # one before it went. A worker woken late (the loop was busy, or its timer rounded up
+        # to the millisecond) lets the next make up the lag, but never closer to it than
+        # _CATCH_UP of an interval: slots reserved ahead would bunch the two, and a rate with
+        # no burst (GCRA) refuses two closer than its interval, however slow the pace.
+        async with self._pacing:
+            while (rate := self.rate) is not None:
+                self._show_rate(rate)
+                interval = 1.0 / rate
+                now = self._clock()
+                due = max(self._next_slot, now - (self._burst - 1) * interval)
+                slot = max(due, self._not_before)
+                if slot > now:
+                    await self._sleep(slot - now)
+                    if self._cool_until > self._clock():
+                        # A cool-down began meanwhile: after it, spaced like the rest.
+                        await self._wait_cool_down()
+                        continue
+                    now = self._clock()
+                self._next_slot = due + interval
+                if self._burst == 1:
+                    self._not_before = now + _CATCH_UP * interval
                 return
-            await self._sleep(slot - now)
-            if self._cool_until <= self._clock():
-                return
-            # A cool-down began meanwhile: queue again, behind its end, spaced like the rest.
-            await self._wait_cool_down()
 
     def _show_rate(self, rate: float) -> None:
         self._stats.rate_limit = round(rate, 2)
@@ -172,19 +185,31 @@ class Throttle:
             self._read_headers(info, ticket, now)
         if status in REFUSALS:
             self._cool_down(ticket, status, parse_retry_after(headers.get("Retry-After")), now)
-        elif 200 <= status < 300:
+            return
+        if ticket.flight is not None and not 200 <= status < 300:
+            self._concurrency.answered(ticket.flight)
+        if 200 <= status < 300:
             latency = now - ticket.sent
             if self._latency is None or latency < self._latency:
                 self._latency = latency
+            if ticket.flight is not None:
+                at_once = self._concurrency.admitted(ticket.flight, now)
+                if self._unheard is not None and at_once is not None:
+                    # An API whose headers tell when its budget comes back limits a rate.
+                    if at_once and not self._timed:
+                        self._learner.paused(*self._unheard[:2])
+                    else:
+                        self._learn_refusal(*self._unheard)
+                    self._unheard = None
             self._learner.admitted(now, self._sequential())
             self._refused_since_success = False
-            self._succeeded(now)
 
     def _read_headers(self, info: RateLimitInfo, ticket: Ticket, now: float) -> None:
+        self._timed = self._timed or bool(info.reset or info.window)
         if info.limit and info.remaining is not None and info.reset is None and not info.window:
             # A limit and what remains of it, with no reset and no window: a limit on requests
             # in flight (there is no time at which it comes back). Never more at once.
-            self._told_at_once(info.limit)
+            self._concurrency.told(info.limit)
         if info.limit and info.window and self._fixed_rate is None:
             stated = info.limit / info.window * _STATED_SHARE
             if self._learner.stated != stated:
@@ -213,18 +238,29 @@ class Throttle:
         self, ticket: Ticket, status: int, retry_after: float | None, now: float
     ) -> None:
         self._pause_for(ticket, retry_after, now)
-        if ticket.episode != self._episode:
+        first = ticket.episode == self._episode
+        # Whether a limit on requests in flight refused it (None: told at the next success).
+        at_once = (
+            False
+            if ticket.flight is None
+            else self._concurrency.refused(ticket.flight, first=first)
+        )
+        if at_once is False and self._unheard is not None:
+            self._learn_refusal(*self._unheard)
+            self._unheard = None
+        if not first:
             return  # sent before this episode began, which has been answered: once per episode
         self._episode += 1
         self._stats.cool_downs += 1
-        if self._adaptive and ticket.counted:
-            self._fewer_at_once(now)
         # "Retry-After: 0" asks for no pause: whatever refused the request, it was not the rate.
         if self._fixed_rate is None and retry_after != 0:
-            held = max(0.0, self._cool_until - now)
-            learned = self._learner.refused(now, held, self._sequential())
-            if learned is not None:
-                self._show_rate(learned)
+            refusal = (now, max(0.0, self._cool_until - now), retry_after is not None)
+            if at_once is None:
+                # Heard at the next success, unless a limit on requests in flight refused it.
+                # One unheard at a time: with no success since, it is the same overload.
+                self._unheard = self._unheard or refusal
+            else:
+                self._learn_refusal(*refusal)
         rate = self.rate
         log.info(
             "cool-down: %s, every worker waits %.1f s; rate %s, %d workers at once",
@@ -233,6 +269,11 @@ class Throttle:
             "not set" if rate is None else f"{rate:.2f}/s",
             self.limit,
         )
+
+    def _learn_refusal(self, at: float, hold: float, told: bool) -> None:
+        learned = self._learner.refused(at, hold, self._sequential(), told=told)
+        if learned is not None:
+            self._show_rate(learned)
 
     def _sequential(self) -> float | None:
         """A sequential client's pace, where answers take long enough to tell one."""
@@ -260,24 +301,6 @@ class Throttle:
             self._refused_since_success = True
         self._hold_until(now + self._untold_pause)
 
-    def _fewer_at_once(self, now: float) -> None:
-        if self._in_flight > 1:
-            # Refused with this many in flight: an API that limits the number in flight would
-            # refuse it again (for a while; see _succeeded). One alone says nothing.
-            self._ceiling = min(self._workers, self._in_flight - 1)
-            self._ceiling_at = now
-        self.limit = max(1, min(self.limit // 2, self._ceiling))
-        self._streak = 0
-        self._stats.concurrency_limit = self.limit
-
-    def _told_at_once(self, most: int) -> None:
-        if self._told is None and most < self._workers:
-            log.info("the API states a limit of %d requests at once: no more are sent", most)
-        self._told = most
-        self._ceiling = min(self._ceiling, most)
-        self.limit = max(1, min(self.limit, most))
-        self._stats.concurrency_limit = self.limit
-
     def _holds(self, pause: float) -> bool:
         """Whether a pause the API asks for is held: a short one always, a long quota's only
         where the run waits for it (one line says so, and the progress line counts down)."""
@@ -303,17 +326,3 @@ class Throttle:
             # Slots reserved before the cool-down are void: after it, requests are spaced anew
             # rather than all let go at once.
             self._next_slot = max(self._next_slot, until)
-
-    def _succeeded(self, now: float) -> None:
-        most = self._workers if self._told is None else min(self._workers, self._told)
-        if now - self._ceiling_at >= _CEILING_MEMORY and self._ceiling < most:
-            self._ceiling += 1
-            self._ceiling_at = now
-        if not self._adaptive or self.limit >= min(self._workers, self._ceiling):
-            return
-        self._streak += 1
-        if self._streak >= self.limit:  # about one success per place: one round trip
-            self._streak = 0
-            # Waiting workers learn of the new place when this request leaves (_leave).
-            self.limit += 1
-            self._stats.concurrency_limit = self.limit

@@ -238,3 +238,36 @@ def test_a_short_first_pause_waits_for_a_refusal_with_more_to_tell() -> None:
     learner.admitted(0.02, sequential=50.0)
 
     assert learner.rate(1.0) is None  # another short pause is cheap: no guess yet
+
+
+def test_a_first_refusal_without_retry_after_starts_at_the_sequential_pace() -> None:
+    """49 admitted in 90 ms, then refused with no Retry-After: harvester's own short pause says
+    nothing of a window, so 49 over it is no rate (it would be 144/s)."""
+    learner = learner_with(49, 49 / 0.09)
+
+    learner.refused(0.09, hold=0.25, sequential=46.0, told=False)
+
+    assert learner.rate(0.34) == pytest.approx(46.0)
+
+
+def test_a_first_refusal_with_a_very_short_retry_after_starts_at_the_sequential_pace() -> None:
+    """A bucket's next place comes back in a few ms: that is no window to spread a burst over."""
+    learner = learner_with(100, 100 / 0.15)
+
+    learner.refused(0.15, hold=0.007, sequential=46.0)
+
+    assert learner.rate(0.157) == pytest.approx(46.0)
+
+
+def test_a_pause_nothing_was_learned_from_restarts_what_a_first_refusal_counts() -> None:
+    """Refused by a limit on requests in flight (five admitted), then by the rate: the first
+    five are not a window's quota with the second burst."""
+    learner = learner_with(5, 500)
+    learner.paused(0.025, hold=0.6)
+    for i in range(1, 7):
+        learner.admitted(0.625 + i / 500)
+
+    learner.refused(0.655, hold=0.975, sequential=46.0)
+
+    # 6 over 1.005 s, or the sequential pace: not 11 over 1.63 s as a quota (6.7/s).
+    assert learner.rate(1.63) == pytest.approx(46.0)

@@ -462,14 +462,12 @@ class SteppedTime:
     async def run(self, tasks: list[asyncio.Task[float]]) -> list[float]:
         """Move the clock from deadline to deadline until every task is done."""
         while not all(task.done() for task in tasks):
-            # Let every task run on until it sleeps or finishes (nothing else can hold it).
-            for _ in range(1000):
-                if len(self._sleepers) + sum(t.done() for t in tasks) >= len(tasks):
-                    break
+            # Let every task run on until it sleeps, waits for its turn behind a sleeper, or
+            # finishes (nothing else can hold it).
+            for _ in range(100):
                 await asyncio.sleep(0)
-            else:
-                raise AssertionError("a task neither slept nor finished")
-            if self._sleepers:
+            if not all(task.done() for task in tasks):
+                assert self._sleepers, "a task neither slept, waited its turn, nor finished"
                 deadline = min(d for d, _ in self._sleepers)
                 self.now = max(self.now, deadline)
                 for sleeper in [s for s in self._sleepers if s[0] <= self.now]:
@@ -503,6 +501,30 @@ async def test_requests_queued_for_the_rate_stay_spaced_after_a_cool_down(queued
     assert times[0] >= T0 + 1
     gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
     assert min(gaps) >= 0.1 - 1e-9, times
+
+
+async def test_a_worker_woken_late_does_not_pull_the_next_one_much_closer() -> None:
+    """A busy loop wakes a worker after its slot: the next makes up the lag, but no closer to
+    it than 90% of an interval, or the two would reach a rate with no burst (GCRA) together."""
+    stepped = SteppedTime()
+    late = iter([0.06])  # the first to sleep (the second request) wakes 60 ms after its slot
+
+    async def sleep(seconds: float) -> None:
+        await stepped.sleep(seconds + next(late, 0.0))
+
+    config = ConcurrencyConfig(workers=8, rate_limit=10, burst=1, adaptive=False)
+    throttle = Throttle(config, Stats(), clock=stepped.clock, sleep=sleep)
+
+    async def admitted() -> float:
+        async with throttle.request():
+            return stepped.now
+
+    times = sorted(await stepped.run([asyncio.create_task(admitted()) for _ in range(5)]))
+
+    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= 0.09 - 1e-9, times
+    # 0, 0.16, then 90 ms apart until the lag is made up: 10 ms a slot.
+    assert times == pytest.approx([T0, T0 + 0.16, T0 + 0.25, T0 + 0.34, T0 + 0.43])
 
 
 # --- the learned rate ------------------------------------------------------------------------

@@ -1,0 +1,176 @@
+"""How many data requests go at once: additive increase, multiplicative decrease, and a ceiling.
+
+The limit starts at `workers`, is halved once per cool-down and raised by one after a run of
+successes, between 1 and `workers`. An API that limits requests in flight (rather than per
+second) refuses whenever more than its limit are in flight, so the limit is also kept under a
+*ceiling*: the number the API held when it refused one more, where it never admitted a request
+alongside as many. What "held" means is counted, not guessed: a refusal comes back at once, an
+admitted request takes the API's time, so the requests in flight when a refusal came back that
+turn out admitted (or are still in flight at the next success) are what the API held.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from harvester.stats import Stats
+
+log = logging.getLogger("harvester")
+
+# After this long without a refusal that sets it, the ceiling may grow past the number in
+# flight that drew the last one again, by one each time.
+_CEILING_MEMORY = 30.0
+
+
+class Flight:
+    """One data request in flight: whom it was sent behind, and whether the API admitted it."""
+
+    __slots__ = ("ahead", "admitted")
+
+    def __init__(self, ahead: list[Flight]) -> None:
+        self.ahead = ahead  # the requests in flight when it was sent; dropped once answered
+        self.admitted: bool | None = None  # None: not answered yet
+
+    def held_with(self) -> int:
+        """How many of those ahead of it the API held too: admitted, or not answered yet."""
+        return sum(1 for other in self.ahead if other.admitted is not False)
+
+
+@dataclass
+class _Refusal:
+    """A refusal whose cause is told at the next success: which requests were in flight."""
+
+    flying: list[Flight]
+
+
+class Concurrency:
+    """The number of data requests let go at once; its places are taken with `enter`."""
+
+    def __init__(
+        self, workers: int, *, adaptive: bool, stats: Stats, clock: Callable[[], float]
+    ) -> None:
+        self._workers = workers
+        self._adaptive = adaptive
+        self._stats = stats
+        self._clock = clock
+        self.limit = workers
+        self._ceiling = workers
+        self._ceiling_at = clock()
+        self._told: int | None = None  # a limit on requests in flight the API states
+        # Places taken: requests sent, and those waiting for their slot or a cool-down's end.
+        self._taken = 0
+        self._streak = 0
+        self._flying: set[Flight] = set()
+        # The most the API was seen to admit at once, and when: a refusal with fewer held than
+        # that was not a limit on requests in flight's.
+        self._admitted_at_once = 0
+        self._admitted_at_once_at = clock()
+        self._unexplained: list[_Refusal] = []
+        self._changed = asyncio.Condition()
+        stats.concurrency_limit = self.limit
+
+    async def enter(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._taken < self.limit)
+            self._taken += 1
+
+    async def leave(self) -> None:
+        async with self._changed:
+            self._taken -= 1
+            self._changed.notify_all()
+
+    def send(self) -> Flight:
+        flight = Flight(list(self._flying))
+        self._flying.add(flight)
+        return flight
+
+    def land(self, flight: Flight) -> None:
+        """The request is over (answered, failed or cancelled)."""
+        self._flying.discard(flight)
+        flight.ahead = []  # a chain of flights, each holding those before it, would leak
+
+    def admitted(self, flight: Flight, now: float) -> bool | None:
+        """A success. Whether the refusals since the last success were a limit on requests in
+        flight's (None: there were none)."""
+        flight.admitted = True
+        held = 1 + flight.held_with()
+        if held >= self._admitted_at_once or now - self._admitted_at_once_at >= _CEILING_MEMORY:
+            self._admitted_at_once = held
+            self._admitted_at_once_at = now
+        explained = self._explain(now) if self._unexplained else None
+        self._grow(now)
+        return explained
+
+    def refused(self, flight: Flight, *, first: bool) -> bool | None:
+        """A refusal; `first` of its cool-down episode, which halves the limit. Whether it was a
+        limit on requests in flight's: False, or None: told at the next success."""
+        flight.admitted = False
+        if not self._adaptive:
+            return False
+        if first:
+            self.limit = max(1, min(self.limit // 2, self._ceiling))
+            self._streak = 0
+            self._show()
+        flying = [f for f in self._flying if f is not flight and f.admitted is not False]
+        if not self._held_enough(len(flying)):
+            # Fewer in flight than a limit on requests in flight would refuse at: the rate's.
+            self._unexplained.clear()
+            return False
+        self._unexplained.append(_Refusal(flying))
+        return None
+
+    def _held_enough(self, held: int) -> bool:
+        # Held one says nothing: a limit of one at once is rare, a rate with no burst (GCRA) is
+        # not. Held fewer than the API once admitted a request alongside: not a limit on
+        # requests in flight either.
+        return held >= max(2, self._admitted_at_once)
+
+    def answered(self, flight: Flight) -> None:
+        """Any other answer: the API admitted the request (a limit did not refuse it)."""
+        flight.admitted = True
+
+    def _explain(self, now: float) -> bool:
+        # A refusal's own requests ahead may have been sent after requests that arrived after
+        # it; those in flight when it came back are the ones the API held.
+        helds = [sum(1 for f in r.flying if f.admitted is not False) for r in self._unexplained]
+        self._unexplained.clear()
+        held = min(helds)
+        # Refused while the API held as many as it ever admitted a request alongside, or more:
+        # a limit on requests in flight, which would refuse that many again (for a while; see
+        # _grow).
+        if not self._held_enough(held):
+            return False
+        self._ceiling = min(self._ceiling, held)
+        self._ceiling_at = now
+        self.limit = min(self.limit, self._ceiling)
+        self._show()
+        return True
+
+    def told(self, most: int) -> None:
+        """The API states a limit on requests in flight: never more at once."""
+        if self._told is None and most < self._workers:
+            log.info("the API states a limit of %d requests at once: no more are sent", most)
+        self._told = most
+        self._ceiling = min(self._ceiling, most)
+        self.limit = max(1, min(self.limit, most))
+        self._show()
+
+    def _grow(self, now: float) -> None:
+        most = self._workers if self._told is None else min(self._workers, self._told)
+        if now - self._ceiling_at >= _CEILING_MEMORY and self._ceiling < most:
+            self._ceiling += 1
+            self._ceiling_at = now
+        if not self._adaptive or self.limit >= min(self._workers, self._ceiling):
+            return
+        self._streak += 1
+        if self._streak >= self.limit:  # about one success per place: one round trip
+            self._streak = 0
+            # Waiting workers learn of the new place when this request leaves (leave).
+            self.limit += 1
+            self._show()
+
+    def _show(self) -> None:
+        self._stats.concurrency_limit = self.limit

@@ -1,0 +1,169 @@
+"""Concurrency: AIMD limit, and the ceiling a limit on requests in flight leaves, counted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from harvester.concurrency import Concurrency, Flight
+from harvester.config import ConcurrencyConfig
+from harvester.ratelimit import Throttle
+from harvester.stats import Stats
+from tests.conftest import FakeTime
+
+
+def concurrency(workers: int = 16, *, adaptive: bool = True) -> tuple[Concurrency, FakeTime]:
+    fake = FakeTime()
+    return Concurrency(workers, adaptive=adaptive, stats=Stats(), clock=fake.clock), fake
+
+
+def sent(limit: Concurrency, n: int) -> list[Flight]:
+    return [limit.send() for _ in range(n)]
+
+
+def test_refused_past_what_the_api_holds_the_ceiling_is_what_it_held() -> None:
+    """An API that holds four at once: four in flight, the fifth and sixth refused at once."""
+    limit, fake = concurrency()
+    held, refused = sent(limit, 4), sent(limit, 2)
+
+    assert limit.refused(refused[0], first=True) is None  # told at the next success
+    assert limit.refused(refused[1], first=False) is None
+    assert limit.limit == 8  # halved meanwhile
+
+    assert limit.admitted(held[0], fake.now) is True
+    assert limit.limit == 4
+    for _ in range(100):  # successes do not raise it past the ceiling
+        limit.admitted(limit.send(), fake.now)
+    assert limit.limit == 4
+
+
+def test_requests_ahead_that_were_refused_too_are_not_counted_as_held() -> None:
+    limit, fake = concurrency()
+    held, refused = sent(limit, 3), sent(limit, 5)
+    for flight in refused:  # sent after the three held ones, refused in any order
+        limit.refused(flight, first=flight is refused[0])
+
+    assert limit.admitted(held[0], fake.now) is True
+    assert limit.limit == 3
+
+
+def test_a_refusal_with_one_other_in_flight_is_the_rates() -> None:
+    """A rate with no burst (GCRA) refuses the second of two sent together: no ceiling of 1."""
+    limit, fake = concurrency()
+    first, second = sent(limit, 2)
+
+    assert limit.refused(second, first=True) is False
+    limit.admitted(first, fake.now)
+
+    assert limit.limit == 8  # halved once, then free to grow back to every worker
+    for _ in range(200):
+        limit.admitted(limit.send(), fake.now)
+    assert limit.limit == 16
+
+
+def test_a_refusal_with_fewer_in_flight_than_the_api_once_admitted_together_is_the_rates() -> None:
+    limit, fake = concurrency()
+    together = sent(limit, 5)
+    for flight in together:
+        limit.admitted(flight, fake.now)
+        limit.land(flight)
+    three, refused = sent(limit, 3), limit.send()
+
+    assert limit.refused(refused, first=True) is False
+    assert limit.admitted(three[0], fake.now) is None
+    assert limit.limit == 8
+
+
+def test_a_ceiling_is_forgotten_a_step_at_a_time() -> None:
+    limit, fake = concurrency()
+    held, refused = sent(limit, 4), limit.send()
+    limit.refused(refused, first=True)
+    limit.admitted(held[0], fake.now)
+    for flight in [*held, refused]:
+        limit.land(flight)
+
+    fake.now += 31  # past the memory of the refusal
+    for _ in range(50):
+        limit.admitted(limit.send(), fake.now)
+
+    assert limit.limit == 5
+
+
+def test_not_adaptive_never_sets_a_ceiling() -> None:
+    limit, fake = concurrency(adaptive=False)
+    held, refused = sent(limit, 4), limit.send()
+
+    assert limit.refused(refused, first=True) is False
+    limit.admitted(held[0], fake.now)
+
+    assert limit.limit == 16
+
+
+def test_answered_flights_let_go_of_those_ahead() -> None:
+    """Each flight holds those sent before it only while in flight: no chain keeps a run's."""
+    limit, _ = concurrency()
+    flights = sent(limit, 3)
+    for flight in flights:
+        limit.land(flight)
+
+    assert all(flight.ahead == [] for flight in flights)
+
+
+async def test_a_limit_on_requests_in_flight_teaches_the_throttle_no_rate() -> None:
+    fake = FakeTime()
+    throttle = Throttle(ConcurrencyConfig(workers=16), Stats(), clock=fake.clock, sleep=fake.sleep)
+    async with contextlib.AsyncExitStack() as stack:
+        held = [await stack.enter_async_context(throttle.request()) for _ in range(4)]
+        refused = [await stack.enter_async_context(throttle.request()) for _ in range(4)]
+        for ticket in refused:
+            ticket.observe(429, {"Retry-After": "1"})
+        fake.now += 0.05
+        for ticket in held:
+            ticket.observe(200, {})
+
+    assert throttle.rate is None
+    assert throttle.limit == 4
+
+
+async def test_a_refusal_is_learned_once_those_in_flight_tell_it_was_the_rates() -> None:
+    """While others are in flight, a refusal may be a limit on requests in flight's; the rate
+    learns of it once their answers tell it was not."""
+    fake = FakeTime()
+    throttle = Throttle(ConcurrencyConfig(workers=16), Stats(), clock=fake.clock, sleep=fake.sleep)
+    for _ in range(5):  # one at a time, 50 ms each: a sequential pace of 20/s
+        async with throttle.request() as ticket:
+            fake.now += 0.05
+            ticket.observe(200, {})
+    async with contextlib.AsyncExitStack() as stack:
+        # Two in flight, a third refused: perhaps an API that holds two at once.
+        ahead = [await stack.enter_async_context(throttle.request()) for _ in range(2)]
+        refused = await stack.enter_async_context(throttle.request())
+        refused.observe(429, {"Retry-After": "1"})
+        assert throttle.rate is None  # not yet told
+        ahead[1].observe(429, {"Retry-After": "1"})  # refused too: it held one, not two
+        fake.now += 0.05
+        ahead[0].observe(200, {})
+
+    # One held, not two: the rate's. It starts at the sequential pace (5 admitted tell none).
+    assert throttle.rate == pytest.approx(20, rel=0.05)
+    assert throttle.limit == 8
+
+
+async def test_many_in_flight_wait_for_a_place() -> None:
+    limit, _ = concurrency(workers=2)
+    entered = 0
+
+    async def one() -> None:
+        nonlocal entered
+        await limit.enter()
+        entered += 1
+
+    tasks = [asyncio.create_task(one()) for _ in range(3)]
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert entered == 2
+    await limit.leave()
+    await asyncio.gather(*tasks)
+    assert entered == 3

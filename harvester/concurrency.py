@@ -41,7 +41,7 @@ class Flight:
 
 @dataclass
 class _Refusal:
-    """A refusal whose cause is told at the next success: which requests were in flight."""
+    """A refusal whose cause is told once the requests in flight with it are answered."""
 
     flying: list[Flight]
 
@@ -87,26 +87,36 @@ class Concurrency:
         self._flying.add(flight)
         return flight
 
+    def flying(self) -> list[Flight]:
+        """The data requests in flight now."""
+        return list(self._flying)
+
     def land(self, flight: Flight) -> None:
         """The request is over (answered, failed or cancelled)."""
         self._flying.discard(flight)
         flight.ahead = []  # a chain of flights, each holding those before it, would leak
 
-    def admitted(self, flight: Flight, now: float) -> bool | None:
-        """A success. Whether the refusals since the last success were a limit on requests in
-        flight's (None: there were none)."""
+    def admitted(self, flight: Flight, now: float) -> None:
         flight.admitted = True
         held = 1 + flight.held_with()
         if held >= self._admitted_at_once or now - self._admitted_at_once_at >= _CEILING_MEMORY:
             self._admitted_at_once = held
             self._admitted_at_once_at = now
-        explained = self._explain(now) if self._unexplained else None
         self._grow(now)
-        return explained
+
+    def verdict(self, now: float, *, force: bool = False) -> bool | None:
+        """Whether the refusals not yet explained were a limit on requests in flight's, once
+        every request that was in flight with them has been answered (or `force`: those still
+        in flight count as held). None: none to explain, or not yet told."""
+        if not self._unexplained:
+            return None
+        if not force and any(f.admitted is None for r in self._unexplained for f in r.flying):
+            return None
+        return self._explain(now)
 
     def refused(self, flight: Flight, *, first: bool) -> bool | None:
         """A refusal; `first` of its cool-down episode, which halves the limit. Whether it was a
-        limit on requests in flight's: False, or None: told at the next success."""
+        limit on requests in flight's: False, or None: told by verdict()."""
         flight.admitted = False
         if not self._adaptive:
             return False

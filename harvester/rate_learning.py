@@ -55,6 +55,7 @@ _MEMORY = 60.0
 # The fewest successes, and the shortest stretch, a rate is measured over.
 _MIN_SAMPLE = 5
 _QUOTA_SEEN = 10  # admitted before a first refusal: a window's quota, not a burst
+_GUESSED = 0.8  # a quota's rate under this share of the sequential pace may be a burst's
 _SHORT_WINDOW = 2.0  # seconds
 _MIN_SPAN = 0.25
 _WHOLE_SPAN = 1.0  # a measure over this long spans a whole second's window
@@ -67,11 +68,11 @@ class RateLearner:
     """Rates learned at refusals; `rate(now)` is the pace to keep now (None: no limit seen)."""
 
     def __init__(self, start: float) -> None:
-        self._start = start
         self._admitted: deque[float] = deque()  # when recent successes came back
-        # What a first refusal counts from: the start, or the end of a pause nothing was
-        # learned from (a limit on requests in flight's).
+        # What a first refusal counts from: the first request (a window may start there), or
+        # the end of a pause nothing was learned from (a limit on requests in flight's).
         self._counted_from = start
+        self._begun = False
         self._base: float | None = None  # the rate as last learned
         self._base_at = start  # when it was learned (growth counts from there)
         self._ramping = False
@@ -91,7 +92,7 @@ class RateLearner:
         if self._undecided is not None and sequential is not None:
             at, hold = self._undecided
             self._undecided = None
-            self._learn(self._first(at, hold, sequential, True), at + hold)
+            self._learn(self._first(at, hold, sequential, True, at), at + hold)
 
     def rate(self, now: float) -> float | None:
         """The pace now: the learned rate, grown by the ramp or the probe since; under `stated`."""
@@ -105,13 +106,21 @@ class RateLearner:
         return grown if self.stated is None else min(grown, self.stated)
 
     def refused(
-        self, now: float, hold: float, sequential: float | None = None, *, told: bool = True
+        self,
+        now: float,
+        hold: float,
+        sequential: float | None = None,
+        *,
+        told: bool = True,
+        in_flight_for: float = 0.0,
     ) -> float | None:
         """Learn from a refusal at `now` that asks for `hold` seconds; the new rate, if any.
         `sequential` is the pace of one request after another (one over the latency); `told`:
-        the API said how long (Retry-After), else `hold` is harvester's own short pause."""
+        the API said how long (Retry-After), else `hold` is harvester's own short pause. Heard
+        late, successes up to `in_flight_for` after it were in flight when it came (a refusal
+        comes back at once, an admitted request takes the API's time)."""
         if self._base is None:
-            learned = self._first(now, hold, sequential, told)
+            learned = self._first(now, hold, sequential, told, now + in_flight_for)
             if learned is None:
                 if hold >= _LONG_PAUSE:
                     # Refused before any answer came back, and another wave of requests would
@@ -134,6 +143,12 @@ class RateLearner:
         self._learn(learned, now + hold)
         return self.rate(self._base_at)
 
+    def begin(self, now: float) -> None:
+        """The first request was sent: what came before (a token, a connection) is no window's."""
+        if not self._begun:
+            self._begun = True
+            self._counted_from = max(self._counted_from, now)
+
     def paused(self, now: float, hold: float) -> None:
         """A refusal that tells nothing of the rate (a limit on requests in flight's) paused
         every worker until `now + hold`."""
@@ -147,12 +162,16 @@ class RateLearner:
         self._base = max(_SLOWEST, learned)
         self._base_at = self._since = resume
 
-    def _first(self, now: float, hold: float, sequential: float | None, told: bool) -> float | None:
+    def _first(
+        self, now: float, hold: float, sequential: float | None, told: bool, answered_by: float
+    ) -> float | None:
         if self.stated is not None:
             # The API states its rate: a refusal is a burst's (the first requests, sent before
             # the statement came), not news of a lower rate. Paced at the statement from here.
             return self.stated
-        seen = sum(1 for t in self._admitted if t >= self._counted_from)
+        # Admitted before the refusal, answered by then or soon after: a queue (a leaky bucket)
+        # that holds answers back admitted the late ones at its own pace, not at once.
+        seen = sum(1 for t in self._admitted if self._counted_from <= t <= answered_by)
         if seen == 0 and sequential is None:
             return None
         # A few admitted (a token bucket's burst) tell no rate: the ramp starts no lower than a
@@ -164,6 +183,10 @@ class RateLearner:
         if told and hold >= _MIN_SPAN:
             span = now - self._counted_from + hold
             if seen >= _QUOTA_SEEN and span <= _SHORT_WINDOW:
+                # A short window's quota over the window: measured, not guessed, where one
+                # request after another would nearly have found it. Well below that pace it may
+                # be a bucket's burst over the pause instead: ramped, as a guess.
+                self._ramping = sequential is None or seen / span < _GUESSED * sequential
                 return seen / span
             return max(seen / span, sequential or 0.0)
         # A pause of harvester's own, or a short one (a bucket's next place), says nothing of a
@@ -176,7 +199,7 @@ class RateLearner:
         # its last step, its pace below the limit before): a burst it saved up during the pause
         # inflates it; a pace not kept up lowers it.
         since = max(self._since, now - (_RAMP_STEP if self._ramping else _HORIZON))
-        seen = sum(1 for t in self._admitted if t >= since)
+        seen = sum(1 for t in self._admitted if since <= t <= now)
         span = now - since
         measured = seen / span if seen >= _MIN_SAMPLE and span >= _MIN_SPAN else None
         if self._ramping and now - self._base_at >= _RAMP_STEP:

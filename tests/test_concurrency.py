@@ -28,11 +28,15 @@ def test_refused_past_what_the_api_holds_the_ceiling_is_what_it_held() -> None:
     limit, fake = concurrency()
     held, refused = sent(limit, 4), sent(limit, 2)
 
-    assert limit.refused(refused[0], first=True) is None  # told at the next success
+    assert limit.refused(refused[0], first=True) is None  # told once the four are answered
     assert limit.refused(refused[1], first=False) is None
     assert limit.limit == 8  # halved meanwhile
 
-    assert limit.admitted(held[0], fake.now) is True
+    for flight in held[:3]:
+        limit.admitted(flight, fake.now)
+        assert limit.verdict(fake.now) is None
+    limit.admitted(held[3], fake.now)
+    assert limit.verdict(fake.now) is True
     assert limit.limit == 4
     for _ in range(100):  # successes do not raise it past the ceiling
         limit.admitted(limit.send(), fake.now)
@@ -41,11 +45,12 @@ def test_refused_past_what_the_api_holds_the_ceiling_is_what_it_held() -> None:
 
 def test_requests_ahead_that_were_refused_too_are_not_counted_as_held() -> None:
     limit, fake = concurrency()
-    held, refused = sent(limit, 3), sent(limit, 5)
+    sent(limit, 3)  # held, not answered yet
+    refused = sent(limit, 5)
     for flight in refused:  # sent after the three held ones, refused in any order
         limit.refused(flight, first=flight is refused[0])
 
-    assert limit.admitted(held[0], fake.now) is True
+    assert limit.verdict(fake.now, force=True) is True  # the three in flight count as held
     assert limit.limit == 3
 
 
@@ -72,7 +77,8 @@ def test_a_refusal_with_fewer_in_flight_than_the_api_once_admitted_together_is_t
     three, refused = sent(limit, 3), limit.send()
 
     assert limit.refused(refused, first=True) is False
-    assert limit.admitted(three[0], fake.now) is None
+    limit.admitted(three[0], fake.now)
+    assert limit.verdict(fake.now, force=True) is None  # nothing left to explain
     assert limit.limit == 8
 
 
@@ -80,7 +86,9 @@ def test_a_ceiling_is_forgotten_a_step_at_a_time() -> None:
     limit, fake = concurrency()
     held, refused = sent(limit, 4), limit.send()
     limit.refused(refused, first=True)
-    limit.admitted(held[0], fake.now)
+    for flight in held:
+        limit.admitted(flight, fake.now)
+    assert limit.verdict(fake.now) is True
     for flight in [*held, refused]:
         limit.land(flight)
 

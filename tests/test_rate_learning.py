@@ -271,3 +271,26 @@ def test_a_pause_nothing_was_learned_from_restarts_what_a_first_refusal_counts()
 
     # 6 over 1.005 s, or the sequential pace: not 11 over 1.63 s as a quota (6.7/s).
     assert learner.rate(1.63) == pytest.approx(46.0)
+
+
+def test_a_short_windows_quota_near_the_sequential_pace_is_not_ramped_past() -> None:
+    """50 in a one-second window, then refused for the rest of it: 48/s is measured, and a ramp
+    past it would cost a second pause."""
+    learner = learner_with(50, 700)
+
+    learner.refused(50 / 700, hold=1 - 50 / 700 + 0.04, sequential=46.5)
+
+    assert learner.rate(1.04) == pytest.approx(50 / 1.04)
+    assert learner.rate(2.04) == pytest.approx(50 / 1.04 * 1.02**0.1)  # a probe, not a ramp
+
+
+def test_a_quota_well_under_the_sequential_pace_is_ramped_as_a_guess() -> None:
+    """10 admitted, then a whole second refused: a bucket's burst of 10 looks the same as a
+    window of 10, and the first guess must not hold a 50/s bucket at 10/s."""
+    learner = learner_with(10, 700)
+
+    learner.refused(10 / 700, hold=1.0, sequential=46.5)
+
+    rate = 10 / (1.0 + 10 / 700)
+    assert learner.rate(1.0 + 10 / 700) == pytest.approx(rate)
+    assert learner.rate(2.0 + 10 / 700) == pytest.approx(1.25 * rate)

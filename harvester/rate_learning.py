@@ -24,7 +24,8 @@ No header need say it. What a refusal teaches depends on what came before it:
   Nor is one within a second of a step down after a short pause: what the API still counts
   was sent before the step.
 - Once steady, the rate is probed upwards slowly (a limit may be raised, or was learned low):
-  every refusal costs a pause for every worker, often a whole second, so rarely.
+  every refusal costs a pause for every worker, often a whole second, so rarely, and half as
+  eagerly after each probe that crossed the limit.
 
 A rate the API states (RateLimit-Policy) caps all of it, and is the pace after a first refusal
 (which, under a stated rate, comes from the requests sent before the statement was read).
@@ -76,6 +77,7 @@ class RateLearner:
         self._base: float | None = None  # the rate as last learned
         self._base_at = start  # when it was learned (growth counts from there)
         self._ramping = False
+        self._probe = _PROBE_STEP  # halved at each probe that crossed the limit
         self._stepped_at = start  # when the rate was last stepped down
         # Successes from before this moment were drawn on already: the end of the last pause.
         self._since = start
@@ -102,7 +104,7 @@ class RateLearner:
         if self._ramping:
             grown = self._base * math.pow(_RAMP_GROWTH, elapsed / _RAMP_STEP)
         else:
-            grown = self._base * math.pow(_PROBE_STEP, elapsed / _PROBE_EVERY)
+            grown = self._base * math.pow(self._probe, elapsed / _PROBE_EVERY)
         return grown if self.stated is None else min(grown, self.stated)
 
     def refused(
@@ -207,8 +209,10 @@ class RateLearner:
             learned = pace / _RAMP_GROWTH
         elif not self._ramping and now - self._base_at >= _SETTLED:
             # After a long clean stretch at a pace the probe raised a little at a time (or
-            # bunched arrivals overran): a small step down.
+            # bunched arrivals overran): a small step down, and a probe half as eager (each
+            # probe past the limit costs a pause for every worker, often a whole second).
             learned = pace * _STEADY_STEP
+            self._probe = 1 + (self._probe - 1) / 2
         elif measured is not None and span >= _WHOLE_SPAN:
             # Soon after the last refusal, but what the API bore over a second or more tells.
             learned = min(pace, measured) * _SHARE

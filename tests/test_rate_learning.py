@@ -144,6 +144,23 @@ def test_a_learned_rate_is_probed_upwards_slowly() -> None:
     assert learner.rate(14.0) == pytest.approx(learned * 1.02)
 
 
+def test_each_probe_that_crosses_the_limit_makes_the_next_half_as_eager() -> None:
+    """A probe past the limit costs a pause for every worker: once it has found the limit, it
+    looks past it less and less often."""
+    learner = learned_once()
+    learner.refused(3.0, hold=1.0)
+    at = 4.0
+    for probe in (1.02, 1.01, 1.005):
+        learned = learner.rate(at)
+        assert learned is not None
+        assert learner.rate(at + 10.0) == pytest.approx(learned * probe)
+        for i in range(1, 1201):  # 12 s admitted, then the probe crosses the limit
+            learner.admitted(at + i / 100)
+        at += 12.0
+        learner.refused(at, hold=1.0)
+        at += 1.0
+
+
 def test_under_a_stated_rate_a_first_refusal_paces_at_the_statement() -> None:
     learner = learner_with(10, 100)
     learner.state(30.0)

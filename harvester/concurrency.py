@@ -55,7 +55,6 @@ class Concurrency:
         self._workers = workers
         self._adaptive = adaptive
         self._stats = stats
-        self._clock = clock
         self.limit = workers
         self._ceiling = workers
         self._ceiling_at = clock()

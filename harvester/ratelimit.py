@@ -104,7 +104,6 @@ class Throttle:
         self._hold_long = hold_long
         self._sleep = sleep
         self._stats = stats
-        self._adaptive = config.adaptive
         self._fixed_rate = config.rate_limit
         self._burst = config.burst
         # Unless a rate is set, the pace is learned; the stated rate caps it, never probed past

@@ -94,6 +94,10 @@ class Concurrency:
         """The request is over (answered, failed or cancelled)."""
         self._flying.discard(flight)
         flight.ahead = []  # a chain of flights, each holding those before it, would leak
+        if flight.admitted is None:
+            # No answer (a timeout, a dropped connection): nothing says the API held it, and
+            # the refusals in flight with it are told without waiting for it.
+            flight.admitted = False
 
     def admitted(self, flight: Flight, now: float) -> None:
         flight.admitted = True

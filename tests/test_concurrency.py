@@ -119,6 +119,20 @@ def test_answered_flights_let_go_of_those_ahead() -> None:
     assert all(flight.ahead == [] for flight in flights)
 
 
+def test_a_request_that_got_no_answer_does_not_hold_a_verdict_back() -> None:
+    limit, fake = concurrency()
+    held, lost, refused = sent(limit, 2), limit.send(), limit.send()
+    limit.refused(refused, first=True)
+    for flight in held:
+        limit.admitted(flight, fake.now)
+    assert limit.verdict(fake.now) is None  # one is still in flight
+
+    limit.land(lost)  # it timed out: no answer
+
+    assert limit.verdict(fake.now) is True
+    assert limit.limit == 2
+
+
 async def test_a_limit_on_requests_in_flight_teaches_the_throttle_no_rate() -> None:
     fake = FakeTime()
     throttle = Throttle(ConcurrencyConfig(workers=16), Stats(), clock=fake.clock, sleep=fake.sleep)

@@ -10,8 +10,8 @@ Every request, data or token, passes `Throttle` first. Three things can hold it:
    rate is set, the rate the API states (RateLimit-Policy) or was seen to bear (rate_learning);
 3. the concurrency limit (data requests only; see concurrency.py).
 
-A refusal teaches the rate (rate_learning) unless it was a limit on requests in flight's: that
-is told at the next success, so the learner hears of the refusal then.
+A refusal teaches the rate (rate_learning) unless it was a limit on requests in flight's; both
+are known once the requests in flight with it are answered, so the learner hears of it then.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from harvester.stats import Stats
@@ -37,6 +37,11 @@ class Flight:
     def held_with(self) -> int:
         """How many of those ahead of it the API held too: admitted, or not answered yet."""
         return sum(1 for other in self.ahead if other.admitted is not False)
+
+
+def answered(flights: Iterable[Flight]) -> bool:
+    """Whether every one of these requests has been answered (or has ended with no answer)."""
+    return all(flight.admitted is not None for flight in flights)
 
 
 @dataclass
@@ -113,7 +118,7 @@ class Concurrency:
         in flight count as held). None: none to explain, or not yet told."""
         if not self._unexplained:
             return None
-        if not force and any(f.admitted is None for r in self._unexplained for f in r.flying):
+        if not force and not all(answered(r.flying) for r in self._unexplained):
             return None
         return self._explain(now)
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from harvester.concurrency import Concurrency, Flight
+from harvester.concurrency import Concurrency, Flight, answered
 from harvester.config import ConcurrencyConfig
 from harvester.rate_headers import RateLimitInfo, parse_rate_limit
 from harvester.rate_learning import RateLearner
@@ -79,9 +79,6 @@ class _Unheard:
     told: bool  # the API said how long (Retry-After)
     flying: list[Flight]
     at_once: bool | None = None  # None: not told yet
-
-    def answered(self) -> bool:
-        return all(flight.admitted is not None for flight in self.flying)
 
 
 class Throttle:
@@ -231,7 +228,7 @@ class Throttle:
             return
         if at_once is not None:
             unheard.at_once = at_once
-        if not force and not unheard.answered():
+        if not force and not answered(unheard.flying):
             return
         self._unheard = None
         # An API whose headers tell when its budget comes back limits a rate.

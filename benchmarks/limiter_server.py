@@ -405,7 +405,13 @@ def make_app(spec: Spec, *, records: int, latency: float) -> web.Application:
 
     app.router.add_get("/items", items)
     app.router.add_post("/_reset", reset)
+
+    async def served(request: web.Request) -> web.Response:
+        """Every request since the last reset: (arrival, answered, status), for diagnosis."""
+        return web.Response(body=orjson.dumps(state["session"].served))
+
     app.router.add_get("/_stats", stats)
+    app.router.add_get("/_served", served)
     return app
 
 

@@ -238,9 +238,18 @@ class Result:
         }
 
 
-def run_row(row: Row, folder: Path, cache: Sequentials, tree: Path | None = None) -> Result:
+def run_row(
+    row: Row,
+    folder: Path,
+    cache: Sequentials,
+    tree: Path | None = None,
+    oracle: float | None = None,
+) -> Result:
     """One row against a fresh limiter. The sequential client runs once per `cache` key: rows
-    that differ only in headers share it (and wait for it, when rows run side by side)."""
+    that differ only in headers share it (and wait for it, when rows run side by side).
+    `oracle`: harvester is told the true limit instead of learning it, `rate_limit` at that
+    share of it (for a concurrency limit, `workers` at it): what pacing alone achieves on this
+    machine, which bounds what any learning could."""
     f = row.family
     ideal = f.pages / f.rate if f.rate else f.pages * LATENCY
     timeout = max(120.0, 6 * ideal)
@@ -251,6 +260,11 @@ def run_row(row: Row, folder: Path, cache: Sequentials, tree: Path | None = None
         config = harvest_config(url, folder / "out.jsonl", page_size=PAGE_SIZE)
         if row.retry:
             config["retry"] = dict(row.retry)
+        if oracle is not None:
+            if f.rate:
+                config["concurrency"]["rate_limit"] = round(oracle * f.rate, 3)
+            else:
+                config["concurrency"]["workers"] = f.burst
         harvester = run_harvester(url, folder, config, records=records, timeout=timeout, tree=tree)
         if row.expects_failure:
             return Result(row=row, limit=limit, harvester=harvester, sequential=None)
@@ -439,7 +453,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few rows of 300 requests")
     parser.add_argument("--full", action="store_true", help="every header x Retry-After style")
-    parser.add_argument("--only", metavar="SUBSTRING", help="the rows whose name holds it")
+    parser.add_argument(
+        "--only", metavar="SUBSTRING", help="the rows whose name holds it (or a regex matches)"
+    )
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the results here")
     parser.add_argument("--list", action="store_true", help="print the row names and exit")
     parser.add_argument(
@@ -457,6 +473,13 @@ def main() -> None:
         help="run the harvester package under DIR (e.g. `git archive REV harvester | tar -x "
         "-C DIR`) instead of the installed one: a before/after comparison",
     )
+    parser.add_argument(
+        "--oracle",
+        type=float,
+        metavar="SHARE",
+        help="tell harvester the true limit (rate_limit = SHARE x limit; workers = the "
+        "concurrency limit) instead of letting it learn: what pacing alone achieves here",
+    )
     parser.add_argument("--tune", action="store_true", help="the tune table instead")
     parser.add_argument(
         "--tune-duration", type=float, metavar="S", help="harvester tune --duration"
@@ -464,12 +487,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.list:
         for row in matrix(args.quick, args.full):
-            print(row.name)
+            if not args.only or _picked(args.only, row.name):
+                print(row.name)
         return
     started = time.perf_counter()
     document: dict[str, Any] = {
         "command": shlex.join([sys.executable, *sys.argv]),
         "harvester": str(args.tree.resolve()) if args.tree else _git_head(),
+        "oracle": args.oracle,
     }
     with tempfile.TemporaryDirectory(prefix="rate-matrix-") as tmp:
         if args.tune:
@@ -481,6 +506,11 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+
+
+def _picked(only: str, name: str) -> bool:
+    """--only: a substring of the row's name, or a regular expression that matches in it."""
+    return only in name or re.search(only, name) is not None
 
 
 def _git_head() -> str:
@@ -500,7 +530,7 @@ def _git_head() -> str:
 
 
 def _run_matrix(args: argparse.Namespace, folder: Path, document: dict[str, Any]) -> list[Any]:
-    rows = [r for r in matrix(args.quick, args.full) if not args.only or args.only in r.name]
+    rows = [r for r in matrix(args.quick, args.full) if not args.only or _picked(args.only, r.name)]
     print(f"{len(rows)} rows, {args.jobs} at a time", flush=True)
     cache = Sequentials()
     results: dict[int, Result] = {}
@@ -510,7 +540,7 @@ def _run_matrix(args: argparse.Namespace, folder: Path, document: dict[str, Any]
         # Each row in a folder of its own: with --jobs, rows run side by side.
         here = folder / f"row-{i}"
         here.mkdir()
-        result = run_row(row, here, cache, args.tree)
+        result = run_row(row, here, cache, args.tree, args.oracle)
         h = result.harvester
         verdict = "pass" if not result.misses() else "FAIL: " + "; ".join(result.misses())
         with lock:

@@ -203,6 +203,22 @@ async def test_remaining_zero_with_an_epoch_reset_holds_for_the_delay(fake: Fake
     assert await admitted_at(throttle, fake) == pytest.approx(T0 + 3, abs=1)
 
 
+async def test_a_refusals_retry_after_is_the_pause_not_a_later_reset_read_with_it(
+    fake: FakeTime,
+) -> None:
+    """A sliding log as Flask-Limiter renders it: Retry-After 1, and X-RateLimit-Reset the Unix
+    second after the oldest entry expires, so up to a second later. The Retry-After says when
+    to come back; the reset, no sooner than the budget is back, says nothing against it."""
+    throttle, stats = throttle_on(fake, workers=4)
+    reset = math.ceil(time.time()) + 2
+    await answer(
+        throttle, 429, Retry_After="1", X_RateLimit_Remaining="0", X_RateLimit_Reset=str(reset)
+    )
+
+    assert await admitted_at(throttle, fake) == pytest.approx(T0 + 1)
+    assert stats.cool_down_seconds == pytest.approx(1)
+
+
 async def test_remaining_zero_under_a_stated_rate_holds_one_interval_not_the_rounded_reset(
     fake: FakeTime,
 ) -> None:
@@ -503,28 +519,37 @@ async def test_requests_queued_for_the_rate_stay_spaced_after_a_cool_down(queued
     assert min(gaps) >= 0.1 - 1e-9, times
 
 
-async def test_a_worker_woken_late_does_not_pull_the_next_one_much_closer() -> None:
-    """A busy loop wakes a worker after its slot: the next makes up the lag, but no closer to
-    it than 90% of an interval, or the two would reach a rate with no burst (GCRA) together."""
+async def late_wake_times(burst: int) -> list[float]:
+    """Five requests at 10/s; the second one's worker wakes 60 ms after its slot."""
     stepped = SteppedTime()
     late = iter([0.06])  # the first to sleep (the second request) wakes 60 ms after its slot
 
     async def sleep(seconds: float) -> None:
         await stepped.sleep(seconds + next(late, 0.0))
 
-    config = ConcurrencyConfig(workers=8, rate_limit=10, burst=1, adaptive=False)
+    config = ConcurrencyConfig(workers=8, rate_limit=10, burst=burst, adaptive=False)
     throttle = Throttle(config, Stats(), clock=stepped.clock, sleep=sleep)
 
     async def admitted() -> float:
         async with throttle.request():
             return stepped.now
 
-    times = sorted(await stepped.run([asyncio.create_task(admitted()) for _ in range(5)]))
+    return sorted(await stepped.run([asyncio.create_task(admitted()) for _ in range(5)]))
 
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
-    assert min(gaps) >= 0.09 - 1e-9, times
-    # 0, 0.16, then 90 ms apart until the lag is made up: 10 ms a slot.
-    assert times == pytest.approx([T0, T0 + 0.16, T0 + 0.25, T0 + 0.34, T0 + 0.43])
+
+async def test_with_no_burst_a_worker_woken_late_pulls_no_other_closer() -> None:
+    """A busy loop wakes a worker after its slot: with no burst the next still goes a whole
+    interval after it, or the two would reach a rate with no burst (GCRA) too close together."""
+    times = await late_wake_times(burst=1)
+
+    assert times == pytest.approx([T0, T0 + 0.16, T0 + 0.26, T0 + 0.36, T0 + 0.46])
+
+
+async def test_with_a_burst_a_late_wake_is_made_up_as_the_burst_allows() -> None:
+    times = await late_wake_times(burst=2)
+
+    # Two at once, the third late (its slot was T0 + 0.1), then back on the schedule at once.
+    assert times == pytest.approx([T0, T0, T0 + 0.16, T0 + 0.2, T0 + 0.3])
 
 
 # --- the learned rate ------------------------------------------------------------------------

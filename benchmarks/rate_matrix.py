@@ -33,6 +33,8 @@ stands in for one and must reach 80%.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import re
 import shlex
 import signal
@@ -266,6 +268,8 @@ def run_row(
             else:
                 config["concurrency"]["workers"] = f.burst
         harvester = run_harvester(url, folder, config, records=records, timeout=timeout, tree=tree)
+        if STOPPING.is_set():  # terminated meanwhile: no sequential client starts
+            raise SystemExit(143)
         if row.expects_failure:
             return Result(row=row, limit=limit, harvester=harvester, sequential=None)
         with cache.lock:
@@ -449,7 +453,7 @@ def _tune_line(row: dict[str, Any]) -> str:
 
 def main() -> None:
     # Terminated, the matrix unwinds (SystemExit): each server and client it started stops too.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, _stop)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few rows of 300 requests")
     parser.add_argument("--full", action="store_true", help="every header x Retry-After style")
@@ -508,6 +512,31 @@ def main() -> None:
         args.json.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
 
 
+# Set on SIGTERM: rows side by side (--jobs) start no more.
+STOPPING = threading.Event()
+
+
+def _stop(*_: object) -> None:
+    """Terminated: stop every server and client this process started (rows running in other
+    threads would otherwise go on to the end), and unwind (SystemExit)."""
+    STOPPING.set()
+    for pid in _children():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    sys.exit(143)
+
+
+def _children() -> list[int]:
+    """The processes whose parent is this one (from /proc; none where there is no /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # pid (comm) state ppid ...: comm may hold spaces and parentheses.
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == os.getpid():
+                found.append(int(stat.parent.name))
+    return found
+
+
 def _picked(only: str, name: str) -> bool:
     """--only: a substring of the row's name, or a regular expression that matches in it."""
     return only in name or re.search(only, name) is not None
@@ -537,6 +566,8 @@ def _run_matrix(args: argparse.Namespace, folder: Path, document: dict[str, Any]
     lock = threading.Lock()
 
     def one(i: int, row: Row) -> None:
+        if STOPPING.is_set():
+            return
         # Each row in a folder of its own: with --jobs, rows run side by side.
         here = folder / f"row-{i}"
         here.mkdir()

@@ -1,7 +1,8 @@
 """A loopback API behind one configurable rate limiter, for rate_matrix.py.
 
     python benchmarks/limiter_server.py --limiter token-bucket --rate 50 --burst 5
-        [--window 1] [--status 429] [--headers none|x|ietf] [--retry-after ceil|date|exact|none]
+        [--window 1] [--status 429] [--headers none|x|ietf]
+        [--retry-after ceil|date|exact|none|flask]
         [--records 10000] [--latency 0.02] [--port 0]
 
 It prints `listening on http://127.0.0.1:PORT` once ready and serves until terminated:
@@ -30,7 +31,9 @@ Flask-Limiter and slowapi run; the others are ours, where `limits` has none:
 
 Refusals get `--status` (429 or 503) and the chosen Retry-After: `ceil` whole seconds rounded
 up (at least 1), `date` an HTTP-date (the first whole second at or after the moment), `exact`
-fractional seconds, `none` absent. Every answer, 2xx or refused, carries the chosen headers:
+fractional seconds, `none` absent, `flask` as Flask-Limiter 4 renders it (its whole
+seconds to `int(reset) + 1`, truncated: 0 when the reset is due within the current wall-clock
+second). Every answer, 2xx or refused, carries the chosen headers:
 
     x     X-RateLimit-Limit / -Remaining / -Reset (Unix time, rounded up), as Flask-Limiter
     ietf  RateLimit-Policy: L;w=W and RateLimit: limit=L, remaining=R, reset=S (whole seconds,
@@ -78,7 +81,7 @@ LIMITERS = (
     "quota",
 )
 HEADERS = ("none", "x", "ietf")
-RETRY_AFTER = ("ceil", "date", "exact", "none")
+RETRY_AFTER = ("ceil", "date", "exact", "none", "flask")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -331,6 +334,11 @@ def retry_after(wait: float, style: str) -> dict[str, str]:
         return {"Retry-After": email.utils.formatdate(moment, usegmt=True)}
     if style == "exact":
         return {"Retry-After": f"{max(0.001, wait):.3f}"}
+    if style == "flask":
+        # flask_limiter/_extension.py: reset_at = int(window reset + 1), then
+        # Retry-After = int(reset_at - time.time()).
+        now = time.time()
+        return {"Retry-After": str(int(int(now + wait + 1) - now))}
     return {}
 
 

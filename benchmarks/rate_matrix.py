@@ -184,6 +184,13 @@ def matrix(quick: bool, full: bool) -> list[Row]:
             for f in main
             for h, r in (EVERY if full else VARIANTS)
         ]
+        # Flask-Limiter (the `limits` strategies behind a Flask app), as it renders its headers.
+        flask = ("fixed-first", "moving", "sliding")
+        rows += [
+            Row(family=f, headers="x", retry_after="flask")
+            for f in main
+            if f.limiter in flask and f.window == 1
+        ]
         for f in secondary:
             rows += [Row(family=f, headers=h, retry_after=r) for h, r in (EVERY if full else FEW)]
         rows += [Row(family=f, headers="none", retry_after="ceil") for f in slow]

@@ -217,7 +217,10 @@ class Throttle:
         info = parse_rate_limit(headers)
         retry_after = parse_retry_after(headers.get("Retry-After")) if status in REFUSALS else None
         if info is not None:
-            self._read_headers(info, ticket, now, told=retry_after is not None)
+            # "Retry-After: 0" tells no time to come back: Flask-Limiter truncates its wait to
+            # whole seconds, so it sends 0 for a window that ends within the second; the reset
+            # read with it is then the pause.
+            self._read_headers(info, ticket, now, told=bool(retry_after))
         if status in REFUSALS:
             self._cool_down(ticket, status, retry_after, now)
             self._settle(now)

@@ -207,6 +207,20 @@ async def test_remaining_zero_with_an_epoch_reset_holds_for_the_delay(fake: Fake
     assert await admitted_at(throttle, fake) == pytest.approx(T0 + 3, abs=1)
 
 
+async def test_a_refusal_with_retry_after_0_is_held_until_the_reset_read_with_it(
+    fake: FakeTime,
+) -> None:
+    """Flask-Limiter truncates its Retry-After to whole seconds: "0" for a window that ends
+    within the second. Its X-RateLimit-Reset then tells when: every worker waits for it."""
+    throttle, _ = throttle_on(fake, workers=4)
+    reset = math.ceil(time.time()) + 1
+    await answer(
+        throttle, 429, Retry_After="0", X_RateLimit_Remaining="0", X_RateLimit_Reset=str(reset)
+    )
+
+    assert await admitted_at(throttle, fake) == pytest.approx(T0 + reset - time.time(), abs=0.1)
+
+
 async def test_a_refusals_retry_after_is_the_pause_not_a_later_reset_read_with_it(
     fake: FakeTime,
 ) -> None:

@@ -2,13 +2,14 @@
 
 Every request, data or token, passes `Throttle` first. Three things can hold it:
 
-1. the cool-down: a 429 or a 503 (nginx's limit_req refuses with one), or rate-limit headers
-   saying nothing remains, pause every worker until that time, not only the one that was told.
-   A refusal without Retry-After pauses them too, briefly: every request sent meanwhile would
-   be refused;
-2. the rate: a token bucket (GCRA) of `concurrency.rate_limit` requests per second, or, when no
-   rate is set, the rate the API states (RateLimit-Policy) or was seen to bear (rate_learning);
-3. the concurrency limit (data requests only; see concurrency.py).
+1. the cool-down (cooldown.py): a 429 or a 503 (nginx's limit_req refuses with one), or
+   rate-limit headers saying nothing remains, pause every worker until that time, not only the
+   one that was told. A refusal without Retry-After pauses them too, briefly: every request
+   sent meanwhile would be refused;
+2. the rate, each request in a slot of its own (pacing.py): `concurrency.rate_limit` requests
+   per second, or, when no rate is set, the rate the API states (RateLimit-Policy) or was seen
+   to bear (rate_learning.py);
+3. the concurrency limit (data requests only; concurrency.py).
 
 A refusal teaches the rate (rate_learning) unless it was a limit on requests in flight's; both
 are known once the requests in flight with it are answered, so the learner hears of it then.
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 
 from harvester.concurrency import Concurrency, Flight, answered
 from harvester.config import ConcurrencyConfig
+from harvester.cooldown import CoolDown
+from harvester.pacing import Pacer
 from harvester.rate_headers import RateLimitInfo, parse_rate_limit
 from harvester.rate_learning import RateLearner
 from harvester.retry import parse_retry_after
@@ -34,25 +37,6 @@ log = logging.getLogger("harvester")
 
 # A rate the API states (RateLimit-Policy) is exact: only a sliver is left for clock drift.
 _STATED_SHARE = 0.97
-# A refusal without Retry-After pauses every worker for this many intervals of the rate (or, with
-# no rate known, for _UNTOLD_PAUSE seconds): the API's budget comes back a place at a time. While
-# nothing gets through, the pause doubles, from no less than _UNTOLD_PAUSE, up to _UNTOLD_LONGEST.
-_UNTOLD_INTERVALS = 2.0
-_UNTOLD_PAUSE = 0.25
-_UNTOLD_LONGEST = 30.0
-_UNTOLD_GROWTH = 2.0
-# A request let through late may be followed sooner than an interval, by at most this share of
-# one: the lag is made up, and no two go much closer. Measured on loopback at 20 ms latency:
-# with no make-up, a busy loop (answers parsed as slots come due) cost a learned pace 5%.
-# The price: a rate with no burst (GCRA) refuses two closer than its interval, however slow
-# the pace, and a late request's successor may be that close (one in eight refused at 93% of
-# such a limit; one in fifty with no make-up).
-_CATCH_UP = 0.9
-# A timer wakes up to a millisecond or more late (the loop's selector counts whole
-# milliseconds): on the real clock, the last this many seconds before a slot are spent yielding
-# to the loop instead, so that requests leave within a tenth of a millisecond of their slots.
-_SPIN = 0.0015
-
 # The statuses that mean "fewer requests": a 429, and a 503 (nginx's limit_req refuses with it;
 # an overloaded server wants fewer requests too). tune counts them as refusals alike.
 REFUSALS = frozenset({429, 503})
@@ -102,32 +86,22 @@ class Throttle:
         hold_long: bool = False,
     ) -> None:
         self._clock = clock
-        # A pause asked for beyond this is a long quota: held with a line that says so where
-        # `hold_long` (retry.on_long_quota: wait), else not held: the request that got it fails.
-        self._max_pause = max_pause
-        self._hold_long = hold_long
-        self._sleep = sleep
         self._stats = stats
         self._fixed_rate = config.rate_limit
-        self._burst = config.burst
         # Unless a rate is set, the pace is learned; the stated rate caps it, never probed past
         # (every overshoot of a stated limit costs a pause for every worker).
         self._learner = RateLearner(clock())
-        self._next_slot = 0.0  # GCRA: when the next request may go, burst aside
-        self._pacing = asyncio.Lock()
-        self._not_before = 0.0  # no sooner after the last request let through: _CATCH_UP
-        # The real clock, not a test's fake one or a simulation's: see _sleep_until.
-        self._precise = clock is time.monotonic and sleep is asyncio.sleep
-        self._cool_until = 0.0
-        self._episode = 0
+        self._pacer = Pacer(config.burst, clock=clock, sleep=sleep)
+        # A pause asked for beyond max_pause is a long quota: held with a line that says so
+        # where `hold_long` (retry.on_long_quota: wait), else not held: the request fails.
+        self._cool_down = CoolDown(
+            stats, self._pacer, clock=clock, sleep=sleep, max_pause=max_pause, hold_long=hold_long
+        )
         self._concurrency = Concurrency(
             config.workers, adaptive=config.adaptive, stats=stats, clock=clock
         )
         self._unheard: _Unheard | None = None
         self._timed = False  # rate-limit headers told when a budget comes back
-        # The pause of the last refusal without Retry-After: it grows while nothing succeeds.
-        self._untold_pause = _UNTOLD_PAUSE
-        self._refused_since_success = False
         # The shortest a success took: the API's own time, with no queue (a leaky bucket that
         # delays answers lengthens the others). One over it is a sequential client's pace.
         self._latency: float | None = None
@@ -152,7 +126,7 @@ class Throttle:
             await self._concurrency.enter()
         flight: Flight | None = None
         try:
-            await self._wait_cool_down()
+            await self._cool_down.wait()
             if self._unheard is not None and self._clock() - self._unheard.at > self._settled_in():
                 # A request still in flight this long after the refusal was admitted.
                 self._settle(self._clock(), force=True)
@@ -161,53 +135,23 @@ class Throttle:
             if counted:
                 flight = self._concurrency.send()
                 self._learner.begin(now)
-            yield Ticket(self, self._episode, now, flight)
+            yield Ticket(self, self._cool_down.episode, now, flight)
         finally:
             if flight is not None:
                 self._concurrency.land(flight)
             if counted:
                 await self._concurrency.leave()
 
-    async def _wait_cool_down(self) -> None:
-        # Re-checked after every sleep: another worker may have extended the cool-down.
-        while (left := self._cool_until - self._clock()) > 0:
-            await self._sleep(left)
-
     async def _wait_rate(self) -> None:
         if self.rate is None:
             return
-        # One worker waits for its slot at a time, so that each slot can count from when the
-        # one before it went. A worker let through late (the loop was busy) lets the next make
-        # up the lag, but never closer to it than _CATCH_UP of an interval: slots reserved
-        # ahead would bunch the two.
-        async with self._pacing:
+        async with self._pacer.turn():
             while (rate := self.rate) is not None:
                 self._show_rate(rate)
-                interval = 1.0 / rate
-                now = self._clock()
-                due = max(self._next_slot, now - (self._burst - 1) * interval)
-                slot = max(due, self._not_before)
-                if slot > now:
-                    await self._sleep_until(slot)
-                    if self._cool_until > self._clock():
-                        # A cool-down began meanwhile: after it, spaced like the rest.
-                        await self._wait_cool_down()
-                        continue
-                    now = self._clock()
-                self._next_slot = due + interval
-                if self._burst == 1:
-                    self._not_before = now + _CATCH_UP * interval
-                return
-
-    async def _sleep_until(self, moment: float) -> None:
-        left = moment - self._clock()
-        if not self._precise:
-            await self._sleep(left)
-            return
-        if left > _SPIN:
-            await asyncio.sleep(left - _SPIN)
-        while self._clock() < moment:  # noqa: ASYNC110 (a busy wait, on purpose: no event)
-            await asyncio.sleep(0)
+                if await self._pacer.wait(rate, self._cool_down.active):
+                    return
+                # A cool-down began meanwhile: after it, spaced like the rest.
+                await self._cool_down.wait()
 
     def _show_rate(self, rate: float) -> None:
         self._stats.rate_limit = round(rate, 2)
@@ -222,7 +166,7 @@ class Throttle:
             # read with it is then the pause.
             self._read_headers(info, ticket, now, told=bool(retry_after))
         if status in REFUSALS:
-            self._cool_down(ticket, status, retry_after, now)
+            self._refused(ticket, status, retry_after, now)
             self._settle(now)
             return
         if ticket.flight is not None and not 200 <= status < 300:
@@ -234,7 +178,7 @@ class Throttle:
             if ticket.flight is not None:
                 self._concurrency.admitted(ticket.flight, now)
             self._learner.admitted(now, self._sequential())
-            self._refused_since_success = False
+            self._cool_down.succeeded()
         self._settle(now)
 
     def _settled_in(self) -> float:
@@ -287,10 +231,10 @@ class Throttle:
                     info.window,
                     stated,
                 )
-        if info.remaining == 0 and info.reset and not told and self._holds(info.reset):
+        if info.remaining == 0 and info.reset and not told and self._cool_down.holds(info.reset):
             rate = self.rate
             if rate is None:
-                self._hold_until(now + info.reset)
+                self._cool_down.hold_until(now + info.reset)
             else:
                 # Paced already: the budget comes back a place at a time (a token bucket,
                 # GCRA), the next place one interval after this request took the last one,
@@ -298,14 +242,10 @@ class Throttle:
                 # only when the window is almost over. No new request goes sooner; those
                 # already queued for later slots keep them (a hold would send each of them
                 # behind all the others, for a send that lagged its slot a little).
-                due = min(now + info.reset, ticket.sent + 1.0 / rate)
-                self._next_slot = max(self._next_slot, due)
+                self._pacer.defer(min(now + info.reset, ticket.sent + 1.0 / rate))
 
-    def _cool_down(
-        self, ticket: Ticket, status: int, retry_after: float | None, now: float
-    ) -> None:
-        self._pause_for(ticket, retry_after, now)
-        first = ticket.episode == self._episode
+    def _refused(self, ticket: Ticket, status: int, retry_after: float | None, now: float) -> None:
+        first = self._cool_down.refused(ticket.episode, retry_after, now, self.rate)
         # Whether a limit on requests in flight refused it (None: told by its answers).
         at_once: bool | None = False
         if ticket.flight is not None:
@@ -314,14 +254,12 @@ class Throttle:
             self._unheard.at_once = False
         if not first:
             return  # sent before this episode began, which has been answered: once per episode
-        self._episode += 1
-        self._stats.cool_downs += 1
         # "Retry-After: 0" asks for no pause: whatever refused the request, it was not the rate.
         # One unheard at a time: with no success since, a later one is the same overload.
         if self._fixed_rate is None and retry_after != 0 and self._unheard is None:
             self._unheard = _Unheard(
                 at=now,
-                hold=max(0.0, self._cool_until - now),
+                hold=self._cool_down.left(now),
                 told=retry_after is not None,
                 flying=self._concurrency.flying(),
                 at_once=at_once,
@@ -330,7 +268,7 @@ class Throttle:
         log.info(
             "cool-down: %s, every worker waits %.1f s; rate %s, %d workers at once",
             "429 Too Many Requests" if status == 429 else f"{status} Service Unavailable",
-            max(0.0, self._cool_until - now),
+            self._cool_down.left(now),
             "not set" if rate is None else f"{rate:.2f}/s",
             self.limit,
         )
@@ -339,50 +277,3 @@ class Throttle:
         """A sequential client's pace, where answers take long enough to tell one."""
         latency = self._latency or 0.0
         return 1.0 / latency if latency >= 1e-3 else None
-
-    def _pause_for(self, ticket: Ticket, retry_after: float | None, now: float) -> None:
-        """Hold every worker as the refusal asks: its Retry-After, or, told nothing, briefly."""
-        if retry_after is not None:
-            if retry_after and self._holds(retry_after):
-                self._hold_until(now + retry_after)
-            return
-        # Told nothing: a short pause, every request sent meanwhile would be refused too; twice
-        # as long each time no request got through since (a window is spent).
-        if ticket.episode == self._episode:
-            if self._refused_since_success:
-                # Nothing got through since the last pause: a window is spent. The pause
-                # doubles, from no less than _UNTOLD_PAUSE whatever the rate.
-                self._untold_pause = min(
-                    _UNTOLD_LONGEST, max(_UNTOLD_PAUSE, _UNTOLD_GROWTH * self._untold_pause)
-                )
-            else:
-                rate = self.rate
-                self._untold_pause = _UNTOLD_PAUSE if rate is None else _UNTOLD_INTERVALS / rate
-            self._refused_since_success = True
-        self._hold_until(now + self._untold_pause)
-
-    def _holds(self, pause: float) -> bool:
-        """Whether a pause the API asks for is held: a short one always, a long quota's only
-        where the run waits for it (one line says so, and the progress line counts down)."""
-        if pause <= self._max_pause:
-            return True
-        if not self._hold_long:
-            return False
-        reset_at = time.time() + pause
-        if self._stats.quota_reset_at is None or reset_at > self._stats.quota_reset_at + 1:
-            log.info(
-                "the API's quota is spent until %s (%.0f s from now): every worker waits; "
-                "retry.on_long_quota: fail stops the run instead",
-                time.strftime("%H:%M:%S", time.localtime(reset_at)),
-                pause,
-            )
-        self._stats.quota_reset_at = reset_at
-        return True
-
-    def _hold_until(self, until: float) -> None:
-        if until > self._cool_until:
-            self._stats.cool_down_seconds += until - max(self._cool_until, self._clock())
-            self._cool_until = until
-            # Slots reserved before the cool-down are void: after it, requests are spaced anew
-            # rather than all let go at once.
-            self._next_slot = max(self._next_slot, until)

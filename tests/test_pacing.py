@@ -55,16 +55,20 @@ async def test_a_wait_interrupted_on_waking_takes_no_slot() -> None:
     assert await slots(pacer, fake, 10.0, 1) == pytest.approx([1000.1])
 
 
-async def test_on_the_real_clock_a_slot_is_never_left_early() -> None:
-    """The last stretch before a slot is spent yielding to the loop, not on a timer: however
-    late the loop runs, no request leaves before its slot."""
+async def test_on_the_real_clock_a_wait_never_ends_before_its_moment() -> None:
+    """The last stretch before a slot is spent yielding to the loop, not on a timer (which
+    rounds to the millisecond): however the loop runs, the wait ends at its moment or after."""
     pacer = Pacer(1)
-    rate = 400.0  # 2.5 ms apart: mostly inside the stretch spent yielding
-    previous = None
-    for _ in range(20):
-        async with pacer.turn():
-            assert await pacer.wait(rate, lambda: False)
-        now = time.monotonic()
-        if previous is not None:
-            assert now - previous >= 0.9 / rate  # at most the make-up of a late one
-        previous = now
+    for delay in (0.0, 0.0005, 0.001, 0.0015, 0.002, 0.004):
+        moment = time.monotonic() + delay
+        await pacer._sleep_until(moment)
+        assert time.monotonic() >= moment
+
+
+def test_only_the_real_clock_is_waited_on_precisely() -> None:
+    """A test's fake clock (or a simulation's) is slept on as it is: yielding to the loop would
+    not move it on."""
+    fake = FakeTime()
+
+    assert Pacer(1)._precise
+    assert not Pacer(1, clock=fake.clock, sleep=fake.sleep)._precise

@@ -37,6 +37,10 @@ log = logging.getLogger("harvester")
 
 # A rate the API states (RateLimit-Policy) is exact: only a sliver is left for clock drift.
 _STATED_SHARE = 0.97
+# A policy over a window longer than this is a quota, not a pace: spent as requests come, its end
+# waited out when nothing remains. Paced at limit / window, an hourly budget would be spread over
+# the hour even for a harvest that needs a tenth of it.
+_PACED_WINDOW = 2.0
 # The statuses that mean "fewer requests": a 429, and a 503 (nginx's limit_req refuses with it;
 # an overloaded server wants fewer requests too). tune counts them as refusals alike.
 REFUSALS = frozenset({429, 503})
@@ -221,7 +225,7 @@ class Throttle:
             # A limit and what remains of it, with no reset and no window: a limit on requests
             # in flight (there is no time at which it comes back). Never more at once.
             self._concurrency.told(info.limit)
-        if info.limit and info.window and self._fixed_rate is None:
+        if info.limit and info.window and info.window <= _PACED_WINDOW and not self._fixed_rate:
             stated = info.limit / info.window * _STATED_SHARE
             if self._learner.stated != stated:
                 self._learner.state(stated)

@@ -690,6 +690,25 @@ async def test_rate_limit_policy_sets_the_rate_a_little_under_the_stated_one(
     assert stats.cool_downs == 0
 
 
+async def test_an_hourly_policy_is_a_quota_spent_as_it_comes_not_a_pace(fake: FakeTime) -> None:
+    """5,000 an hour (GitHub's size): paced at 5000/3600 a harvest of 800 requests would take ten
+    minutes; spent as it comes it takes seconds, and the reset is waited out if it runs dry."""
+    throttle, stats = throttle_on(fake, workers=8)
+    await answer(
+        throttle,
+        200,
+        RateLimit_Policy="5000;w=3600",
+        RateLimit="limit=5000, remaining=4999, reset=3600",
+    )
+
+    assert throttle.rate is None
+    assert await admit_all(throttle, fake, 8) == [T0] * 8
+
+    await answer(throttle, 200, RateLimit="limit=5000, remaining=0, reset=30")
+    assert await admitted_at(throttle, fake) == pytest.approx(T0 + 30)
+    assert stats.cool_down_seconds == pytest.approx(30)
+
+
 async def test_a_stated_rate_is_never_probed_past(fake: FakeTime) -> None:
     throttle, _ = throttle_on(fake, workers=8)
     await answer(throttle, 200, RateLimit_Policy="50;w=1")
@@ -718,13 +737,23 @@ async def test_a_learned_rate_is_still_probed_upwards(fake: FakeTime) -> None:
     assert throttle.rate is not None and throttle.rate > learned
 
 
-async def test_rate_limit_policy_over_a_window_sets_a_per_second_rate(fake: FakeTime) -> None:
+async def test_rate_limit_policy_over_a_short_window_sets_a_per_second_rate(
+    fake: FakeTime,
+) -> None:
+    throttle, _ = throttle_on(fake, workers=8)
+
+    await answer(throttle, 200, RateLimit_Limit="20", RateLimit_Policy="20;w=2")
+
+    assert throttle.rate is not None
+    assert 0.9 * 10 <= throttle.rate < 10
+
+
+async def test_rate_limit_policy_over_a_minute_is_a_quota_not_a_pace(fake: FakeTime) -> None:
     throttle, _ = throttle_on(fake, workers=8)
 
     await answer(throttle, 200, RateLimit_Limit="600", RateLimit_Policy="600;w=60")
 
-    assert throttle.rate is not None
-    assert 0.9 * 10 <= throttle.rate < 10
+    assert throttle.rate is None
 
 
 async def test_the_record_of_successes_stays_bounded_without_cool_downs(fake: FakeTime) -> None:

@@ -225,7 +225,8 @@ class Throttle:
             # A limit and what remains of it, with no reset and no window: a limit on requests
             # in flight (there is no time at which it comes back). Never more at once.
             self._concurrency.told(info.limit)
-        if info.limit and info.window and info.window <= _PACED_WINDOW and not self._fixed_rate:
+        paced = info.window is not None and info.window <= _PACED_WINDOW
+        if info.limit and info.window and paced and self._fixed_rate is None:
             stated = info.limit / info.window * _STATED_SHARE
             if self._learner.stated != stated:
                 self._learner.state(stated)

@@ -41,6 +41,7 @@ _STATED_SHARE = 0.97
 # waited out when nothing remains. Paced at limit / window, an hourly budget would be spread over
 # the hour even for a harvest that needs a tenth of it.
 _PACED_WINDOW = 2.0
+
 # The statuses that mean "fewer requests": a 429, and a 503 (nginx's limit_req refuses with it;
 # an overloaded server wants fewer requests too). tune counts them as refusals alike.
 REFUSALS = frozenset({429, 503})
@@ -225,15 +226,15 @@ class Throttle:
             # A limit and what remains of it, with no reset and no window: a limit on requests
             # in flight (there is no time at which it comes back). Never more at once.
             self._concurrency.told(info.limit)
-        paced = info.window is not None and info.window <= _PACED_WINDOW
-        if info.limit and info.window and paced and self._fixed_rate is None:
-            stated = info.limit / info.window * _STATED_SHARE
+        window = info.window or 0.0  # 0: none stated
+        if info.limit and 0 < window <= _PACED_WINDOW and self._fixed_rate is None:
+            stated = info.limit / window * _STATED_SHARE
             if self._learner.stated != stated:
                 self._learner.state(stated)
                 log.info(
                     "the API states a limit of %d requests per %g s: rate at most %.2f/s",
                     info.limit,
-                    info.window,
+                    window,
                     stated,
                 )
         if info.remaining == 0 and info.reset and not told and self._cool_down.holds(info.reset):

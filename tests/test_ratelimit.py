@@ -134,6 +134,17 @@ async def test_refusals_without_retry_after_and_nothing_through_pause_twice_as_l
     assert pauses == pytest.approx([0.25, 0.5, 1.0, 2.0])
 
 
+async def test_refusals_without_retry_after_probe_a_spent_window_every_4_s_at_most(
+    fake: FakeTime,
+) -> None:
+    """Nothing says when a spent window ends: probed often enough to find its end within 4 s
+    (one request a probe), not at 16 s, then 32 s, from its start."""
+    throttle, _ = throttle_on(fake, workers=4)
+    pauses = await untold_pauses(throttle, fake, 8)
+
+    assert pauses == pytest.approx([0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0])
+
+
 async def test_a_spent_window_at_a_fast_rate_pauses_from_a_quarter_second_up(
     fake: FakeTime,
 ) -> None:

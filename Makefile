@@ -10,7 +10,7 @@ EXAMPLE ?= cursor-partitioned
 KILLS   ?= 25
 SEED    ?= 1
 
-.PHONY: help install run example test lint bench crash clean
+.PHONY: help install run example test deps lint bench crash clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -29,10 +29,13 @@ run: install ## Start the demo API, harvest it with config.yaml, print the summa
 example: install ## Harvest the demo API with examples/$(EXAMPLE).yaml (e.g. make example EXAMPLE=link)
 	$(PY) -m harvester.demo.launch --port $(PORT) --latency 0.05 -- $(PY) -m harvester examples/$(EXAMPLE).yaml
 
-test: install ## Run the test suite
+test: install deps ## Run the test suite (after the dependency check)
 	$(PY) -m pytest
 
-lint: install ## ruff (lint and format check) and mypy --strict
+deps: install ## Check that every imported package is declared in pyproject.toml (deptry)
+	$(VENV)/bin/deptry harvester tests benchmarks
+
+lint: install deps ## ruff (lint and format check), mypy --strict and the dependency check
 	$(VENV)/bin/ruff check harvester tests benchmarks
 	$(VENV)/bin/ruff format --check harvester tests benchmarks
 	$(VENV)/bin/mypy

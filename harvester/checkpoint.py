@@ -25,6 +25,7 @@ import orjson
 
 from harvester.config import Config
 from harvester.errors import ResumeError, carries_secret, redact_url
+from harvester.output import create_private
 from harvester.stats import Stats
 
 VERSION = 1
@@ -147,9 +148,9 @@ class CheckpointFile:
 
     def save(self, checkpoint: Checkpoint) -> None:
         """Write atomically: a temporary file, fsync, rename, fsync of the folder."""
-        # Owner-only, like any file that says where a private dataset's pages are.
-        descriptor = os.open(self.temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with open(descriptor, "wb") as handle:
+        # Owner-only, like any file that says where a private dataset's pages are; made anew,
+        # never written through a symbolic link.
+        with create_private(self.temporary) as handle:
             handle.write(self._without_secrets(checkpoint.to_json()))
             handle.flush()
             os.fsync(handle.fileno())

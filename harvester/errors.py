@@ -190,6 +190,19 @@ class OutputError(HarvesterError):
         self.path = path
 
 
+class OutputLocked(OutputError):
+    """Another run holds the output's lock: it is writing the same output now."""
+
+    def __init__(self, *, path: str, pid: int | None, host: str | None) -> None:
+        holder = f"pid {pid} on {host}" if pid is not None else "a run that did not say who"
+        super().__init__(
+            f"another harvester run ({holder}) is writing this output; wait for it to end, or "
+            "choose another output path",
+            path=path,
+        )
+        self.pid, self.host = pid, host
+
+
 class ResumeError(HarvesterError):
     """The checkpoint cannot be resumed from: another dataset, or files changed since."""
 

@@ -8,7 +8,7 @@ import glob
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -19,6 +19,7 @@ from harvester.checkpoint import (
     Checkpointer,
     CheckpointFile,
     Committing,
+    checkpoint_path,
     dataset_fingerprint,
 )
 from harvester.config import INDEXED_STYLES, Config
@@ -31,6 +32,7 @@ from harvester.fetch import (
     make_fetcher,
     open_session,
 )
+from harvester.output import OutputLock, Stream, is_stream, lock_path, refuse_symlinks
 from harvester.pagination import IndexedPlanner, PageRequest, make_planner
 from harvester.retry import RetryPolicy
 from harvester.schedule import KnownTotal, OpenEnd, lowered_page_size, plan_known_total
@@ -66,23 +68,12 @@ async def run(
         log.warning(warning)
         stats.warn(warning)
     try:
-        job = _Job(config, stats, max_records, stop)
-        job.load_checkpoint(fresh=fresh)
-        async with open_session(config) as session:
-            job.fetcher = make_fetcher(config, session, policy, stats, on_secret=on_secret)
-            try:
-                async with stop.grace_period():
-                    if job.chained:
-                        await _harvest_chains(job)
-                    elif config.pagination.total_known:
-                        await _harvest_known_total(job)
-                    else:
-                        await _harvest_open_end(job)
-            except TimeoutError:
-                if not stop.requested:
-                    raise
-                if not job.finished:  # a stop that came as the output was renamed: done
-                    job.interrupted()
+        with _claim(config, stats) as (output, stream):
+            job = _Job(config, stats, max_records, stop, output, stream)
+            job.load_checkpoint(fresh=fresh)
+            await _harvest(job, policy, on_secret)
+            if stream is not None:
+                stream.deliver()
         if max_records is None and stats.total_records not in (None, stats.records):
             stats.warn(
                 f"the API advertised {stats.total_records} records and {stats.records} were "
@@ -93,15 +84,68 @@ async def run(
     return stats
 
 
+@contextlib.contextmanager
+def _claim(config: Config, stats: Stats) -> Iterator[tuple[Path, Stream | None]]:
+    """(where the job writes, the stream it is then copied into), held for the whole run: the
+    output's lock, or a stream's private staging folder."""
+    if is_stream(config.output.path):
+        stream = Stream(config.output.path)
+        try:
+            yield stream.staging, stream
+        finally:
+            stream.close()
+        return
+    output = Path(config.output.path)
+    part, checkpoint = part_path(output), checkpoint_path(output)
+    spools = part.parent.glob(glob.escape(part.name) + ".*") if part.parent.is_dir() else []
+    temporary = checkpoint.with_name(checkpoint.name + ".tmp")
+    refuse_symlinks([part, checkpoint, temporary, lock_path(output), *spools])
+
+    def warn(message: str) -> None:
+        log.warning(message)
+        stats.warn(message)
+
+    with OutputLock(output, warn=warn):
+        yield output, None
+
+
+async def _harvest(job: _Job, policy: RetryPolicy, on_secret: Callable[[str], None] | None) -> None:
+    config, stop = job.config, job.stop
+    async with open_session(config) as session:
+        job.fetcher = make_fetcher(config, session, policy, job.stats, on_secret=on_secret)
+        try:
+            async with stop.grace_period():
+                if job.chained:
+                    await _harvest_chains(job)
+                elif config.pagination.total_known:
+                    await _harvest_known_total(job)
+                else:
+                    await _harvest_open_end(job)
+        except TimeoutError:
+            if not stop.requested:
+                raise
+            if not job.finished:  # a stop that came as the output was renamed: done
+                job.interrupted()
+
+
 class _Job:
     """One harvest's shared parts: what each style's harvest function needs."""
 
-    def __init__(self, config: Config, stats: Stats, max_records: int | None, stop: Stop) -> None:
+    def __init__(
+        self,
+        config: Config,
+        stats: Stats,
+        max_records: int | None,
+        stop: Stop,
+        output: Path,
+        stream: Stream | None,
+    ) -> None:
         self.config = config
         self.stats = stats
         self.max_records = max_records
         self.stop = stop
-        self.output = Path(config.output.path)
+        self.output = output  # where the sink writes: the output, or a stream's staging file
+        self.stream = stream
         self.checkpoints = CheckpointFile(self.output, secrets=config.secrets())
         self.fingerprint = dataset_fingerprint(config, max_records=max_records)
         self.fresh = False
@@ -166,6 +210,11 @@ class _Job:
         records = self.stats.records
         if not records and self.resume is None:
             message = f"stopped by {reason} before any record was written"
+        elif self.stream is not None:
+            message = (
+                f"stopped by {reason} after {records:,} records; nothing was written to the "
+                f"stream {self.stream.target}, and a stream cannot be resumed: run again"
+            )
         else:
             spools = " and its window spools" if self.chained else ""
             again = "without --fresh " if self.fresh else ""

@@ -25,9 +25,8 @@ from typing import Any, BinaryIO
 
 from harvester.checkpoint import checkpoint_path, fsync_folder
 from harvester.errors import OutputError, RecordsError, ResumeError
+from harvester.output import create_private, keep_mode, open_existing
 from harvester.stats import Stats
-
-_WRITE_BUFFER = 1 << 20
 
 
 @dataclass(slots=True)
@@ -277,10 +276,10 @@ async def open_for_writing(target: Path, *, output: Path, keep: int | None = Non
             raise NotADirectoryError(errno.ENOTDIR, f"{found} is a file, not a folder")
         folder.mkdir(parents=True, exist_ok=True)
         if keep is None:
-            return open(target, "w+b", buffering=_WRITE_BUFFER)  # noqa: SIM115 (sink closes it)
+            return create_private(target)
         if not target.exists():
             raise ResumeError(f"{target} is gone", path=str(checkpoint_path(output)))
-        handle = open(target, "r+b", buffering=_WRITE_BUFFER)  # noqa: SIM115 (sink closes it)
+        handle = open_existing(target)
         try:
             _cut_back(handle, keep, target, checkpoint_path(output))
         except BaseException:
@@ -336,6 +335,7 @@ def commit(handle: BinaryIO, part: Path, path: Path) -> None:
     """Flush, fsync and rename `part` onto `path`: from now on the output is complete."""
     try:
         handle.flush()
+        keep_mode(handle, path)
         os.fsync(handle.fileno())
         handle.close()
     except OSError as exc:  # the data did not all reach the disk: ENOSPC, most often

@@ -1,0 +1,207 @@
+"""Where the output goes on disk: one run per output, no file opened through a symbolic link,
+and special files (a terminal, a pipe, /dev/stdout) written as streams, never replaced.
+
+A regular output is written to `<path>.part` and renamed onto `<path>` once complete. Two runs
+on one output would write the same `.part` and remove each other's checkpoint, so a run holds
+`<path>.lock` (an flock, which the OS releases when a run dies, holding the pid and host to name
+the holder by) from before it reads the checkpoint until after its output is in place.
+
+A stream cannot be renamed onto: the harvest is staged in a private temporary folder as for a
+file, and copied into the stream once complete, so a reader never sees part of a dataset unless
+the copy itself is cut. A stream has nothing beside it to resume from: each run starts over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import shutil
+import socket
+import stat
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+from harvester.errors import OutputError, OutputLocked
+
+# Files harvester creates hold the dataset or say where its pages are: owner-only, like the
+# checkpoint. A rerun keeps the mode of the output it replaces (see keep_mode).
+PRIVATE = 0o600
+STDOUT = "-"
+_ALIASES = ("/dev/stdout", "/dev/stderr", "/dev/fd/", "/proc/")
+
+
+def lock_path(output: Path) -> Path:
+    return output.with_name(output.name + ".lock")
+
+
+def is_stream(path: str) -> bool:
+    """Whether `path` is written as a stream: `-` (stdout), a device, a pipe or socket, or a
+    name for an open descriptor (/dev/stdout, /dev/fd/N), whatever file that descriptor is."""
+    if path == STDOUT or path.startswith(_ALIASES):
+        return True
+    try:
+        mode = os.stat(path).st_mode  # through a symlink: a link to a device is a stream
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def _symlink_error(path: Path) -> OutputError:
+    return OutputError(
+        "is a symbolic link; harvester never writes through one (it may point anywhere): remove it",
+        path=str(path),
+    )
+
+
+def refuse_symlinks(paths: Iterable[Path]) -> None:
+    """OutputError naming the first of the run's own files that is a symbolic link."""
+    for path in paths:
+        if path.is_symlink():
+            raise _symlink_error(path)
+
+
+def create_private(path: Path) -> BinaryIO:
+    """A new owner-only file at `path`, read-write, replacing an earlier run's leftover;
+    never through a symbolic link (OSError, or OutputError for a link)."""
+    if path.is_symlink():
+        raise _symlink_error(path)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # so that O_EXCL makes the file: its mode is ours, not a leftover's
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.fdopen(os.open(path, flags, PRIVATE), "w+b", buffering=1 << 20)
+
+
+def open_existing(path: Path) -> BinaryIO:
+    """An earlier run's file, read-write, never through a symbolic link."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _symlink_error(path) from None
+        raise
+    return os.fdopen(fd, "r+b", buffering=1 << 20)
+
+
+def keep_mode(handle: BinaryIO, output: Path) -> None:
+    """Give the finished file the mode of the regular file it replaces: a `chmod` on the
+    output survives the next run."""
+    with contextlib.suppress(OSError):
+        found = os.lstat(output)
+        if stat.S_ISREG(found.st_mode):
+            os.fchmod(handle.fileno(), stat.S_IMODE(found.st_mode))
+
+
+class OutputLock:
+    """`<output>.lock`, held for a run: a second run on the output fails at once, naming the
+    holder; a lock left by a run that died is taken over with a warning."""
+
+    def __init__(self, output: Path, *, warn: Callable[[str], None]) -> None:
+        self.output = output
+        self.path = lock_path(output)
+        self._warn = warn
+        self._fd: int | None = None
+
+    def __enter__(self) -> OutputLock:
+        for _ in range(10):  # a file removed between our open and our lock: lock the new one
+            fd = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid, host = _holder(fd)
+                os.close(fd)
+                raise OutputLocked(path=str(self.output), pid=pid, host=host) from None
+            if _is_at(fd, self.path):
+                self._take(fd)
+                return self
+            os.close(fd)
+        raise OutputError("cannot lock: the lock file keeps changing", path=str(self.path))
+
+    def _open(self) -> int:
+        try:
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+            flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+            return os.open(self.path, flags, PRIVATE)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _symlink_error(self.path) from None
+            raise OutputError(f"cannot lock: {exc.strerror}", path=str(self.path)) from None
+
+    def _take(self, fd: int) -> None:
+        pid, host = _holder(fd)
+        if pid is not None:  # the flock was free, so that run is gone (killed, or its host down)
+            state = "no longer running" if host == socket.gethostname() else "its lock released"
+            self._warn(
+                f"took over the lock {self.path} left by pid {pid} on {host} ({state}); "
+                "its partial output is resumed if its checkpoint allows"
+            )
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        self._fd = fd
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._fd is None:
+            return
+        # Removed while still held, so a run that opened it meanwhile sees it gone and retries.
+        with contextlib.suppress(OSError):
+            if _is_at(self._fd, self.path):
+                self.path.unlink()
+        os.close(self._fd)
+        self._fd = None
+
+
+def _holder(fd: int) -> tuple[int | None, str | None]:
+    """(pid, host) written in a lock file; (None, None) if it names nobody."""
+    try:
+        words = os.pread(fd, 300, 0).decode("utf-8", "replace").split()
+        return int(words[0]), words[1]
+    except (OSError, ValueError, IndexError):
+        return None, None
+
+
+def _is_at(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path, follow_symlinks=False))
+    except OSError:
+        return False
+
+
+class Stream:
+    """A stream output: the harvest staged in a private temporary folder, then copied in."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._folder = Path(tempfile.mkdtemp(prefix="harvester-"))  # 0700
+        self.staging = self._folder / "output.jsonl"
+
+    def deliver(self) -> None:
+        """Copy the finished output into the stream; OutputError if the stream fails."""
+        try:
+            with self.staging.open("rb") as source, self._open() as sink:
+                shutil.copyfileobj(source, sink, 1 << 20)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot write the stream: {exc.strerror}; what it received is incomplete",
+                path=self.target,
+            ) from None
+
+    def _open(self) -> BinaryIO:
+        if self.target == STDOUT:
+            sys.stdout.flush()
+            return os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+        # Never O_CREAT: a device or pipe that went away is not replaced by a file. O_APPEND:
+        # /dev/stdout redirected to a file is written after what is there, never over it.
+        return os.fdopen(os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC), "wb")
+
+    def close(self) -> None:
+        shutil.rmtree(self._folder, ignore_errors=True)

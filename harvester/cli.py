@@ -22,6 +22,7 @@ import yaml
 from harvester import __version__
 from harvester.config import Config, load_config
 from harvester.errors import HarvesterError, Interrupted, redact_url
+from harvester.output import is_stdout
 from harvester.runner import Stop, run
 from harvester.stats import Stats
 from harvester.tune import summary, tune
@@ -107,20 +108,23 @@ def _main(args: argparse.Namespace) -> int:
     stats = Stats()
     code = EXIT_FAILED
     error: str | None = None
+    summary_to = sys.stdout
     try:
-        config = load_config(args.config, overrides=_overrides(args))
+        config = load_config(args.config, overrides=_overrides(args), keep_unset=args.print_config)
         scrubber.add(*config.secrets())
         if args.print_config:
             # masked() hides every secret it knows of; the scrubber is the second lock.
             text = yaml.safe_dump(config.masked(), sort_keys=False, allow_unicode=True)
             print(scrubber.scrub(text), end="", flush=True)
             return EXIT_OK
+        if is_stdout(config.output.path):  # the data goes there: the summary may not
+            summary_to = sys.stderr
         code = asyncio.run(_harvest(config, args, stats, scrubber))
-        _print_summary(stats)
+        _print_summary(stats, summary_to)
     except Interrupted as exc:
         code, error = exc.exit_code, str(exc)
         log.warning(scrubber.scrub(error))
-        _print_summary(stats)
+        _print_summary(stats, summary_to)
     except HarvesterError as exc:
         code, error = exc.exit_code, str(exc)
         log.error(scrubber.scrub(error), exc_info=args.debug)
@@ -186,9 +190,9 @@ def _tune_main(argv: list[str]) -> int:
     return EXIT_OK
 
 
-def _print_summary(stats: Stats) -> None:
+def _print_summary(stats: Stats, out: TextIO) -> None:
     try:
-        print(stats.summary(), flush=True)
+        print(stats.summary(), file=out, flush=True)
     except BrokenPipeError:  # `harvester ... | head`: the harvest itself succeeded
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (quiets the flush at exit)
 

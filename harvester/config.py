@@ -267,8 +267,15 @@ def load_config(
     *,
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    keep_unset: bool = False,
 ) -> Config:
-    """Read, expand and validate the config file; `overrides` maps dotted keys to values."""
+    """Read, expand and validate the config file; `overrides` maps dotted keys to values.
+
+    Relative paths in the file (output.path, tls.ca_bundle) are taken from the file's folder,
+    so that a run does not depend on the folder it starts in (cron's is the home folder);
+    those in `overrides` (the command line's) stay relative to the current folder. With
+    `keep_unset` (--print-config), an unset ${VAR} stays as written where text is accepted.
+    """
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -290,7 +297,13 @@ def load_config(
     if not isinstance(raw, dict):
         raise ConfigError("the top level must be a mapping of sections", source=source)
     try:
-        return parse_config(raw, overrides=overrides, environ=environ)
+        return parse_config(
+            raw,
+            overrides=overrides,
+            environ=environ,
+            base=Path(path).parent,
+            keep_unset=keep_unset,
+        )
     except ConfigError as exc:
         raise ConfigError(exc.detail, key=exc.key, source=source) from None
 
@@ -300,24 +313,57 @@ def parse_config(
     *,
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    base: Path | None = None,
+    keep_unset: bool = False,
 ) -> Config:
-    """Validate an already parsed mapping (the YAML document) into a Config."""
+    """Validate an already parsed mapping (the YAML document) into a Config; relative paths in
+    it are taken from `base` (the config file's folder) if given."""
     env = os.environ if environ is None else environ
     expanded: set[str] = set()
-    data = _expand(dict(raw), env, "", expanded)
+    unset: dict[str, str] | None = {} if keep_unset else None  # key -> a variable kept unset
+    data = _expand(dict(raw), env, "", expanded, unset)
+    if base is not None:
+        _resolve_paths(data, base)
     for key, value in (overrides or {}).items():
         _set_dotted(data, key, value)
     if "auth" not in data:
         data["auth"] = {"type": "none"}
-    config = _build(Config, data, "", expanded)
-    return _check(config)
+    try:
+        return _check(_build(Config, data, "", expanded))
+    except ConfigError as exc:
+        if unset and exc.key in unset:  # where a ${VAR} left as written is not a valid value
+            raise ConfigError(
+                f"environment variable {unset[exc.key]} is not set (and has no default)",
+                key=exc.key,
+            ) from None
+        raise
 
 
-def _expand(value: Any, env: Mapping[str, str], key: str, expanded: set[str]) -> Any:
+PATH_KEYS = (("output", "path"), ("tls", "ca_bundle"))
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    for section, key in PATH_KEYS:
+        values = data.get(section)
+        if not isinstance(values, dict):
+            continue  # not a mapping: validation says so
+        value = values.get(key)
+        # "-" is stdout; /dev/stdout and other absolute paths stay as they are.
+        if isinstance(value, str) and value.strip() and value != "-":
+            values[key] = str(base / value)  # an absolute value replaces base
+
+
+def _expand(
+    value: Any,
+    env: Mapping[str, str],
+    key: str,
+    expanded: set[str],
+    unset: dict[str, str] | None = None,
+) -> Any:
     if isinstance(value, dict):
-        return {k: _expand(v, env, _join(key, str(k)), expanded) for k, v in value.items()}
+        return {k: _expand(v, env, _join(key, str(k)), expanded, unset) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, env, f"{key}[{i}]", expanded) for i, v in enumerate(value)]
+        return [_expand(v, env, f"{key}[{i}]", expanded, unset) for i, v in enumerate(value)]
     if isinstance(value, str) and "${" in value:
         expanded.add(key)
 
@@ -329,6 +375,9 @@ def _expand(value: Any, env: Mapping[str, str], key: str, expanded: set[str]) ->
                 return ""
             if default is not None:
                 return default
+            if unset is not None:
+                unset[key] = name
+                return match.group(0)
             raise ConfigError(
                 f"environment variable {name} is not set (and has no default)", key=key
             )

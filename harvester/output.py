@@ -32,6 +32,7 @@ from harvester.errors import OutputError, OutputLocked
 # Files harvester creates hold the dataset or say where its pages are: owner-only, like the
 # checkpoint. A rerun keeps the mode of the output it replaces (see keep_mode).
 PRIVATE = 0o600
+WRITE_BUFFER = 1 << 20
 STDOUT = "-"
 _ALIASES = ("/dev/stdout", "/dev/stderr", "/dev/fd/", "/proc/")
 
@@ -52,6 +53,16 @@ def is_stream(path: str) -> bool:
     return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
+def is_stdout(path: str) -> bool:
+    """Whether `path` is this process's standard output (`-`, /dev/stdout, or what it names)."""
+    if path == STDOUT:
+        return True
+    try:
+        return os.path.samestat(os.stat(path), os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError, AttributeError):  # no such file, or stdout replaced in-process
+        return False
+
+
 def _symlink_error(path: Path) -> OutputError:
     return OutputError(
         "is a symbolic link; harvester never writes through one (it may point anywhere): remove it",
@@ -66,6 +77,15 @@ def refuse_symlinks(paths: Iterable[Path]) -> None:
             raise _symlink_error(path)
 
 
+def make_folder(folder: Path) -> None:
+    """Make `folder` and its parents; NotADirectoryError naming a file in the way."""
+    # mkdir would only say "File exists" or "Not a directory": name the file in the way.
+    found = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if found is not None and not found.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{found} is a file, not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+
+
 def create_private(path: Path) -> BinaryIO:
     """A new owner-only file at `path`, read-write, replacing an earlier run's leftover;
     never through a symbolic link (OSError, or OutputError for a link)."""
@@ -73,19 +93,25 @@ def create_private(path: Path) -> BinaryIO:
         raise _symlink_error(path)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()  # so that O_EXCL makes the file: its mode is ours, not a leftover's
-    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    return os.fdopen(os.open(path, flags, PRIVATE), "w+b", buffering=1 << 20)
+
+    def exclusive(name: str, flags: int) -> int:
+        return os.open(name, flags | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, PRIVATE)
+
+    return open(path, "w+b", buffering=WRITE_BUFFER, opener=exclusive)  # noqa: SIM115
 
 
 def open_existing(path: Path) -> BinaryIO:
     """An earlier run's file, read-write, never through a symbolic link."""
+
+    def not_a_link(name: str, flags: int) -> int:
+        return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+
     try:
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        return open(path, "r+b", buffering=WRITE_BUFFER, opener=not_a_link)  # noqa: SIM115
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise _symlink_error(path) from None
         raise
-    return os.fdopen(fd, "r+b", buffering=1 << 20)
 
 
 def keep_mode(handle: BinaryIO, output: Path) -> None:
@@ -124,7 +150,10 @@ class OutputLock:
 
     def _open(self) -> int:
         try:
-            self.output.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(self.output.parent)
+        except OSError as exc:
+            raise OutputError(f"cannot write: {exc.strerror}", path=str(self.output)) from None
+        try:
             flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
             return os.open(self.path, flags, PRIVATE)
         except OSError as exc:

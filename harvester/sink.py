@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import hashlib
 import os
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from typing import Any, BinaryIO
 
 from harvester.checkpoint import checkpoint_path, fsync_folder
 from harvester.errors import OutputError, RecordsError, ResumeError
-from harvester.output import create_private, keep_mode, open_existing
+from harvester.output import create_private, keep_mode, make_folder, open_existing
 from harvester.stats import Stats
 
 
@@ -269,12 +268,7 @@ async def open_for_writing(target: Path, *, output: Path, keep: int | None = Non
         # An output path that is a folder is found now, not after the whole download.
         if output.is_dir():
             raise IsADirectoryError(21, "is a folder, not a file")
-        # mkdir would only say "File exists" or "Not a directory": name the file in the way.
-        folder = target.parent
-        found = next((p for p in (folder, *folder.parents) if p.exists()), None)
-        if found is not None and not found.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, f"{found} is a file, not a folder")
-        folder.mkdir(parents=True, exist_ok=True)
+        make_folder(target.parent)
         if keep is None:
             return create_private(target)
         if not target.exists():

@@ -71,7 +71,9 @@ class CliResult:
         return self.stdout + self.stderr
 
 
-async def run_cli(*args: str, env: dict[str, str] | None = None) -> CliResult:
+async def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> CliResult:
     """`python -m harvester ARGS` as a subprocess the event loop waits on, so that a demo API
     running in this process keeps serving."""
     process = await asyncio.create_subprocess_exec(
@@ -82,6 +84,7 @@ async def run_cli(*args: str, env: dict[str, str] | None = None) -> CliResult:
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,
+        cwd=cwd,
     )
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=60)

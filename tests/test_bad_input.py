@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-import harvester.sink
+import harvester.output
 from harvester import cli
 from harvester.demo import DemoServer
 from harvester.demo.launch import demo_process
@@ -296,7 +296,7 @@ async def test_an_output_folder_that_cannot_be_made(
         result,
         1,
         tmp_path,
-        f"output {tmp_path}/out/items.jsonl.part: cannot write",
+        f"output {tmp_path}/out/items.jsonl: cannot write",
         f"{tmp_path}/out is a file, not a folder",
         what="output folder not writable",
     )
@@ -316,8 +316,10 @@ class _FullDisk(io.FileIO):
 
 
 def _open_on_full_disk(room: int) -> Callable[..., io.BufferedRandom]:
-    def open_file(path: Path, mode: str, buffering: int) -> io.BufferedRandom:
-        raw = _FullDisk(path, mode.replace("b", ""))
+    def open_file(
+        path: Path, mode: str, buffering: int, opener: Callable[[str, int], int]
+    ) -> io.BufferedRandom:
+        raw = _FullDisk(path, mode.replace("b", ""), opener=opener)
         raw.room = room
         return io.BufferedRandom(raw, buffering)
 
@@ -333,9 +335,9 @@ def test_a_full_disk(
     buffer: int | None,
 ) -> None:
     """ENOSPC from the .part file, mid-run (small buffer) or when flushing at the end."""
-    monkeypatch.setattr(harvester.sink, "open", _open_on_full_disk(20_000), raising=False)
+    monkeypatch.setattr(harvester.output, "open", _open_on_full_disk(20_000), raising=False)
     if buffer is not None:
-        monkeypatch.setattr(harvester.sink, "_WRITE_BUFFER", buffer)
+        monkeypatch.setattr(harvester.output, "WRITE_BUFFER", buffer)
     options = ["--port", "0", "--quiet", "--records", "1000", "--client-secret", SECRET]
     # A demo process of its own: cli.main runs its own event loop here, in the main thread.
     with demo_process(options) as url:

@@ -1,0 +1,248 @@
+"""The output's place on disk, through the real CLI against the demo API on loopback: one run
+per output, no file written through a symbolic link, streams never replaced, file modes, and
+relative paths taken from the config's folder."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harvester.demo import DemoServer, DemoSettings, run_demo
+from harvester.output import lock_path
+
+from .conftest import SECRET, assert_one_clear_line, expected_bytes, run_cli, write_config
+from .test_crash import cli, output_of
+
+RECORDS = 1_000
+
+
+@pytest.fixture
+async def slow_demo() -> AsyncIterator[DemoServer]:
+    """The demo API answering each page after 50 ms: 50 pages of 20 records on 2 workers take
+    over a second, long enough for a second run to meet the first."""
+    async with run_demo(
+        DemoSettings(records=RECORDS, latency=0.05, client_secret=SECRET)
+    ) as server:
+        yield server
+
+
+async def appeared(path: Path, process: asyncio.subprocess.Process, within: float = 30) -> None:
+    """Return once `path` exists; fail if the process ends first or it takes `within` s."""
+    deadline = time.monotonic() + within
+    while not path.exists():
+        if process.returncode is not None or time.monotonic() > deadline:
+            pytest.fail(f"{path} never appeared (exit {process.returncode})")
+        await asyncio.sleep(0.01)  # polling for the file, not waiting for a moment
+
+
+async def test_a_second_run_on_one_output_fails_at_once_naming_the_first(
+    slow_demo: DemoServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, slow_demo.url, pagination__page_size=20, concurrency__workers=2)
+    output = output_of(tmp_path)
+    async with cli(config) as first:
+        await appeared(lock_path(output), first.process)
+        await slow_demo.wait_for_requests(1)  # the first run is harvesting now
+        # Slower still while the second runs, so that on a busy machine too the first run
+        # is still going when the second starts; full speed again after.
+        slow_demo.settings.latency = 0.5
+        started = time.monotonic()
+        second = await run_cli(str(config), "--progress", "none")
+        took = time.monotonic() - started
+        slow_demo.settings.latency = 0.0
+        assert first.process.returncode is None, "the first run ended before the second began"
+        code, stderr = await first.ended()
+    assert second.code == 1
+    line = assert_one_clear_line(
+        second, f"pid {first.process.pid}", socket.gethostname(), str(output)
+    )
+    assert "another harvester run" in line
+    assert took < 20  # a second or so on an idle machine; generous for a loaded one
+    assert code == 0, stderr
+    assert output.read_bytes() == expected_bytes(RECORDS)  # what a lone run writes
+    assert not lock_path(output).exists()
+    assert sorted(p.name for p in output.parent.iterdir()) == ["items.jsonl"]
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", ""])
+    process.wait()
+    return process.pid  # reaped: no process has it now, barring a reuse in the meantime
+
+
+async def test_a_lock_left_by_a_dead_run_is_taken_over_with_a_warning(
+    demo: DemoServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, demo.url)
+    output = output_of(tmp_path)
+    output.parent.mkdir()
+    pid = dead_pid()
+    lock_path(output).write_text(f"{pid} {socket.gethostname()}\n")
+    result = await run_cli(str(config), "--progress", "none")
+    assert result.code == 0, result.stderr
+    assert f"took over the lock {lock_path(output)} left by pid {pid}" in result.stderr
+    assert output.read_bytes() == expected_bytes(1_000)
+    assert not lock_path(output).exists()
+
+
+@pytest.mark.parametrize("suffix", [".part", ".checkpoint", ".checkpoint.tmp", ".lock"])
+async def test_a_symlink_among_the_run_s_files_is_refused(
+    demo: DemoServer, tmp_path: Path, suffix: str
+) -> None:
+    config = write_config(tmp_path, demo.url)
+    output = output_of(tmp_path)
+    output.parent.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    link = output.with_name(output.name + suffix)
+    link.symlink_to(victim)
+    result = await run_cli(str(config), "--progress", "none")
+    assert result.code == 1
+    assert_one_clear_line(result, str(link), "is a symbolic link")
+    assert victim.read_text() == "precious\n"
+    assert link.is_symlink() and not output.exists()
+    assert demo.stats.data_requests == 0
+
+
+async def test_output_dash_writes_the_records_to_stdout_and_the_summary_to_stderr(
+    demo: DemoServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, demo.url)
+    result = await run_cli(str(config), "--output", "-", "--progress", "none")
+    assert result.code == 0, result.stderr
+    assert result.stdout.encode() == expected_bytes(1_000)
+    assert "records" in result.stderr  # the summary
+    assert not (tmp_path / "-").exists() and not (tmp_path / "out").exists()
+
+
+async def test_a_named_pipe_is_written_as_a_stream_and_stays_a_pipe(
+    demo: DemoServer, tmp_path: Path
+) -> None:
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    config = write_config(tmp_path, demo.url, output__path=str(pipe))
+    reader = asyncio.ensure_future(asyncio.to_thread(pipe.read_bytes))
+    result = await run_cli(str(config), "--progress", "none")
+    assert result.code == 0, result.stderr
+    assert await reader == expected_bytes(1_000)
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "pipe"]
+
+
+@pytest.mark.parametrize("target", ["/dev/null", "link-to-null"])
+async def test_a_device_or_a_link_to_one_is_never_replaced(
+    demo: DemoServer, tmp_path: Path, target: str
+) -> None:
+    """As root, a rename onto /dev/null would succeed: the device must stay a device."""
+    path = Path(target) if target.startswith("/") else tmp_path / target
+    if not target.startswith("/"):
+        path.symlink_to("/dev/null")
+    config = write_config(tmp_path, demo.url, output__path=str(path))
+    result = await run_cli(str(config), "--progress", "none")
+    assert result.code == 0, result.stderr
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert os.path.realpath(path) == "/dev/null"
+    assert not Path("/dev/null.part").exists() and not Path("/dev/null.lock").exists()
+
+
+async def test_a_stream_stopped_mid_run_receives_nothing_and_says_it_cannot_resume(
+    slow_demo: DemoServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, slow_demo.url, pagination__page_size=20, concurrency__workers=2)
+    sink = tmp_path / "sink"
+    os.mkfifo(sink)
+    reader = asyncio.ensure_future(asyncio.to_thread(sink.read_bytes))
+    async with cli(config, "--output", str(sink)) as run:
+        await run.signal_after(slow_demo, 5, 15)  # SIGTERM
+        code, stderr = await run.ended()
+        # Nobody opened the pipe for writing: let the reader go.
+        os.close(os.open(sink, os.O_WRONLY))
+    assert code == 130, stderr
+    assert "nothing was written to the stream" in stderr and "cannot be resumed" in stderr
+    assert await reader == b""
+
+
+async def test_the_output_is_owner_only_and_a_rerun_keeps_the_mode_it_was_given(
+    demo: DemoServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, demo.url)
+    output = output_of(tmp_path)
+    old = os.umask(0o022)
+    try:
+        assert (await run_cli(str(config), "--progress", "none")).code == 0
+        assert stat.S_IMODE(output.stat().st_mode) == 0o600
+        output.chmod(0o640)
+        assert (await run_cli(str(config), "--progress", "none")).code == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(output.stat().st_mode) == 0o640
+    assert output.read_bytes() == expected_bytes(1_000)
+
+
+async def test_relative_paths_in_a_config_are_taken_from_its_folder(
+    demo: DemoServer, tmp_path: Path
+) -> None:
+    folder, elsewhere = tmp_path / "jobs", tmp_path / "cwd"
+    folder.mkdir()
+    elsewhere.mkdir()
+    config = write_config(folder, demo.url, output__path="data/items.jsonl")
+    result = await run_cli(str(config), "--progress", "none", cwd=elsewhere)
+    assert result.code == 0, result.stderr
+    assert (folder / "data" / "items.jsonl").read_bytes() == expected_bytes(1_000)
+    # A --output on the command line stays relative to the current folder.
+    result = await run_cli(
+        str(config), "--output", "cli.jsonl", "--progress", "none", cwd=elsewhere
+    )
+    assert result.code == 0, result.stderr
+    assert (elsewhere / "cli.jsonl").read_bytes() == expected_bytes(1_000)
+
+
+async def test_print_config_shows_an_unset_variable_as_written(tmp_path: Path) -> None:
+    raw = {
+        "source": {"url": "https://api.example.com/items", "records": "items"},
+        "auth": {
+            "type": "client_credentials",
+            "token_url": "https://api.example.com/token",
+            "client_id": "${CLIENT_ID}",
+            "client_secret": "${CLIENT_SECRET}",
+        },
+        "output": {"path": "out.jsonl"},
+    }
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    env = {k: v for k, v in os.environ.items() if k not in ("CLIENT_ID", "CLIENT_SECRET")}
+    shown = await run_cli(str(config), "--print-config", env=env)
+    assert shown.code == 0, shown.stderr
+    printed = yaml.safe_load(shown.stdout)
+    assert printed["auth"]["client_id"] == "${CLIENT_ID}"
+    assert printed["auth"]["client_secret"] == "***"
+    assert printed["output"]["path"] == str(tmp_path / "out.jsonl")
+    run = await run_cli(str(config), env=env)
+    assert run.code == 2
+    assert_one_clear_line(run, "auth.client_id", "CLIENT_ID is not set")
+
+
+async def test_print_config_names_an_unset_variable_where_text_will_not_do(
+    tmp_path: Path,
+) -> None:
+    raw = {
+        "source": {"url": "https://api.example.com/items", "records": "items"},
+        "concurrency": {"workers": "${WORKERS}"},
+        "output": {"path": "out.jsonl"},
+    }
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    env = {k: v for k, v in os.environ.items() if k != "WORKERS"}
+    shown = await run_cli(str(config), "--print-config", env=env)
+    assert shown.code == 2
+    assert_one_clear_line(shown, "concurrency.workers", "WORKERS is not set")

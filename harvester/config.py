@@ -292,6 +292,11 @@ def load_config(
         raise ConfigError(f"malformed YAML: {problem}", source=where) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"malformed YAML: {exc}", source=source) from None
+    except ValueError as exc:  # a date like 2026-13-45, an integer of thousands of digits
+        problem = str(exc).split(";")[0]  # not Python's hint about sys.set_int_max_str_digits
+        raise ConfigError(f"malformed YAML: {problem}", source=source) from None
+    except RecursionError:  # PyYAML builds nested collections recursively
+        raise ConfigError(f"nests deeper than {MAX_DEPTH} levels", source=source) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -319,6 +324,7 @@ def parse_config(
     """Validate an already parsed mapping (the YAML document) into a Config; relative paths in
     it are taken from `base` (the config file's folder) if given."""
     env = os.environ if environ is None else environ
+    _check_shape(raw)
     expanded: set[str] = set()
     unset: dict[str, str] | None = {} if keep_unset else None  # key -> a variable kept unset
     data = _expand(dict(raw), env, "", expanded, unset)
@@ -337,6 +343,34 @@ def parse_config(
                 key=exc.key,
             ) from None
         raise
+
+
+# No config nests this deep or holds this many values; YAML aliases can make a short document
+# that does (one that holds itself, or the "billion laughs"), and walking it would never end.
+MAX_DEPTH, MAX_VALUES = 32, 100_000
+
+
+def _check_shape(raw: Any) -> None:
+    """ConfigError if the document nests deeper than MAX_DEPTH or holds over MAX_VALUES values,
+    counting each use of a YAML alias."""
+    stack: list[tuple[Any, str, int]] = [(raw, "", 0)]
+    count = 0
+    while stack:
+        value, key, depth = stack.pop()
+        count += 1
+        if count > MAX_VALUES:
+            raise ConfigError(
+                f"holds over {MAX_VALUES:,} values (YAML aliases that multiply?)", key=key or None
+            )
+        if depth > MAX_DEPTH:
+            raise ConfigError(
+                f"nests deeper than {MAX_DEPTH} levels (a YAML alias that holds itself?)",
+                key=key or None,
+            )
+        if isinstance(value, dict):
+            stack.extend((v, _join(key, str(k)), depth + 1) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, f"{key}[{i}]", depth + 1) for i, v in enumerate(value))
 
 
 PATH_KEYS = (("output", "path"), ("tls", "ca_bundle"))
@@ -478,6 +512,9 @@ def _coerce(value: Any, tp: Any, key: str, expanded: set[str]) -> Any:  # noqa: 
 _BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
+_LARGEST = 2**63 - 1  # what an int setting may hold; far beyond any sensible value
+
+
 def _number(value: Any, tp: type[Any], key: str, from_env: bool) -> Any:
     if from_env and isinstance(value, str):
         try:
@@ -486,6 +523,8 @@ def _number(value: Any, tp: type[Any], key: str, from_env: bool) -> Any:
             raise ConfigError(f"must be a number, got {value!r}", key=key) from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"must be a number, got {_kind(value)}", key=key)
+    if isinstance(value, int) and abs(value) > _LARGEST:  # YAML's ints have no bound
+        raise ConfigError("is too large: must be within ±(2**63 - 1)", key=key)
     if tp is int and not isinstance(value, int):
         if not float(value).is_integer():
             raise ConfigError(f"must be a whole number, got {value!r}", key=key)

@@ -73,6 +73,8 @@ class ConfigError(HarvesterError):
     exit_code = 2
 
     def __init__(self, message: str, *, key: str | None = None, source: str | None = None) -> None:
+        if key is not None and not key.isprintable():  # a control character would break the line
+            key = repr(key)[1:-1]
         where = ": ".join(part for part in (source, key) if part)
         super().__init__(f"{where}: {message}" if where else message)
         self.key = key

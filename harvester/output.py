@@ -22,7 +22,7 @@ import socket
 import stat
 import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -121,6 +121,26 @@ def keep_mode(handle: BinaryIO, output: Path) -> None:
         found = os.lstat(output)
         if stat.S_ISREG(found.st_mode):
             os.fchmod(handle.fileno(), stat.S_IMODE(found.st_mode))
+
+
+@contextlib.contextmanager
+def claim(
+    target: str, *, own_files: Callable[[Path], list[Path]], warn: Callable[[str], None]
+) -> Iterator[tuple[Path, Stream | None]]:
+    """(where the run writes, the stream that is then copied into), held for the whole run:
+    the output's lock, or a stream's private staging folder. OutputError if a file of the
+    run's (`own_files` of the output) or its lock is a symbolic link."""
+    if is_stream(target):
+        stream = Stream(target)
+        try:
+            yield stream.staging, stream
+        finally:
+            stream.close()
+        return
+    output = Path(target)
+    refuse_symlinks([*own_files(output), lock_path(output)])
+    with OutputLock(output, warn=warn):
+        yield output, None
 
 
 class OutputLock:

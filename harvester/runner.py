@@ -8,7 +8,7 @@ import glob
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -32,7 +32,7 @@ from harvester.fetch import (
     make_fetcher,
     open_session,
 )
-from harvester.output import OutputLock, Stream, is_stream, lock_path, refuse_symlinks
+from harvester.output import Stream, claim
 from harvester.pagination import IndexedPlanner, PageRequest, make_planner
 from harvester.retry import RetryPolicy
 from harvester.schedule import KnownTotal, OpenEnd, lowered_page_size, plan_known_total
@@ -68,7 +68,8 @@ async def run(
         log.warning(warning)
         stats.warn(warning)
     try:
-        with _claim(config, stats) as (output, stream):
+        place = claim(config.output.path, own_files=_own_files, warn=_warner(stats))
+        with place as (output, stream):
             job = _Job(config, stats, max_records, stop, output, stream)
             job.load_checkpoint(fresh=fresh)
             await _harvest(job, policy, on_secret)
@@ -84,29 +85,19 @@ async def run(
     return stats
 
 
-@contextlib.contextmanager
-def _claim(config: Config, stats: Stats) -> Iterator[tuple[Path, Stream | None]]:
-    """(where the job writes, the stream it is then copied into), held for the whole run: the
-    output's lock, or a stream's private staging folder."""
-    if is_stream(config.output.path):
-        stream = Stream(config.output.path)
-        try:
-            yield stream.staging, stream
-        finally:
-            stream.close()
-        return
-    output = Path(config.output.path)
-    part, checkpoint = part_path(output), checkpoint_path(output)
-    spools = part.parent.glob(glob.escape(part.name) + ".*") if part.parent.is_dir() else []
-    temporary = checkpoint.with_name(checkpoint.name + ".tmp")
-    refuse_symlinks([part, checkpoint, temporary, lock_path(output), *spools])
-
+def _warner(stats: Stats) -> Callable[[str], None]:
     def warn(message: str) -> None:
         log.warning(message)
         stats.warn(message)
 
-    with OutputLock(output, warn=warn):
-        yield output, None
+    return warn
+
+
+def _own_files(output: Path) -> list[Path]:
+    """The files beside `output` a run writes: none may be a symbolic link."""
+    part, checkpoint = part_path(output), checkpoint_path(output)
+    spools = part.parent.glob(glob.escape(part.name) + ".*") if part.parent.is_dir() else []
+    return [part, checkpoint, checkpoint.with_name(checkpoint.name + ".tmp"), *spools]
 
 
 async def _harvest(job: _Job, policy: RetryPolicy, on_secret: Callable[[str], None] | None) -> None:

@@ -24,6 +24,7 @@ import pytest
 
 from harvester.checkpoint import CheckpointFile, checkpoint_path
 from harvester.demo import DemoServer, run_demo
+from harvester.output import lock_path
 from harvester.runner import run
 from harvester.sink import part_path
 
@@ -346,4 +347,6 @@ async def test_a_finished_windowed_harvest_removes_its_spools_before_its_checkpo
     )
     await run(config, policy=no_wait_policy())
     assert output.read_bytes() == expected_bytes(RECORDS)
-    assert set(left_when_removed[-1]) <= {output.name, checkpoint_path(output).name}
+    # The lock stays until the run has ended.
+    allowed = {output.name, checkpoint_path(output).name, lock_path(output).name}
+    assert set(left_when_removed[-1]) <= allowed

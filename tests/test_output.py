@@ -15,8 +15,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import trustme
 import yaml
 
+from harvester.config import load_config
 from harvester.demo import DemoServer, DemoSettings, run_demo
 from harvester.output import lock_path
 
@@ -114,15 +116,17 @@ async def test_a_symlink_among_the_run_s_files_is_refused(
     assert demo.stats.data_requests == 0
 
 
-async def test_output_dash_writes_the_records_to_stdout_and_the_summary_to_stderr(
-    demo: DemoServer, tmp_path: Path
+@pytest.mark.parametrize("target", ["-", "/dev/stdout"])
+async def test_stdout_gets_the_records_and_the_summary_goes_to_stderr(
+    demo: DemoServer, tmp_path: Path, target: str
 ) -> None:
     config = write_config(tmp_path, demo.url)
-    result = await run_cli(str(config), "--output", "-", "--progress", "none")
+    result = await run_cli(str(config), "--output", target, "--progress", "none", cwd=tmp_path)
     assert result.code == 0, result.stderr
     assert result.stdout.encode() == expected_bytes(1_000)
-    assert "records" in result.stderr  # the summary
-    assert not (tmp_path / "-").exists() and not (tmp_path / "out").exists()
+    assert "records      1,000" in result.stderr  # the summary
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]
+    assert os.path.islink("/dev/stdout")
 
 
 async def test_a_named_pipe_is_written_as_a_stream_and_stays_a_pipe(
@@ -246,3 +250,18 @@ async def test_print_config_names_an_unset_variable_where_text_will_not_do(
     shown = await run_cli(str(config), "--print-config", env=env)
     assert shown.code == 2
     assert_one_clear_line(shown, "concurrency.workers", "WORKERS is not set")
+
+
+def test_a_relative_ca_bundle_is_taken_from_the_config_s_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "jobs"
+    folder.mkdir()
+    trustme.CA().cert_pem.write_to_path(str(folder / "ca.pem"))
+    raw = {
+        "source": {"url": "https://api.example.com/items", "records": "items"},
+        "tls": {"ca_bundle": "ca.pem"},
+        "output": {"path": "/tmp/never-written.jsonl"},  # absolute: kept as it is
+    }
+    (folder / "config.yaml").write_text(yaml.safe_dump(raw))
+    config = load_config(folder / "config.yaml")
+    assert config.tls.ca_bundle == str(folder / "ca.pem")
+    assert config.output.path == "/tmp/never-written.jsonl"

@@ -20,9 +20,19 @@ import yaml
 
 from harvester.config import load_config
 from harvester.demo import DemoServer, DemoSettings, run_demo
-from harvester.output import lock_path
+from harvester.errors import OutputLocked
+from harvester.output import OutputLock, lock_path
+from harvester.runner import run
 
-from .conftest import SECRET, assert_one_clear_line, expected_bytes, run_cli, write_config
+from .conftest import (
+    SECRET,
+    assert_one_clear_line,
+    expected_bytes,
+    make_config,
+    no_wait_policy,
+    run_cli,
+    write_config,
+)
 from .test_crash import cli, output_of
 
 RECORDS = 1_000
@@ -265,3 +275,15 @@ def test_a_relative_ca_bundle_is_taken_from_the_config_s_folder(tmp_path: Path) 
     config = load_config(folder / "config.yaml")
     assert config.tls.ca_bundle == str(folder / "ca.pem")
     assert config.output.path == "/tmp/never-written.jsonl"
+
+
+async def test_run_refuses_an_output_whose_lock_is_held_and_says_by_whom(
+    demo: DemoServer, tmp_path: Path
+) -> None:
+    output = tmp_path / "out.jsonl"
+    config = make_config(demo.url, output, auth={"client_secret": SECRET})
+    with OutputLock(output, warn=pytest.fail), pytest.raises(OutputLocked) as caught:
+        await run(config, policy=no_wait_policy())
+    assert (caught.value.pid, caught.value.host) == (os.getpid(), socket.gethostname())
+    assert demo.stats.data_requests == 0 and not output.exists()
+    assert not lock_path(output).exists()  # released by its holder, the block above

@@ -13,9 +13,11 @@ the copy itself is cut. A stream has nothing beside it to resume from: each run 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import shutil
 import socket
@@ -27,10 +29,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from harvester.errors import OutputError, OutputLocked
+from harvester.errors import Interrupted, OutputError, OutputLocked
+from harvester.stop import Stop
 
 # Files harvester creates hold the dataset or say where its pages are: owner-only, like the
 # checkpoint. A rerun keeps the mode of the output it replaces (see keep_mode).
+log = logging.getLogger("harvester")
+
 PRIVATE = 0o600
 WRITE_BUFFER = 1 << 20
 STDOUT = "-"
@@ -233,24 +238,50 @@ class Stream:
         self._folder = Path(tempfile.mkdtemp(prefix="harvester-"))  # 0700
         self.staging = self._folder / "output.jsonl"
 
-    def deliver(self) -> None:
-        """Copy the finished output into the stream; OutputError if the stream fails."""
+    async def deliver(self, stop: Stop) -> None:
+        """Copy the finished output into the stream; OutputError if the stream fails,
+        Interrupted if `stop` is requested while a named pipe waits for its reader."""
+        copied = 0
         try:
-            with self.staging.open("rb") as source, self._open() as sink:
-                shutil.copyfileobj(source, sink, 1 << 20)
+            with self.staging.open("rb") as source, await self._open(stop) as sink:
+                while chunk := source.read(1 << 20):
+                    sink.write(chunk)
+                    copied += len(chunk)
         except OSError as exc:
+            received = "received part of the output" if copied else "received nothing"
             raise OutputError(
-                f"cannot write the stream: {exc.strerror}; what it received is incomplete",
-                path=self.target,
+                f"cannot write the stream: {exc.strerror}; it {received}", path=self.target
             ) from None
 
-    def _open(self) -> BinaryIO:
+    async def _open(self, stop: Stop) -> BinaryIO:
         if self.target == STDOUT:
             sys.stdout.flush()
             return os.fdopen(os.dup(sys.stdout.fileno()), "wb")
         # Never O_CREAT: a device or pipe that went away is not replaced by a file. O_APPEND:
         # /dev/stdout redirected to a file is written after what is there, never over it.
-        return os.fdopen(os.open(self.target, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC), "wb")
+        # O_NONBLOCK: a named pipe nobody reads yet (ENXIO) is waited for here, where a signal
+        # can still stop the run, not in a blocking open() that no signal ends.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK
+        waiting = False
+        while True:
+            try:
+                fd = os.open(self.target, flags)
+                break
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:
+                    raise
+            if stop.requested:
+                raise Interrupted(
+                    f"stopped by {stop.reason} while waiting for a reader of {self.target}: "
+                    "nothing was written to it",
+                    signal=stop.reason or "a stop request",
+                )
+            if not waiting:
+                log.info("waiting for a reader of the named pipe %s", self.target)
+                waiting = True
+            await asyncio.sleep(0.05)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "wb")
 
     def close(self) -> None:
         shutil.rmtree(self._folder, ignore_errors=True)

@@ -74,7 +74,7 @@ async def run(
             job.load_checkpoint(fresh=fresh)
             await _harvest(job, policy, on_secret)
             if stream is not None:
-                stream.deliver()
+                await stream.deliver(stop)
         if max_records is None and stats.total_records not in (None, stats.records):
             stats.warn(
                 f"the API advertised {stats.total_records} records and {stats.records} were "

@@ -287,3 +287,18 @@ async def test_run_refuses_an_output_whose_lock_is_held_and_says_by_whom(
     assert (caught.value.pid, caught.value.host) == (os.getpid(), socket.gethostname())
     assert demo.stats.data_requests == 0 and not output.exists()
     assert not lock_path(output).exists()  # released by its holder, the block above
+
+
+async def test_a_pipe_nobody_reads_is_waited_for_and_a_signal_still_stops_the_run(
+    demo: DemoServer, tmp_path: Path
+) -> None:
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    config = write_config(tmp_path, demo.url, output__path=str(pipe))
+    async with cli(config) as run_:
+        await run_.line_containing(f"waiting for a reader of the named pipe {pipe}")
+        run_.process.send_signal(15)  # SIGTERM
+        code, stderr = await run_.ended()
+    assert code == 130, stderr
+    assert f"while waiting for a reader of {pipe}: nothing was written to it" in stderr
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode)

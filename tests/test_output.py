@@ -139,12 +139,17 @@ async def test_stdout_gets_the_records_and_the_summary_goes_to_stderr(
     assert os.path.islink("/dev/stdout")
 
 
+def pipe_and_config(folder: Path, url: str) -> tuple[Path, Path]:
+    """A named pipe in `folder`, and a config writing the demo API's records into it."""
+    pipe = folder / "pipe"
+    os.mkfifo(pipe)
+    return pipe, write_config(folder, url, output__path=str(pipe))
+
+
 async def test_a_named_pipe_is_written_as_a_stream_and_stays_a_pipe(
     demo: DemoServer, tmp_path: Path
 ) -> None:
-    pipe = tmp_path / "pipe"
-    os.mkfifo(pipe)
-    config = write_config(tmp_path, demo.url, output__path=str(pipe))
+    pipe, config = pipe_and_config(tmp_path, demo.url)
     reader = asyncio.ensure_future(asyncio.to_thread(pipe.read_bytes))
     result = await run_cli(str(config), "--progress", "none")
     assert result.code == 0, result.stderr
@@ -292,9 +297,7 @@ async def test_run_refuses_an_output_whose_lock_is_held_and_says_by_whom(
 async def test_a_pipe_nobody_reads_is_waited_for_and_a_signal_still_stops_the_run(
     demo: DemoServer, tmp_path: Path
 ) -> None:
-    pipe = tmp_path / "pipe"
-    os.mkfifo(pipe)
-    config = write_config(tmp_path, demo.url, output__path=str(pipe))
+    pipe, config = pipe_and_config(tmp_path, demo.url)
     async with cli(config) as run_:
         await run_.line_containing(f"waiting for a reader of the named pipe {pipe}")
         run_.process.send_signal(15)  # SIGTERM

@@ -3,11 +3,19 @@
 aiohttp (3.14) inflates gzip, deflate (and br or zstd, where their libraries are installed) as the
 body streams in, never more than its read buffer at a time, and counts the compressed bytes it
 has taken in. So the body is read here in the chunks aiohttp hands over, and both limits are
-checked after each chunk: a 2 GiB body, or a gzip bomb, costs at most `max_bytes` of memory and
-fails as soon as it passes a limit, not once it has all been read.
+checked after each chunk: a 2 GiB body, or a gzip bomb, fails as soon as it passes a limit, not
+once it has all been read.
+
+A body past 16 MiB is kept in an unnamed temporary file until it is whole. The interpreter with
+aiohttp takes about 40 MiB; 256 MiB more in memory would put a refused body near 300 MB, while
+disk pages written are the kernel's cache, not the process's. A body that is whole is read back
+into memory in one piece: parsing needs it there (and its records take several times more).
 """
 
 from __future__ import annotations
+
+import tempfile
+from typing import IO
 
 import aiohttp
 
@@ -16,6 +24,8 @@ __all__ = ["BodyRefused", "read_body"]
 # Below this many inflated bytes the ratio is not judged: a small body full of repeated keys may
 # well shrink a hundredfold, and costs nothing either way.
 _RATIO_FLOOR = 1 << 20
+# Bodies up to this size stay in memory; larger ones spill into a temporary file.
+_IN_MEMORY = 16 << 20
 
 
 class BodyRefused(Exception):
@@ -30,25 +40,58 @@ async def read_body(response: aiohttp.ClientResponse, *, max_bytes: int, max_rat
     if declared is not None and declared > max_bytes:
         raise BodyRefused(
             f"the body is {declared} bytes (Content-Length), more than source.max_body_bytes "
-            f"({max_bytes})"
+            f"({max_bytes} bytes); nothing was read"
         )
-    body = bytearray()
-    # iter_any: whatever aiohttp has, as it comes; no chunk is held beyond this loop.
-    async for chunk in response.content.iter_any():
-        if len(body) + len(chunk) > max_bytes:
-            inflated = f" inflated from {encoding}" if encoded else ""
-            raise BodyRefused(
-                f"the body{inflated} passed source.max_body_bytes ({max_bytes} bytes); "
-                "nothing more was read"
-            )
-        body += chunk
-        if encoded and len(body) > _RATIO_FLOOR:
-            taken = response.content.total_raw_bytes
-            if len(body) > max_ratio * taken:
+    body = _Body()
+    try:
+        # iter_any: whatever aiohttp has, as it comes; no chunk is held beyond this loop.
+        async for chunk in response.content.iter_any():
+            if body.size + len(chunk) > max_bytes:
+                inflated = f" inflated from {encoding}" if encoded else ""
                 raise BodyRefused(
-                    f"the {encoding} body inflates more than source.max_compression_ratio "
-                    f"({max_ratio}:1; {taken} bytes became {len(body)}): a compression bomb, "
-                    "or raise the limit"
+                    f"the body{inflated} passed source.max_body_bytes ({max_bytes} bytes); "
+                    "nothing more was read"
                 )
-    # One copy, once the body is whole: a failed body above never gets this far.
-    return bytes(body)
+            body.add(chunk)
+            if encoded and body.size > _RATIO_FLOOR:
+                taken = response.content.total_raw_bytes
+                if body.size > max_ratio * taken:
+                    raise BodyRefused(
+                        f"the {encoding} body inflates more than source.max_compression_ratio "
+                        f"({max_ratio}:1; {taken} bytes became {body.size}): a compression "
+                        "bomb, or raise the limit"
+                    )
+        return body.whole()
+    finally:
+        body.close()
+
+
+class _Body:
+    """The bytes of a body so far: in memory up to _IN_MEMORY, in a temporary file past it."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._memory = bytearray()
+        self._file: IO[bytes] | None = None
+
+    def add(self, chunk: bytes) -> None:
+        if self._file is None and self.size + len(chunk) > _IN_MEMORY:
+            # Unnamed (O_TMPFILE or unlinked at once): nothing is left behind, even on a crash.
+            self._file = tempfile.TemporaryFile()  # noqa: SIM115 (closed by read_body)
+            self._file.write(self._memory)
+            self._memory = bytearray()
+        if self._file is not None:
+            self._file.write(chunk)
+        else:
+            self._memory += chunk
+        self.size += len(chunk)
+
+    def whole(self) -> bytes:
+        if self._file is None:
+            return bytes(self._memory)
+        self._file.seek(0)
+        return self._file.read()  # one allocation of the final size
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()

@@ -161,7 +161,7 @@ def _utf8(body: bytes, content_type: str) -> bytes:
     charset = match[1] if match[1] is not None else match[2]
     try:
         codec = codecs.lookup(charset)
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the name
         raise NotJSON(f"unknown charset {charset!r} in Content-Type") from None
     if codec.name in ("utf-8", "utf-8-sig"):
         return body

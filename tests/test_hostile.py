@@ -137,6 +137,13 @@ def next_link(target: str) -> Handler:
     return page
 
 
+def moved(to: str) -> Handler:
+    async def redirect(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=302, headers={"Location": to})
+
+    return redirect
+
+
 async def long_header(request: web.Request) -> web.StreamResponse:
     return web.json_response({"items": []}, headers={"X-Padding": "x" * 9000})
 
@@ -151,6 +158,8 @@ ROUTES: dict[str, Handler] = {
     "/file": next_link("file:///etc/passwd"),
     "/metadata": next_link("http://169.254.169.254/latest/meta-data/"),
     "/header": long_header,
+    "/moved": moved("http://169.254.169.254/latest/meta-data/"),
+    "/ftp": moved("ftp://127.0.0.1/items"),
 }
 
 
@@ -277,6 +286,19 @@ async def test_a_next_link_to_the_metadata_address_is_refused_before_connecting(
         outcome, "169.254.169.254", "link-local", "refused before connecting", "allow_private_hosts"
     )
     assert "GUARD" not in outcome.stderr
+
+
+async def test_a_redirect_to_the_metadata_address_is_refused_before_connecting(
+    tmp_path: Path, hostile: str
+) -> None:
+    outcome = await harvest(tmp_path, f"{hostile}/moved")
+    assert_failed_cleanly(outcome, "/moved", "redirect to 169.254.169.254, a link-local address")
+    assert "GUARD" not in outcome.stderr
+
+
+async def test_a_redirect_to_another_scheme_is_refused(tmp_path: Path, hostile: str) -> None:
+    outcome = await harvest(tmp_path, f"{hostile}/ftp")
+    assert_failed_cleanly(outcome, "/ftp", "ftp://127.0.0.1/items", "not an http(s) URL")
 
 
 async def test_allow_private_hosts_lets_the_hop_through(tmp_path: Path, hostile: str) -> None:

@@ -32,14 +32,24 @@ class BodyRefused(Exception):
     """The body passed source.max_body_bytes or source.max_compression_ratio: never retried."""
 
 
-async def read_body(response: aiohttp.ClientResponse, *, max_bytes: int, max_ratio: int) -> bytes:
-    """The whole body of `response`, inflated; BodyRefused once it passes either limit."""
+async def read_body(
+    response: aiohttp.ClientResponse,
+    *,
+    max_bytes: int,
+    max_ratio: int,
+    limits: tuple[str, str] = ("source.max_body_bytes", "source.max_compression_ratio"),
+) -> bytes:
+    """The whole body of `response`, inflated; BodyRefused once it passes either limit.
+
+    `limits` names the two limits in messages.
+    """
+    size_limit, ratio_limit = limits
     encoding = response.headers.get("Content-Encoding", "").strip().lower()
     encoded = encoding not in ("", "identity")
     declared = response.content_length  # of the encoded body, if it is encoded
     if declared is not None and declared > max_bytes:
         raise BodyRefused(
-            f"the body is {declared} bytes (Content-Length), more than source.max_body_bytes "
+            f"the body is {declared} bytes (Content-Length), more than {size_limit} "
             f"({max_bytes} bytes); nothing was read"
         )
     body = _Body()
@@ -49,7 +59,7 @@ async def read_body(response: aiohttp.ClientResponse, *, max_bytes: int, max_rat
             if body.size + len(chunk) > max_bytes:
                 inflated = f" inflated from {encoding}" if encoded else ""
                 raise BodyRefused(
-                    f"the body{inflated} passed source.max_body_bytes ({max_bytes} bytes); "
+                    f"the body{inflated} passed {size_limit} ({max_bytes} bytes); "
                     "nothing more was read"
                 )
             body.add(chunk)
@@ -57,7 +67,7 @@ async def read_body(response: aiohttp.ClientResponse, *, max_bytes: int, max_rat
                 taken = response.content.total_raw_bytes
                 if body.size > max_ratio * taken:
                     raise BodyRefused(
-                        f"the {encoding} body inflates more than source.max_compression_ratio "
+                        f"the {encoding} body inflates more than {ratio_limit} "
                         f"({max_ratio}:1; {taken} bytes became {body.size}): a compression "
                         "bomb, or raise the limit"
                     )

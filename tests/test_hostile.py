@@ -158,6 +158,7 @@ ROUTES: dict[str, Handler] = {
     "/file": next_link("file:///etc/passwd"),
     "/metadata": next_link("http://169.254.169.254/latest/meta-data/"),
     "/header": long_header,
+    "/token": two_gib_chunked,
     "/moved": moved("http://169.254.169.254/latest/meta-data/"),
     "/ftp": moved("ftp://127.0.0.1/items"),
 }
@@ -168,7 +169,7 @@ async def hostile() -> AsyncIterator[str]:
     """The hostile server's base URL, on loopback."""
     app = web.Application()
     for path, handler in ROUTES.items():
-        app.router.add_get(path, handler)
+        app.router.add_route("*", path, handler)
     runner = web.AppRunner(app, shutdown_timeout=0.5, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -180,7 +181,9 @@ async def hostile() -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-async def harvest(folder: Path, url: str, **source: Any) -> Outcome:
+async def harvest(
+    folder: Path, url: str, *, auth: dict[str, str] | None = None, **source: Any
+) -> Outcome:
     """The CLI (under the loopback guard) against `url`, its small timeouts, one retry."""
     output = folder / "out.jsonl"
     config = {
@@ -190,6 +193,8 @@ async def harvest(folder: Path, url: str, **source: Any) -> Outcome:
         "retry": {"max_attempts": 2, "initial_backoff": 0, "max_backoff": 0},
         "output": {"path": str(output)},
     }
+    if auth is not None:
+        config["auth"] = auth
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     stderr_path = folder / "stderr.txt"
@@ -317,4 +322,11 @@ async def test_a_header_past_aiohttps_limit_is_one_line(tmp_path: Path, hostile:
 async def test_a_small_max_body_bytes_is_honoured(tmp_path: Path, hostile: str) -> None:
     outcome = await harvest(tmp_path, f"{hostile}/chunked", max_body_bytes=3 * MIB)
     assert_failed_cleanly(outcome, f"source.max_body_bytes ({3 * MIB} bytes)")
+    assert outcome.peak_rss < 150 * MIB
+
+
+async def test_a_2_gib_token_response_stops_at_a_megabyte(tmp_path: Path, hostile: str) -> None:
+    auth = {"token_url": f"{hostile}/token", "client_id": "id", "client_secret": "secret"}
+    outcome = await harvest(tmp_path, f"{hostile}/deep", auth=auth)
+    assert_failed_cleanly(outcome, "/token", f"the token response limit ({MIB} bytes)")
     assert outcome.peak_rss < 150 * MIB

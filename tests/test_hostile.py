@@ -9,7 +9,9 @@ Peak RSS is the child's own, from wait4.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
+import random
 import subprocess
 import sys
 import zlib
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 from aiohttp import web
@@ -148,7 +151,28 @@ async def long_header(request: web.Request) -> web.StreamResponse:
     return web.json_response({"items": []}, headers={"X-Padding": "x" * 9000})
 
 
+# A page that is large but fine: 24 MiB of records that do not compress much, past the 16 MiB a
+# body may hold in memory before it is spilled to a temporary file.
+_LARGE_RECORDS = [
+    {"id": i, "text": random.Random(i).randbytes(400).hex()} for i in range(24 * 1024)
+]
+_LARGE_PAGE = orjson.dumps({"items": _LARGE_RECORDS})
+
+
+async def large(request: web.Request) -> web.StreamResponse:
+    return await _stream(request, _LARGE_PAGE, 1)  # chunked: no length to go by
+
+
+async def large_gzip(request: web.Request) -> web.StreamResponse:
+    body = gzip.compress(_LARGE_PAGE, compresslevel=1)
+    return web.Response(
+        body=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    )
+
+
 ROUTES: dict[str, Handler] = {
+    "/large": large,
+    "/large-gzip": large_gzip,
     "/length": two_gib_with_length,
     "/chunked": two_gib_chunked,
     "/bomb": gzip_bomb,
@@ -330,3 +354,13 @@ async def test_a_2_gib_token_response_stops_at_a_megabyte(tmp_path: Path, hostil
     outcome = await harvest(tmp_path, f"{hostile}/deep", auth=auth)
     assert_failed_cleanly(outcome, "/token", f"the token response limit ({MIB} bytes)")
     assert outcome.peak_rss < 150 * MIB
+
+
+@pytest.mark.parametrize("path", ["/large", "/large-gzip"])
+async def test_a_large_page_within_the_limits_is_written_exactly(
+    tmp_path: Path, hostile: str, path: str
+) -> None:
+    outcome = await harvest(tmp_path, f"{hostile}{path}")
+    assert outcome.code == 0, outcome.stderr
+    expected = b"".join(orjson.dumps(r) + b"\n" for r in _LARGE_RECORDS)
+    assert outcome.output.read_bytes() == expected

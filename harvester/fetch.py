@@ -229,10 +229,9 @@ class Fetcher:
             reason = f"gave up after {attempts} attempts: {self._timed_out(exc)}"
         elif isinstance(exc, aiohttp.ClientResponseError):
             # raise_for_status is off: this is an answer aiohttp could not parse, not a status.
-            reason = (
-                f"the answer is not valid HTTP ({exc.message}); aiohttp allows status and "
-                "header lines of 8190 bytes and 128 headers at most"
-            )
+            reason = f"the answer could not be read as HTTP ({exc.message})"
+            if "more than" in exc.message or "headers" in exc.message.lower():
+                reason += "; aiohttp allows status and header lines of 8190 bytes, 128 headers"
             status = None  # not the server's status
         elif self._policy.is_retryable(exc):
             reason = f"gave up after {attempts} attempts: {retry_cause(exc)} ({exc})"

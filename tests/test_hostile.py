@@ -24,6 +24,7 @@ import orjson
 import pytest
 import yaml
 from aiohttp import web
+from aiohttp.compression_utils import HAS_BROTLI
 
 from tests.loopback_only import GUARD_EXIT
 
@@ -170,6 +171,11 @@ async def large_gzip(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def brotli(request: web.Request) -> web.StreamResponse:
+    headers = {"Content-Type": "application/json", "Content-Encoding": "br"}
+    return web.Response(body=b"\x8b\x03\x80{}\x03", headers=headers)
+
+
 ROUTES: dict[str, Handler] = {
     "/large": large,
     "/large-gzip": large_gzip,
@@ -183,6 +189,7 @@ ROUTES: dict[str, Handler] = {
     "/metadata": next_link("http://169.254.169.254/latest/meta-data/"),
     "/header": long_header,
     "/token": two_gib_chunked,
+    "/br": brotli,
     "/moved": moved("http://169.254.169.254/latest/meta-data/"),
     "/ftp": moved("ftp://127.0.0.1/items"),
 }
@@ -339,7 +346,7 @@ async def test_allow_private_hosts_lets_the_hop_through(tmp_path: Path, hostile:
 
 async def test_a_header_past_aiohttps_limit_is_one_line(tmp_path: Path, hostile: str) -> None:
     outcome = await harvest(tmp_path, f"{hostile}/header")
-    line = assert_failed_cleanly(outcome, "/header", "not valid HTTP", "8190 bytes")
+    line = assert_failed_cleanly(outcome, "/header", "could not be read as HTTP", "8190 bytes")
     assert "status 400" not in line  # the server never said 400
 
 
@@ -364,3 +371,10 @@ async def test_a_large_page_within_the_limits_is_written_exactly(
     assert outcome.code == 0, outcome.stderr
     expected = b"".join(orjson.dumps(r) + b"\n" for r in _LARGE_RECORDS)
     assert outcome.output.read_bytes() == expected
+
+
+@pytest.mark.skipif(HAS_BROTLI, reason="Brotli is installed: aiohttp inflates br")
+async def test_an_encoding_aiohttp_cannot_inflate_is_one_line(tmp_path: Path, hostile: str) -> None:
+    outcome = await harvest(tmp_path, f"{hostile}/br")
+    line = assert_failed_cleanly(outcome, "/br", "could not be read as HTTP", "brotli (br)")
+    assert "status 400" not in line

@@ -154,18 +154,20 @@ async def long_header(request: web.Request) -> web.StreamResponse:
 
 # A page that is large but fine: 24 MiB of records that do not compress much, past the 16 MiB a
 # body may hold in memory before it is spilled to a temporary file.
-_LARGE_RECORDS = [
-    {"id": i, "text": random.Random(i).randbytes(400).hex()} for i in range(24 * 1024)
-]
-_LARGE_PAGE = orjson.dumps({"items": _LARGE_RECORDS})
+def _large_records() -> list[dict[str, Any]]:
+    return [{"id": i, "text": random.Random(i).randbytes(400).hex()} for i in range(24 * 1024)]
+
+
+def _large_page() -> bytes:
+    return orjson.dumps({"items": _large_records()})
 
 
 async def large(request: web.Request) -> web.StreamResponse:
-    return await _stream(request, _LARGE_PAGE, 1)  # chunked: no length to go by
+    return await _stream(request, _large_page(), 1)  # chunked: no length to go by
 
 
 async def large_gzip(request: web.Request) -> web.StreamResponse:
-    body = gzip.compress(_LARGE_PAGE, compresslevel=1)
+    body = gzip.compress(_large_page(), compresslevel=1)
     return web.Response(
         body=body, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"}
     )
@@ -369,7 +371,7 @@ async def test_a_large_page_within_the_limits_is_written_exactly(
 ) -> None:
     outcome = await harvest(tmp_path, f"{hostile}{path}")
     assert outcome.code == 0, outcome.stderr
-    expected = b"".join(orjson.dumps(r) + b"\n" for r in _LARGE_RECORDS)
+    expected = b"".join(orjson.dumps(r) + b"\n" for r in _large_records())
     assert outcome.output.read_bytes() == expected
 
 

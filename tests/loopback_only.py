@@ -4,6 +4,10 @@ Every TCP connect and every name lookup goes through a guard first: anything but
 the process at once with exit 99 and a GUARD line on stderr, before a packet is sent. The hostile
 server suite runs the CLI this way, so a hop harvester fails to refuse fails the test instead of
 reaching out (to 169.254.169.254, say).
+
+On the way out it writes `PEAK_RSS_KIB <n>` on stderr: VmHWM, its own peak resident set since
+exec. (wait4's ru_maxrss would not do: Linux folds in the RSS the process had before exec, which
+for a child of a long pytest run is pytest's.)
 """
 
 from __future__ import annotations
@@ -62,8 +66,19 @@ def _install() -> None:
     socket.getaddrinfo = guarded_getaddrinfo
 
 
+def _report_peak_rss() -> None:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                sys.stderr.write(f"PEAK_RSS_KIB {line.split()[1]}\n")
+
+
 if __name__ == "__main__":
     _install()
     from harvester.cli import main
 
-    sys.exit(main(sys.argv[1:]))
+    try:
+        code = main(sys.argv[1:])
+    finally:
+        _report_peak_rss()
+    sys.exit(code)

@@ -19,6 +19,7 @@ from urllib.parse import quote_plus
 import aiohttp
 import orjson
 
+from harvester.body import BodyRefused, read_body
 from harvester.config import AuthConfig, ConcurrencyConfig
 from harvester.errors import AuthError, excerpt, redact_url
 from harvester.ratelimit import Throttle
@@ -49,6 +50,10 @@ class Token:
 
     def header(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.value}"}
+
+
+# A token response is a few hundred bytes: a megabyte, or inflating a hundredfold, is not one.
+_LIMITS = ("the token response limit", "the token response compression limit")
 
 
 class TokenManager:
@@ -191,7 +196,10 @@ class TokenManager:
                     url=url,
                     status=response.status,
                 )
-            body = await response.read()
+            try:
+                body = await read_body(response, max_bytes=1 << 20, max_ratio=100, limits=_LIMITS)
+            except BodyRefused as exc:
+                raise AuthError(str(exc), url=url, status=response.status) from None
             if response.status != 200:  # an error body has no token of ours, but may echo one
                 body = self.scrub(body)
             if response.status in self._policy.config.statuses or response.status >= 500:

@@ -66,6 +66,11 @@ class SourceConfig:
     records: str = ""
     timeout: float = 30.0
     connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    # Bounds against a hostile or broken server: see harvester/body.py and harvester/hosts.py.
+    max_body_bytes: int = 256 * 1024 * 1024
+    max_compression_ratio: int = 100
+    allow_private_hosts: bool = False
 
     def __repr__(self) -> str:
         return _masked_repr(self)
@@ -563,6 +568,9 @@ def _check(config: Config) -> Config:
     pagination = _check_pagination(config.pagination)
     _positive("source.timeout", config.source.timeout)
     _positive("source.connect_timeout", config.source.connect_timeout)
+    _positive("source.read_timeout", config.source.read_timeout)
+    _at_least("source.max_body_bytes", config.source.max_body_bytes, 1)
+    _at_least("source.max_compression_ratio", config.source.max_compression_ratio, 1)
     _at_least("concurrency.workers", config.concurrency.workers, 1, 1000)
     _at_least("concurrency.max_buffered_pages", config.concurrency.max_buffered_pages, 1)
     _at_least("concurrency.burst", config.concurrency.burst, 1)

@@ -21,6 +21,7 @@ import aiohttp
 from yarl import URL
 
 from harvester.auth import Token, TokenManager
+from harvester.body import BodyRefused, read_body
 from harvester.chains import ChainPlanner
 from harvester.config import Config
 from harvester.errors import (
@@ -31,6 +32,7 @@ from harvester.errors import (
     excerpt,
     redact_url,
 )
+from harvester.hosts import HostPolicy, HostRefused
 from harvester.pagination import (
     Answer,
     IndexedPlanner,
@@ -62,13 +64,19 @@ log = logging.getLogger("harvester")
 def open_session(config: Config) -> aiohttp.ClientSession:
     """The run's one ClientSession, its connection pool sized to the workers (+1 for tokens).
 
-    Its TLS context (tls.verify, tls.ca_bundle) serves token and data requests alike.
+    Its TLS context (tls.verify, tls.ca_bundle) serves token and data requests alike. aiohttp's
+    own limits on an answer's head stand: a status or header line of at most 8190 bytes, at most
+    128 headers (see _give_up for how an answer past them fails).
     """
     connector = aiohttp.TCPConnector(
         limit=config.concurrency.workers + 1, limit_per_host=0, ssl=config.tls.ssl_context()
     )
     timeout = aiohttp.ClientTimeout(
-        total=config.source.timeout, sock_connect=config.source.connect_timeout
+        total=config.source.timeout,
+        sock_connect=config.source.connect_timeout,
+        # A stalled server fails after read_timeout; one trickling bytes slower than that is
+        # still cut off by the total timeout, and each page's retries are retry.max_attempts.
+        sock_read=config.source.read_timeout,
     )
     return aiohttp.ClientSession(connector=connector, timeout=timeout, raise_for_status=False)
 
@@ -150,6 +158,7 @@ class Fetcher:
         self._policy = policy
         self._stats = stats
         self._url = URL(config.source.url)
+        self._hosts = HostPolicy(config.source.url, allow_private=config.source.allow_private_hosts)
         self._headers = {"Accept": "application/json", **config.source.headers}
 
     @property
@@ -209,12 +218,21 @@ class Fetcher:
             raise unverified from exc
         attempts = self._policy.config.max_attempts
         retry_after = getattr(exc, "retry_after", None)
+        status = getattr(exc, "status", None)
         if retry_after is not None and retry_after > self._policy.config.max_retry_after:
             reason = (
                 f"server asked to retry after {retry_after:.0f} s, "
                 f"more than retry.max_retry_after ({self._policy.config.max_retry_after:.0f} s); "
                 "retry.on_long_quota: wait holds every worker until then"
             )
+        elif isinstance(exc, TimeoutError):
+            reason = f"gave up after {attempts} attempts: {self._timed_out(exc)}"
+        elif isinstance(exc, aiohttp.ClientResponseError):
+            # raise_for_status is off: this is an answer aiohttp could not parse, not a status.
+            reason = f"the answer could not be read as HTTP ({exc.message})"
+            if "more than" in exc.message or "headers" in exc.message.lower():
+                reason += "; aiohttp allows status and header lines of 8190 bytes, 128 headers"
+            status = None  # not the server's status
         elif self._policy.is_retryable(exc):
             reason = f"gave up after {attempts} attempts: {retry_cause(exc)} ({exc})"
         else:
@@ -223,10 +241,18 @@ class Fetcher:
             reason,
             page=request.index,
             url=str(url),
-            status=getattr(exc, "status", None),
+            status=status,
             body=getattr(exc, "body", ""),
             attempts=attempts,
         ) from exc
+
+    def _timed_out(self, exc: TimeoutError) -> str:
+        source = self._source
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return f"no connection within source.connect_timeout ({source.connect_timeout:g} s)"
+        if isinstance(exc, aiohttp.SocketTimeoutError):
+            return f"nothing received for source.read_timeout ({source.read_timeout:g} s)"
+        return f"the answer took longer than source.timeout ({source.timeout:g} s)"
 
     def _totals(
         self, body: Any, headers: Mapping[str, str], *, strict: bool
@@ -282,7 +308,9 @@ class Fetcher:
         along. Every secret header is dropped here, for the rest of the hops.
         """
         target, crossed = url, False
-        for _ in range(_MAX_REDIRECTS + 1):
+        for hop in range(_MAX_REDIRECTS + 1):
+            if hop > 0 or request.url is not None:
+                await self._check_host(request, url, target, "redirect" if hop else "next link")
             async with self._session.get(target, headers=headers, allow_redirects=False) as answer:
                 location = answer.headers.get("Location")
                 if answer.status not in REDIRECT_STATUSES or location is None:
@@ -296,6 +324,12 @@ class Fetcher:
         raise PageFetchError(
             f"redirected more than {_MAX_REDIRECTS} times", page=request.index, url=str(url)
         )
+
+    async def _check_host(self, request: PageRequest, url: URL, target: URL, what: str) -> None:
+        try:
+            await self._hosts.check(target, what=what)
+        except HostRefused as exc:
+            raise PageFetchError(str(exc), page=request.index, url=str(url)) from None
 
     async def _answer(
         self,
@@ -320,7 +354,15 @@ class Fetcher:
         if planner.is_past_end(status, request):
             total, _ = self._totals(None, response.headers, strict=False)
             return Fetched(Page(request.index, b"", 0), total=total, complete=True)
-        body = await response.read()
+        try:
+            body = await read_body(
+                response,
+                max_bytes=self._source.max_body_bytes,
+                max_ratio=self._source.max_compression_ratio,
+            )
+        except BodyRefused as exc:
+            refusal = str(exc)
+            raise PageFetchError(refusal, page=request.index, url=str(url), status=status) from None
         # Error bodies below go through tokens.scrub first: some APIs echo the token they got.
         if status in self._policy.config.statuses:
             raise refused(status, response.headers, self._tokens.scrub(body))
@@ -371,7 +413,10 @@ class Fetcher:
             raise RecordsError(str(exc), page=request.index, url=str(url), path=exc.path) from None
         except PlanError as exc:
             raise RecordsError(str(exc), page=request.index, url=str(url)) from None
-        data_out = encode_records(selected.records)
+        try:
+            data_out = encode_records(selected.records)
+        except NotJSON as exc:  # nested too deeply to write: the same on every attempt
+            raise RecordsError(str(exc), page=request.index, url=str(url)) from None
         page = Page(request.index, data_out, len(selected.records), url=str(url))
         return Fetched(
             page,

@@ -17,6 +17,7 @@ import gc
 import json
 import math
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import Any
@@ -24,6 +25,8 @@ from typing import Any
 import orjson
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_RECORD_DEPTH",
     "ExactNumber",
     "NotJSON",
     "cut_short",
@@ -31,6 +34,12 @@ __all__ = [
     "encode_records",
     "collector_paused",
 ]
+
+
+# The nesting caps are orjson's own: it reads 1024 levels and writes 254. A body past either
+# fails its page with one line (never retried: the same body nests as deep the next time).
+MAX_DEPTH = 1024
+MAX_RECORD_DEPTH = 254
 
 
 class ExactNumber(Decimal):
@@ -73,22 +82,40 @@ def decode_json(body: bytes, content_type: str = "") -> Any:
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError as exc:
+            if exc.msg == "depth limit exceeded":
+                raise NotJSON(f"nested more than {MAX_DEPTH} levels deep") from None
             refusal = exc  # 1e400 or a lone surrogate escape, perhaps: the slow path reads those
     return _decode_exactly(data, refusal)
 
 
 def encode_records(records: list[Any]) -> bytes:
-    """The records as JSON Lines, each value as decode_json read it."""
+    """The records as JSON Lines, each value as decode_json read it.
+
+    Raises NotJSON for a record nested deeper than MAX_RECORD_DEPTH.
+    """
     try:
         return b"".join([orjson.dumps(r, option=_LINE) for r in records])
-    except orjson.JSONEncodeError:  # an ExactNumber, or a lone surrogate: not for every page
-        pass
+    except orjson.JSONEncodeError as exc:  # an ExactNumber, or a lone surrogate: not every page
+        _check_depth(exc)
     try:
         return b"".join([orjson.dumps(r, default=_as_text, option=_LINE) for r in records])
-    except orjson.JSONEncodeError:
-        # A string holding a lone surrogate (sent as an escape like "\ud800"): not UTF-8 text, so
-        # orjson refuses it. Those strings are written as escapes again, the rest as usual.
+    except orjson.JSONEncodeError as exc:
+        _check_depth(exc)
+    # A string holding a lone surrogate (sent as an escape like "\ud800"): not UTF-8 text, so
+    # orjson refuses it. Those strings are written as escapes again, the rest as usual.
+    try:
         return b"".join([_slow_json(r).encode() + b"\n" for r in records])
+    except RecursionError:
+        raise _too_deep() from None
+
+
+def _check_depth(exc: orjson.JSONEncodeError) -> None:
+    if "Recursion limit" in str(exc):
+        raise _too_deep() from None
+
+
+def _too_deep() -> NotJSON:
+    return NotJSON(f"a record nests more than {MAX_RECORD_DEPTH} levels deep")
 
 
 def cut_short(body: bytes, headers: Mapping[str, str], error: NotJSON) -> bool:
@@ -134,7 +161,7 @@ def _utf8(body: bytes, content_type: str) -> bytes:
     charset = match[1] if match[1] is not None else match[2]
     try:
         codec = codecs.lookup(charset)
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the name
         raise NotJSON(f"unknown charset {charset!r} in Content-Type") from None
     if codec.name in ("utf-8", "utf-8-sig"):
         return body
@@ -207,8 +234,8 @@ def _decode_exactly(data: bytes, refusal: orjson.JSONDecodeError | None) -> Any:
         raise _undecodable(exc, "UTF-8") from None
     try:
         return json.loads(text, parse_float=_number, parse_int=_integer, parse_constant=_constant)
-    except RecursionError:
-        raise NotJSON("nested too deeply") from None
+    except RecursionError:  # Python's own recursion limit, a little below MAX_DEPTH
+        raise NotJSON(f"nested more than about {sys.getrecursionlimit()} levels deep") from None
     except ValueError as exc:
         raise _not_json(data, text, exc, refusal) from None
 

@@ -89,6 +89,12 @@ def test_contract_loads_with_every_value(contract_file: Path) -> None:
     source = config.source
     assert (source.url, source.params, source.headers) == ("http://127.0.0.1:8765/items", {}, {})
     assert (source.records, source.timeout, source.connect_timeout) == ("items", 30.0, 10.0)
+    assert (source.read_timeout, source.max_body_bytes, source.max_compression_ratio) == (
+        30.0,
+        256 * 1024 * 1024,
+        100,
+    )
+    assert source.allow_private_hosts is False
     auth = config.auth
     assert auth.type == "client_credentials"
     assert auth.token_url == "http://127.0.0.1:8765/oauth2/token"
@@ -341,6 +347,11 @@ def test_section_that_is_not_a_mapping_names_the_section(section: str) -> None:
         ("source", {"url": "http:///items"}, "source.url"),
         ("source", {"timeout": 0}, "source.timeout"),
         ("source", {"connect_timeout": -1}, "source.connect_timeout"),
+        ("source", {"read_timeout": 0}, "source.read_timeout"),
+        ("source", {"max_body_bytes": 0}, "source.max_body_bytes"),
+        ("source", {"max_body_bytes": "lots"}, "source.max_body_bytes"),
+        ("source", {"max_compression_ratio": 0}, "source.max_compression_ratio"),
+        ("source", {"allow_private_hosts": "maybe"}, "source.allow_private_hosts"),
         ("output", {"path": "   "}, "output.path"),
         ("auth", {**CLIENT_CREDENTIALS, "token_url": "file:///token"}, "auth.token_url"),
         ("auth", {**CLIENT_CREDENTIALS, "refresh_margin": -1}, "auth.refresh_margin"),

@@ -52,6 +52,7 @@ from harvester.retry import (
     refused,
     retry_cause,
 )
+from harvester.secrets import Secrets
 from harvester.sink import OrderedSink, Page
 from harvester.stats import Stats
 from harvester.stop import Stop
@@ -79,12 +80,12 @@ def make_fetcher(
     policy: RetryPolicy,
     stats: Stats,
     *,
-    on_secret: Callable[[str], None] | None = None,
+    secrets: Secrets | None = None,
     throttle: Throttle | None = None,
 ) -> Fetcher:
     """The run's Fetcher, with the one Throttle and TokenManager its workers share.
 
-    `on_secret` hears of each token as it is issued (for log scrubbing). `throttle`, if given,
+    `secrets`, the run's registry, learns each token as it is issued. `throttle`, if given,
     replaces the one the config describes (tune measures with one that holds nothing back).
     """
     throttle = throttle or Throttle(
@@ -99,7 +100,7 @@ def make_fetcher(
         policy,
         stats,
         timeout=session.timeout,
-        on_secret=on_secret,
+        secrets=secrets,
         throttle=throttle,
     )
     return Fetcher(config, session, tokens, policy, stats, throttle)
@@ -216,14 +217,14 @@ class Fetcher:
                 "retry.on_long_quota: wait holds every worker until then"
             )
         elif self._policy.is_retryable(exc):
-            reason = f"gave up after {attempts} attempts: {retry_cause(exc)} ({exc})"
+            reason = f"gave up after {attempts} attempts: {retry_cause(exc)} ({_detail(exc)})"
         else:
-            reason = f"failed: {type(exc).__name__} ({exc})"
+            reason = f"failed: {type(exc).__name__} ({_detail(exc)})"
         raise PageFetchError(
             reason,
             page=request.index,
             url=str(url),
-            status=getattr(exc, "status", None),
+            status=_status(exc),
             body=getattr(exc, "body", ""),
             attempts=attempts,
         ) from exc
@@ -251,6 +252,12 @@ class Fetcher:
             await self._tokens.current()
         async with self._throttle.request() as ticket:
             token = await self._tokens.current() if request.send_token else None
+            if token is not None and request.url is not None:
+                # A next link that carries a token (Graph-API style) carries the one of its
+                # moment; send the current one (a resumed link holds a stand-in for it).
+                url = URL(
+                    self._tokens.secrets.current_token_in(str(url), token.value), encoded=True
+                )
             headers = {**self._headers, **request.headers}
             if not request.send_token:  # a next link to another host: no secret goes there
                 headers = {k: v for k, v in headers.items() if not carries_secret(k)}
@@ -380,6 +387,24 @@ class Fetcher:
             next=selected.next,
             total_pages=total_pages,
         )
+
+
+def _status(exc: BaseException) -> int | None:
+    """The status the server sent, if it sent one before `exc`."""
+    # aiohttp raises ClientResponseError with its parser's code (400) when it cannot read the
+    # head of an answer (a header too long, say): the server may well have sent 200. With
+    # raise_for_status off, that is the only way it comes here.
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return None
+    status = getattr(exc, "status", None)
+    return status if isinstance(status, int) else None
+
+
+def _detail(exc: BaseException) -> str:
+    """What went wrong, without aiohttp's own rendering (its code and the full URL)."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"the answer could not be read: {exc.message}"
+    return str(exc)
 
 
 def _redirect_target(request: PageRequest, current: URL, location: str) -> URL:

@@ -1,0 +1,282 @@
+"""The run's one registry of secret values, and the one place that masks them.
+
+Fed by the config (client secret, static token, secret-looking headers and parameters), by the
+Basic credential and by every token issued; each value is known in the forms it takes in a URL
+(raw, percent-encoded, plus-encoded, as yarl writes a query). Every exit path goes through it:
+exception messages and their chains, log records (a filter on harvester's loggers, attached for
+the length of a run), stats, checkpoints (placeholders instead of values), --print-config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, quote_plus
+
+import orjson
+from yarl import URL
+
+from harvester.errors import HarvesterError
+
+if TYPE_CHECKING:
+    from harvester.config import Config
+
+MASK = "***"
+# Loggers whose records are masked during a run: harvester's own, and asyncio's, which logs
+# the text of exceptions nobody retrieved (an aiohttp error names its URL).
+_LOGGERS = ("harvester", "asyncio")
+# The forms a value takes in a URL, by the suffix its checkpoint placeholder carries.
+_KINDS: tuple[tuple[str, Callable[[str], str]], ...] = (
+    ("", lambda value: value),
+    (":url", lambda value: quote(value, safe="")),
+    (":plus", quote_plus),
+    (":query", lambda value: URL.build(query={"k": value}).raw_query_string[2:]),
+)
+# On resume, a token placeholder becomes this stand-in, swapped for the current token's same
+# form when the link is sent: the token saved with the link has most likely expired since.
+RESUMED_TOKEN = {kind: f"harvester-resumed-token{kind.replace(':', '-')}" for kind, _ in _KINDS}
+
+
+def url_forms(value: str) -> dict[str, str]:
+    """{placeholder suffix: the form `value` takes in a URL}, each distinct form once."""
+    forms: dict[str, str] = {}
+    for kind, form in _KINDS:
+        text = form(value)
+        if text not in forms.values():
+            forms[kind] = text
+    return forms
+
+
+class Secrets:
+    """Every secret value one run knows of; masks them wherever text leaves the run."""
+
+    def __init__(self, values: Iterable[str] = (), *, on_add: Callable[[str], None] | None = None):
+        # Replaced, never changed in place: the checkpoint thread reads them while tokens come.
+        self._configured: tuple[str, ...] = ()
+        self._issued: tuple[str, ...] = ()  # tokens and the Basic credential, in order
+        self._tokens: tuple[str, ...] = ()
+        self._masks: tuple[str, ...] = ()  # every form of every value, longest first
+        self._lock = threading.Lock()
+        self._listeners = [on_add] if on_add is not None else []
+        self._filter = _MaskingFilter(self)
+        self.add_configured(values)
+
+    @classmethod
+    def of(cls, config: Config, *, on_add: Callable[[str], None] | None = None) -> Secrets:
+        """The registry for a run of `config`."""
+        return cls(config.secrets(), on_add=on_add)
+
+    @property
+    def configured(self) -> tuple[str, ...]:
+        """The config's secret values, in the order `Config.secrets` gives them."""
+        return self._configured
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        """Every access token issued (or configured as auth.token) in this run."""
+        return self._tokens
+
+    def listen(self, on_add: Callable[[str], None]) -> None:
+        """`on_add` hears of every value known now and added from now on."""
+        self._listeners.append(on_add)
+        for value in (*self._configured, *self._issued):
+            on_add(value)
+
+    def add_configured(self, values: Iterable[str]) -> None:
+        with self._lock:
+            new = tuple(v for v in values if v and v not in self._configured)
+            self._configured += new
+        self._learned(new)
+
+    def add(self, value: str, *, token: bool = False) -> None:
+        """A secret made during the run: a token (`token`), or a credential derived from one."""
+        if not value:
+            return
+        with self._lock:
+            if token and value not in self._tokens:
+                self._tokens += (value,)
+            if value in self._issued or value in self._configured:
+                return
+            self._issued += (value,)
+        self._learned((value,))
+
+    def _learned(self, values: tuple[str, ...]) -> None:
+        if not values:
+            return
+        with self._lock:
+            forms = {
+                form for v in (*self._configured, *self._issued) for form in url_forms(v).values()
+            }
+            self._masks = tuple(sorted(forms, key=len, reverse=True))
+        for value in values:
+            for listener in self._listeners:
+                listener(value)
+
+    def __bool__(self) -> bool:
+        return bool(self._masks)
+
+    def __repr__(self) -> str:
+        return f"Secrets({len(self._configured)} configured, {len(self._issued)} issued)"
+
+    # --- masking text ---------------------------------------------------------------------
+
+    def mask(self, text: str) -> str:
+        """`text` with every form of every secret replaced by ***."""
+        for form in self._masks:
+            if form in text:
+                text = text.replace(form, MASK)
+        return text
+
+    def mask_bytes(self, data: bytes) -> bytes:
+        for form in self._masks:
+            encoded = form.encode()
+            if encoded in data:
+                data = data.replace(encoded, MASK.encode())
+        return data
+
+    def mask_data(self, value: Any) -> Any:
+        """Plain data (mappings, lists, scalars) with every string in it masked, keys too."""
+        if isinstance(value, str):
+            return self.mask(value)
+        if isinstance(value, dict):
+            return {self.mask_data(k): self.mask_data(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.mask_data(v) for v in value]
+        return value
+
+    def mask_exception(self, exc: BaseException) -> BaseException:
+        """The exception to raise in place of `exc`, every secret gone from it and its chain.
+
+        harvester's own errors are masked in place (their fields too). Any other exception
+        whose text holds a secret (an aiohttp error naming its URL, with its request's headers
+        among its attributes) is replaced by a `MaskedError` carrying its masked text and
+        traceback; CancelledError and KeyboardInterrupt are kept, only their chains masked.
+        """
+        top = self._masked_link(exc)
+        # id of each original -> (the original, kept alive so no id is reused; its stand-in)
+        replaced = {id(exc): (exc, top)}
+        pending = [top]
+        while pending:
+            link = pending.pop()
+            for attribute in ("__cause__", "__context__"):
+                inner = getattr(link, attribute)
+                if inner is None:
+                    continue
+                if id(inner) not in replaced:
+                    replaced[id(inner)] = (inner, self._masked_link(inner))
+                    pending.append(replaced[id(inner)][1])
+                setattr(link, attribute, replaced[id(inner)][1])
+        return top
+
+    def _masked_link(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, HarvesterError):
+            for name, value in vars(exc).items():
+                if isinstance(value, str):
+                    setattr(exc, name, self.mask(value))
+            exc.args = tuple(self.mask(a) if isinstance(a, str) else a for a in exc.args)
+            return exc
+        if not isinstance(exc, Exception):
+            return exc  # a cancellation or interrupt must stay what it is
+        text = f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
+        shown = self.mask(text)
+        if shown == text and not self._holds_secret(exc):
+            return exc
+        stand_in = MaskedError(shown).with_traceback(exc.__traceback__)
+        stand_in.__cause__, stand_in.__context__ = exc.__cause__, exc.__context__
+        stand_in.__suppress_context__ = exc.__suppress_context__
+        return stand_in
+
+    def _holds_secret(self, exc: BaseException) -> bool:
+        # aiohttp's errors keep the request (its headers: Authorization) among their attributes.
+        shown = repr(vars(exc))
+        return self.mask(shown) != shown
+
+    # --- log records ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def masking_logs(self) -> Iterator[None]:
+        """Mask every record of harvester's loggers while inside; reentrant."""
+        loggers = [logging.getLogger(name) for name in _LOGGERS]
+        attached = [lg for lg in loggers if self._filter not in lg.filters]
+        for logger in attached:
+            logger.addFilter(self._filter)
+        try:
+            yield
+        finally:
+            for logger in attached:
+                logger.removeFilter(self._filter)
+
+    # --- tokens in next links -------------------------------------------------------------
+
+    def current_token_in(self, url: str, current: str) -> str:
+        """`url` with any earlier token (or a resumed link's stand-in) replaced by `current`."""
+        now = url_forms(current)
+        for kind, stand_in in RESUMED_TOKEN.items():
+            if stand_in in url:
+                url = url.replace(stand_in, now.get(kind, current))
+        for old in self._tokens:
+            if old != current:
+                for kind, form in url_forms(old).items():
+                    if form in url:
+                        url = url.replace(form, now.get(kind, form))
+        return url
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    def placeholders(self) -> list[tuple[bytes, bytes]]:
+        """(a secret's form as JSON text holds it, its placeholder), longest first.
+
+        Configured values become {secret:N...}, put back from the config on load; tokens
+        become {token...}, put back as RESUMED_TOKEN, which the fetcher swaps for the token of
+        the moment.
+        """
+        found: dict[bytes, bytes] = {}
+        named = [(f"secret:{i}", v) for i, v in enumerate(self._configured)]
+        named += [("token", v) for v in self._tokens if v not in self._configured]
+        for name, value in named:
+            for kind, form in url_forms(value).items():
+                found.setdefault(orjson.dumps(form)[1:-1], f"{{{name}{kind}}}".encode())
+        return sorted(found.items(), key=lambda pair: -len(pair[0]))
+
+    def with_placeholders(self, text: bytes) -> bytes:
+        for form, placeholder in self.placeholders():
+            text = text.replace(form, placeholder)
+        return text
+
+    def from_placeholders(self, text: bytes) -> bytes:
+        """`text` with each placeholder put back: configured values, then token stand-ins."""
+        for form, placeholder in self.placeholders():
+            if not placeholder.startswith(b"{token"):
+                text = text.replace(placeholder, form)
+        for kind, stand_in in RESUMED_TOKEN.items():
+            text = text.replace(f"{{token{kind}}}".encode(), stand_in.encode())
+        return text
+
+
+class MaskedError(Exception):
+    """Stands in for an exception whose text or attributes held a secret: its masked text."""
+
+
+class _MaskingFilter(logging.Filter):
+    """Masks the message, the traceback and the stack of every record it sees."""
+
+    def __init__(self, secrets: Secrets) -> None:
+        super().__init__()
+        self._secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        record.msg, record.args = self._secrets.mask(record.getMessage()), None
+        if record.exc_info:
+            text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
+            record.exc_text, record.exc_info = text, None
+        if record.exc_text:
+            record.exc_text = self._secrets.mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self._secrets.mask(record.stack_info)
+        return True

@@ -38,7 +38,8 @@ _KINDS: tuple[tuple[str, Callable[[str], str]], ...] = (
 )
 # On resume, a token placeholder becomes this stand-in, swapped for the current token's same
 # form when the link is sent: the token saved with the link has most likely expired since.
-RESUMED_TOKEN = {kind: f"harvester-resumed-token{kind.replace(':', '-')}" for kind, _ in _KINDS}
+# None is the start of another, so that replacing one leaves the others whole.
+RESUMED_TOKEN = {kind: f"harvester-resumed-token-{kind[1:] or 'raw'}" for kind, _ in _KINDS}
 
 
 def url_forms(value: str) -> dict[str, str]:

@@ -231,11 +231,12 @@ async def test_a_failing_library_run_shows_no_secret(
             await run(config, stats=stats, policy=no_wait_policy(max_attempts=2))
     error = caught.value
     assert type(error) is FAILURES[mode], error
-    if mode == "long_header":  # the server sent 200: aiohttp's 400 is not the server's
-        assert error.status is None and "400" not in str(error), error  # type: ignore[attr-defined]
+    if isinstance(error, PageFetchError) and mode == "long_header":
+        # The server sent 200: the 400 is the code aiohttp's parser gives what it cannot read.
+        assert error.status is None and "status 400" not in str(error), error
         assert "could not be read" in str(error)
-    if mode == "echo_key":
-        assert error.status == 400 and "bad request for key ***" in error.body  # type: ignore[attr-defined]
+    if isinstance(error, PageFetchError) and mode == "echo_key":
+        assert error.status == 400 and "bad request for key ***" in error.body
     logged = [r.getMessage() + (r.exc_text or "") for r in caplog.records]
     assert_no_secret(
         api, [*exception_texts(error), *logged, orjson.dumps(stats.as_dict()).decode()]

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from harvester.config import Config
 
 MASK = "***"
+# Shorter values are not masked: "t" replaced in every message would leave nothing readable,
+# and no credential worth the name is that short (Config.secrets draws the same line).
+_SHORTEST = 4
 # Loggers whose records are masked during a run: harvester's own, and asyncio's, which logs
 # the text of exceptions nobody retrieved (an aiohttp error names its URL).
 _LOGGERS = ("harvester", "asyncio")
@@ -89,13 +92,13 @@ class Secrets:
 
     def add_configured(self, values: Iterable[str]) -> None:
         with self._lock:
-            new = tuple(v for v in values if v and v not in self._configured)
+            new = tuple(v for v in values if len(v) >= _SHORTEST and v not in self._configured)
             self._configured += new
         self._learned(new)
 
     def add(self, value: str, *, token: bool = False) -> None:
         """A secret made during the run: a token (`token`), or a credential derived from one."""
-        if not value:
+        if len(value) < _SHORTEST:
             return
         with self._lock:
             if token and value not in self._tokens:

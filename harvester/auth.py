@@ -27,7 +27,9 @@ from harvester.retry import (
     InvalidBody,
     RetryableStatus,
     RetryPolicy,
+    answered_status,
     certificate_failure,
+    failure_detail,
     refused,
     retry_cause,
 )
@@ -163,7 +165,7 @@ class TokenManager:
             raise AuthError(
                 f"{_failure(exc)} after {attempts} attempt(s): {_describe(exc)}",
                 url=url,
-                status=getattr(exc, "status", None),
+                status=answered_status(exc),
             ) from exc
         return self._accept(payload, url)
 
@@ -295,5 +297,5 @@ def _describe(exc: BaseException) -> str:
             return os.strerror(error.errno)
         return error.strerror or str(error) or str(exc)
     cause = retry_cause(exc) or type(exc).__name__
-    detail = str(exc)
+    detail = failure_detail(exc)
     return f"{cause} ({detail})" if detail and detail != cause else cause

@@ -48,7 +48,9 @@ from harvester.retry import (
     InvalidBody,
     RetryableStatus,
     RetryPolicy,
+    answered_status,
     certificate_failure,
+    failure_detail,
     refused,
     retry_cause,
 )
@@ -217,14 +219,15 @@ class Fetcher:
                 "retry.on_long_quota: wait holds every worker until then"
             )
         elif self._policy.is_retryable(exc):
-            reason = f"gave up after {attempts} attempts: {retry_cause(exc)} ({_detail(exc)})"
+            detail = failure_detail(exc)
+            reason = f"gave up after {attempts} attempts: {retry_cause(exc)} ({detail})"
         else:
-            reason = f"failed: {type(exc).__name__} ({_detail(exc)})"
+            reason = f"failed: {type(exc).__name__} ({failure_detail(exc)})"
         raise PageFetchError(
             reason,
             page=request.index,
             url=str(url),
-            status=_status(exc),
+            status=answered_status(exc),
             body=getattr(exc, "body", ""),
             attempts=attempts,
         ) from exc
@@ -387,24 +390,6 @@ class Fetcher:
             next=selected.next,
             total_pages=total_pages,
         )
-
-
-def _status(exc: BaseException) -> int | None:
-    """The status the server sent, if it sent one before `exc`."""
-    # aiohttp raises ClientResponseError with its parser's code (400) when it cannot read the
-    # head of an answer (a header too long, say): the server may well have sent 200. With
-    # raise_for_status off, that is the only way it comes here.
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return None
-    status = getattr(exc, "status", None)
-    return status if isinstance(status, int) else None
-
-
-def _detail(exc: BaseException) -> str:
-    """What went wrong, without aiohttp's own rendering (its code and the full URL)."""
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return f"the answer could not be read: {exc.message}"
-    return str(exc)
 
 
 def _redirect_target(request: PageRequest, current: URL, location: str) -> URL:

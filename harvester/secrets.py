@@ -196,7 +196,10 @@ class Secrets:
 
     def _holds_secret(self, exc: BaseException) -> bool:
         # aiohttp's errors keep the request (its headers: Authorization) among their attributes.
-        shown = repr(vars(exc))
+        try:
+            shown = repr(vars(exc))
+        except Exception:  # an attribute that cannot be shown cannot be vouched for either
+            return True
         return self.mask(shown) != shown
 
     # --- log records ----------------------------------------------------------------------

@@ -91,8 +91,10 @@ class Secrets:
             on_add(value)
 
     def add_configured(self, values: Iterable[str]) -> None:
+        """Values from the config; each is numbered by its place, for checkpoint placeholders."""
         with self._lock:
-            new = tuple(v for v in values if len(v) >= _SHORTEST and v not in self._configured)
+            fresh = dict.fromkeys(v for v in values if len(v) >= _SHORTEST)
+            new = tuple(v for v in fresh if v not in self._configured)
             self._configured += new
         self._learned(new)
 

@@ -354,3 +354,28 @@ async def test_a_cli_run_stopped_by_sigterm_keeps_no_token_and_resumes_with_the_
     assert len(api.issued) == 2 and api.stale == []
     assert api.carried.count(api.issued[1]) == 4  # pages 3-6, from the resumed link on
     assert_no_secret(api, [*texts, resumed.stdout, resumed.stderr, *files_left(tmp_path)])
+
+
+async def test_a_library_run_masks_harvester_log_records_while_it_lasts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No CLI, no handler of harvester's: whatever a library user's logging collects from the
+    `harvester` logger during run() is masked, issued tokens included; after it, nothing is."""
+    caplog.set_level(logging.INFO, logger="harvester")
+    log = logging.getLogger("harvester")
+
+    class Telling(Stop):  # asked before each page: logs from inside the run
+        @property
+        def requested(self) -> bool:
+            log.info("now %s with %s", api.issued[-1] if api.issued else "-", API_KEY)
+            return False
+
+    api = Api("next_token")
+    async with api_server(api) as url:
+        config = parse_config(audit_raw(url, tmp_path / "out.jsonl", "next_token"), environ={})
+        await run(config, policy=no_wait_policy(), stop=Telling())
+    during = [r.getMessage() for r in caplog.records if r.getMessage().startswith("now ")]
+    assert during and all(m in ("now - with ***", "now *** with ***") for m in during), during
+    assert "now *** with ***" in during
+    log.info("after %s", API_KEY)
+    assert caplog.records[-1].getMessage() == f"after {API_KEY}"

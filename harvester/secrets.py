@@ -48,11 +48,30 @@ RESUMED_TOKEN = {kind: f"harvester-resumed-token-{kind[1:] or 'raw'}" for kind, 
 def url_forms(value: str) -> dict[str, str]:
     """{placeholder suffix: the form `value` takes in a URL}, each distinct form once."""
     forms: dict[str, str] = {}
-    for kind, form in _KINDS:
-        text = form(value)
+    for kind, text in _every_form(value).items():
         if text not in forms.values():
             forms[kind] = text
     return forms
+
+
+def _every_form(value: str) -> dict[str, str]:
+    return {kind: form(value) for kind, form in _KINDS}
+
+
+def _swappable_forms(token: str) -> tuple[tuple[str, str], ...]:
+    """(each distinct form of `token`, the kind of form to put the next token in there).
+
+    Where forms coincide (a token of letters and digits is the same in all of them), the link
+    does not tell which encoding its server used: the percent-encoded form is right in any
+    query, so the next token goes in that way."""
+    kinds: dict[str, list[str]] = {}
+    for kind, text in _every_form(token).items():
+        kinds.setdefault(text, []).append(kind)
+    preferred = (":url", ":query")
+    return tuple(
+        (text, next((k for k in preferred if k in shared), shared[0]))
+        for text, shared in kinds.items()
+    )
 
 
 class Secrets:
@@ -63,6 +82,8 @@ class Secrets:
         self._configured: tuple[str, ...] = ()
         self._issued: tuple[str, ...] = ()  # tokens and the Basic credential, in order
         self._tokens: tuple[str, ...] = ()
+        # (token, its distinct URL forms), worked out once: next links are checked per request.
+        self._token_forms: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = ()
         self._masks: tuple[str, ...] = ()  # every form of every value, longest first
         self._lock = threading.Lock()
         self._listeners = [on_add] if on_add is not None else []
@@ -105,6 +126,7 @@ class Secrets:
         with self._lock:
             if token and value not in self._tokens:
                 self._tokens += (value,)
+                self._token_forms += ((value, _swappable_forms(value)),)
             if value in self._issued or value in self._configured:
                 return
             self._issued += (value,)
@@ -223,15 +245,15 @@ class Secrets:
 
     def current_token_in(self, url: str, current: str) -> str:
         """`url` with any earlier token (or a resumed link's stand-in) replaced by `current`."""
-        now = url_forms(current)
+        now = _every_form(current)
         for kind, stand_in in RESUMED_TOKEN.items():
             if stand_in in url:
-                url = url.replace(stand_in, now.get(kind, current))
-        for old in self._tokens:
+                url = url.replace(stand_in, now[kind])
+        for old, forms in self._token_forms:
             if old != current:
-                for kind, form in url_forms(old).items():
+                for form, kind in forms:
                     if form in url:
-                        url = url.replace(form, now.get(kind, form))
+                        url = url.replace(form, now[kind])
         return url
 
     # --- checkpoints ----------------------------------------------------------------------

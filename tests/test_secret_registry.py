@@ -138,3 +138,13 @@ def test_a_link_holding_an_earlier_token_is_sent_with_the_current_one() -> None:
         quote(TOKEN, safe=""), quote(NEWER, safe="")
     )
     assert secrets.current_token_in(link, TOKEN) == link
+
+
+def test_a_plain_token_in_a_link_gives_way_to_the_next_token_percent_encoded() -> None:
+    # "plain0token" reads the same in every encoding: the link does not say which its server
+    # used, and the percent-encoded form is right in any query.
+    secrets = Secrets()
+    secrets.add("plain0token", token=True)
+    secrets.add(NEWER, token=True)
+    sent = secrets.current_token_in("https://api.test/items?access_token=plain0token", NEWER)
+    assert URL(sent, encoded=True).query["access_token"] == NEWER

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 MASK = "***"
 # Shorter values are not masked: "t" replaced in every message would leave nothing readable,
-# and no credential worth the name is that short (Config.secrets draws the same line).
+# and no credential worth the name is that short.
 _SHORTEST = 4
 # Loggers whose records are masked during a run: harvester's own, and asyncio's, which logs
 # the text of exceptions nobody retrieved (an aiohttp error names its URL).
@@ -207,6 +207,8 @@ class Secrets:
                     setattr(exc, name, self.mask(value))
             exc.args = tuple(self.mask(a) if isinstance(a, str) else a for a in exc.args)
             return exc
+        if isinstance(exc, BaseExceptionGroup):  # a TaskGroup's: tracebacks show every member
+            return self._masked_group(exc)
         if not isinstance(exc, Exception):
             return exc  # a cancellation or interrupt must stay what it is
         text = f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
@@ -217,6 +219,15 @@ class Secrets:
         stand_in.__cause__, stand_in.__context__ = exc.__cause__, exc.__context__
         stand_in.__suppress_context__ = exc.__suppress_context__
         return stand_in
+
+    def _masked_group(self, group: BaseExceptionGroup[BaseException]) -> BaseException:
+        members = [self.mask_exception(member) for member in group.exceptions]
+        if all(new is old for new, old in zip(members, group.exceptions, strict=True)):
+            return group
+        masked = group.derive(members).with_traceback(group.__traceback__)
+        masked.__cause__, masked.__context__ = group.__cause__, group.__context__
+        masked.__suppress_context__ = group.__suppress_context__
+        return masked
 
     def _holds_secret(self, exc: BaseException) -> bool:
         # aiohttp's errors keep the request (its headers: Authorization) among their attributes.

@@ -103,6 +103,16 @@ def test_an_exception_chain_is_masked_link_by_link() -> None:
     assert KEY not in shown and quote(KEY, safe="") not in shown and TOKEN not in shown
 
 
+def test_every_member_of_an_exception_group_is_masked() -> None:
+    secrets = Secrets([KEY])
+    group = ExceptionGroup("workers", [_Transport(KEY, {}), ValueError("nothing secret")])
+    masked = secrets.mask_exception(group)
+    assert isinstance(masked, ExceptionGroup) and masked.message == "workers"
+    first, second = masked.exceptions
+    assert isinstance(first, MaskedError) and second is group.exceptions[1]
+    assert KEY not in "".join(traceback.format_exception(masked))
+
+
 def test_a_cancellation_stays_a_cancellation() -> None:
     secrets = Secrets([KEY])
     cancelled = asyncio.CancelledError()

@@ -184,23 +184,28 @@ class Secrets:
         among its attributes) is replaced by a `MaskedError` carrying its masked text and
         traceback; CancelledError and KeyboardInterrupt are kept, only their chains masked.
         """
-        top = self._masked_link(exc)
-        # id of each original -> (the original, kept alive so no id is reused; its stand-in)
-        replaced = {id(exc): (exc, top)}
-        pending = [top]
-        while pending:
-            link = pending.pop()
-            for attribute in ("__cause__", "__context__"):
-                inner = getattr(link, attribute)
-                if inner is None:
-                    continue
-                if id(inner) not in replaced:
-                    replaced[id(inner)] = (inner, self._masked_link(inner))
-                    pending.append(replaced[id(inner)][1])
-                setattr(link, attribute, replaced[id(inner)][1])
-        return top
+        return self._masked(exc, {})
 
-    def _masked_link(self, exc: BaseException) -> BaseException:
+    def _masked(
+        self, exc: BaseException, replaced: dict[int, tuple[BaseException, BaseException]]
+    ) -> BaseException:
+        """`exc` masked, and each exception it leads to; `replaced` maps the id of each one
+        met so far to (it, kept alive so that no id is reused; what stands for it)."""
+        known = replaced.get(id(exc))
+        if known is not None:
+            return known[1]
+        replaced[id(exc)] = (exc, exc)  # for now: a chain that leads back here stops here
+        masked = self._masked_link(exc, replaced)
+        replaced[id(exc)] = (exc, masked)
+        for attribute in ("__cause__", "__context__"):
+            inner = getattr(masked, attribute)
+            if inner is not None:
+                setattr(masked, attribute, self._masked(inner, replaced))
+        return masked
+
+    def _masked_link(
+        self, exc: BaseException, replaced: dict[int, tuple[BaseException, BaseException]]
+    ) -> BaseException:
         if isinstance(exc, HarvesterError):
             for name, value in vars(exc).items():
                 if isinstance(value, str):
@@ -208,26 +213,30 @@ class Secrets:
             exc.args = tuple(self.mask(a) if isinstance(a, str) else a for a in exc.args)
             return exc
         if isinstance(exc, BaseExceptionGroup):  # a TaskGroup's: tracebacks show every member
-            return self._masked_group(exc)
+            members = [self._masked(member, replaced) for member in exc.exceptions]
+            if all(new is old for new, old in zip(members, exc.exceptions, strict=True)):
+                return exc
+            # A member had to be stood in for: so does the group, which would show it.
+            shown = "; ".join(f"{type(m).__name__}: {m}" for m in members)
+            return self._stand_in(exc, f"{self._name(exc)}: {exc} ({shown})")
         if not isinstance(exc, Exception):
             return exc  # a cancellation or interrupt must stay what it is
-        text = f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
+        text = f"{self._name(exc)}: {exc}"
         shown = self.mask(text)
         if shown == text and not self._holds_secret(exc):
             return exc
-        stand_in = MaskedError(shown).with_traceback(exc.__traceback__)
+        return self._stand_in(exc, shown)
+
+    @staticmethod
+    def _name(exc: BaseException) -> str:
+        return f"{type(exc).__module__}.{type(exc).__qualname__}"
+
+    @staticmethod
+    def _stand_in(exc: BaseException, text: str) -> MaskedError:
+        stand_in = MaskedError(text).with_traceback(exc.__traceback__)
         stand_in.__cause__, stand_in.__context__ = exc.__cause__, exc.__context__
         stand_in.__suppress_context__ = exc.__suppress_context__
         return stand_in
-
-    def _masked_group(self, group: BaseExceptionGroup[BaseException]) -> BaseException:
-        members = [self.mask_exception(member) for member in group.exceptions]
-        if all(new is old for new, old in zip(members, group.exceptions, strict=True)):
-            return group
-        masked = group.derive(members).with_traceback(group.__traceback__)
-        masked.__cause__, masked.__context__ = group.__cause__, group.__context__
-        masked.__suppress_context__ = group.__suppress_context__
-        return masked
 
     def _holds_secret(self, exc: BaseException) -> bool:
         # aiohttp's errors keep the request (its headers: Authorization) among their attributes.

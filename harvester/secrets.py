@@ -20,7 +20,9 @@ from urllib.parse import quote, quote_plus
 import orjson
 from yarl import URL
 
-from harvester.errors import HarvesterError
+from harvester.masked_errors import MaskedError, mask_exception
+
+__all__ = ["MASK", "RESUMED_TOKEN", "MaskedError", "Secrets", "url_forms"]
 
 if TYPE_CHECKING:
     from harvester.config import Config
@@ -177,74 +179,9 @@ class Secrets:
         return value
 
     def mask_exception(self, exc: BaseException) -> BaseException:
-        """The exception to raise in place of `exc`, every secret gone from it and its chain.
-
-        harvester's own errors are masked in place (their fields too). Any other exception
-        whose text holds a secret (an aiohttp error naming its URL, with its request's headers
-        among its attributes) is replaced by a `MaskedError` carrying its masked text and
-        traceback; CancelledError and KeyboardInterrupt are kept, only their chains masked.
-        """
-        return self._masked(exc, {})
-
-    def _masked(
-        self, exc: BaseException, replaced: dict[int, tuple[BaseException, BaseException]]
-    ) -> BaseException:
-        """`exc` masked, and each exception it leads to; `replaced` maps the id of each one
-        met so far to (it, kept alive so that no id is reused; what stands for it)."""
-        known = replaced.get(id(exc))
-        if known is not None:
-            return known[1]
-        replaced[id(exc)] = (exc, exc)  # for now: a chain that leads back here stops here
-        masked = self._masked_link(exc, replaced)
-        replaced[id(exc)] = (exc, masked)
-        for attribute in ("__cause__", "__context__"):
-            inner = getattr(masked, attribute)
-            if inner is not None:
-                setattr(masked, attribute, self._masked(inner, replaced))
-        return masked
-
-    def _masked_link(
-        self, exc: BaseException, replaced: dict[int, tuple[BaseException, BaseException]]
-    ) -> BaseException:
-        if isinstance(exc, HarvesterError):
-            for name, value in vars(exc).items():
-                if isinstance(value, str):
-                    setattr(exc, name, self.mask(value))
-            exc.args = tuple(self.mask(a) if isinstance(a, str) else a for a in exc.args)
-            return exc
-        if isinstance(exc, BaseExceptionGroup):  # a TaskGroup's: tracebacks show every member
-            members = [self._masked(member, replaced) for member in exc.exceptions]
-            if all(new is old for new, old in zip(members, exc.exceptions, strict=True)):
-                return exc
-            # A member had to be stood in for: so does the group, which would show it.
-            shown = "; ".join(f"{type(m).__name__}: {m}" for m in members)
-            return self._stand_in(exc, f"{self._name(exc)}: {exc} ({shown})")
-        if not isinstance(exc, Exception):
-            return exc  # a cancellation or interrupt must stay what it is
-        text = f"{self._name(exc)}: {exc}"
-        shown = self.mask(text)
-        if shown == text and not self._holds_secret(exc):
-            return exc
-        return self._stand_in(exc, shown)
-
-    @staticmethod
-    def _name(exc: BaseException) -> str:
-        return f"{type(exc).__module__}.{type(exc).__qualname__}"
-
-    @staticmethod
-    def _stand_in(exc: BaseException, text: str) -> MaskedError:
-        stand_in = MaskedError(text).with_traceback(exc.__traceback__)
-        stand_in.__cause__, stand_in.__context__ = exc.__cause__, exc.__context__
-        stand_in.__suppress_context__ = exc.__suppress_context__
-        return stand_in
-
-    def _holds_secret(self, exc: BaseException) -> bool:
-        # aiohttp's errors keep the request (its headers: Authorization) among their attributes.
-        try:
-            shown = repr(vars(exc))
-        except Exception:  # an attribute that cannot be shown cannot be vouched for either
-            return True
-        return self.mask(shown) != shown
+        """The exception to raise in place of `exc`, every secret gone from it and its chain
+        (see masked_errors.py)."""
+        return mask_exception(exc, self.mask)
 
     # --- log records ----------------------------------------------------------------------
 
@@ -306,10 +243,6 @@ class Secrets:
         for kind, stand_in in RESUMED_TOKEN.items():
             text = text.replace(f"{{token{kind}}}".encode(), stand_in.encode())
         return text
-
-
-class MaskedError(Exception):
-    """Stands in for an exception whose text or attributes held a secret: its masked text."""
 
 
 class _MaskingFilter(logging.Filter):

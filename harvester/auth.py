@@ -28,10 +28,13 @@ from harvester.retry import (
     InvalidBody,
     RetryableStatus,
     RetryPolicy,
+    answered_status,
     certificate_failure,
+    failure_detail,
     refused,
     retry_cause,
 )
+from harvester.secrets import Secrets
 from harvester.stats import Stats
 
 # A refresh_margin longer than half the token's lifetime was meant for longer-lived tokens: kept,
@@ -68,24 +71,21 @@ class TokenManager:
         *,
         timeout: aiohttp.ClientTimeout | None = None,
         clock: Callable[[], float] = time.monotonic,
-        on_secret: Callable[[str], None] | None = None,
+        secrets: Secrets | None = None,
         throttle: Throttle | None = None,
     ) -> None:
-        """`on_secret` hears of every secret value the run makes (tokens, the Basic credential)
-        as soon as it exists, so that logs can mask it."""
+        """`secrets`, the run's registry, learns every secret value this manager makes (tokens,
+        the Basic credential) as soon as it exists, so that every output can mask it."""
         self._config = config
         self._session = session
         self._policy = policy
         self._stats = stats
         self._timeout = timeout
         self._clock = clock
-        self._on_secret = on_secret
-        # Every secret this manager has handled, old tokens included: an error body that echoes
-        # one is masked before it lands in an exception (see `scrub`).
-        self._secrets: set[bytes] = set()
+        self._secrets = secrets if secrets is not None else Secrets()
         for secret in (config.client_secret, config.token):
             if secret is not None:
-                self._remember(secret.reveal())
+                self._secrets.add_configured([secret.reveal()])
         # Token requests count against the rate and wait out cool-downs like data requests.
         self._throttle = throttle or Throttle(ConcurrencyConfig(), stats)
         # Guards _token and the token request: whoever holds it re-checks staleness before
@@ -96,6 +96,7 @@ class TokenManager:
         self._accepted = 0  # the newest generation the API has answered with a success
         if config.type == "bearer" and config.token is not None:
             self._token = Token(config.token.reveal(), generation=1)
+            self._secrets.add(config.token.reveal(), token=True)
 
     @property
     def refreshable(self) -> bool:
@@ -137,17 +138,15 @@ class TokenManager:
     def was_accepted(self, token: Token) -> bool:
         return self._accepted >= token.generation
 
-    def scrub(self, body: bytes) -> bytes:
-        """`body` with every secret this manager knows replaced by ***."""
-        for secret in self._secrets:
-            body = body.replace(secret, b"***")
-        return body
+    @property
+    def secrets(self) -> Secrets:
+        """The run's secret registry, which knows every token this manager was issued."""
+        return self._secrets
 
-    def _remember(self, secret: str) -> None:
-        if secret:
-            self._secrets.add(secret.encode())
-            if self._on_secret is not None:
-                self._on_secret(secret)
+    def scrub(self, body: bytes) -> bytes:
+        """`body` with every secret of the run (old tokens too) replaced by ***: masked before
+        an excerpt could cut a secret in two."""
+        return self._secrets.mask_bytes(body)
 
     def _stale(self, token: Token) -> bool:
         return token.refresh_at is not None and self._clock() >= token.refresh_at
@@ -171,7 +170,7 @@ class TokenManager:
             raise AuthError(
                 f"{_failure(exc)} after {attempts} attempt(s): {_describe(exc)}",
                 url=url,
-                status=getattr(exc, "status", None),
+                status=answered_status(exc),
             ) from exc
         return self._accept(payload, url)
 
@@ -241,7 +240,7 @@ class TokenManager:
             # RFC 6749 section 2.3.1: form-encode id and secret before joining them for Basic.
             pair = f"{quote_plus(config.client_id)}:{quote_plus(config.client_secret.reveal())}"
             credential = base64.b64encode(pair.encode()).decode()
-            self._remember(credential)  # as good as the secret itself
+            self._secrets.add(credential)  # as good as the secret itself
             headers["Authorization"] = "Basic " + credential
         else:
             form["client_id"] = config.client_id
@@ -252,7 +251,7 @@ class TokenManager:
         value = payload.get("access_token")
         if not isinstance(value, str) or not value:
             raise AuthError("token response has no access_token", url=url, status=200)
-        self._remember(value)  # before any check below can fail with it in hand
+        self._secrets.add(value, token=True)  # before any check below fails with it in hand
         token_type = payload.get("token_type", "bearer")
         if not isinstance(token_type, str) or token_type.lower() != "bearer":
             raise AuthError(f"unsupported token_type {token_type!r}", url=url, status=200)
@@ -306,5 +305,5 @@ def _describe(exc: BaseException) -> str:
             return os.strerror(error.errno)
         return error.strerror or str(error) or str(exc)
     cause = retry_cause(exc) or type(exc).__name__
-    detail = str(exc)
+    detail = failure_detail(exc)
     return f"{cause} ({detail})" if detail and detail != cause else cause

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
-from urllib.parse import quote, quote_plus
 
 import orjson
 
 from harvester.config import Config
 from harvester.errors import ResumeError, carries_secret, redact_url
 from harvester.output import create_private
+from harvester.secrets import Secrets
 from harvester.stats import Stats
 
 VERSION = 1
@@ -108,9 +108,9 @@ class CheckpointFile:
     """The checkpoint beside one output file."""
 
     output: Path
-    # Secret values (an API key, say) that may turn up in a saved next link: written as
-    # placeholders, put back from the config on load, so no secret is ever stored.
-    secrets: list[str] = field(default_factory=list)
+    # The run's secrets, which may turn up in a saved next link (an API key, an access token):
+    # written as placeholders, put back on load, so no secret is ever stored.
+    secrets: Secrets = field(default_factory=Secrets)
     path: Path = field(init=False)
     temporary: Path = field(init=False)  # where a save writes before its rename
 
@@ -151,7 +151,7 @@ class CheckpointFile:
         # Owner-only, like any file that says where a private dataset's pages are; made anew,
         # never written through a symbolic link.
         with create_private(self.temporary) as handle:
-            handle.write(self._without_secrets(checkpoint.to_json()))
+            handle.write(self.secrets.with_placeholders(checkpoint.to_json()))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(self.temporary, self.path)
@@ -163,27 +163,8 @@ class CheckpointFile:
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 path.unlink()
 
-    def _forms(self) -> list[tuple[bytes, bytes]]:
-        """(each secret as JSON text holds it, raw or URL-encoded; its placeholder)."""
-        forms = []
-        for index, secret in enumerate(self.secrets):
-            for kind, form in (
-                ("", secret),
-                (":url", quote(secret, safe="")),
-                (":plus", quote_plus(secret)),
-            ):
-                placeholder = f"{{secret:{index}{kind}}}".encode()
-                forms.append((orjson.dumps(form)[1:-1], placeholder))
-        return sorted(set(forms), key=lambda pair: -len(pair[0]))  # longest first
-
-    def _without_secrets(self, text: bytes) -> bytes:
-        for form, placeholder in self._forms():
-            text = text.replace(form, placeholder)
-        return text
-
     def _with_secrets(self, text: bytes) -> bytes:
-        for form, placeholder in self._forms():
-            text = text.replace(placeholder, form)
+        text = self.secrets.from_placeholders(text)
         if b"{secret:" in text:
             raise ResumeError(
                 "refers to a secret (an API key in a next link) the config no longer holds",

@@ -24,6 +24,7 @@ from harvester.config import Config, load_config
 from harvester.errors import HarvesterError, Interrupted, redact_url
 from harvester.output import is_stdout
 from harvester.runner import Stop, run
+from harvester.secrets import Secrets
 from harvester.stats import Stats
 from harvester.tune import summary, tune
 
@@ -98,45 +99,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     if arguments[:1] == ["tune"]:
         return _tune_main(arguments[1:])
     args = _parser().parse_args(arguments)
-    with _restoring_signals():
-        return _main(args)
+    _setup_logging(args.log_level)
+    # The run's one secret registry, masking every log record from the start; it learns the
+    # config's secrets once the config is read, and each token as it is issued.
+    secrets = Secrets()
+    with _restoring_signals(), secrets.masking_logs():
+        return _main(args, secrets)
 
 
-def _main(args: argparse.Namespace) -> int:
-    scrubber = _SecretScrubber()
-    _setup_logging(args.log_level, scrubber)
+def _main(args: argparse.Namespace, secrets: Secrets) -> int:
     stats = Stats()
     code = EXIT_FAILED
     error: str | None = None
     summary_to = sys.stdout
     try:
         config = load_config(args.config, overrides=_overrides(args), keep_unset=args.print_config)
-        scrubber.add(*config.secrets())
+        secrets.add_configured(config.secrets())
         if args.print_config:
-            # masked() hides every secret it knows of; the scrubber is the second lock.
+            # masked() hides every secret it knows of; the registry is the second lock.
             text = yaml.safe_dump(config.masked(), sort_keys=False, allow_unicode=True)
-            print(scrubber.scrub(text), end="", flush=True)
+            print(secrets.mask(text), end="", flush=True)
             return EXIT_OK
         if is_stdout(config.output.path):  # the data goes there: the summary may not
             summary_to = sys.stderr
-        code = asyncio.run(_harvest(config, args, stats, scrubber))
+        code = asyncio.run(_harvest(config, args, stats, secrets))
         _print_summary(stats, summary_to)
     except Interrupted as exc:
-        code, error = exc.exit_code, str(exc)
-        log.warning(scrubber.scrub(error))
+        code, error = exc.exit_code, secrets.mask(str(exc))
+        log.warning(error)
         _print_summary(stats, summary_to)
     except HarvesterError as exc:
-        code, error = exc.exit_code, str(exc)
-        log.error(scrubber.scrub(error), exc_info=args.debug)
+        code, error = exc.exit_code, secrets.mask(str(exc))
+        log.error(error, exc_info=args.debug)
     except KeyboardInterrupt:  # before the harvest began: nothing was written
         code, error = EXIT_INTERRUPTED, "interrupted"
         log.error("interrupted before the harvest began: nothing was written")
     except Exception as exc:  # a bug: say so in one line, the traceback only on --debug
-        code, error = EXIT_FAILED, f"internal error: {type(exc).__name__}: {exc}"
+        code, error = EXIT_FAILED, secrets.mask(f"internal error: {type(exc).__name__}: {exc}")
         hint = "" if args.debug else " (run again with --debug for the traceback)"
-        log.error(scrubber.scrub(error) + hint, exc_info=args.debug)
+        log.error(error + hint, exc_info=args.debug)
     if args.stats_json:  # also on a config error, so that no stale file tells of success
-        _write_stats_json(Path(args.stats_json), stats, code, error, scrubber)
+        _write_stats_json(Path(args.stats_json), stats, code, error, secrets)
     return code
 
 
@@ -164,29 +167,30 @@ def _tune_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if not 0 < args.duration <= 24 * 3600:
         parser.error("--duration must be between 0 and 86400 seconds")
-    scrubber = _SecretScrubber()
-    _setup_logging(args.log_level, scrubber)
-    try:
-        config = load_config(args.config)
-        scrubber.add(*config.secrets())
-        for warning in config.warnings():
-            log.warning(warning)
-        tuning = asyncio.run(
-            tune(
-                config,
-                max_workers=args.max_workers,
-                duration=args.duration,
-                on_secret=scrubber.add,
-                say=lambda line: print(scrubber.scrub(line), flush=True),
+    _setup_logging(args.log_level)
+    secrets = Secrets()
+    with secrets.masking_logs():
+        try:
+            config = load_config(args.config)
+            secrets.add_configured(config.secrets())
+            for warning in config.warnings():
+                log.warning(warning)
+            tuning = asyncio.run(
+                tune(
+                    config,
+                    max_workers=args.max_workers,
+                    duration=args.duration,
+                    secrets=secrets,
+                    say=lambda line: print(secrets.mask(line), flush=True),
+                )
             )
-        )
-    except HarvesterError as exc:
-        log.error(scrubber.scrub(str(exc)), exc_info=args.debug)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        log.error("interrupted")
-        return EXIT_INTERRUPTED
-    print("\n" + scrubber.scrub(summary(tuning)), flush=True)
+        except HarvesterError as exc:
+            log.error(secrets.mask(str(exc)), exc_info=args.debug)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            log.error("interrupted")
+            return EXIT_INTERRUPTED
+        print("\n" + secrets.mask(summary(tuning)), flush=True)
     return EXIT_OK
 
 
@@ -206,9 +210,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-async def _harvest(
-    config: Config, args: argparse.Namespace, stats: Stats, scrubber: _SecretScrubber
-) -> int:
+async def _harvest(config: Config, args: argparse.Namespace, stats: Stats, secrets: Secrets) -> int:
     log.info(
         "harvesting %s (%s pagination, %d workers) into %s",
         redact_url(config.source.url),
@@ -225,9 +227,9 @@ async def _harvest(
             config,
             max_records=args.max_records,
             stats=stats,
-            on_secret=scrubber.add,
             fresh=args.fresh,
             stop=stop,
+            secrets=secrets,
         )
     log.info("wrote %s", config.output.path)
     return EXIT_OK
@@ -346,10 +348,11 @@ def progress_line(stats: Stats, *, width: int) -> str:
 
 
 def _write_stats_json(
-    path: Path, stats: Stats, code: int, error: str | None, scrubber: _SecretScrubber
+    path: Path, stats: Stats, code: int, error: str | None, secrets: Secrets
 ) -> None:
-    document = {"exit_code": code, "error": scrubber.scrub(error) if error else None}
+    document = {"exit_code": code, "error": error}
     document.update(stats.as_dict())
+    document = secrets.mask_data(document)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("wb", dir=path.parent, delete=False) as handle:
@@ -359,35 +362,9 @@ def _write_stats_json(
         log.error("cannot write --stats-json %s: %s", path, exc.strerror)
 
 
-class _SecretScrubber(logging.Filter):
-    """Replaces every known secret (client_secret, tokens) with *** in log records."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._secrets: set[str] = set()
-
-    def add(self, *secrets: str) -> None:
-        self._secrets.update(s for s in secrets if s)
-
-    def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if record.exc_info:
-            formatter = logging.Formatter()
-            message += "\n" + formatter.formatException(record.exc_info)
-            record.exc_info = None
-        record.msg, record.args = self.scrub(message), None
-        return True
-
-
-def _setup_logging(level: str, scrubber: _SecretScrubber) -> None:
+def _setup_logging(level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    handler.addFilter(scrubber)
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False

@@ -15,7 +15,7 @@ import os
 import re
 import ssl
 import types
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -25,6 +25,7 @@ import yaml
 import yarl
 
 from harvester.errors import ConfigError, carries_secret, looks_secret, redact_url
+from harvester.secrets import Secrets
 
 
 class Secret:
@@ -198,7 +199,7 @@ class Config:
     output: OutputConfig
 
     def secrets(self) -> list[str]:
-        """The secret values in this config, for log scrubbing: the client secret and token,
+        """The secret values in this config, for the run's registry: the client secret and token,
         and whatever travels in a secret-looking header or parameter (Authorization, api_key)."""
         found = [s.reveal() for s in (self.auth.client_secret, self.auth.token) if s is not None]
         plain = {**self.source.headers, **self.source.params, **self.auth.extra_params}
@@ -207,11 +208,11 @@ class Config:
             if carries_secret(name):
                 found.append(value)
                 found.extend(value.split()[1:])  # "Bearer <token>": the token alone as well
-        return [s for s in found if len(s) >= 4]
+        return found  # the registry leaves out values too short to mask
 
     def masked(self) -> dict[str, Any]:
         """This config as plain data (for --print-config), every secret in it shown as ***."""
-        data: dict[str, Any] = _masked(self, self.secrets())
+        data: dict[str, Any] = _masked(self, Secrets(self.secrets()).mask)
         return data
 
     def warnings(self) -> list[str]:
@@ -231,21 +232,20 @@ class Config:
         return found
 
 
-def _masked(value: Any, secrets: Collection[str]) -> Any:
+def _masked(value: Any, mask: Callable[[str], str]) -> Any:
     """`value` as plain data (mappings, lists, scalars) with every secret replaced by ***."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _masked(getattr(value, f.name), secrets) for f in dataclasses.fields(value)}
+        return {f.name: _masked(getattr(value, f.name), mask) for f in dataclasses.fields(value)}
     if isinstance(value, Secret):
         return "***"
     if isinstance(value, dict):
-        return {k: "***" if carries_secret(k) else _masked(v, secrets) for k, v in value.items()}
+        return {k: "***" if carries_secret(k) else _masked(v, mask) for k, v in value.items()}
     if isinstance(value, tuple | list):
-        return [_masked(v, secrets) for v in value]
+        return [_masked(v, mask) for v in value]
     if isinstance(value, str):
         if urlsplit(value).scheme in ("http", "https") and _url_has_secret(value):
             value = redact_url(value)
-        for secret in secrets:  # a secret repeated elsewhere (in a URL, a scope) is a secret
-            value = value.replace(secret, "***")
+        value = mask(value)  # a secret repeated elsewhere (in a URL, a scope) is a secret
     return value
 
 
@@ -258,7 +258,7 @@ def _url_has_secret(url: str) -> bool:
 def _masked_repr(section: Any) -> str:
     # The default repr would show the values of secret headers and parameters (Authorization,
     # api_key) and credentials in URLs; this one shows *** instead, and otherwise looks the same.
-    shown = ", ".join(f"{name}={value!r}" for name, value in _masked(section, ()).items())
+    shown = ", ".join(f"{name}={value!r}" for name, value in _masked(section, str).items())
     return f"{type(section).__name__}({shown})"
 
 

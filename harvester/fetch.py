@@ -50,10 +50,13 @@ from harvester.retry import (
     InvalidBody,
     RetryableStatus,
     RetryPolicy,
+    answered_status,
     certificate_failure,
+    failure_detail,
     refused,
     retry_cause,
 )
+from harvester.secrets import Secrets
 from harvester.sink import OrderedSink, Page
 from harvester.stats import Stats
 from harvester.stop import Stop
@@ -87,12 +90,12 @@ def make_fetcher(
     policy: RetryPolicy,
     stats: Stats,
     *,
-    on_secret: Callable[[str], None] | None = None,
+    secrets: Secrets | None = None,
     throttle: Throttle | None = None,
 ) -> Fetcher:
     """The run's Fetcher, with the one Throttle and TokenManager its workers share.
 
-    `on_secret` hears of each token as it is issued (for log scrubbing). `throttle`, if given,
+    `secrets`, the run's registry, learns each token as it is issued. `throttle`, if given,
     replaces the one the config describes (tune measures with one that holds nothing back).
     """
     throttle = throttle or Throttle(
@@ -107,7 +110,7 @@ def make_fetcher(
         policy,
         stats,
         timeout=session.timeout,
-        on_secret=on_secret,
+        secrets=secrets,
         throttle=throttle,
     )
     return Fetcher(config, session, tokens, policy, stats, throttle)
@@ -218,7 +221,6 @@ class Fetcher:
             raise unverified from exc
         attempts = self._policy.config.max_attempts
         retry_after = getattr(exc, "retry_after", None)
-        status = getattr(exc, "status", None)
         if retry_after is not None and retry_after > self._policy.config.max_retry_after:
             reason = (
                 f"server asked to retry after {retry_after:.0f} s, "
@@ -232,16 +234,16 @@ class Fetcher:
             reason = f"the answer could not be read as HTTP ({exc.message})"
             if "more than" in exc.message or "headers" in exc.message.lower():
                 reason += "; aiohttp allows status and header lines of 8190 bytes, 128 headers"
-            status = None  # not the server's status
         elif self._policy.is_retryable(exc):
-            reason = f"gave up after {attempts} attempts: {retry_cause(exc)} ({exc})"
+            detail = failure_detail(exc)
+            reason = f"gave up after {attempts} attempts: {retry_cause(exc)} ({detail})"
         else:
-            reason = f"failed: {type(exc).__name__} ({exc})"
+            reason = f"failed: {type(exc).__name__} ({failure_detail(exc)})"
         raise PageFetchError(
             reason,
             page=request.index,
             url=str(url),
-            status=status,
+            status=answered_status(exc),
             body=getattr(exc, "body", ""),
             attempts=attempts,
         ) from exc
@@ -277,6 +279,12 @@ class Fetcher:
             await self._tokens.current()
         async with self._throttle.request() as ticket:
             token = await self._tokens.current() if request.send_token else None
+            if token is not None and request.url is not None:
+                # A next link that carries a token (Graph-API style) carries the one of its
+                # moment; send the current one (a resumed link holds a stand-in for it).
+                url = URL(
+                    self._tokens.secrets.current_token_in(str(url), token.value), encoded=True
+                )
             headers = {**self._headers, **request.headers}
             if not request.send_token:  # a next link to another host: no secret goes there
                 headers = {k: v for k, v in headers.items() if not carries_secret(k)}

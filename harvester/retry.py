@@ -88,6 +88,24 @@ def retry_cause(exc: BaseException) -> str | None:
     return None
 
 
+def answered_status(exc: BaseException) -> int | None:
+    """The status the server sent, if it sent one before `exc`."""
+    # aiohttp raises ClientResponseError with its parser's code (400) when it cannot read the
+    # head of an answer (a header too long, say): the server may well have sent 200. With
+    # raise_for_status off, that is the only way it comes here.
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return None
+    status = getattr(exc, "status", None)
+    return status if isinstance(status, int) else None
+
+
+def failure_detail(exc: BaseException) -> str:
+    """What went wrong, without aiohttp's own rendering (its code and the full URL)."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"the answer could not be read: {exc.message}"
+    return str(exc)
+
+
 def certificate_failure(exc: BaseException, url: str) -> CertificateError | None:
     """The CertificateError that `exc` stands for, if it is a certificate that failed to verify."""
     if not isinstance(exc, aiohttp.ClientConnectorCertificateError):

@@ -36,6 +36,7 @@ from harvester.output import Stream, claim
 from harvester.pagination import IndexedPlanner, PageRequest, make_planner
 from harvester.retry import RetryPolicy
 from harvester.schedule import KnownTotal, OpenEnd, lowered_page_size, plan_known_total
+from harvester.secrets import Secrets
 from harvester.sink import OrderedSink, part_path, records_in
 from harvester.stats import Stats
 from harvester.stop import Stop
@@ -54,14 +55,42 @@ async def run(
     on_secret: Callable[[str], None] | None = None,
     fresh: bool = False,
     stop: Stop | None = None,
+    secrets: Secrets | None = None,
 ) -> Stats:
     """Harvest the whole dataset `config` describes; the stats say what happened.
 
     A checkpoint left beside the output by an unfinished run is resumed from, unless `fresh`.
     Raises HarvesterError (or a subclass) when the harvest cannot complete; Interrupted when
-    `stop` was requested.
+    `stop` was requested. No secret of the run shows in what it raises, logs or counts:
+    `secrets` is the registry to use (one is made from `config` if not given); `on_secret`
+    hears of each secret value, configured or issued.
     """
     stats = stats if stats is not None else Stats()
+    secrets = secrets if secrets is not None else Secrets.of(config)
+    if on_secret is not None:
+        secrets.listen(on_secret)
+    with secrets.masking_logs():
+        try:
+            return await _run(config, max_records, stats, policy, fresh, stop, secrets)
+        except BaseException as exc:
+            masked = secrets.mask_exception(exc)
+            if masked is exc:
+                raise
+        finally:
+            stats.warnings[:] = map(secrets.mask, stats.warnings)
+    # A stand-in, raised outside the except clause so that the original is not its context.
+    raise masked
+
+
+async def _run(
+    config: Config,
+    max_records: int | None,
+    stats: Stats,
+    policy: RetryPolicy | None,
+    fresh: bool,
+    stop: Stop | None,
+    secrets: Secrets,
+) -> Stats:
     policy = policy or RetryPolicy(config.retry)
     stop = stop or Stop(grace=config.concurrency.stop_grace)
     for warning in config.warnings():  # every run, not once: an opt-out must stay visible
@@ -70,9 +99,9 @@ async def run(
     try:
         place = claim(config.output.path, own_files=_own_files, warn=_warner(stats))
         with place as (output, stream):
-            job = _Job(config, stats, max_records, stop, output, stream)
+            job = _Job(config, stats, max_records, stop, output, stream, secrets)
             job.load_checkpoint(fresh=fresh)
-            await _harvest(job, policy, on_secret)
+            await _harvest(job, policy, secrets)
             if stream is not None:
                 await stream.deliver(stop)
         if max_records is None and stats.total_records not in (None, stats.records):
@@ -100,10 +129,10 @@ def _own_files(output: Path) -> list[Path]:
     return [part, checkpoint, checkpoint.with_name(checkpoint.name + ".tmp"), *spools]
 
 
-async def _harvest(job: _Job, policy: RetryPolicy, on_secret: Callable[[str], None] | None) -> None:
+async def _harvest(job: _Job, policy: RetryPolicy, secrets: Secrets) -> None:
     config, stop = job.config, job.stop
     async with open_session(config) as session:
-        job.fetcher = make_fetcher(config, session, policy, job.stats, on_secret=on_secret)
+        job.fetcher = make_fetcher(config, session, policy, job.stats, secrets=secrets)
         try:
             async with stop.grace_period():
                 if job.chained:
@@ -130,6 +159,7 @@ class _Job:
         stop: Stop,
         output: Path,
         stream: Stream | None,
+        secrets: Secrets,
     ) -> None:
         self.config = config
         self.stats = stats
@@ -137,7 +167,7 @@ class _Job:
         self.stop = stop
         self.output = output  # where the sink writes: the output, or a stream's staging file
         self.stream = stream
-        self.checkpoints = CheckpointFile(self.output, secrets=config.secrets())
+        self.checkpoints = CheckpointFile(self.output, secrets=secrets)
         self.fingerprint = dataset_fingerprint(config, max_records=max_records)
         self.fresh = False
         self._sink: Committing | None = None  # the one sink, once made

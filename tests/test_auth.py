@@ -14,6 +14,7 @@ from yarl import URL
 from harvester.auth import TokenManager
 from harvester.config import AuthConfig, Secret
 from harvester.errors import AuthError
+from harvester.secrets import Secrets
 from harvester.stats import Stats
 
 from .conftest import no_wait_policy
@@ -275,19 +276,20 @@ async def test_a_token_error_echoing_the_secret_or_credential_is_scrubbed(
     )
     heard: list[str] = []
     async with aiohttp.ClientSession() as session:
-        tokens = await manager(session, on_secret=heard.append)
+        tokens = await manager(session, secrets=Secrets(on_add=heard.append))
         with pytest.raises(AuthError) as caught:
             await tokens.current()
     assert caught.value.error_description == "wrong secret *** (Basic ***)"
-    assert SECRET in heard and credential in heard  # the CLI masks them in logs as well
+    assert SECRET in heard and credential in heard  # the run's registry masks them everywhere
 
 
 async def test_every_issued_token_is_heard_of_and_scrubbed(mock_http: aioresponses) -> None:
     issue_tokens(mock_http)
     heard: list[str] = []
     async with aiohttp.ClientSession() as session:
-        tokens = await manager(session, on_secret=heard.append)
+        tokens = await manager(session, secrets=Secrets(on_add=heard.append))
         first = await tokens.current()
         await tokens.after_unauthorized(first, url="https://api.test/x")
     assert {"tok-1", "tok-2"} <= set(heard)
+    assert tokens.secrets.tokens == ("tok-1", "tok-2")
     assert tokens.scrub(b'{"old": "tok-1", "new": "tok-2"}') == b'{"old": "***", "new": "***"}'

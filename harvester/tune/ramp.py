@@ -13,6 +13,7 @@ from harvester.config import Config
 from harvester.errors import TuneAborted
 from harvester.fetch import make_fetcher, open_session
 from harvester.retry import RetryPolicy
+from harvester.secrets import Secrets
 from harvester.stats import Stats
 from harvester.tune.advice import Ending, advise, stopped_growing
 from harvester.tune.measure import Pages, Probe, Step, Unthrottled, measure
@@ -39,7 +40,7 @@ async def tune(
     *,
     max_workers: int,
     duration: float,
-    on_secret: Callable[[str], None] | None = None,
+    secrets: Secrets | None = None,
     say: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -49,16 +50,16 @@ async def tune(
     the sustained rate at that concurrency for the rest of the time. Raises TuneAborted when
     most requests of a step fail.
 
-    `say` hears each line of the table as its step ends; `on_secret` of each token as it is
-    issued, as in `run`. `clock` and `sleep` time the steps, `pause` a worker's waits after a
-    429 or an error; tests pass fake ones.
+    `say` hears each line of the table as its step ends; `secrets` (the registry to mask
+    with) learns each token as it is issued, as in `run`. `clock` and `sleep` time the steps,
+    `pause` a worker's waits after a 429 or an error; tests pass fake ones.
     """
     levels = _levels(max_workers)
     deadline = clock() + duration
     tell = say or (lambda line: None)
     tell(intro(config, max_workers=max_workers, duration=duration))
     tell(header())
-    async with _probing(config, max_workers, on_secret, clock, sleep, pause) as probe:
+    async with _probing(config, max_workers, secrets, clock, sleep, pause) as probe:
         # Each level an equal slice of the ramp's share; the sustained phase at least the rest.
         per_step = duration * _RAMP_SHARE / len(levels)
         steps, ended = await _ramp(probe, levels, per_step, deadline, tell)
@@ -70,7 +71,7 @@ async def tune(
 async def _probing(
     config: Config,
     max_workers: int,
-    on_secret: Callable[[str], None] | None,
+    secrets: Secrets | None,
     clock: Callable[[], float],
     sleep: Callable[[float], Awaitable[None]],
     pause: Callable[[float], Awaitable[None]],
@@ -87,7 +88,7 @@ async def _probing(
     async with open_session(probe_config) as session:
         throttle = Unthrottled(concurrency, stats)
         fetcher = make_fetcher(
-            probe_config, session, policy, stats, on_secret=on_secret, throttle=throttle
+            probe_config, session, policy, stats, secrets=secrets, throttle=throttle
         )
         await fetcher.tokens.current()  # the token is not part of any step's figures
         yield Probe(fetcher, Pages(config), policy, clock, sleep, pause, throttle)

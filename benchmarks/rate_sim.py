@@ -9,10 +9,10 @@ the real `Throttle` and `RetryPolicy` of harvester, the real limiters of limiter
 clock jumps to the next timer instead of waiting for it. What it leaves out: the client's CPU
 (a fixed `OVERHEAD` per request stands in), the reorder window, the token endpoint.
 
-Workers behave as fetch.py's: each takes the next page, passes the throttle, is answered (20 ms
-after admission, refusals at once), tells the throttle, and on a refusal waits what the retry
-policy says (the Retry-After, or the backoff) before asking again. The sequential client is
-sequential_client.py's loop.
+Workers behave as workers.py's and fetch.py's: each takes the next page, passes the throttle, is
+answered (20 ms after admission, refusals at once), tells the throttle, and on a refusal waits
+what the retry policy says (the Retry-After, or the backoff) before asking again. The sequential
+client is sequential_client.py's loop.
 """
 
 from __future__ import annotations

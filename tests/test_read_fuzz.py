@@ -23,7 +23,8 @@ from harvester.auth import TokenManager
 from harvester.chains import make_chain_planner
 from harvester.config import Config, parse_config
 from harvester.errors import HarvesterError
-from harvester.fetch import Fetched, Fetcher
+from harvester.fetch import Fetched
+from harvester.page_reader import PageReader
 from harvester.pagination import Planner, make_planner
 from harvester.retry import InvalidBody
 from harvester.stats import Stats
@@ -41,19 +42,19 @@ def _config(pagination: dict[str, Any]) -> Config:
     return parse_config(raw, environ={})
 
 
-def _fetcher(config: Config) -> Fetcher:
-    # _parse touches neither the session nor the network: none is made.
+def _reader(config: Config) -> PageReader:
+    # Reading touches neither the session nor the network: none is made.
     session = cast(aiohttp.ClientSession, None)
     policy, stats = no_wait_policy(), Stats()
     tokens = TokenManager(config.auth, session, policy, stats)
-    return Fetcher(config, session, tokens, policy, stats)
+    return PageReader(config, tokens)
 
 
 OFFSET = _config({"style": "offset", "page_size": 3})
 LINK = _config({"style": "link", "next_url": "body:next", "page_size": 3})
-CASES: list[tuple[Fetcher, Planner]] = [
-    (_fetcher(OFFSET), make_planner(OFFSET.pagination)),
-    (_fetcher(LINK), make_chain_planner(LINK.pagination, LINK.source)),
+CASES: list[tuple[PageReader, Planner]] = [
+    (_reader(OFFSET), make_planner(OFFSET.pagination)),
+    (_reader(LINK), make_chain_planner(LINK.pagination, LINK.source)),
 ]
 
 # JSON values; numbers are drawn as text too (below), where orjson would alter some.
@@ -156,10 +157,10 @@ def _check(fetched: Fetched, body: bytes, content_type: str) -> None:
 def test_any_answer_is_a_true_page_or_a_harvester_error(
     case: int, body: bytes, headers: dict[str, str], status: int
 ) -> None:
-    fetcher, planner = CASES[case]
+    reader, planner = CASES[case]
     request = planner.first(0) if case else planner.request(0)  # type: ignore[attr-defined]
     try:
-        fetched = fetcher._parse(planner, request, URL(URL_), status, CIMultiDict(headers), body)
+        fetched = reader.parse(planner, request, URL(URL_), status, CIMultiDict(headers), body)
     except (HarvesterError, InvalidBody) as exc:
         event(type(exc).__name__)
         return

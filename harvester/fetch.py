@@ -32,7 +32,7 @@ from harvester.errors import (
     excerpt,
     redact_url,
 )
-from harvester.hosts import HostPolicy, HostRefused
+from harvester.hosts import CheckingResolver, HostPolicy, HostRefused
 from harvester.pagination import (
     Answer,
     IndexedPlanner,
@@ -71,8 +71,17 @@ def open_session(config: Config) -> aiohttp.ClientSession:
     own limits on an answer's head stand: a status or header line of at most 8190 bytes, at most
     128 headers (see _give_up for how an answer past them fails).
     """
+    # The host policy again at connect time, on the addresses connected to (see hosts.py).
+    hosts = HostPolicy(
+        config.source.url,
+        allow_private=config.source.allow_private_hosts,
+        trusted=[config.auth.token_url] if config.auth.token_url else [],
+    )
     connector = aiohttp.TCPConnector(
-        limit=config.concurrency.workers + 1, limit_per_host=0, ssl=config.tls.ssl_context()
+        limit=config.concurrency.workers + 1,
+        limit_per_host=0,
+        ssl=config.tls.ssl_context(),
+        resolver=CheckingResolver(hosts),
     )
     timeout = aiohttp.ClientTimeout(
         total=config.source.timeout,
@@ -319,7 +328,11 @@ class Fetcher:
         for hop in range(_MAX_REDIRECTS + 1):
             if hop > 0 or request.url is not None:
                 await self._check_host(request, url, target, "redirect" if hop else "next link")
-            async with self._session.get(target, headers=headers, allow_redirects=False) as answer:
+            try:
+                answer = await self._session.get(target, headers=headers, allow_redirects=False)
+            except HostRefused as exc:  # by the resolver, on the address it would connect to
+                raise PageFetchError(str(exc), page=request.index, url=str(url)) from None
+            async with answer:
                 location = answer.headers.get("Location")
                 if answer.status not in REDIRECT_STATUSES or location is None:
                     yield answer, crossed

@@ -120,14 +120,14 @@ def create_private(path: Path) -> BinaryIO:
     return open(path, "w+b", buffering=WRITE_BUFFER, opener=exclusive)  # noqa: SIM115
 
 
-def open_existing(path: Path) -> BinaryIO:
-    """An earlier run's file, read-write, never through a symbolic link."""
+def open_existing(path: Path, mode: str = "r+b") -> BinaryIO:
+    """An earlier run's file, read-write (or as `mode` says), never through a symbolic link."""
 
     def not_a_link(name: str, flags: int) -> int:
         return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
 
     try:
-        return open(path, "r+b", buffering=WRITE_BUFFER, opener=not_a_link)  # noqa: SIM115
+        return open(path, mode, buffering=WRITE_BUFFER, opener=not_a_link)  # noqa: SIM115
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise _symlink_error(path) from None

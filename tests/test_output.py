@@ -82,7 +82,12 @@ async def test_a_second_run_on_one_output_fails_at_once_naming_the_first(
         second, f"pid {first.process.pid}", socket.gethostname(), str(output)
     )
     assert "another harvester run" in line
-    assert took < 20  # a second or so on an idle machine; generous for a loaded one
+    # The issue promises failing "within a second": measured from the second process's start
+    # to its exit, that is interpreter start-up and imports (most of it, ~0.5 s idle) plus the
+    # lock check. 5 s leaves room for a loaded 2-core machine, and still proves the second run
+    # neither waited for the first (which takes 25 s at 0.5 s a page) nor sent a request.
+    print(f"second run: {took:.2f} s from its start to its exit")
+    assert took < 5
     assert code == 0, stderr
     assert output.read_bytes() == expected_bytes(RECORDS)  # what a lone run writes
     assert not lock_path(output).exists()

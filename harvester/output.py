@@ -27,7 +27,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 from harvester.errors import ConfigError, Interrupted, OutputError, OutputLocked
 from harvester.stop import Stop
@@ -120,7 +120,7 @@ def create_private(path: Path) -> BinaryIO:
     return open(path, "w+b", buffering=WRITE_BUFFER, opener=exclusive)  # noqa: SIM115
 
 
-def open_existing(path: Path, mode: str = "r+b") -> BinaryIO:
+def open_existing(path: Path, mode: Literal["r+b", "rb"] = "r+b") -> BinaryIO:
     """An earlier run's file, read-write (or as `mode` says), never through a symbolic link."""
 
     def not_a_link(name: str, flags: int) -> int:

@@ -24,7 +24,7 @@ import orjson
 
 from harvester.config import Config
 from harvester.errors import ResumeError, carries_secret, redact_url
-from harvester.output import create_private
+from harvester.output import create_private, open_existing
 from harvester.secrets import Secrets
 from harvester.stats import Stats
 
@@ -122,7 +122,8 @@ class CheckpointFile:
         """The checkpoint to resume from; None if there is none. ResumeError if it is for
         another dataset or cannot be read."""
         try:
-            raw = self.path.read_bytes()
+            with open_existing(self.path, "rb") as handle:  # never through a symbolic link
+                raw = handle.read()
         except (FileNotFoundError, NotADirectoryError):  # the folder's trouble is the sink's
             return None
         except OSError as exc:

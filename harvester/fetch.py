@@ -12,7 +12,7 @@ from harvester.body import BodyRefused, read_body
 from harvester.config import Config
 from harvester.errors import AuthError, PageFetchError, carries_secret, excerpt, redact_url
 from harvester.give_up import give_up
-from harvester.hosts import HostPolicy
+from harvester.hosts import CheckingResolver, HostPolicy
 from harvester.page_reader import Fetched, PageReader
 from harvester.pagination import PageRequest, Planner
 from harvester.ratelimit import Throttle
@@ -35,8 +35,17 @@ def open_session(config: Config) -> aiohttp.ClientSession:
     own limits on an answer's head stand: a status or header line of at most 8190 bytes, at most
     128 headers (see give_up.py for how an answer past them fails).
     """
+    # The host policy again at connect time, on the addresses connected to (see hosts.py).
+    hosts = HostPolicy(
+        config.source.url,
+        allow_private=config.source.allow_private_hosts,
+        trusted=[config.auth.token_url] if config.auth.token_url else [],
+    )
     connector = aiohttp.TCPConnector(
-        limit=config.concurrency.workers + 1, limit_per_host=0, ssl=config.tls.ssl_context()
+        limit=config.concurrency.workers + 1,
+        limit_per_host=0,
+        ssl=config.tls.ssl_context(),
+        resolver=CheckingResolver(hosts),
     )
     timeout = aiohttp.ClientTimeout(
         total=config.source.timeout,

@@ -2,14 +2,18 @@
 
 A server that answers "go to http://169.254.169.254/latest/meta-data/" (the cloud metadata
 service) or to a database's admin port on 10.0.0.5 would have harvester fetch it with the run's
-credentials and write what it says. So a hop to a link-local, loopback or private address is
-refused, unless the configured source is itself in that kind of range (an API on the office
-network may well link to its neighbours) or source.allow_private_hosts is true.
+credentials and write what it says. So a hop to any address that is not public (link-local,
+loopback, private, carrier-grade NAT 100.64.0.0/10 where Alibaba Cloud's metadata lives, 0.0.0.0/8,
+and the rest Python's ipaddress does not call global), also when wrapped in an IPv6 form
+(IPv4-mapped, 6to4, NAT64), is refused, unless the configured source is itself in that kind of
+range (an API on the office network may well link to its neighbours) or
+source.allow_private_hosts is true.
 
-A host name is resolved to see where it leads; the check happens before any connection. The
-answer is cached per host for the run, so a chain of next links costs one lookup, not one a page
-(which leaves a DNS rebinding window of the run's length; pin with allow_private_hosts: false
-and an IP literal if that matters).
+A hop's host is checked twice: before the request, for a clear error (the answer cached per host
+for the run), and again at connect time by CheckingResolver, the session's resolver, on the
+very addresses connected to: a name that resolves public for the first check and to the
+metadata service a moment later (DNS rebinding) is refused there. A failed lookup is never
+cached: it says nothing about where the name leads.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-__all__ = ["HostRefused", "HostPolicy", "address_kind"]
+__all__ = ["CheckingResolver", "HostRefused", "HostPolicy", "address_kind"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -33,18 +39,21 @@ _PRIVATE = tuple(
     ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 )
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
 
 class HostRefused(Exception):
     """A hop to an address the policy refuses; the message says which and how to allow it."""
 
 
 def address_kind(address: IPAddress) -> str | None:
-    """ "link-local", "loopback" or "private" for an address in those ranges; None for others.
+    """ "link-local", "loopback", "private" or "non-public" (any other address that is not
+    global) for an address in those ranges; None for a public one.
 
-    0.0.0.0 and :: count as loopback: connecting to them reaches this machine.
+    0.0.0.0 and :: count as loopback: connecting to them reaches this machine. An IPv6 address
+    that carries an IPv4 one (IPv4-mapped, 6to4, NAT64) is the kind of the IPv4 one.
     """
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:169.254.169.254 is 169.254.169.254
+    address = _unwrap(address)
     for kind, networks in (
         ("link-local", _LINK_LOCAL),
         ("loopback", _LOOPBACK),
@@ -52,14 +61,34 @@ def address_kind(address: IPAddress) -> str | None:
     ):
         if any(address in network for network in networks):
             return kind
-    return None
+    return None if address.is_global else "non-public"
+
+
+def _unwrap(address: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 one leads to (::ffff:a.b.c.d, 2002:AABB:CCDD::, 64:ff9b::a.b.c.d
+    all reach a.b.c.d), else the address itself."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address.sixtofour is not None:
+            return address.sixtofour
+        if address in _NAT64:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address
 
 
 class HostPolicy:
-    """Checks each hop's host against the kinds of address the source itself is on."""
+    """Checks each hop's host against the kinds of address the source itself is on.
 
-    def __init__(self, source_url: str, *, allow_private: bool = False) -> None:
+    `trusted` URLs (the token endpoint) are the operator's, like the source: connect-time
+    checks leave their hosts alone.
+    """
+
+    def __init__(
+        self, source_url: str, *, allow_private: bool = False, trusted: Iterable[str] = ()
+    ) -> None:
         self._source_host = URL(source_url).host or ""
+        self._trusted = {self._source_host, *(URL(url).host or "" for url in trusted)}
         self._allow_private = allow_private
         self._source_kinds: frozenset[str] | None = None
         self._kinds: dict[str, frozenset[str]] = {}
@@ -69,7 +98,17 @@ class HostPolicy:
         host = url.host or ""
         if self._allow_private or host == self._source_host:
             return
-        refused = await self._kinds_of(host) - await self._allowed()
+        await self._refuse(host, await self._kinds_of(host), what)
+
+    async def check_resolved(self, host: str, addresses: Iterable[IPAddress]) -> None:
+        """Raise HostRefused if a connection to `host` at `addresses` (what the resolver just
+        answered, and what will be connected to) is refused."""
+        if self._allow_private or host in self._trusted:
+            return
+        await self._refuse(host, frozenset(_kinds(addresses)), "connection")
+
+    async def _refuse(self, host: str, kinds: frozenset[str], what: str) -> None:
+        refused = kinds - await self._allowed()
         if refused:
             kind = sorted(refused)[0]
             raise HostRefused(
@@ -78,14 +117,39 @@ class HostPolicy:
             )
 
     async def _allowed(self) -> frozenset[str]:
-        if self._source_kinds is None:
-            self._source_kinds = await self._kinds_of(self._source_host)
+        if self._source_kinds is not None:
+            return self._source_kinds
+        found = await _addresses(self._source_host)
+        if found is None:  # not cached: the next check asks again
+            return frozenset()
+        self._source_kinds = frozenset(_kinds(found))
         return self._source_kinds
 
     async def _kinds_of(self, host: str) -> frozenset[str]:
         if host not in self._kinds:
-            self._kinds[host] = frozenset(_kinds(await _addresses(host)))
+            found = await _addresses(host)
+            if found is None:  # unresolvable now: the connection will fail or be checked then
+                return frozenset()
+            self._kinds[host] = frozenset(_kinds(found))
         return self._kinds[host]
+
+
+class CheckingResolver(AbstractResolver):
+    """aiohttp's resolver, with the policy applied to each answer before it is connected to."""
+
+    def __init__(self, policy: HostPolicy, inner: AbstractResolver | None = None) -> None:
+        self._policy = policy
+        self._inner = inner or DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        await self._policy.check_resolved(host, (_address(r["host"]) for r in found))
+        return found
+
+    async def close(self) -> None:
+        await self._inner.close()
 
 
 def _kinds(addresses: Iterable[IPAddress]) -> Iterable[str]:
@@ -95,14 +159,19 @@ def _kinds(addresses: Iterable[IPAddress]) -> Iterable[str]:
             yield kind
 
 
-async def _addresses(host: str) -> list[IPAddress]:
-    """The addresses `host` stands for: itself if it is one, else what the resolver says."""
+def _address(text: str) -> IPAddress:
+    return ipaddress.ip_address(text.strip("[]").split("%")[0])
+
+
+async def _addresses(host: str) -> list[IPAddress] | None:
+    """The addresses `host` stands for: itself if it is one, else what the resolver says;
+    None if the lookup failed."""
     try:
-        return [ipaddress.ip_address(host.strip("[]").split("%")[0])]
+        return [_address(host)]
     except ValueError:
         pass
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except OSError:
-        return []  # unresolvable: the connection will fail and say so, as for any host
-    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+        return None
+    return [_address(str(info[4][0])) for info in infos]

@@ -27,9 +27,9 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
-from harvester.errors import Interrupted, OutputError, OutputLocked
+from harvester.errors import ConfigError, Interrupted, OutputError, OutputLocked
 from harvester.stop import Stop
 
 # Files harvester creates hold the dataset or say where its pages are: owner-only, like the
@@ -47,7 +47,7 @@ def lock_path(output: Path) -> Path:
 
 
 def is_stream(path: str) -> bool:
-    """Whether `path` is written as a stream: `-` (stdout), a device, a pipe or socket, or a
+    """Whether `path` is written as a stream: `-` (stdout), a device, a pipe, or a
     name for an open descriptor (/dev/stdout, /dev/fd/N), whatever file that descriptor is."""
     if path == STDOUT or path.startswith(_ALIASES):
         return True
@@ -55,7 +55,22 @@ def is_stream(path: str) -> bool:
         mode = os.stat(path).st_mode  # through a symlink: a link to a device is a stream
     except OSError:
         return False
-    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+    return stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)
+
+
+def refuse_socket(path: str) -> None:
+    """ConfigError if `path` is a UNIX socket: open() on one fails (ENXIO, which for a named
+    pipe means "no reader yet"), so it would be waited for forever. /dev/fd/N naming a
+    connected socket is a descriptor, not a socket file, and is written like any stream."""
+    if path == STDOUT or path.startswith(_ALIASES):
+        return
+    with contextlib.suppress(OSError):
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            raise ConfigError(
+                f"{path} is a UNIX socket, which harvester cannot open to write: give a file, "
+                "a named pipe, a device or - (stdout), e.g. pipe into socat",
+                key="output.path",
+            )
 
 
 def is_stdout(path: str) -> bool:
@@ -105,14 +120,14 @@ def create_private(path: Path) -> BinaryIO:
     return open(path, "w+b", buffering=WRITE_BUFFER, opener=exclusive)  # noqa: SIM115
 
 
-def open_existing(path: Path) -> BinaryIO:
-    """An earlier run's file, read-write, never through a symbolic link."""
+def open_existing(path: Path, mode: Literal["r+b", "rb"] = "r+b") -> BinaryIO:
+    """An earlier run's file, read-write (or as `mode` says), never through a symbolic link."""
 
     def not_a_link(name: str, flags: int) -> int:
         return os.open(name, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
 
     try:
-        return open(path, "r+b", buffering=WRITE_BUFFER, opener=not_a_link)  # noqa: SIM115
+        return open(path, mode, buffering=WRITE_BUFFER, opener=not_a_link)  # noqa: SIM115
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise _symlink_error(path) from None
@@ -134,7 +149,8 @@ def claim(
 ) -> Iterator[tuple[Path, Stream | None]]:
     """(where the run writes, the stream that is then copied into), held for the whole run:
     the output's lock, or a stream's private staging folder. OutputError if a file of the
-    run's (`own_files` of the output) or its lock is a symbolic link."""
+    run's (`own_files` of the output) or its lock is a symbolic link; ConfigError for a socket."""
+    refuse_socket(target)
     if is_stream(target):
         stream = Stream(target)
         try:
@@ -240,33 +256,68 @@ class Stream:
 
     async def deliver(self, stop: Stop) -> None:
         """Copy the finished output into the stream; OutputError if the stream fails,
-        Interrupted if `stop` is requested while a named pipe waits for its reader."""
+        Interrupted if `stop` is requested while a named pipe waits for its reader or while
+        the stream takes no more (a reader that stopped reading)."""
         copied = 0
         try:
-            with self.staging.open("rb") as source, await self._open(stop) as sink:
-                while chunk := source.read(1 << 20):
-                    sink.write(chunk)
-                    copied += len(chunk)
+            with self.staging.open("rb") as source:
+                fd = await self._open(stop)
+                try:
+                    while chunk := source.read(1 << 20):
+                        view = memoryview(chunk)
+                        while view:
+                            written = await self._write(fd, view, stop, copied)
+                            view, copied = view[written:], copied + written
+                finally:
+                    with contextlib.suppress(OSError):  # stdout's description is shared
+                        os.set_blocking(fd, True)
+                    os.close(fd)
         except OSError as exc:
             received = "received part of the output" if copied else "received nothing"
             raise OutputError(
                 f"cannot write the stream: {exc.strerror}; it {received}", path=self.target
             ) from None
 
-    async def _open(self, stop: Stop) -> BinaryIO:
+    async def _write(self, fd: int, data: memoryview, stop: Stop, copied: int) -> int:
+        """os.write on the non-blocking `fd`; while the stream is full, wait on the event loop
+        (never in a blocking write, which no signal ends) and check for a stop request."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                return os.write(fd, data)
+            except BlockingIOError:
+                pass
+            if stop.requested:
+                received = "it received part of the output" if copied else "nothing was written"
+                raise Interrupted(
+                    f"stopped by {stop.reason} while {self.target} took no more: {received}",
+                    signal=stop.reason or "a stop request",
+                )
+            writable = loop.create_future()
+            loop.add_writer(fd, writable.set_result, None)
+            try:
+                # A bounded wait: a stop request made meanwhile is seen within 0.1 s.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(writable, 0.1)
+            finally:
+                loop.remove_writer(fd)
+
+    async def _open(self, stop: Stop) -> int:
         if self.target == STDOUT:
             sys.stdout.flush()
-            return os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+            fd = os.dup(sys.stdout.fileno())
+            os.set_blocking(fd, False)  # restored by deliver once the copy is done
+            return fd
         # Never O_CREAT: a device or pipe that went away is not replaced by a file. O_APPEND:
         # /dev/stdout redirected to a file is written after what is there, never over it.
-        # O_NONBLOCK: a named pipe nobody reads yet (ENXIO) is waited for here, where a signal
-        # can still stop the run, not in a blocking open() that no signal ends.
+        # O_NONBLOCK: a named pipe nobody reads yet (ENXIO) is waited for here, and a full one
+        # in _write, where a signal can still stop the run, not in a blocking call no signal
+        # ends.
         flags = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NONBLOCK
         waiting = False
         while True:
             try:
-                fd = os.open(self.target, flags)
-                break
+                return os.open(self.target, flags)
             except OSError as exc:
                 if exc.errno != errno.ENXIO:
                     raise
@@ -280,8 +331,6 @@ class Stream:
                 log.info("waiting for a reader of the named pipe %s", self.target)
                 waiting = True
             await asyncio.sleep(0.05)
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "wb")
 
     def close(self) -> None:
         shutil.rmtree(self._folder, ignore_errors=True)

@@ -38,7 +38,11 @@ class Redirects:
         for hop in range(_MAX_REDIRECTS + 1):
             if hop > 0 or request.url is not None:
                 await self._check_host(request, url, target, "redirect" if hop else "next link")
-            async with self._session.get(target, headers=headers, allow_redirects=False) as answer:
+            try:
+                answer = await self._session.get(target, headers=headers, allow_redirects=False)
+            except HostRefused as exc:  # by the resolver, on the address it would connect to
+                raise PageFetchError(str(exc), page=request.index, url=str(url)) from None
+            async with answer:
                 location = answer.headers.get("Location")
                 if answer.status not in REDIRECT_STATUSES or location is None:
                     yield answer, crossed

@@ -121,6 +121,17 @@ def test_a_damaged_checkpoint_fails_clearly(tmp_path: Path, content: bytes, frag
         CheckpointFile(tmp_path / "out.jsonl").load(fingerprint())
 
 
+def test_a_checkpoint_that_is_a_symbolic_link_is_never_read_through(tmp_path: Path) -> None:
+    """A link put there between the run's check and its load (the run refuses one at start):
+    load refuses it as every other open of the run's files does, and reads nothing."""
+    elsewhere = tmp_path / "elsewhere.checkpoint"
+    CheckpointFile(tmp_path / "elsewhere").save(checkpoint(pages=1))
+    elsewhere.rename(tmp_path / "target")
+    (tmp_path / "out.jsonl.checkpoint").symlink_to(tmp_path / "target")
+    with pytest.raises(OutputError, match="is a symbolic link"):
+        CheckpointFile(tmp_path / "out.jsonl").load(fingerprint())
+
+
 # --- the Checkpointer -------------------------------------------------------------------
 
 

@@ -14,7 +14,6 @@ import dataclasses
 import datetime
 import io
 import os
-import tempfile
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -167,7 +166,11 @@ def _is_mapping(text: str) -> bool:
         return False
 
 
-_FOLDER = Path(tempfile.mkdtemp(prefix="harvester-fuzz-"))
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One folder for every example's config, removed with pytest's other temporary folders
+    (module scope: hypothesis reuses it across examples, which a function-scoped one forbids)."""
+    return tmp_path_factory.mktemp("fuzz")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -190,9 +193,11 @@ def _environment() -> Iterator[None]:
 @example({"source": {"url": "https://api.example.com/x", "records": "r"}, "output": {"path": []}})
 @example({**BASE, "concurrency": {"workers": 10**400}})
 @example({**BASE, "output": {"path": "${FUZZ_UNSET_VARIABLE}"}})
-def test_any_yaml_document_is_loaded_or_refused_with_its_key_path(document: Any) -> None:
+def test_any_yaml_document_is_loaded_or_refused_with_its_key_path(
+    folder: Path, document: Any
+) -> None:
     text = yaml.safe_dump(document, allow_unicode=True)
-    _check(text, _FOLDER, is_mapping=isinstance(document, dict | None))
+    _check(text, folder, is_mapping=isinstance(document, dict | None))
 
 
 @pytest.mark.usefixtures("harvester_logging")
@@ -210,8 +215,8 @@ def test_any_yaml_document_is_loaded_or_refused_with_its_key_path(document: Any)
         for p, n in zip("abcdefgh", "bcdefghi", strict=True)
     )
 )
-def test_any_text_is_loaded_or_refused_in_one_line(text: str) -> None:
-    _check(text, _FOLDER, is_mapping=_is_mapping(text))
+def test_any_text_is_loaded_or_refused_in_one_line(folder: Path, text: str) -> None:
+    _check(text, folder, is_mapping=_is_mapping(text))
 
 
 # What the fuzzing found, each as a plain test.

@@ -292,15 +292,17 @@ async def test_100000_deep_nesting_fails_once_without_a_retry(tmp_path: Path, ho
 async def test_a_body_trickled_a_byte_a_second_ends_at_the_total_timeout(
     tmp_path: Path, hostile: str
 ) -> None:
-    # Each byte comes within read_timeout (1.5 s); the total timeout (2 s) ends each attempt.
-    outcome = await harvest(tmp_path, f"{hostile}/trickle")
+    # A byte a second, the read timeout (5 s) far above that gap even on a busy machine: only
+    # the total timeout (2 s) can end each attempt.
+    outcome = await harvest(tmp_path, f"{hostile}/trickle", read_timeout=5)
     assert_failed_cleanly(
         outcome, "/trickle", "gave up after 2 attempts", "longer than source.timeout (2 s)"
     )
 
 
 async def test_a_stalled_body_ends_at_the_read_timeout(tmp_path: Path, hostile: str) -> None:
-    # A byte a second, with a read timeout under a second and a total one far above.
+    # A byte a second, with a read timeout of 0.3 s (a gap 3 times longer than it, and a busy
+    # machine only widens gaps) and a total one of 30 s, that no attempt comes near.
     outcome = await harvest(tmp_path, f"{hostile}/trickle", timeout=30, read_timeout=0.3)
     assert_failed_cleanly(outcome, "/trickle", "nothing received for source.read_timeout (0.3 s)")
 

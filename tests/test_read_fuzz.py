@@ -8,7 +8,11 @@ would put something else in the file.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gzip
 import json
+import zlib
 from decimal import Decimal
 from typing import Any, cast
 
@@ -19,7 +23,9 @@ from hypothesis import strategies as st
 from multidict import CIMultiDict
 from yarl import URL
 
+from harvester import body as body_module
 from harvester.auth import TokenManager
+from harvester.body import BodyRefused, read_body
 from harvester.chains import make_chain_planner
 from harvester.config import Config, parse_config
 from harvester.errors import HarvesterError
@@ -152,7 +158,7 @@ def _check(fetched: Fetched, body: bytes, content_type: str) -> None:
 
 
 @pytest.mark.parametrize("case", range(len(CASES)), ids=["offset", "link"])
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=_bodies, headers=_headers, status=st.sampled_from([200, 206]))
 def test_any_answer_is_a_true_page_or_a_harvester_error(
     case: int, body: bytes, headers: dict[str, str], status: int
@@ -166,3 +172,153 @@ def test_any_answer_is_a_true_page_or_a_harvester_error(
         return
     event(f"a page of {min(fetched.page.count, 2)}+ records")
     _check(fetched, body, headers["Content-Type"])
+
+
+# --- read_body: the limits, whatever the headers and however the body comes -------------------
+
+
+class _Content:
+    """aiohttp's StreamReader as read_body uses it: the (inflated) chunks as they come, and
+    how many bytes came off the wire for them."""
+
+    def __init__(self, chunks: list[bytes], raw: int) -> None:
+        self._chunks = chunks
+        self.total_raw_bytes = raw
+
+    async def iter_any(self) -> Any:
+        for chunk in self._chunks:
+            yield chunk
+
+
+class _Response:
+    def __init__(self, headers: dict[str, str], chunks: list[bytes], raw: int) -> None:
+        self.headers = CIMultiDict(headers)
+        length = headers.get("Content-Length", "")
+        self.content_length = int(length) if length.isdigit() else None  # as aiohttp reads it
+        self.content = _Content(chunks, raw)
+
+
+_MIB = 1 << 20
+# Mostly small chunks; now and then a big one of zeros (cheap to draw), so that bodies pass the
+# ratio floor (1 MiB), the limits drawn, and the 16 MiB past which a body spills to disk.
+_chunks = st.lists(
+    st.one_of(st.binary(max_size=64), st.integers(0, 6 * _MIB).map(lambda n: bytes(n))),
+    max_size=6,
+)
+
+
+@settings(max_examples=1_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    chunks=_chunks,
+    encoding=st.one_of(
+        st.sampled_from(["", "identity", " Identity ", "gzip", "deflate", "br", "zstd"]),
+        st.text(max_size=10),
+    ),
+    length=st.one_of(st.none(), st.integers(0, 40 * _MIB).map(str), st.text(max_size=5)),
+    raw=st.integers(0, 20 * _MIB),
+    max_bytes=st.sampled_from([0, 100, 2 * _MIB, 17 * _MIB, 256 * _MIB]),
+    max_ratio=st.sampled_from([1, 10, 100]),
+)
+def test_read_body_returns_the_body_or_refuses_it_for_a_limit_it_passed(
+    chunks: list[bytes],
+    encoding: str,
+    length: str | None,
+    raw: int,
+    max_bytes: int,
+    max_ratio: int,
+) -> None:
+    headers = {"Content-Encoding": encoding}
+    if length is not None:
+        headers["Content-Length"] = length
+    response = _Response(headers, chunks, raw)
+    total = sum(map(len, chunks))
+    declared = response.content_length
+    encoded = encoding.strip().lower() not in ("", "identity")
+    too_big = (declared is not None and declared > max_bytes) or total > max_bytes
+    bomb = encoded and total > body_module._RATIO_FLOOR and total > max_ratio * raw
+    try:
+        got = asyncio.run(
+            read_body(
+                cast(aiohttp.ClientResponse, response), max_bytes=max_bytes, max_ratio=max_ratio
+            )
+        )
+    except BodyRefused as exc:
+        event("refused")
+        assert too_big or bomb, str(exc)
+        assert "max_body_bytes" in str(exc) or "max_compression_ratio" in str(exc)
+        return
+    event("read")
+    assert not too_big and not bomb
+    assert got == b"".join(chunks)
+
+
+# Through aiohttp itself, on loopback: what it makes of the header and body a server really sends.
+_header_text = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=12)
+
+
+@st.composite
+def _wire(draw: st.DrawFn) -> tuple[bytes, str, str | None, bytes]:
+    """(what the server sends as the body, Content-Encoding, Content-Length, what the body
+    stands for once inflated, if it is the encoding it says)."""
+    data = draw(st.one_of(st.binary(max_size=300), st.integers(0, 3 * _MIB).map(bytes)))
+    encoding = draw(st.one_of(st.sampled_from(["gzip", "deflate", "identity", ""]), _header_text))
+    if encoding == "gzip" and _often(draw):
+        sent = gzip.compress(data)
+    elif encoding == "deflate" and _often(draw):
+        sent = zlib.compress(data)
+    else:
+        sent = data
+    if not _often(draw):
+        sent = sent[: draw(st.integers(0, len(sent)))]  # cut short, the length still the full one
+    length = draw(st.one_of(st.just(str(len(sent))), st.none(), _header_text))
+    return sent, encoding, length, data
+
+
+async def _serve_and_read(sent: bytes, encoding: str, length: str | None, max_bytes: int) -> bytes:
+    head = "HTTP/1.1 200 OK\r\nConnection: close\r\n"
+    head += f"Content-Encoding: {encoding}\r\n" if encoding else ""
+    head += f"Content-Length: {length}\r\n" if length is not None else ""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(head.encode() + b"\r\n" + sent)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/") as response,
+        ):
+            return await read_body(response, max_bytes=max_bytes, max_ratio=100)
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(wire=_wire(), max_bytes=st.sampled_from([100, 2 * _MIB, 256 * _MIB]))
+def test_read_body_through_aiohttp_gives_the_body_a_refusal_or_a_client_error(
+    wire: tuple[bytes, str, str | None, bytes], max_bytes: int
+) -> None:
+    """Whatever a server sends, read_body gives bytes within the limit, BodyRefused, or an
+    aiohttp.ClientError (a retryable failure, as fetch treats it): never anything else. A
+    whole, honestly encoded body within the limits comes back exactly."""
+    sent, encoding, length, data = wire
+    try:
+        got = asyncio.run(_serve_and_read(sent, encoding, length, max_bytes))
+    except BodyRefused as exc:
+        event("refused")
+        assert "max_body_bytes" in str(exc) or "max_compression_ratio" in str(exc)
+        return
+    except aiohttp.ClientError as exc:
+        event(type(exc).__name__)
+        return
+    event("read")
+    assert len(got) <= max_bytes
+    honest = encoding in ("gzip", "deflate", "identity", "") and length == str(len(sent))
+    if honest and sent in (data, gzip.compress(data), zlib.compress(data)):
+        assert got == data

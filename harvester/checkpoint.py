@@ -25,6 +25,7 @@ import orjson
 from harvester.config import Config
 from harvester.errors import ResumeError, carries_secret, redact_url
 from harvester.output import create_private
+from harvester.placeholders import UnknownPlaceholder
 from harvester.secrets import Secrets
 from harvester.stats import Stats
 
@@ -128,9 +129,9 @@ class CheckpointFile:
         except OSError as exc:
             raise ResumeError(f"cannot read: {exc.strerror}", path=str(self.path)) from None
         try:
-            data = orjson.loads(self._with_secrets(raw))
-            checkpoint = Checkpoint(**data)
-        except (orjson.JSONDecodeError, TypeError):
+            data = orjson.loads(raw)
+            checkpoint = Checkpoint(**_links(data, self._with_secrets))
+        except (orjson.JSONDecodeError, TypeError, AttributeError):
             raise ResumeError("is not a harvester checkpoint", path=str(self.path)) from None
         if checkpoint.version != VERSION:
             raise ResumeError(
@@ -151,7 +152,8 @@ class CheckpointFile:
         # Owner-only, like any file that says where a private dataset's pages are; made anew,
         # never written through a symbolic link.
         with create_private(self.temporary) as handle:
-            handle.write(self.secrets.with_placeholders(checkpoint.to_json()))
+            saved = dataclasses.replace(checkpoint, sink=_links(checkpoint.sink, self._without))
+            handle.write(saved.to_json())
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(self.temporary, self.path)
@@ -163,14 +165,51 @@ class CheckpointFile:
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 path.unlink()
 
-    def _with_secrets(self, text: bytes) -> bytes:
-        text = self.secrets.from_placeholders(text)
-        if b"{secret:" in text:
+    def _without(self, text: str) -> str:
+        return self.secrets.with_placeholders(text)
+
+    def _with_secrets(self, text: str) -> str:
+        try:
+            return self.secrets.from_placeholders(text)
+        except UnknownPlaceholder as exc:
             raise ResumeError(
-                "refers to a secret (an API key in a next link) the config no longer holds",
+                f"refers to a secret ({exc.name}, in a saved next link) the config no longer holds",
                 path=str(self.path),
-            )
-        return text
+            ) from None
+
+
+# The fields of a chain's saved state that may hold a secret: the next page's request (a link
+# or cursor from the server, the parameters and headers it goes with) and the first page's URL.
+_LINK_FIELDS = ("next", "first_url")
+
+
+def _links(data: Any, change: Callable[[str], str]) -> Any:
+    """`data` (a checkpoint, or its sink's state) with `change` applied to every string in its
+    link fields; counts, digests and every other field as they are."""
+    if not isinstance(data, dict):
+        return data
+    if "sink" in data:
+        return {**data, "sink": _links(data["sink"], change)}
+    chains = data.get("chains")
+    if not isinstance(chains, list):
+        return data
+    return {
+        **data,
+        "chains": [
+            {k: _strings(v, change) if k in _LINK_FIELDS else v for k, v in c.items()}
+            for c in chains
+        ],
+    }
+
+
+def _strings(value: Any, change: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, dict):
+        return {k: _strings(v, change) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strings(v, change) for v in value]
+    return value
 
 
 @dataclass

@@ -25,6 +25,7 @@ import yaml
 import yarl
 
 from harvester.errors import ConfigError, carries_secret, looks_secret, redact_url
+from harvester.secret_sources import config_secrets
 from harvester.secrets import Secrets
 
 
@@ -199,16 +200,12 @@ class Config:
     output: OutputConfig
 
     def secrets(self) -> list[str]:
-        """The secret values in this config, for the run's registry: the client secret and token,
-        and whatever travels in a secret-looking header or parameter (Authorization, api_key)."""
-        found = [s.reveal() for s in (self.auth.client_secret, self.auth.token) if s is not None]
-        plain = {**self.source.headers, **self.source.params, **self.auth.extra_params}
-        in_url = parse_qsl(urlsplit(self.source.url).query)  # an API key in source.url itself
-        for name, value in [*plain.items(), *in_url]:
-            if carries_secret(name):
-                found.append(value)
-                found.extend(value.split()[1:])  # "Bearer <token>": the token alone as well
-        return found  # the registry leaves out values too short to mask
+        """The secret values in this config (see `named_secrets`)."""
+        return list(self.named_secrets().values())
+
+    def named_secrets(self) -> dict[str, str]:
+        """{key path: secret value} for the run's registry (harvester.secret_sources)."""
+        return config_secrets(self)
 
     def masked(self) -> dict[str, Any]:
         """This config as plain data (for --print-config), every secret in it shown as ***."""

@@ -25,7 +25,7 @@ import orjson
 from harvester.config import Config
 from harvester.errors import ResumeError, carries_secret, redact_url
 from harvester.output import create_private
-from harvester.placeholders import UnknownPlaceholder
+from harvester.placeholders import UnknownPlaceholder, in_links
 from harvester.secrets import Secrets
 from harvester.stats import Stats
 
@@ -130,7 +130,7 @@ class CheckpointFile:
             raise ResumeError(f"cannot read: {exc.strerror}", path=str(self.path)) from None
         try:
             data = orjson.loads(raw)
-            checkpoint = Checkpoint(**_links(data, self._with_secrets))
+            checkpoint = Checkpoint(**in_links(data, self._with_secrets))
         except (orjson.JSONDecodeError, TypeError, AttributeError):
             raise ResumeError("is not a harvester checkpoint", path=str(self.path)) from None
         if checkpoint.version != VERSION:
@@ -152,7 +152,7 @@ class CheckpointFile:
         # Owner-only, like any file that says where a private dataset's pages are; made anew,
         # never written through a symbolic link.
         with create_private(self.temporary) as handle:
-            saved = dataclasses.replace(checkpoint, sink=_links(checkpoint.sink, self._without))
+            saved = dataclasses.replace(checkpoint, sink=in_links(checkpoint.sink, self._without))
             handle.write(saved.to_json())
             handle.flush()
             os.fsync(handle.fileno())
@@ -176,40 +176,6 @@ class CheckpointFile:
                 f"refers to a secret ({exc.name}, in a saved next link) the config no longer holds",
                 path=str(self.path),
             ) from None
-
-
-# The fields of a chain's saved state that may hold a secret: the next page's request (a link
-# or cursor from the server, the parameters and headers it goes with) and the first page's URL.
-_LINK_FIELDS = ("next", "first_url")
-
-
-def _links(data: Any, change: Callable[[str], str]) -> Any:
-    """`data` (a checkpoint, or its sink's state) with `change` applied to every string in its
-    link fields; counts, digests and every other field as they are."""
-    if not isinstance(data, dict):
-        return data
-    if "sink" in data:
-        return {**data, "sink": _links(data["sink"], change)}
-    chains = data.get("chains")
-    if not isinstance(chains, list):
-        return data
-    return {
-        **data,
-        "chains": [
-            {k: _strings(v, change) if k in _LINK_FIELDS else v for k, v in c.items()}
-            for c in chains
-        ],
-    }
-
-
-def _strings(value: Any, change: Callable[[str], str]) -> Any:
-    if isinstance(value, str):
-        return change(value)
-    if isinstance(value, dict):
-        return {k: _strings(v, change) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_strings(v, change) for v in value]
-    return value
 
 
 @dataclass

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from typing import Any
 
 _PLACEHOLDER = re.compile(r"\{\{|\{([^{}]*)\}")
 
@@ -51,3 +52,37 @@ def decode(text: str, value_of: Callable[[str], str | None]) -> str:
         return value
 
     return _PLACEHOLDER.sub(put_back, text)
+
+
+# The fields of a chain's saved state that may hold a secret: the next page's request (a link
+# or cursor from the server, the parameters and headers it goes with) and the first page's URL.
+_LINK_FIELDS = ("next", "first_url")
+
+
+def in_links(data: Any, change: Callable[[str], str]) -> Any:
+    """`data` (a checkpoint, or its sink's state) with `change` applied to every string in its
+    link fields; counts, digests and every other field as they are."""
+    if not isinstance(data, dict):
+        return data
+    if "sink" in data:
+        return {**data, "sink": in_links(data["sink"], change)}
+    chains = data.get("chains")
+    if not isinstance(chains, list):
+        return data
+    return {
+        **data,
+        "chains": [
+            {k: _strings(v, change) if k in _LINK_FIELDS else v for k, v in c.items()}
+            for c in chains
+        ],
+    }
+
+
+def _strings(value: Any, change: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, dict):
+        return {k: _strings(v, change) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strings(v, change) for v in value]
+    return value

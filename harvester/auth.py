@@ -83,9 +83,9 @@ class TokenManager:
         self._timeout = timeout
         self._clock = clock
         self._secrets = secrets if secrets is not None else Secrets()
-        for secret in (config.client_secret, config.token):
+        for key, secret in (("client_secret", config.client_secret), ("token", config.token)):
             if secret is not None:
-                self._secrets.add_configured([secret.reveal()])
+                self._secrets.add_configured({f"auth.{key}": secret.reveal()})
         # Token requests count against the rate and wait out cool-downs like data requests.
         self._throttle = throttle or Throttle(ConcurrencyConfig(), stats)
         # Guards _token and the token request: whoever holds it re-checks staleness before

@@ -25,6 +25,7 @@ import orjson
 from harvester.config import Config
 from harvester.errors import ResumeError, carries_secret, redact_url
 from harvester.output import create_private, open_existing
+from harvester.placeholders import UnknownPlaceholder, in_links
 from harvester.secrets import Secrets
 from harvester.stats import Stats
 
@@ -129,9 +130,9 @@ class CheckpointFile:
         except OSError as exc:
             raise ResumeError(f"cannot read: {exc.strerror}", path=str(self.path)) from None
         try:
-            data = orjson.loads(self._with_secrets(raw))
-            checkpoint = Checkpoint(**data)
-        except (orjson.JSONDecodeError, TypeError):
+            data = orjson.loads(raw)
+            checkpoint = Checkpoint(**in_links(data, self._with_secrets))
+        except (orjson.JSONDecodeError, TypeError, AttributeError):
             raise ResumeError("is not a harvester checkpoint", path=str(self.path)) from None
         if checkpoint.version != VERSION:
             raise ResumeError(
@@ -152,7 +153,8 @@ class CheckpointFile:
         # Owner-only, like any file that says where a private dataset's pages are; made anew,
         # never written through a symbolic link.
         with create_private(self.temporary) as handle:
-            handle.write(self.secrets.with_placeholders(checkpoint.to_json()))
+            saved = dataclasses.replace(checkpoint, sink=in_links(checkpoint.sink, self._without))
+            handle.write(saved.to_json())
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(self.temporary, self.path)
@@ -164,14 +166,17 @@ class CheckpointFile:
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
                 path.unlink()
 
-    def _with_secrets(self, text: bytes) -> bytes:
-        text = self.secrets.from_placeholders(text)
-        if b"{secret:" in text:
+    def _without(self, text: str) -> str:
+        return self.secrets.with_placeholders(text)
+
+    def _with_secrets(self, text: str) -> str:
+        try:
+            return self.secrets.from_placeholders(text)
+        except UnknownPlaceholder as exc:
             raise ResumeError(
-                "refers to a secret (an API key in a next link) the config no longer holds",
+                f"refers to a secret ({exc.name}, in a saved next link) the config no longer holds",
                 path=str(self.path),
-            )
-        return text
+            ) from None
 
 
 @dataclass

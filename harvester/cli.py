@@ -114,7 +114,7 @@ def _main(args: argparse.Namespace, secrets: Secrets) -> int:
     summary_to = sys.stdout
     try:
         config = load_config(args.config, overrides=_overrides(args), keep_unset=args.print_config)
-        secrets.add_configured(config.secrets())
+        secrets.add_configured(config.named_secrets())
         if args.print_config:
             # masked() hides every secret it knows of; the registry is the second lock.
             text = yaml.safe_dump(config.masked(), sort_keys=False, allow_unicode=True)
@@ -172,7 +172,7 @@ def _tune_main(argv: list[str]) -> int:
     with secrets.masking_logs():
         try:
             config = load_config(args.config)
-            secrets.add_configured(config.secrets())
+            secrets.add_configured(config.named_secrets())
             for warning in config.warnings():
                 log.warning(warning)
             tuning = asyncio.run(
@@ -190,6 +190,11 @@ def _tune_main(argv: list[str]) -> int:
         except KeyboardInterrupt:
             log.error("interrupted")
             return EXIT_INTERRUPTED
+        except Exception as exc:  # a bug: one masked line, the traceback only on --debug
+            error = secrets.mask(f"internal error: {type(exc).__name__}: {exc}")
+            hint = "" if args.debug else " (run again with --debug for the traceback)"
+            log.error(error + hint, exc_info=args.debug)
+            return EXIT_FAILED
         print("\n" + secrets.mask(summary(tuning)), flush=True)
     return EXIT_OK
 

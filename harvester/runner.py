@@ -60,7 +60,11 @@ async def run(
     hears of each secret value, configured or issued.
     """
     stats = stats if stats is not None else Stats()
-    secrets = secrets if secrets is not None else Secrets.of(config)
+    # A registry given (the CLI's, already masking its logs) learns the config's secrets too.
+    if secrets is None:
+        secrets = Secrets.of(config)
+    else:
+        secrets.add_configured(config.named_secrets())
     if on_secret is not None:
         secrets.listen(on_secret)
     with secrets.masking_logs():

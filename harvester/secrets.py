@@ -10,16 +10,17 @@ the length of a run), stats, checkpoints (placeholders instead of values), --pri
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
 
-import orjson
 from yarl import URL
 
+from harvester import placeholders
 from harvester.masked_errors import MaskedError, mask_exception
 
 __all__ = ["MASK", "RESUMED_TOKEN", "MaskedError", "Secrets", "url_forms"]
@@ -56,6 +57,17 @@ def url_forms(value: str) -> dict[str, str]:
     return forms
 
 
+def _mask_forms(value: str) -> set[str]:
+    """Every form of `value` to mask: its URL forms, and each as a JSON string may write it
+    (PHP's json_encode escapes "/" as "\\/"; others write any punctuation as \\u00XX)."""
+    found = set()
+    for form in url_forms(value).values():
+        escaped = json.dumps(form)[1:-1]
+        found |= {form, escaped, escaped.replace("/", "\\/")}
+        found.add("".join(c if c.isalnum() and c.isascii() else f"\\u{ord(c):04x}" for c in form))
+    return found
+
+
 def _every_form(value: str) -> dict[str, str]:
     return {kind: form(value) for kind, form in _KINDS}
 
@@ -82,6 +94,7 @@ class Secrets:
     def __init__(self, values: Iterable[str] = (), *, on_add: Callable[[str], None] | None = None):
         # Replaced, never changed in place: the checkpoint thread reads them while tokens come.
         self._configured: tuple[str, ...] = ()
+        self._names: dict[str, str] = {}  # configured value -> its name (the config key path)
         self._issued: tuple[str, ...] = ()  # tokens and the Basic credential, in order
         self._tokens: tuple[str, ...] = ()
         # (token, its distinct URL forms), worked out once: next links are checked per request.
@@ -95,7 +108,7 @@ class Secrets:
     @classmethod
     def of(cls, config: Config, *, on_add: Callable[[str], None] | None = None) -> Secrets:
         """The registry for a run of `config`."""
-        return cls(config.secrets(), on_add=on_add)
+        return cls(config.named_secrets(), on_add=on_add)
 
     @property
     def configured(self) -> tuple[str, ...]:
@@ -113,11 +126,19 @@ class Secrets:
         for value in (*self._configured, *self._issued):
             on_add(value)
 
-    def add_configured(self, values: Iterable[str]) -> None:
-        """Values from the config; each is numbered by its place, for checkpoint placeholders."""
+    def add_configured(self, values: Mapping[str, str] | Iterable[str]) -> None:
+        """Values from the config, by the key path that holds each (`Config.named_secrets`):
+        checkpoint placeholders are named by it, so they survive changes to the rest of the
+        config. Values given without names are named by their place in the registry."""
+        named = values.items() if isinstance(values, Mapping) else ((None, v) for v in values)
         with self._lock:
-            fresh = dict.fromkeys(v for v in values if len(v) >= _SHORTEST)
-            new = tuple(v for v in fresh if v not in self._configured)
+            new: tuple[str, ...] = ()
+            for name, value in named:
+                if len(value) >= _SHORTEST and value not in self._names:
+                    # A name never holds a brace: it would end the placeholder early.
+                    shown = f"#{len(self._names)}" if name is None else name
+                    self._names[value] = shown.replace("{", "(").replace("}", ")")
+                    new += (value,)
             self._configured += new
         self._learned(new)
 
@@ -138,9 +159,7 @@ class Secrets:
         if not values:
             return
         with self._lock:
-            forms = {
-                form for v in (*self._configured, *self._issued) for form in url_forms(v).values()
-            }
+            forms = {form for v in (*self._configured, *self._issued) for form in _mask_forms(v)}
             self._masks = tuple(sorted(forms, key=len, reverse=True))
         for value in values:
             for listener in self._listeners:
@@ -215,34 +234,33 @@ class Secrets:
 
     # --- checkpoints ----------------------------------------------------------------------
 
-    def placeholders(self) -> list[tuple[bytes, bytes]]:
-        """(a secret's form as JSON text holds it, its placeholder), longest first.
-
-        Configured values become {secret:N...}, put back from the config on load; tokens
-        become {token...}, put back as RESUMED_TOKEN, which the fetcher swaps for the token of
-        the moment.
-        """
-        found: dict[bytes, bytes] = {}
-        named = [(f"secret:{i}", v) for i, v in enumerate(self._configured)]
-        named += [("token", v) for v in self._tokens if v not in self._configured]
+    def _placeholder_forms(self) -> list[tuple[str, str]]:
+        """(a secret's form in a URL, the name of its placeholder): configured values by key
+        path, `secret:<key path><kind>`; tokens `token<kind>`."""
+        found: dict[str, str] = {}
+        names = self._names
+        named = [(f"secret:{names[v]}", v) for v in self._configured]
+        named += [("token", v) for v in self._tokens if v not in names]
         for name, value in named:
             for kind, form in url_forms(value).items():
-                found.setdefault(orjson.dumps(form)[1:-1], f"{{{name}{kind}}}".encode())
-        return sorted(found.items(), key=lambda pair: -len(pair[0]))
+                found.setdefault(form, name + kind)
+        return list(found.items())
 
-    def with_placeholders(self, text: bytes) -> bytes:
-        for form, placeholder in self.placeholders():
-            text = text.replace(form, placeholder)
-        return text
+    def with_placeholders(self, text: str) -> str:
+        """`text` (a saved link or cursor) with every secret in it as a placeholder."""
+        return placeholders.encode(text, self._placeholder_forms())
 
-    def from_placeholders(self, text: bytes) -> bytes:
-        """`text` with each placeholder put back: configured values, then token stand-ins."""
-        for form, placeholder in self.placeholders():
-            if not placeholder.startswith(b"{token"):
-                text = text.replace(placeholder, form)
-        for kind, stand_in in RESUMED_TOKEN.items():
-            text = text.replace(f"{{token{kind}}}".encode(), stand_in.encode())
-        return text
+    def from_placeholders(self, text: str) -> str:
+        """`text` as the server sent it: configured values put back from the config, tokens as
+        RESUMED_TOKEN stand-ins. placeholders.UnknownPlaceholder for a secret the config no
+        longer holds."""
+        by_name = {
+            f"secret:{self._names[v]}{kind}": form
+            for v in self._configured
+            for kind, form in _every_form(v).items()
+        }
+        by_name.update({f"token{kind}": stand_in for kind, stand_in in RESUMED_TOKEN.items()})
+        return placeholders.decode(text, by_name.get)
 
 
 class _MaskingFilter(logging.Filter):

@@ -259,20 +259,41 @@ async def test_print_config_shows_an_unset_variable_as_written(tmp_path: Path) -
     assert_one_clear_line(run, "auth.client_id", "CLIENT_ID is not set")
 
 
-async def test_print_config_names_an_unset_variable_where_text_will_not_do(
+async def test_print_config_shows_an_unset_variable_as_written_where_text_will_not_do(
     tmp_path: Path,
 ) -> None:
     raw = {
-        "source": {"url": "https://api.example.com/items", "records": "items"},
+        "source": {"url": "${API_BASE}/items", "records": "items", "timeout": "${TIMEOUT}"},
         "concurrency": {"workers": "${WORKERS}"},
         "output": {"path": "out.jsonl"},
     }
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(raw))
-    env = {k: v for k, v in os.environ.items() if k != "WORKERS"}
+    unset = ("API_BASE", "TIMEOUT", "WORKERS")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    shown = await run_cli(str(config), "--print-config", env=env)
+    assert shown.code == 0, shown.stderr
+    printed = yaml.safe_load(shown.stdout)
+    assert printed["source"]["url"] == "${API_BASE}/items"
+    assert printed["source"]["timeout"] == "${TIMEOUT}"
+    assert printed["concurrency"]["workers"] == "${WORKERS}"
+    run = await run_cli(str(config), env=env)
+    assert run.code == 2
+    assert_one_clear_line(run, "concurrency.workers", "WORKERS is not set")  # the first
+
+
+async def test_print_config_names_an_unset_variable_no_stand_in_satisfies(tmp_path: Path) -> None:
+    raw = {
+        "source": {"url": "https://api.example.com/items", "records": "items"},
+        "pagination": {"style": "${STYLE}"},
+        "output": {"path": "out.jsonl"},
+    }
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    env = {k: v for k, v in os.environ.items() if k != "STYLE"}
     shown = await run_cli(str(config), "--print-config", env=env)
     assert shown.code == 2
-    assert_one_clear_line(shown, "concurrency.workers", "WORKERS is not set")
+    assert_one_clear_line(shown, "pagination.style", "STYLE is not set")
 
 
 def test_a_relative_ca_bundle_is_taken_from_the_config_s_folder(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import signal
 import ssl
@@ -33,6 +34,8 @@ import yaml
 from aiohttp import web
 from yarl import URL
 
+from harvester import cli
+from harvester.checkpoint import Checkpoint, CheckpointFile
 from harvester.config import parse_config
 from harvester.demo.server import serve
 from harvester.errors import (
@@ -43,6 +46,7 @@ from harvester.errors import (
     PageFetchError,
 )
 from harvester.runner import run
+from harvester.secrets import Secrets
 from harvester.stats import Stats
 from harvester.stop import Stop
 
@@ -60,7 +64,11 @@ LAST_PAGE = 6
 def url_forms(value: str) -> set[str]:
     """Every form a value may take in a URL or a form body."""
     query = URL.build(query={"k": value}).raw_query_string[2:]
-    return {value, quote(value, safe=""), quote(value), quote_plus(value), query}
+    forms = {value, quote(value, safe=""), quote(value), quote_plus(value), query}
+    # And as a JSON string may write each: "/" as "\\/" (PHP), punctuation as \\u00XX.
+    escaped = {json.dumps(f)[1:-1].replace("/", "\\/") for f in forms}
+    hexed = {"".join(c if c.isalnum() else f"\\u{ord(c):04x}" for c in f) for f in forms}
+    return forms | escaped | hexed
 
 
 def basic_credential(client_id: str, secret: str) -> str:
@@ -96,9 +104,11 @@ class Api:
     async def items(self, request: web.Request) -> web.StreamResponse:
         bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
         key = request.query.get("api_key", "")
-        if self.mode == "echo_key":
-            text = f"bad request for key {key}, header {request.headers.get('X-Api-Key')}"
-            return web.Response(status=400, text=f"{text}, token {bearer}")
+        if self.mode == "echo_key":  # JSON-escaped as PHP does ("\\/") and with \\u00XX
+            header = request.headers.get("X-Api-Key", "")
+            hexed = "".join(c if c.isalnum() else f"\\u{ord(c):04x}" for c in header)
+            echo = json.dumps(f"bad request for key {key}, token {bearer}").replace("/", "\\/")
+            return web.Response(status=400, text=f'{{"error": {echo}, "header": "{hexed}"}}')
         if self.mode == "long_header":  # more than aiohttp reads: it calls that a 400
             return web.json_response({"results": [], "next": None}, headers={"X-Pad": "x" * 9000})
         page = int(request.query.get("page", 0))
@@ -379,3 +389,143 @@ async def test_a_library_run_masks_harvester_log_records_while_it_lasts(
     assert "now *** with ***" in during
     log.info("after %s", API_KEY)
     assert caplog.records[-1].getMessage() == f"after {API_KEY}"
+
+
+# --- a hostile server's text that looks like a checkpoint placeholder --------------------------
+
+# What a server may send, hoping that a resumed run swaps it for a secret: the placeholders of
+# the secret registry, by position and by key path, an escaped brace and a lone one.
+LOOKALIKE = "{secret:0}{secret:auth.client_secret}{token:url}{{x}{"
+
+
+@dataclass
+class Lure:
+    cursors: list[str] = field(default_factory=list)  # c as page 2 received it, each time
+    failed: bool = False
+
+    async def token(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"access_token": f"{TOKEN_STEM}0", "expires_in": 3600})
+
+    async def items(self, request: web.Request) -> web.StreamResponse:
+        following = f"http://{request.host}/p2?c={LOOKALIKE}"  # as written: braces unencoded
+        return web.json_response({"results": [{"id": 0}], "next": following})
+
+    async def p2(self, request: web.Request) -> web.StreamResponse:
+        self.cursors.append(request.query.get("c", ""))
+        if not self.failed:
+            self.failed = True
+            return web.Response(status=500, text="try again later")
+        return web.json_response({"results": [{"id": 1}], "next": None})
+
+
+async def test_text_that_looks_like_a_placeholder_resumes_exactly_as_the_server_sent_it(
+    tmp_path: Path,
+) -> None:
+    lure, out = Lure(), tmp_path / "out.jsonl"
+    app = web.Application()
+    app.router.add_post("/oauth2/token", lure.token)
+    app.router.add_get("/items", lure.items)
+    app.router.add_get("/p2", lure.p2)
+    async with serve(app) as url:
+        raw = audit_raw(url, out, "lure")
+        raw["retry"]["max_attempts"] = 1
+        config = tmp_path / "config.yaml"
+        config.write_text(yaml.safe_dump(raw))
+        failed = await run_cli(str(config))
+        saved = Path(f"{out}.checkpoint").read_text()
+        resumed = await run_cli(str(config))
+    assert failed.code == 1, failed.stderr
+    assert resumed.code == 0, resumed.stderr
+    assert lure.cursors == [LOOKALIKE, LOOKALIKE]  # never a secret in its place
+    assert out.read_bytes() == b'{"id":0}\n{"id":1}\n'
+    assert CLIENT_SECRET not in saved and quote(API_KEY, safe="") not in saved
+
+
+def test_a_short_secret_leaves_counts_and_digests_as_they_are(tmp_path: Path) -> None:
+    secrets = Secrets({"source.params.api_key": "1000"})
+    chain = {"pages": 1000, "records": 1000, "bytes": 10000, "last_page": "ab1000cd"}
+    chain["next"] = {"url": "http://127.0.0.1:1/items?api_key=1000&page=1000", "params": {}}
+    checkpoint = Checkpoint(fingerprint={"n": 1000}, plan={"total": 1000}, sink={"chains": [chain]})
+    file = CheckpointFile(tmp_path / "out.jsonl", secrets=secrets)
+    file.save(checkpoint)
+    saved = orjson.loads(file.path.read_bytes())
+    assert saved["sink"]["chains"][0]["next"]["url"] == (
+        "http://127.0.0.1:1/items?api_key={secret:source.params.api_key}&page={secret:source.params.api_key}"
+    )
+    assert {k: saved["sink"]["chains"][0][k] for k in ("pages", "records", "last_page")} == {
+        "pages": 1000,
+        "records": 1000,
+        "last_page": "ab1000cd",
+    }
+    loaded = file.load({"n": 1000})
+    assert (
+        loaded is not None and loaded.sink == {"chains": [chain]} and loaded.plan == {"total": 1000}
+    )
+
+
+# --- registries given, and secrets in a URL's userinfo ------------------------------------------
+
+
+async def test_a_registry_given_to_run_learns_the_configs_secrets(tmp_path: Path) -> None:
+    given = Secrets()
+    async with failing_api("echo_key") as (api, url):
+        config = parse_config(audit_raw(url, tmp_path / "out.jsonl", "echo_key"), environ={})
+        with pytest.raises(PageFetchError) as caught:
+            await run(config, policy=no_wait_policy(), secrets=given)
+    assert API_KEY in given.configured and HEADER_KEY in given.configured
+    assert_no_secret(api, exception_texts(caught.value))
+
+
+PASSWORD = "Hunter2SuperPass"
+
+
+async def test_a_password_in_the_urls_userinfo_is_masked_with_its_basic_form(
+    tmp_path: Path,
+) -> None:
+    async def echo(request: web.Request) -> web.StreamResponse:
+        sent = request.headers.get("Authorization", "")
+        return web.Response(status=400, text=f"bad credentials: {sent} ({request.url})")
+
+    app = web.Application()
+    app.router.add_get("/items", echo)
+    async with serve(app) as url:
+        base = URL(url).with_user("svc").with_password(PASSWORD)
+        raw = raw_config(
+            str(base),
+            tmp_path / "out.jsonl",
+            pagination={"style": "link", "next_url": "body:next", "total": "unknown"},
+            retry={"max_attempts": 1, "initial_backoff": 0, "max_backoff": 0},
+        )
+        raw["auth"] = {"type": "none", "allow_insecure_http": True}
+        config = tmp_path / "config.yaml"
+        config.write_text(yaml.safe_dump(raw))
+        result = await run_cli(str(config), *cli_args(tmp_path, "run"))
+    assert result.code == 1, result.stderr
+    basic = base64.b64encode(f"svc:{PASSWORD}".encode()).decode()
+    shown = [result.stdout, result.stderr, *files_left(tmp_path)]
+    assert "bad credentials" in result.stderr, result.stderr
+    assert [t for t in shown if PASSWORD in t or basic in t] == []
+
+
+# --- tune's exit paths ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_unexpected_error_in_tune_is_one_masked_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    debug: bool,
+) -> None:
+    async def broken(config: Any, **_: Any) -> Any:  # a bug, its message quoting the API key
+        raise RuntimeError(f"cannot tune {config.source.url}?api_key={API_KEY}")
+
+    monkeypatch.setattr(cli, "tune", broken)
+    config = write_audit_config(tmp_path, "http://127.0.0.1:9", "echo_key")
+    code = cli.main(["tune", str(config), "--duration", "1", *(["--debug"] if debug else [])])
+    printed = capsys.readouterr()
+    assert code == 1
+    errors = [line for line in printed.err.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "internal error: RuntimeError: cannot tune" in errors[0]
+    assert ("Traceback" in printed.err) == debug, printed.err
+    assert_no_secret(Api("echo_key"), [printed.out, printed.err])

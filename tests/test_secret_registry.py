@@ -4,16 +4,18 @@ exception chains, checkpoint placeholders and tokens swapped in next links."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import traceback
 from urllib.parse import quote, quote_plus
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
 from harvester.errors import PageFetchError
+from harvester.placeholders import UnknownPlaceholder
 from harvester.secrets import RESUMED_TOKEN, MaskedError, Secrets
 
 KEY = "k3y/with+SIGNS=&x"
@@ -137,16 +139,16 @@ def test_a_cancellation_stays_a_cancellation() -> None:
 
 
 def test_checkpoint_placeholders_put_back_config_values_and_stand_ins_for_tokens() -> None:
-    secrets = Secrets([KEY])
+    secrets = Secrets({"source.params.api_key": KEY})
     secrets.add(TOKEN, token=True)
     link = str(URL("https://api.test/items").with_query(api_key=KEY, access_token=TOKEN))
-    saved = secrets.with_placeholders(f'{{"url": "{link}"}}'.encode())
-    assert KEY.encode() not in saved and b"{secret:0" in saved and b"{token" in saved
-    loaded = secrets.from_placeholders(saved).decode()
-    resumed = loaded[len('{"url": "') : -2]
+    saved = secrets.with_placeholders(link)
+    assert KEY not in saved and "{secret:source.params.api_key" in saved and "{token" in saved
+    # The next run's config holds the key under the same key path, whatever came before it.
+    later = Secrets({"auth.client_secret": "another-secret", "source.params.api_key": KEY})
+    resumed = later.from_placeholders(saved)
     assert RESUMED_TOKEN[":query"] in resumed
     # The next run has another token: the link is sent with it, in the form the link used.
-    later = Secrets([KEY])
     later.add(NEWER, token=True)
     sent = later.current_token_in(resumed, NEWER)
     assert URL(sent).query == {"api_key": KEY, "access_token": NEWER}
@@ -171,3 +173,38 @@ def test_a_plain_token_in_a_link_gives_way_to_the_next_token_percent_encoded() -
     secrets.add(NEWER, token=True)
     sent = secrets.current_token_in("https://api.test/items?access_token=plain0token", NEWER)
     assert URL(sent, encoded=True).query["access_token"] == NEWER
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.lists(
+        st.sampled_from([*"{}:#%+/=&a0", KEY, "{secret:#0}", "{secret:source.params.api_key}"])
+    ).map("".join)
+)
+def test_saved_text_reads_back_exactly_as_the_server_sent_it(text: str) -> None:
+    # Text that looks like a placeholder is the server's, not a secret: it reads back as sent.
+    secrets = Secrets({"source.params.api_key": KEY, "auth.client_secret": "1000"})
+    saved = secrets.with_placeholders(text)
+    assert KEY not in saved
+    assert secrets.from_placeholders(saved) == text
+
+
+def test_a_placeholder_the_config_no_longer_names_is_refused() -> None:
+    saved = Secrets({"source.params.api_key": KEY}).with_placeholders(f"/items?api_key={KEY}")
+    with pytest.raises(UnknownPlaceholder) as refused:
+        Secrets({"source.headers.X-Api-Key": KEY + "x"}).from_placeholders(saved)
+    assert refused.value.name == "secret:source.params.api_key"
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        json.dumps(KEY)[1:-1],  # as most encoders write it
+        json.dumps(KEY)[1:-1].replace("/", "\\/"),  # PHP's json_encode
+        "".join(c if c.isalnum() else f"\\u{ord(c):04x}" for c in KEY),  # JSON_HEX_* flags
+        json.dumps(KEY + "\u00e9")[1:-1],  # ensure_ascii: non-ASCII as \\u00e9
+    ],
+)
+def test_a_json_escaped_echo_is_masked(echo: str) -> None:
+    secrets = Secrets([KEY, KEY + "\u00e9"])
+    assert secrets.mask(f'{{"error": "bad key {echo}!"}}') == '{"error": "bad key ***!"}'

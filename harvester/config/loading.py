@@ -90,15 +90,45 @@ def parse_config(
         _set_dotted(data, key, value)
     if "auth" not in data:
         data["auth"] = {"type": "none"}
-    try:
-        return _check(_build(Config, data, "", expanded))
-    except ConfigError as exc:
-        if unset and exc.key in unset:  # where a ${VAR} left as written is not a valid value
-            raise ConfigError(
-                f"environment variable {unset[exc.key]} is not set (and has no default)",
-                key=exc.key,
-            ) from None
-        raise
+    written: dict[str, str] = {}  # key -> its value as written, checked with a stand-in
+    while True:
+        try:
+            config = _check(_build(Config, data, "", expanded))
+        except ConfigError as exc:
+            # --print-config: where a ${VAR} as written is not a valid value, check a stand-in
+            # for it instead, and show it as written; a real run never gets here.
+            if unset and exc.key in unset and _stand_in(data, exc.key, written):
+                continue
+            if unset and exc.key in unset:
+                raise ConfigError(
+                    f"environment variable {unset[exc.key]} is not set (and has no default)",
+                    key=exc.key,
+                ) from None
+            raise
+        object.__setattr__(config, "_as_written", written)  # for masked(): not a field
+        return config
+
+
+# Tried in turn for each unset variable of a value whose check fails with it as written.
+_STAND_INS = ("1", "https://unset.invalid", "true")
+
+
+def _stand_in(data: dict[str, Any], key: str, written: dict[str, str]) -> bool:
+    """Put the next stand-in in place of the unset variables of the value at `key`; False when
+    every stand-in was tried (or the value is not where a dotted key finds it)."""
+    *parents, last = key.split(".")
+    node: Any = data
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or not isinstance(node.get(last), str):
+        return False
+    original = written.setdefault(key, node[last])
+    tried = [_VAR.sub(stand_in, original) for stand_in in _STAND_INS]
+    following = tried.index(node[last]) + 1 if node[last] in tried else 0
+    if following == len(tried):
+        return False
+    node[last] = tried[following]
+    return True
 
 
 # No config nests this deep or holds this many values; YAML aliases can make a short document

@@ -6,10 +6,11 @@ import ipaddress
 import ssl
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from harvester.config.masking import Secret, _masked, _masked_repr, _url_has_secret
 from harvester.errors import carries_secret, redact_url
+from harvester.secret_sources import config_secrets
 from harvester.secrets import Secrets
 
 AuthType = Literal["client_credentials", "bearer", "none"]
@@ -160,20 +161,23 @@ class Config:
     output: OutputConfig
 
     def secrets(self) -> list[str]:
-        """The secret values in this config, for the run's registry: the client secret and token,
-        and whatever travels in a secret-looking header or parameter (Authorization, api_key)."""
-        found = [s.reveal() for s in (self.auth.client_secret, self.auth.token) if s is not None]
-        plain = {**self.source.headers, **self.source.params, **self.auth.extra_params}
-        in_url = parse_qsl(urlsplit(self.source.url).query)  # an API key in source.url itself
-        for name, value in [*plain.items(), *in_url]:
-            if carries_secret(name):
-                found.append(value)
-                found.extend(value.split()[1:])  # "Bearer <token>": the token alone as well
-        return found  # the registry leaves out values too short to mask
+        """The secret values in this config (see `named_secrets`)."""
+        return list(self.named_secrets().values())
+
+    def named_secrets(self) -> dict[str, str]:
+        """{key path: secret value} for the run's registry (harvester.secret_sources)."""
+        return config_secrets(self)
 
     def masked(self) -> dict[str, Any]:
         """This config as plain data (for --print-config), every secret in it shown as ***."""
         data: dict[str, Any] = _masked(self, Secrets(self.secrets()).mask)
+        # Checked with a stand-in for an unset ${VAR} (loading.parse_config): shown as written.
+        for key, text in getattr(self, "_as_written", {}).items():
+            *parents, last = key.split(".")
+            node = data
+            for part in parents:
+                node = node[part]
+            node[last] = text
         return data
 
     def warnings(self) -> list[str]:

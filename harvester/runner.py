@@ -32,7 +32,7 @@ from harvester.fetch import (
     make_fetcher,
     open_session,
 )
-from harvester.output import Stream, claim
+from harvester.output import claim
 from harvester.pagination import IndexedPlanner, PageRequest, make_planner
 from harvester.retry import RetryPolicy
 from harvester.schedule import KnownTotal, OpenEnd, lowered_page_size, plan_known_total
@@ -40,6 +40,7 @@ from harvester.secrets import Secrets
 from harvester.sink import OrderedSink, part_path, records_in
 from harvester.stats import Stats
 from harvester.stop import Stop
+from harvester.stream import Stream
 
 __all__ = ["Stop", "run"]
 

@@ -22,10 +22,10 @@ import yaml
 from harvester import __version__
 from harvester.config import Config, load_config
 from harvester.errors import HarvesterError, Interrupted, redact_url
-from harvester.output import is_stdout
 from harvester.runner import Stop, run
 from harvester.secrets import Secrets
 from harvester.stats import Stats
+from harvester.stream import is_stdout
 from harvester.tune import summary, tune
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130

@@ -25,7 +25,7 @@ from harvester.checkpoint import (
 from harvester.config import INDEXED_STYLES, Config
 from harvester.errors import Interrupted, OutputError
 from harvester.fetch import Fetched, Fetcher, make_fetcher, open_session
-from harvester.output import Stream, claim
+from harvester.output import claim
 from harvester.pagination import IndexedPlanner, PageRequest, make_planner
 from harvester.retry import RetryPolicy
 from harvester.schedule import KnownTotal, OpenEnd, lowered_page_size, plan_known_total
@@ -33,6 +33,7 @@ from harvester.secrets import Secrets
 from harvester.sink import OrderedSink, part_path, records_in
 from harvester.stats import Stats
 from harvester.stop import Stop
+from harvester.stream import Stream
 from harvester.workers import fetch_chains, fetch_pages
 
 __all__ = ["Stop", "run"]

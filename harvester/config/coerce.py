@@ -128,3 +128,18 @@ def _kind(value: Any) -> str:
     return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
         type(value), type(value).__name__
     )
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    node = data
+    walked: list[str] = []
+    for part in parents:
+        walked.append(part)
+        child = node.get(part)
+        if child is None:  # an empty section in YAML is null
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"must be a mapping, got {_kind(child)}", key=".".join(walked))
+        node = child
+    node[last] = value

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from harvester.config.checks import _check
-from harvester.config.coerce import _build, _join, _kind
+from harvester.config.coerce import _build, _join, _set_dotted
 from harvester.config.schema import Config
 from harvester.errors import ConfigError
 
@@ -204,18 +204,3 @@ def _expand(
 
         return _VAR.sub(substitute, value)
     return value
-
-
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
-    node = data
-    walked: list[str] = []
-    for part in parents:
-        walked.append(part)
-        child = node.get(part)
-        if child is None:  # an empty section in YAML is null
-            child = node[part] = {}
-        elif not isinstance(child, dict):
-            raise ConfigError(f"must be a mapping, got {_kind(child)}", key=".".join(walked))
-        node = child
-    node[last] = value

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from harvester.config.coerce import _set_dotted
 from harvester.config.masking import Secret, _masked, _masked_repr, _url_has_secret
 from harvester.errors import carries_secret, redact_url
 from harvester.secret_sources import config_secrets
@@ -173,11 +174,7 @@ class Config:
         data: dict[str, Any] = _masked(self, Secrets(self.secrets()).mask)
         # Checked with a stand-in for an unset ${VAR} (loading.parse_config): shown as written.
         for key, text in getattr(self, "_as_written", {}).items():
-            *parents, last = key.split(".")
-            node = data
-            for part in parents:
-                node = node[part]
-            node[last] = text
+            _set_dotted(data, key, text)
         return data
 
     def warnings(self) -> list[str]:

@@ -218,7 +218,8 @@ def _comparable(value: Any, like: Bound) -> Bound | None:
     if isinstance(like, int):
         if isinstance(value, int):
             return value
-        if isinstance(value, str) and value.lstrip("-").isdigit():
+        digits = value[1:] if isinstance(value, str) and value.startswith("-") else value
+        if isinstance(digits, str) and digits.isascii() and digits.isdigit():
             return int(value)
         return None
     if not isinstance(value, str):

@@ -283,7 +283,7 @@ def make_planner(config: PaginationConfig) -> IndexedPlanner:
     )
 
 
-_CONTENT_RANGE = re.compile(r"^\s*(\S+)\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\s*$")
+_CONTENT_RANGE = re.compile(r"^\s*(\S+)\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\s*$", re.ASCII)
 
 
 def parse_content_range(value: str, unit: str) -> tuple[int | None, int | None, int | None]:
@@ -325,7 +325,7 @@ def lookup(body: Any, path: str) -> Any:
         walked.append(part)
         if isinstance(node, dict) and part in node:
             node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+        elif isinstance(node, list) and part.isascii() and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         else:
             keys = [str(k) for k in node] if isinstance(node, dict) else []

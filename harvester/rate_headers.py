@@ -22,8 +22,8 @@ class RateLimitInfo:
     window: float | None = None  # seconds the limit is counted over (RateLimit-Policy w=)
 
 
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
-_PARAM = re.compile(r"([A-Za-z-]+)\s*=\s*\"?(\d+(?:\.\d+)?)")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
+_PARAM = re.compile(r"([A-Za-z-]+)\s*=\s*\"?(\d+(?:\.\d+)?)", re.ASCII)
 
 
 def parse_rate_limit(

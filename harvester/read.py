@@ -123,10 +123,12 @@ def cut_short(body: bytes, headers: Mapping[str, str], error: NotJSON) -> bool:
     Content-Length. Such a body may well come whole on a retry; any other will not."""
     if error.ends_early:
         return True
-    length = headers.get("Content-Length", "")
+    length = headers.get("Content-Length", "").strip()
     # With a Content-Encoding, Content-Length counts the encoded bytes, not these.
     encoded = headers.get("Content-Encoding", "identity").strip().lower() != "identity"
-    return length.strip().isdigit() and not encoded and len(body) < int(length)
+    # isdigit() alone takes "¹" and other digits int() refuses.
+    digits = length.isascii() and length.isdigit()
+    return digits and not encoded and len(body) < int(length)
 
 
 @contextlib.contextmanager

@@ -159,6 +159,26 @@ def test_the_next_cursor_request_keeps_its_window() -> None:
     assert after.params == {"limit": "10", "since": "100", "until": "200", "cursor": "c9"}
 
 
+@pytest.mark.parametrize(
+    ("value", "inside"),
+    [(5, True), ("5", True), ("-5", False), ("¹", False), ("-¹", False), ("--5", False)],
+)
+def test_a_window_key_written_as_text_is_read_as_ascii_digits_only(
+    value: Any, inside: bool
+) -> None:
+    # "¹".isdigit() holds, but int() refuses it: such a key is outside, never a crash.
+    partition = PartitionConfig(
+        param_from="since", param_to="until", start=0, end=300, parts=3, key="id"
+    )
+    chain = cursor_planner(next_cursor="body:next", partition=partition)
+    ans = answer({"next": "c9"}, records=[{"id": value}])
+    if inside:
+        assert chain.select(chain.first(0), ans).records == [{"id": value}]
+    else:
+        with pytest.raises(PlanError, match="outside window 0"):
+            chain.select(chain.first(0), ans)
+
+
 # --- cursor: cursor_from_record --------------------------------------------------------------
 
 

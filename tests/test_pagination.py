@@ -285,6 +285,7 @@ def test_lookup(path: str, expected: Any) -> None:
         ("data.rows", ["items", "meta"]),
         ("data.meta.total.value", []),
         ("pages.2", []),
+        ("pages.¹", []),  # isdigit() holds; int() would refuse it
         ("pages.first", []),
     ],
 )

@@ -134,6 +134,13 @@ def test_what_is_not_json_is_told_and_not_taken_for_a_cut(
     assert not cut_short(body, {"Content-Length": str(len(body))}, caught.value)
 
 
+@pytest.mark.parametrize("length", ["¹", " ² ", "٣", "x", ""])
+def test_a_content_length_that_is_not_ascii_digits_says_nothing_of_a_cut(length: str) -> None:
+    with pytest.raises(NotJSON) as caught:
+        decode_json(b"not json", JSON)
+    assert not cut_short(b"not json", {"Content-Length": length}, caught.value)
+
+
 REAL_BODY = (
     '{"items":[{"id":1,"name":"caf\u00e9 \\"q\\" \\u00e9","v":-1.5e-3,"t":true,"f":false,'
     '"n":null,"l":[1,2,{}],"big":18446744073709551616}],"total":  12}'

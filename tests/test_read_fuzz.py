@@ -194,7 +194,8 @@ class _Response:
     def __init__(self, headers: dict[str, str], chunks: list[bytes], raw: int) -> None:
         self.headers = CIMultiDict(headers)
         length = headers.get("Content-Length", "")
-        self.content_length = int(length) if length.isdigit() else None  # as aiohttp reads it
+        digits = length.isascii() and length.isdigit()
+        self.content_length = int(length) if digits else None  # as aiohttp reads it
         self.content = _Content(chunks, raw)
 
 

@@ -320,6 +320,10 @@ def test_read_body_through_aiohttp_gives_the_body_a_refusal_or_a_client_error(
         return
     event("read")
     assert len(got) <= max_bytes
+    # Honest: whole, and in the encoding it names. aiohttp does not check that a gzip or deflate
+    # stream ends: a plain b"\x00" labelled gzip inflates to b"" with no error. Such a body is
+    # caught later, by the JSON reader (a strict prefix of a JSON document is not JSON).
+    as_named = {"gzip": gzip.compress(data), "deflate": zlib.compress(data)}.get(encoding, data)
     honest = encoding in ("gzip", "deflate", "identity", "") and length == str(len(sent))
-    if honest and sent in (data, gzip.compress(data), zlib.compress(data)):
+    if honest and sent == as_named:
         assert got == data

@@ -27,21 +27,22 @@ from harvester.runner import Stop, run
 from harvester.secrets import Secrets
 from harvester.stats import Stats
 from harvester.stream import is_stdout
-from harvester.tune import summary, tune
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 log = logging.getLogger("harvester")
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """argparse, its usage errors exiting with EXIT_USAGE and one line."""
+
     def error(self, message: str) -> Any:  # argparse's own exits with 2, as we want
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"harvester: error: {message}\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="harvester",
         description="Download a whole dataset from a paginated, OAuth2-protected REST API.",
         epilog="harvester tune CONFIG: measure the concurrency and rate the API admits "
@@ -49,10 +50,10 @@ def _parser() -> argparse.ArgumentParser:
         "130 interrupted.",
     )
     parser.add_argument("config", help="the YAML config file")
-    parser.add_argument("--workers", type=_positive_int, help="override concurrency.workers")
+    parser.add_argument("--workers", type=positive_int, help="override concurrency.workers")
     parser.add_argument("--output", metavar="PATH", help="override output.path")
     parser.add_argument(
-        "--max-records", type=_positive_int, metavar="N", help="stop after N records (a sample)"
+        "--max-records", type=positive_int, metavar="N", help="stop after N records (a sample)"
     )
     parser.add_argument(
         "--log-level",
@@ -96,7 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
     try:
         value = int(text)
     except ValueError:
@@ -110,7 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The `harvester` command; returns the exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["tune"]:
-        return _tune_main(arguments[1:])
+        from harvester.tune.command import tune_main  # it builds on this module's parser
+
+        return tune_main(arguments[1:])
     parser = _parser()
     args = parser.parse_args(arguments)
     if args.log_format == "json" and args.progress == "bar":
@@ -158,62 +162,6 @@ def _main(args: argparse.Namespace, secrets: Secrets) -> int:
     if args.stats_json:  # also on a config error, so that no stale file tells of success
         _write_stats_json(Path(args.stats_json), stats, code, error, secrets)
     return code
-
-
-def _tune_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="harvester tune",
-        description="Ramp concurrency (1, 2, 4, ...) against the API for a bounded time, "
-        "reading pages without writing them; at the first 429, measure the rate the API "
-        "sustains for the rest of the time. Prints a line per step, then recommends workers "
-        "and rate_limit. Measures with no rate_limit, no retries and no adaptation; stops "
-        "(exit 1) when most requests of a step fail.",
-    )
-    parser.add_argument("config", help="the YAML config file")
-    parser.add_argument("--max-workers", type=_positive_int, default=64, metavar="N")
-    parser.add_argument(
-        "--duration", type=float, default=60.0, metavar="S", help="seconds at most (default 60)"
-    )
-    parser.add_argument("--log-level", default="WARNING", type=str.upper)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    return parser
-
-
-def _tune_main(argv: list[str]) -> int:
-    parser = _tune_parser()
-    args = parser.parse_args(argv)
-    if not 0 < args.duration <= 24 * 3600:
-        parser.error("--duration must be between 0 and 86400 seconds")
-    setup_logging(args.log_level)
-    secrets = Secrets()
-    with secrets.masking_logs():
-        try:
-            config = load_config(args.config)
-            secrets.add_configured(config.named_secrets())
-            for warning in config.warnings():
-                log.warning(warning)
-            tuning = asyncio.run(
-                tune(
-                    config,
-                    max_workers=args.max_workers,
-                    duration=args.duration,
-                    secrets=secrets,
-                    say=lambda line: print(secrets.mask(line), flush=True),
-                )
-            )
-        except HarvesterError as exc:
-            log.error(secrets.mask(str(exc)), exc_info=args.debug)
-            return exc.exit_code
-        except KeyboardInterrupt:
-            log.error("interrupted")
-            return EXIT_INTERRUPTED
-        except Exception as exc:  # a bug: one masked line, the traceback only on --debug
-            error = secrets.mask(f"internal error: {type(exc).__name__}: {exc}")
-            hint = "" if args.debug else " (run again with --debug for the traceback)"
-            log.error(error + hint, exc_info=args.debug)
-            return EXIT_FAILED
-        print("\n" + secrets.mask(summary(tuning)), flush=True)
-    return EXIT_OK
 
 
 def _print_summary(stats: Stats, out: TextIO, args: argparse.Namespace) -> None:

@@ -58,6 +58,8 @@ def watch(
     ipykernel, bar when `stream` is a terminal, log otherwise. `max_records`: the percentage
     and ETA count toward min(total, max_records).
     """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     out = sys.stderr if stream is None else stream
     chosen = _choose(mode, out)
     if chosen == "none":
@@ -69,11 +71,11 @@ def watch(
             snap = snapshot(stats, max_records=max_records)
             log.info("progress: %s", plain_line(snap), extra={PROGRESS_FIELDS: snap.counters()})
 
-        with _ticking(LOG_INTERVAL, say, first=False):
+        with _ticking(LOG_INTERVAL, say):
             yield
         return
     view = _View(chosen, out)
-    redraw = _ticking(REDRAW_INTERVAL, lambda: view.show(stats, max_records), first=False)
+    redraw = _ticking(REDRAW_INTERVAL, lambda: view.show(stats, max_records))
     try:
         with _logs_above(view), redraw:
             yield
@@ -106,13 +108,12 @@ def _widgets() -> bool:
 
 
 @contextlib.contextmanager
-def _ticking(every: float, tick: Callable[[], None], *, first: bool = True) -> Iterator[None]:
-    """Call `tick` every `every` seconds from a thread of its own while inside."""
+def _ticking(every: float, tick: Callable[[], None]) -> Iterator[None]:
+    """Call `tick` every `every` seconds (the first time after `every`) from a thread of its
+    own while inside."""
     done = threading.Event()
 
     def loop() -> None:
-        if first:
-            _safely(tick)
         while not done.wait(every):
             _safely(tick)
 

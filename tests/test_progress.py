@@ -8,6 +8,7 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -244,14 +245,22 @@ def run_main(tmp_path: Path, capsys: pytest.CaptureFixture[str], *args: str) -> 
     return CliResult(code, captured.out, captured.err)
 
 
-def test_json_logs_every_stderr_line_with_progress_counters_toward_max_records(
+@pytest.fixture
+def main_here(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     harvester_logging: None,
-) -> None:
+) -> Callable[..., CliResult]:
+    """run_main, a progress log line every 0.05 s instead of every 10 s."""
     monkeypatch.setattr(harvester.progress, "LOG_INTERVAL", 0.05)
-    result = run_main(tmp_path, capsys, "--log-format", "json", "--max-records", "500")
+    return lambda *args: run_main(tmp_path, capsys, *args)
+
+
+def test_json_logs_every_stderr_line_with_progress_counters_toward_max_records(
+    main_here: Callable[..., CliResult],
+) -> None:
+    result = main_here("--log-format", "json", "--max-records", "500")
     assert result.code == 0, result.stderr
     documents = [orjson.loads(line) for line in result.stderr.splitlines()]
     assert all({"time", "level", "message"} <= d.keys() for d in documents)
@@ -263,15 +272,17 @@ def test_json_logs_every_stderr_line_with_progress_counters_toward_max_records(
 
 
 def test_off_a_terminal_a_progress_line_every_interval(
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    harvester_logging: None,
+    main_here: Callable[..., CliResult],
 ) -> None:
-    monkeypatch.setattr(harvester.progress, "LOG_INTERVAL", 0.05)
-    result = run_main(tmp_path, capsys)
+    result = main_here()
     assert result.code == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if " INFO progress: " in line]
     assert len(lines) >= 2, result.stderr
     assert re.search(r"INFO progress: \d+%  [\d,]+/2,000 records  [\d,]+ rec/s  ETA ", lines[-1])
     assert "\r" not in result.stderr
+
+
+def test_an_unknown_mode_is_refused() -> None:
+    refused = pytest.raises(ValueError, match="mode must be one of auto, bar, log, notebook, none")
+    with refused, watch(Stats(), mode="widget"):  # type: ignore[arg-type]
+        pass

@@ -286,3 +286,32 @@ def test_an_unknown_mode_is_refused() -> None:
     refused = pytest.raises(ValueError, match="mode must be one of auto, bar, log, notebook, none")
     with refused, watch(Stats(), mode="widget"):  # type: ignore[arg-type]
         pass
+
+
+def test_in_a_real_kernel_auto_is_a_widget_updated_to_the_end(tmp_path: Path) -> None:
+    # nbclient and nbformat come with the Python API's tests (tests/test_notebook.py).
+    nbclient = pytest.importorskip("nbclient")
+    nbformat = pytest.importorskip("nbformat")
+    code = f"""
+import asyncio, sys
+sys.path.insert(0, {str(Path(harvester.progress.__file__).parent.parent)!r})
+from harvester.progress import in_notebook, watch
+from harvester.stats import Stats
+stats = Stats(total_records=100)
+with watch(stats):
+    for _ in range(10):
+        stats.records += 10
+        await asyncio.sleep(0.05)
+print(in_notebook())
+"""
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    client = nbclient.NotebookClient(notebook, timeout=120, store_widget_state=True)
+    client.execute(cwd=str(tmp_path))
+    outputs = notebook.cells[0].outputs
+    assert [o["output_type"] for o in outputs] == ["display_data", "stream"], outputs
+    assert "application/vnd.jupyter.widget-view+json" in outputs[0]["data"]
+    assert outputs[1]["text"] == "True\n"
+    models = notebook.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    states = {m["model_name"]: m["state"] for m in models.values()}
+    bar = states["FloatProgressModel"]
+    assert (bar["value"], bar["max"], bar["bar_style"]) == (100, 100, "success")

@@ -33,16 +33,14 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 log = logging.getLogger("harvester")
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse, its usage errors exiting with EXIT_USAGE and one line."""
-
+class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse's own exits with 2, as we want
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"harvester: error: {message}\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = Parser(
+    parser = _Parser(
         prog="harvester",
         description="Download a whole dataset from a paginated, OAuth2-protected REST API.",
         epilog="harvester tune CONFIG: measure the concurrency and rate the API admits "
@@ -50,10 +48,10 @@ def _parser() -> argparse.ArgumentParser:
         "130 interrupted.",
     )
     parser.add_argument("config", help="the YAML config file")
-    parser.add_argument("--workers", type=positive_int, help="override concurrency.workers")
+    parser.add_argument("--workers", type=_positive_int, help="override concurrency.workers")
     parser.add_argument("--output", metavar="PATH", help="override output.path")
     parser.add_argument(
-        "--max-records", type=positive_int, metavar="N", help="stop after N records (a sample)"
+        "--max-records", type=_positive_int, metavar="N", help="stop after N records (a sample)"
     )
     parser.add_argument(
         "--log-level",
@@ -97,8 +95,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number >= 1."""
+def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:

@@ -28,7 +28,7 @@ from harvester.progress_line import Snapshot, layout, plain_line, snapshot
 from harvester.secrets import Secrets
 from harvester.stats import Stats
 
-from .conftest import SECRET, CliResult, run_cli, write_config
+from .conftest import SECRET, CliResult, assert_one_clear_line, run_cli, write_config
 
 FULL = Snapshot(
     records=1_234_567,
@@ -226,6 +226,19 @@ async def test_quiet_says_nothing_on_success(demo: DemoServer, tmp_path: Path) -
     result = await run_cli(str(write_config(tmp_path, demo.url)), "--quiet")
     assert (result.code, result.stdout, result.stderr) == (0, "", "")
     assert (tmp_path / "out" / "items.jsonl").read_bytes().count(b"\n") == 1_000
+
+
+async def test_quiet_still_says_what_failed(tmp_path: Path) -> None:
+    result = await run_cli(str(write_config(tmp_path, "http://127.0.0.1:9")), "--quiet")
+    assert result.code == 1 and result.stdout == ""
+    assert_one_clear_line(result, "127.0.0.1:9")
+    assert " INFO " not in result.stderr
+
+
+async def test_a_bar_between_json_lines_is_a_usage_error(tmp_path: Path) -> None:
+    config = str(write_config(tmp_path, "http://127.0.0.1:9"))
+    result = await run_cli(config, "--log-format", "json", "--progress", "bar")
+    assert result.code == 2 and "--progress bar" in result.stderr.splitlines()[-1]
 
 
 async def test_text_logs_carry_the_date(demo: DemoServer, tmp_path: Path) -> None:

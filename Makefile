@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# What running needs only (harvester and its dependencies): make run and make example.
+RUN_STAMP := $(VENV)/.installed-run
 PORT   ?= 8765
 
 .DEFAULT_GOAL := help
@@ -21,13 +23,22 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
-run: install ## Start the demo API, harvest it with config.yaml, print the summary, stop the server
-	$(PY) -m harvester.demo.launch --port $(PORT) --latency 0.05 -- $(PY) -m harvester config.yaml
+# No lint or test tools: a first make run on a fresh clone installs only what it runs.
+$(RUN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e .
+	touch $(RUN_STAMP)
 
-example: install ## Harvest the demo API with examples/$(EXAMPLE).yaml (e.g. make example EXAMPLE=link)
-	$(PY) -m harvester.demo.launch --port $(PORT) --latency 0.05 -- $(PY) -m harvester examples/$(EXAMPLE).yaml
+# The demo API on PORT (8765), or on a free port when that one is taken: the configs read
+# its URL from HARVESTER_DEMO_URL, which the launcher sets. Ctrl-C stops the harvest
+# gracefully (exit 130, resumable); no traceback on any failure.
+run: $(RUN_STAMP) ## Start the demo API (PORT=8765), harvest it with config.yaml, stop the server
+	@$(PY) -m harvester.demo.launch --port $(PORT) --latency 0.05 --quiet -- $(PY) -m harvester config.yaml
+
+example: $(RUN_STAMP) ## Harvest the demo API with examples/$(EXAMPLE).yaml (e.g. make example EXAMPLE=link)
+	@$(PY) -m harvester.demo.launch --port $(PORT) --latency 0.05 --quiet -- $(PY) -m harvester examples/$(EXAMPLE).yaml
 
 test: install deps ## Run the test suite (after the dependency check)
 	$(PY) -m pytest

@@ -11,7 +11,6 @@ import signal
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -22,11 +21,12 @@ import yaml
 from harvester import __version__
 from harvester.config import Config, load_config
 from harvester.errors import HarvesterError, Interrupted, redact_url
+from harvester.logs import LOG_FORMATS, PROGRESS_FIELDS, setup_logging
+from harvester.progress import Mode, watch
 from harvester.runner import Stop, run
 from harvester.secrets import Secrets
 from harvester.stats import Stats
 from harvester.stream import is_stdout
-from harvester.tune import summary, tune
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -72,6 +72,18 @@ def _parser() -> argparse.ArgumentParser:
         default="auto",
         help="progress display: a bar on a terminal, log lines otherwise (default auto)",
     )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="warnings and errors only: no progress, no summary",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text (default) or json: one JSON object per line on stderr, for machines",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument(
         "--print-config",
@@ -97,9 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The `harvester` command; returns the exit code."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["tune"]:
-        return _tune_main(arguments[1:])
-    args = _parser().parse_args(arguments)
-    _setup_logging(args.log_level)
+        from harvester.tune.command import tune_main  # it builds on this module's parser
+
+        return tune_main(arguments[1:])
+    parser = _parser()
+    args = parser.parse_args(arguments)
+    if args.log_format == "json" and args.progress == "bar":
+        parser.error("--progress bar draws on stderr, where --log-format json writes: use log")
+    level = "WARNING" if args.quiet and args.log_level in ("DEBUG", "INFO") else args.log_level
+    setup_logging(level, fmt=args.log_format)
     # The run's one secret registry, masking every log record from the start; it learns the
     # config's secrets once the config is read, and each token as it is issued.
     secrets = Secrets()
@@ -123,11 +141,11 @@ def _main(args: argparse.Namespace, secrets: Secrets) -> int:
         if is_stdout(config.output.path):  # the data goes there: the summary may not
             summary_to = sys.stderr
         code = asyncio.run(_harvest(config, args, stats, secrets))
-        _print_summary(stats, summary_to)
+        _print_summary(stats, summary_to, args)
     except Interrupted as exc:
         code, error = exc.exit_code, secrets.mask(str(exc))
         log.warning(error)
-        _print_summary(stats, summary_to)
+        _print_summary(stats, summary_to, args)
     except HarvesterError as exc:
         code, error = exc.exit_code, secrets.mask(str(exc))
         log.error(error, exc_info=args.debug)
@@ -143,63 +161,12 @@ def _main(args: argparse.Namespace, secrets: Secrets) -> int:
     return code
 
 
-def _tune_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="harvester tune",
-        description="Ramp concurrency (1, 2, 4, ...) against the API for a bounded time, "
-        "reading pages without writing them; at the first 429, measure the rate the API "
-        "sustains for the rest of the time. Prints a line per step, then recommends workers "
-        "and rate_limit. Measures with no rate_limit, no retries and no adaptation; stops "
-        "(exit 1) when most requests of a step fail.",
-    )
-    parser.add_argument("config", help="the YAML config file")
-    parser.add_argument("--max-workers", type=_positive_int, default=64, metavar="N")
-    parser.add_argument(
-        "--duration", type=float, default=60.0, metavar="S", help="seconds at most (default 60)"
-    )
-    parser.add_argument("--log-level", default="WARNING", type=str.upper)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    return parser
-
-
-def _tune_main(argv: list[str]) -> int:
-    parser = _tune_parser()
-    args = parser.parse_args(argv)
-    if not 0 < args.duration <= 24 * 3600:
-        parser.error("--duration must be between 0 and 86400 seconds")
-    _setup_logging(args.log_level)
-    secrets = Secrets()
-    with secrets.masking_logs():
-        try:
-            config = load_config(args.config)
-            secrets.add_configured(config.named_secrets())
-            for warning in config.warnings():
-                log.warning(warning)
-            tuning = asyncio.run(
-                tune(
-                    config,
-                    max_workers=args.max_workers,
-                    duration=args.duration,
-                    secrets=secrets,
-                    say=lambda line: print(secrets.mask(line), flush=True),
-                )
-            )
-        except HarvesterError as exc:
-            log.error(secrets.mask(str(exc)), exc_info=args.debug)
-            return exc.exit_code
-        except KeyboardInterrupt:
-            log.error("interrupted")
-            return EXIT_INTERRUPTED
-        except Exception as exc:  # a bug: one masked line, the traceback only on --debug
-            error = secrets.mask(f"internal error: {type(exc).__name__}: {exc}")
-            hint = "" if args.debug else " (run again with --debug for the traceback)"
-            log.error(error + hint, exc_info=args.debug)
-            return EXIT_FAILED
-        print("\n" + secrets.mask(summary(tuning)), flush=True)
-    return EXIT_OK
-
-
-def _print_summary(stats: Stats, out: TextIO) -> None:
+def _print_summary(stats: Stats, out: TextIO, args: argparse.Namespace) -> None:
+    if args.quiet:
+        return
+    if args.log_format == "json" and out is sys.stderr:  # every stderr line stays JSON
+        log.info("summary", extra={PROGRESS_FIELDS: stats.as_dict()})
+        return
     try:
         print(stats.summary(), file=out, flush=True)
     except BrokenPipeError:  # `harvester ... | head`: the harvest itself succeeded
@@ -223,11 +190,9 @@ async def _harvest(config: Config, args: argparse.Namespace, stats: Stats, secre
         config.concurrency.workers,
         config.output.path,
     )
-    mode = args.progress
-    if mode == "auto":
-        mode = "bar" if sys.stderr.isatty() else "log"
     stop = Stop(grace=config.concurrency.stop_grace)
-    with _progress(stats, mode), _stopping_on_signals(stop):
+    progress = watch(stats, mode=_progress_mode(args), max_records=args.max_records)
+    with progress, _stopping_on_signals(stop):
         await run(
             config,
             max_records=args.max_records,
@@ -238,6 +203,15 @@ async def _harvest(config: Config, args: argparse.Namespace, stats: Stats, secre
         )
     log.info("wrote %s", config.output.path)
     return EXIT_OK
+
+
+def _progress_mode(args: argparse.Namespace) -> Mode:
+    if args.quiet:
+        return "none"
+    if args.log_format == "json" and args.progress == "auto":
+        return "log"  # a bar would break the JSON lines
+    mode: Mode = args.progress
+    return mode
 
 
 @contextlib.contextmanager
@@ -291,67 +265,6 @@ def _restoring_signals() -> Iterator[None]:
                 signal.signal(number, handler)
 
 
-@contextlib.contextmanager
-def _progress(stats: Stats, mode: str) -> Iterator[None]:
-    if mode == "none":
-        yield
-        return
-    task = asyncio.get_running_loop().create_task(
-        _show_bar(stats, sys.stderr) if mode == "bar" else _log_progress(stats)
-    )
-    try:
-        yield
-    finally:
-        task.cancel()
-        if mode == "bar":
-            sys.stderr.write("\r\033[K")
-            sys.stderr.flush()
-
-
-async def _show_bar(stats: Stats, out: TextIO) -> None:
-    while True:
-        out.write("\r\033[K" + progress_line(stats, width=30))
-        out.flush()
-        await asyncio.sleep(0.2)
-
-
-async def _log_progress(stats: Stats, every: float = 10.0) -> None:
-    while True:
-        await asyncio.sleep(every)
-        log.info("progress: %s", progress_line(stats, width=0))
-
-
-def progress_line(stats: Stats, *, width: int) -> str:
-    """records, pages/s, retries and ETA in one line; a bar of `width` cells when width > 0."""
-    elapsed = max(stats.elapsed, 1e-9)
-    total = stats.total_records
-    parts = []
-    if total:
-        share = min(1.0, stats.records / total)
-        if width:
-            filled = int(share * width)
-            parts.append("[" + "#" * filled + "." * (width - filled) + "]")
-        parts.append(f"{stats.records:,}/{total:,} records ({share:.0%})")
-    else:
-        parts.append(f"{stats.records:,} records")
-    parts.append(f"{stats.pages / elapsed:.1f} pages/s")
-    parts.append(f"retries {sum(stats.retries.values())}")
-    if stats.concurrency_limit is not None:
-        parts.append(f"limit {stats.concurrency_limit}")
-    if stats.rate_limit is not None:
-        parts.append(f"rate {stats.rate_limit:g}/s")
-    if stats.cool_downs:
-        parts.append(f"cool-downs {stats.cool_downs}")
-    quota_left = (stats.quota_reset_at or 0.0) - time.time()
-    if quota_left > 0:
-        parts.append(f"quota resets in {quota_left:.0f}s")
-    fetched = stats.records - stats.resumed_records  # this run's pace, not the earlier run's
-    if total and fetched > 0:
-        remaining = (total - stats.records) / (fetched / elapsed)
-        parts.append(f"ETA {remaining:.0f}s")
-    return "  ".join(parts)
-
-
 def _write_stats_json(
     path: Path, stats: Stats, code: int, error: str | None, secrets: Secrets
 ) -> None:
@@ -365,14 +278,6 @@ def _write_stats_json(
         os.replace(handle.name, path)
     except OSError as exc:
         log.error("cannot write --stats-json %s: %s", path, exc.strerror)
-
-
-def _setup_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    log.handlers[:] = [handler]
-    log.setLevel(level)
-    log.propagate = False
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -197,6 +197,9 @@ class _Job:
         self.resume = checkpoint
         if checkpoint is not None:
             self.stats.resumed_records = records_in(checkpoint.sink)
+            # Said at once, before the first request: a resumed run should not look like a
+            # fresh one until its summary.
+            log.info("resuming at %s records from %s", f"{self.stats.resumed_records:,}", part)
 
     @property
     def finished(self) -> bool:

@@ -34,6 +34,7 @@ import yaml
 from aiohttp import web
 from yarl import URL
 
+import harvester.tune.command
 from harvester import cli
 from harvester.checkpoint import Checkpoint, CheckpointFile
 from harvester.config import parse_config
@@ -520,7 +521,7 @@ def test_an_unexpected_error_in_tune_is_one_masked_line(
     async def broken(config: Any, **_: Any) -> Any:  # a bug, its message quoting the API key
         raise RuntimeError(f"cannot tune {config.source.url}?api_key={API_KEY}")
 
-    monkeypatch.setattr(cli, "tune", broken)
+    monkeypatch.setattr(harvester.tune.command, "tune", broken)
     config = write_audit_config(tmp_path, "http://127.0.0.1:9", "echo_key")
     code = cli.main(["tune", str(config), "--duration", "1", *(["--debug"] if debug else [])])
     printed = capsys.readouterr()

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from aioresponses import aioresponses
 
+import harvester.tune.command
 from harvester import cli
 from harvester.config import ConcurrencyConfig, Config
 from harvester.demo import DemoServer, DemoSettings, run_demo
@@ -779,7 +780,7 @@ def test_cli_tune_gives_tune_its_duration_and_max_workers(
         options["say"]("a step")
         return tuning
 
-    monkeypatch.setattr(cli, "tune", fake_tune)
+    monkeypatch.setattr(harvester.tune.command, "tune", fake_tune)
 
     code = cli.main(["tune", str(no_demo_config), "--duration", "2", "--max-workers", "4"])
 

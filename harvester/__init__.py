@@ -1,5 +1,12 @@
-"""harvester: download a whole dataset from a paginated, OAuth2-protected REST API."""
+"""harvester: download a whole dataset from a paginated, OAuth2-protected REST API.
 
+    stats = harvester.harvest("config.yaml")       # a script or a notebook cell
+    stats = await harvester.harvest_async(config)  # inside a coroutine
+
+Only what `__all__` lists is the public API; everything else may change.
+"""
+
+from harvester.api import harvest, harvest_async
 from harvester.config import Config, load_config, parse_config
 from harvester.errors import (
     AuthError,
@@ -35,6 +42,8 @@ __all__ = [
     "Stop",
     "TotalChangedError",
     "__version__",
+    "harvest",
+    "harvest_async",
     "load_config",
     "parse_config",
     "run",

@@ -54,12 +54,21 @@ async def run(
 ) -> Stats:
     """Harvest the whole dataset `config` describes; the stats say what happened.
 
+    The engine under harvest() and the command line: `config` is a Config as load_config or
+    parse_config return it (validated), and nothing is shown. harvest() and harvest_async() take
+    a path or a mapping too, validate a hand-built Config, show progress and handle Ctrl-C.
+
     A checkpoint left beside the output by an unfinished run is resumed from, unless `fresh`.
     Raises HarvesterError (or a subclass) when the harvest cannot complete; Interrupted when
     `stop` was requested. No secret of the run shows in what it raises, logs or counts:
     `secrets` is the registry to use (one is made from `config` if not given); `on_secret`
     hears of each secret value, configured or issued.
     """
+    if not isinstance(config, Config):  # run("config.yaml") would fail deep inside otherwise
+        raise TypeError(
+            f"run() takes a validated harvester.Config, got {type(config).__name__}; for a path "
+            "or a mapping use harvester.harvest(config) (or await harvester.harvest_async(config))"
+        )
     stats = stats if stats is not None else Stats()
     # A registry given (the CLI's, already masking its logs) learns the config's secrets too.
     if secrets is None:

@@ -153,6 +153,12 @@ class OutputConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
+    """A whole harvest's settings, one frozen section per YAML section.
+
+    load_config() and parse_config() return one validated; one built here by hand is validated
+    by harvest() through the same checks. Its repr shows every secret as ***.
+    """
+
     source: SourceConfig
     auth: AuthConfig = field(default_factory=lambda: AuthConfig(type="none"))
     pagination: PaginationConfig = field(default_factory=PaginationConfig)

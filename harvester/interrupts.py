@@ -1,0 +1,95 @@
+"""Ctrl-C and the notebook's interrupt, for the Python API: a graceful stop, then a message
+that says how to resume from Python (not from the command line)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from harvester.errors import Interrupted
+from harvester.stop import Stop
+
+log = logging.getLogger("harvester")
+
+KEYBOARD_INTERRUPT = "KeyboardInterrupt"
+
+
+def request_stop(stop: Stop, reason: str) -> None:
+    """Ask `stop` to stop, gracefully the first time, at once the next; in the harvest's loop."""
+    if stop.requested:
+        log.warning("%s again: stopping at once", reason)
+        stop.request(reason, at_once=True)
+        return
+    log.warning(
+        "%s: stopping; pages in flight get %g s to finish (again to stop at once)",
+        reason,
+        stop.grace,
+    )
+    stop.request(reason)
+
+
+@contextlib.contextmanager
+def stopping_on_interrupt(stop: Stop) -> Iterator[None]:
+    """Make Ctrl-C (SIGINT) a graceful stop of the harvest running in this loop.
+
+    Only where nobody else handles SIGINT: on the main thread, with Python's default handler or
+    asyncio.run's in place (a program with a handler of its own keeps it). SIGTERM is left to
+    the program: a library has no business deciding what it means. The handler found is put
+    back when the harvest ends.
+    """
+    loop = asyncio.get_running_loop()
+    if threading.current_thread() is not threading.main_thread() or not _default(
+        signal.getsignal(signal.SIGINT)
+    ):
+        yield
+        return
+    saved = signal.getsignal(signal.SIGINT)
+    try:
+        loop.add_signal_handler(signal.SIGINT, request_stop, stop, KEYBOARD_INTERRUPT)
+    except (NotImplementedError, RuntimeError, ValueError):  # no such support in this loop
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        signal.signal(signal.SIGINT, saved)
+
+
+def _default(handler: Any) -> bool:
+    """Whether `handler` is Python's own SIGINT handler, or asyncio.run's (which cancels the
+    main task: the harvest would lose its pages in flight instead of finishing them)."""
+    if handler is signal.default_int_handler:
+        return True
+    method = getattr(handler, "func", handler)  # asyncio.Runner's is a functools.partial
+    return isinstance(getattr(method, "__self__", None), asyncio.Runner)
+
+
+_CLI_HINT = re.compile(r"run the same command (without --fresh )?again to resume")
+
+
+def resumable(exc: Interrupted, *, fresh: bool) -> Interrupted:
+    """The Interrupted a stopped harvest raised, its hint said for Python users."""
+    hint = (
+        "call harvester.harvest() again with the same config"
+        + (" and without fresh=True" if fresh else "")
+        + " to resume, or with fresh=True to start over"
+    )
+    message, found = _CLI_HINT.subn(hint, exc.message)
+    again = Interrupted(message if found else exc.message, signal=exc.signal)
+    _one_line_in_ipython(again)
+    return again
+
+
+def _one_line_in_ipython(exc: BaseException) -> None:
+    # IPython shows an exception through its _render_traceback_() where it has one: a stop the
+    # user asked for shows as its one line (what was kept, how to resume), not as a traceback
+    # through asyncio's and harvester's internals.
+    line = f"{type(exc).__name__}: {exc}"
+    exc._render_traceback_ = lambda: [line]  # type: ignore[attr-defined]

@@ -22,7 +22,7 @@ from harvester.blocking import run_blocking
 from harvester.config import Config, load_config, parse_config
 from harvester.config.plain import validated
 from harvester.errors import ConfigError, Interrupted
-from harvester.interrupts import resumable, stopping_on_interrupt
+from harvester.interrupts import in_notebook, resumable, stopping_on_interrupt
 from harvester.runner import run
 from harvester.stats import Stats
 from harvester.stop import Stop
@@ -167,17 +167,6 @@ def progress_mode(progress: Progress) -> ProgressMode:
     if sys.stderr is not None and sys.stderr.isatty():
         return "bar"
     return "log" if progress is True else "none"
-
-
-def in_notebook() -> bool:
-    """Whether this runs in a Jupyter kernel (ipykernel), where a widget can be shown."""
-    kernel_app = sys.modules.get("ipykernel.kernelapp")
-    if kernel_app is None:
-        return False
-    try:
-        return bool(kernel_app.IPKernelApp.initialized())
-    except AttributeError:  # another ipykernel than the one this was written against
-        return False
 
 
 @contextlib.contextmanager

@@ -19,10 +19,11 @@ import threading
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
-from harvester.interrupts import KEYBOARD_INTERRUPT, request_stop
+from harvester.interrupts import KEYBOARD_INTERRUPT, interruptible, request_stop
 from harvester.stop import Stop
 
 T = TypeVar("T")
+_SIGNAL_CHECK = 0.25  # seconds
 
 
 def loop_running() -> bool:
@@ -55,12 +56,15 @@ def run_blocking(start: Callable[[], Coroutine[Any, Any, T]], stop: Stop) -> T:
 
     thread = threading.Thread(target=work, name="harvester", daemon=True)
     thread.start()
-    while not done.done():
-        try:
-            concurrent.futures.wait([done])
-        except KeyboardInterrupt:
-            with contextlib.suppress(RuntimeError):  # the loop is closed: the harvest is over
-                loop.call_soon_threadsafe(request_stop, stop, KEYBOARD_INTERRUPT)
+    with interruptible():
+        while not done.done():
+            try:
+                # In slices: a SIGINT that the kernel delivered to another thread is only
+                # acted on once this thread runs Python again.
+                concurrent.futures.wait([done], timeout=_SIGNAL_CHECK)
+            except KeyboardInterrupt:
+                with contextlib.suppress(RuntimeError):  # the loop is closed: the harvest is over
+                    loop.call_soon_threadsafe(request_stop, stop, KEYBOARD_INTERRUPT)
     thread.join()
     return done.result()
 

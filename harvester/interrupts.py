@@ -8,6 +8,7 @@ import contextlib
 import logging
 import re
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -38,13 +39,14 @@ def request_stop(stop: Stop, reason: str) -> None:
 def stopping_on_interrupt(stop: Stop) -> Iterator[None]:
     """Make Ctrl-C (SIGINT) a graceful stop of the harvest running in this loop.
 
-    Only where nobody else handles SIGINT: on the main thread, with Python's default handler or
-    asyncio.run's in place (a program with a handler of its own keeps it). SIGTERM is left to
-    the program: a library has no business deciding what it means. The handler found is put
-    back when the harvest ends.
+    Only on the main thread, and only where the handler in place is Python's default,
+    asyncio.run's (which would cancel the harvest, losing its pages in flight) or a Jupyter
+    kernel's (which cancels a cell's coroutine: a bare CancelledError); a program with a
+    handler of its own keeps it. SIGTERM is left to the program: a library has no business
+    deciding what it means. The handler found is put back when the harvest ends.
     """
     loop = asyncio.get_running_loop()
-    if threading.current_thread() is not threading.main_thread() or not _default(
+    if threading.current_thread() is not threading.main_thread() or not _replaceable(
         signal.getsignal(signal.SIGINT)
     ):
         yield
@@ -62,13 +64,45 @@ def stopping_on_interrupt(stop: Stop) -> Iterator[None]:
         signal.signal(signal.SIGINT, saved)
 
 
-def _default(handler: Any) -> bool:
-    """Whether `handler` is Python's own SIGINT handler, or asyncio.run's (which cancels the
-    main task: the harvest would lose its pages in flight instead of finishing them)."""
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """While the main thread blocks on a harvest in another thread, let Ctrl-C raise
+    KeyboardInterrupt there (to be turned into a stop), whatever loop handler was in place: that
+    loop cannot run its handler while this thread blocks. SIG_IGN is respected."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = signal.getsignal(signal.SIGINT)
+    if saved in (signal.SIG_IGN, None):
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, saved)
+
+
+def _replaceable(handler: Any) -> bool:
+    """Whether `handler` is Python's own SIGINT handler, asyncio.run's, or a Jupyter kernel's
+    while it runs a cell."""
     if handler is signal.default_int_handler:
         return True
     method = getattr(handler, "func", handler)  # asyncio.Runner's is a functools.partial
-    return isinstance(getattr(method, "__self__", None), asyncio.Runner)
+    if isinstance(getattr(method, "__self__", None), asyncio.Runner):
+        return True
+    return in_notebook() and "ipykernel" in (getattr(handler, "__module__", None) or "")
+
+
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (ipykernel), where a widget can be shown."""
+    kernel_app = sys.modules.get("ipykernel.kernelapp")
+    if kernel_app is None:
+        return False
+    try:
+        return bool(kernel_app.IPKernelApp.initialized())
+    except AttributeError:  # another ipykernel than the one this was written against
+        return False
 
 
 _CLI_HINT = re.compile(r"run the same command (without --fresh )?again to resume")

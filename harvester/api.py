@@ -22,12 +22,19 @@ from harvester.blocking import run_blocking
 from harvester.config import Config, load_config, parse_config
 from harvester.config.plain import validated
 from harvester.errors import ConfigError, Interrupted
-from harvester.interrupts import in_notebook, resumable, stopping_on_interrupt
+from harvester.interrupts import in_notebook, nothing_kept, resumable, stopping_on_interrupt
 from harvester.runner import run
 from harvester.stats import Stats
 from harvester.stop import Stop
 
-__all__ = ["ConfigSource", "Progress", "harvest", "harvest_async", "resolve_config"]
+__all__ = [
+    "ConfigSource",
+    "Progress",
+    "harvest",
+    "harvest_async",
+    "resolve_config",
+    "table_harvest",
+]
 
 ConfigSource: TypeAlias = str | os.PathLike[str] | Mapping[str, Any] | Config
 """What the API takes as a config: a YAML file's path, the YAML document as a mapping, a Config."""
@@ -93,12 +100,32 @@ async def harvest_async(
     return await _harvest(resolved, max_records, fresh, progress, stop)
 
 
+def table_harvest(
+    config: ConfigSource,
+    *,
+    output: Path,
+    workers: int | None,
+    max_records: int | None,
+    progress: Progress,
+    overrides: Mapping[str, Any] | None,
+) -> Stats:
+    """harvest() into a temporary `output` that nothing will resume (to_arrow's): always
+    fresh, and Ctrl-C stops it at once, saying that nothing is kept."""
+    resolved = resolve_config(config, output=output, workers=workers, overrides=overrides)
+    stop = Stop(grace=0.0)  # the pages in flight would be thrown away with the file
+    return run_blocking(
+        lambda: _harvest(resolved, max_records, True, progress, stop, kept=False), stop
+    )
+
+
 async def _harvest(
     config: Config,
     max_records: int | None,
     fresh: bool,
     progress: Progress,
     stop: Stop,
+    *,
+    kept: bool = True,
 ) -> Stats:
     _check_max_records(max_records)
     stats = Stats()
@@ -106,7 +133,9 @@ async def _harvest(
         try:
             return await run(config, max_records=max_records, stats=stats, fresh=fresh, stop=stop)
         except Interrupted as exc:
-            raise resumable(exc, fresh=fresh) from None
+            if kept:
+                raise resumable(exc, fresh=fresh) from None
+            raise nothing_kept(exc) from None
 
 
 def resolve_config(

@@ -121,6 +121,16 @@ def resumable(exc: Interrupted, *, fresh: bool) -> Interrupted:
     return again
 
 
+def nothing_kept(exc: Interrupted) -> Interrupted:
+    """The Interrupted of a harvest whose output is thrown away (stream, to_arrow)."""
+    again = Interrupted(
+        f"stopped by {exc.signal}: nothing is kept; call it again to start over",
+        signal=exc.signal,
+    )
+    _one_line_in_ipython(again)
+    return again
+
+
 def _one_line_in_ipython(exc: BaseException) -> None:
     # IPython shows an exception through its _render_traceback_() where it has one: a stop the
     # user asked for shows as its one line (what was kept, how to resume), not as a traceback

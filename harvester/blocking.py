@@ -111,8 +111,9 @@ def iterate_blocking(start: Callable[[], AsyncGenerator[T, None]], *, buffered: 
     thread = threading.Thread(target=work, name="harvester-records", daemon=True)
     thread.start()
     try:
-        while (item := items.get()) is not _END:
-            loop.call_soon_threadsafe(slots.release)
+        while (item := _take(items)) is not _END:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the producer is done
+                loop.call_soon_threadsafe(slots.release)
             yield item
         error = items.get()
         if error is not None:
@@ -122,3 +123,10 @@ def iterate_blocking(start: Callable[[], AsyncGenerator[T, None]], *, buffered: 
         with contextlib.suppress(RuntimeError):  # the loop is closed: the producer is done
             loop.call_soon_threadsafe(task.cancel)
         thread.join()
+
+
+def _take(items: queue.SimpleQueue[Any]) -> Any:
+    """The next item; in slices, so that Ctrl-C is acted on while waiting (see run_blocking)."""
+    while True:
+        with contextlib.suppress(queue.Empty):
+            return items.get(timeout=_SIGNAL_CHECK)

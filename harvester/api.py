@@ -129,7 +129,10 @@ async def _harvest(
 ) -> Stats:
     _check_max_records(max_records)
     stats = Stats()
-    with stopping_on_interrupt(stop), progress_display(stats, progress):
+    with (
+        stopping_on_interrupt(stop),
+        progress_display(stats, progress, max_records=max_records),
+    ):
         try:
             return await run(config, max_records=max_records, stats=stats, fresh=fresh, stop=stop)
         except Interrupted as exc:
@@ -199,9 +202,13 @@ def progress_mode(progress: Progress) -> ProgressMode:
 
 
 @contextlib.contextmanager
-def progress_display(stats: Stats, progress: Progress) -> Iterator[None]:
+def progress_display(
+    stats: Stats, progress: Progress, *, max_records: int | None = None
+) -> Iterator[None]:
     """Show the harvest's progress from `stats` while the body runs, as `progress` says.
 
+    THE SEAM for harvester.progress (branch `progress`): at merge, this body becomes
+    `with watch(stats, mode=progress_mode(progress), max_records=max_records): yield`.
     Entered inside the harvest's own event loop (a worker thread's, under a notebook).
     """
     mode = progress_mode(progress)
@@ -211,4 +218,4 @@ def progress_display(stats: Stats, progress: Progress) -> Iterator[None]:
         with _progress(stats, mode):
             yield
         return
-    yield  # "notebook": the widget comes with harvester.progress; "none": nothing
+    yield  # "notebook": the widget comes with harvester.progress.watch; "none": nothing

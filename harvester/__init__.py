@@ -21,6 +21,8 @@ from harvester.errors import (
     ResumeError,
     TotalChangedError,
 )
+from harvester.frames import to_arrow, to_pandas
+from harvester.record_stream import iter_records, stream
 from harvester.runner import Stop, run
 from harvester.stats import Stats
 
@@ -44,7 +46,11 @@ __all__ = [
     "__version__",
     "harvest",
     "harvest_async",
+    "iter_records",
     "load_config",
     "parse_config",
     "run",
+    "stream",
+    "to_arrow",
+    "to_pandas",
 ]

@@ -7,6 +7,7 @@ import dataclasses
 import glob
 import logging
 import math
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,11 +37,13 @@ from harvester.stats import Stats
 from harvester.stop import Stop
 from harvester.stream import Stream
 from harvester.workers import fetch_chains, fetch_pages
-from harvester.writers import Target, Writer, format_of, make_writer
+from harvester.writers import Format, Target, Writer, format_of, make_writer
 
 __all__ = ["Stop", "run"]
 
 log = logging.getLogger("harvester")
+
+WriterFactory = Callable[[Target, Format], Writer]
 
 
 async def run(
@@ -53,6 +56,7 @@ async def run(
     fresh: bool = False,
     stop: Stop | None = None,
     secrets: Secrets | None = None,
+    writer: WriterFactory | None = None,
 ) -> Stats:
     """Harvest the whole dataset `config` describes; the stats say what happened.
 
@@ -65,6 +69,10 @@ async def run(
     `stop` was requested. No secret of the run shows in what it raises, logs or counts:
     `secrets` is the registry to use (one is made from `config` if not given); `on_secret`
     hears of each secret value, configured or issued.
+
+    With `writer`, each committed page goes to the writer it makes instead of the output (the
+    Python API's stream()): no output file, no lock, no checkpoint, nothing resumed; partition
+    windows spool in a private temporary folder, removed at the end.
     """
     if not isinstance(config, Config):  # run("config.yaml") would fail deep inside otherwise
         raise TypeError(
@@ -81,7 +89,7 @@ async def run(
         secrets.listen(on_secret)
     with secrets.masking_logs():
         try:
-            return await _run(config, max_records, stats, policy, fresh, stop, secrets)
+            return await _run(config, max_records, stats, policy, fresh, stop, secrets, writer)
         except BaseException as exc:
             masked = secrets.mask_exception(exc)
             if masked is exc:
@@ -100,6 +108,7 @@ async def _run(
     fresh: bool,
     stop: Stop | None,
     secrets: Secrets,
+    writer: WriterFactory | None = None,
 ) -> Stats:
     policy = policy or RetryPolicy(config.retry)
     stop = stop or Stop(grace=config.concurrency.stop_grace)
@@ -107,6 +116,12 @@ async def _run(
         log.warning(warning)
         stats.warn(warning)
     try:
+        if writer is not None:
+            with tempfile.TemporaryDirectory(prefix="harvester-") as folder:
+                records = Path(folder) / "records"
+                job = _Job(config, stats, max_records, stop, records, None, secrets, into=writer)
+                await _harvest(job, policy, secrets)
+            return stats
         place = claim(config.output.path, own_files=_own_files, warn=_warner(stats))
         with place as (output, stream):
             job = _Job(config, stats, max_records, stop, output, stream, secrets)
@@ -168,6 +183,8 @@ class _Job:
         output: Path,
         stream: Stream | None,
         secrets: Secrets,
+        *,
+        into: WriterFactory | None = None,
     ) -> None:
         self.config = config
         self.stats = stats
@@ -176,7 +193,7 @@ class _Job:
         self.output = output  # where the sink writes: the output, or a stream's staging file
         self.stream = stream
         # A stream is written as it goes and cannot be resumed: no checkpoint is kept for it.
-        files = CheckpointFile if stream is None else NoCheckpointFile
+        files = CheckpointFile if stream is None and into is None else NoCheckpointFile
         self.checkpoints = files(self.output, secrets=secrets)
         self.format = format_of(config.output, stream=stream is not None)
         if stream is not None:
@@ -184,6 +201,7 @@ class _Job:
             log.info(
                 "writing to the stream %s as pages come; a stream cannot be resumed", stream.target
             )
+        self.into = into  # run(writer=...): the pages go to this writer instead
         self.make_writer()  # now: a format that cannot be written fails before any request
         self.fingerprint = dataset_fingerprint(config, max_records=max_records)
         self.fresh = False
@@ -267,8 +285,11 @@ class _Job:
         return lambda index: str(self.fetcher.url_for(planner.request(index)))
 
     def make_writer(self) -> Writer:
-        """The configured format's writer, into `<output>.part` or the stream."""
+        """The configured format's writer, into `<output>.part` or the stream; or the one
+        `into` makes."""
         target = Target(path=part_path(self.output), output=self.output, stream=self.stream)
+        if self.into is not None:
+            return self.into(target, Format())
         return make_writer(self.format, target)
 
     def sink(self, *, open_end: bool = False) -> OrderedSink:

@@ -16,7 +16,7 @@ import concurrent.futures
 import contextlib
 import queue
 import threading
-from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator
+from collections.abc import AsyncGenerator, Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
 from harvester.interrupts import KEYBOARD_INTERRUPT, interruptible, request_stop
@@ -72,7 +72,9 @@ def run_blocking(start: Callable[[], Coroutine[Any, Any, T]], stop: Stop) -> T:
 _END = object()  # the producer's last item: the harvest ended (its exception, if any, follows)
 
 
-def iterate_blocking(start: Callable[[], AsyncGenerator[T, None]], *, buffered: int) -> Iterator[T]:
+def iterate_blocking(
+    start: Callable[[], AsyncGenerator[T, None]], *, buffered: int
+) -> Generator[T, None, None]:
     """The items of the async iterator `start()` makes, for a synchronous `for` loop.
 
     The async iterator runs on a loop of its own in a worker thread (in a script as under a

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Generator, Mapping
 from typing import Any
 
 from harvester.api import ConfigSource, Progress, progress_display, resolve_config
@@ -63,7 +63,7 @@ def iter_records(
     max_records: int | None = None,
     progress: Progress = "auto",
     overrides: Mapping[str, Any] | None = None,
-) -> Iterator[Any]:
+) -> Generator[Any, None, None]:
     """`for record in harvester.iter_records(config)`: stream() for synchronous code.
 
     Works in a script and under a running event loop (a notebook): the harvest runs on a loop

@@ -27,7 +27,6 @@ from harvester.writers.arrow_types import (
     json_text,
 )
 
-
 # The one column of a chunk whose records are all `{}` (while no record had a member yet): it
 # only counts the rows, and is never part of the schema written.
 ROWS = "\x00rows"

@@ -146,9 +146,7 @@ def same(stored: Any, sent: Any) -> bool:
         )
     if isinstance(sent, list):
         return (
-            isinstance(stored, list)
-            and len(stored) == len(sent)
-            and all(map(same, stored, sent))
+            isinstance(stored, list) and len(stored) == len(sent) and all(map(same, stored, sent))
         )
     return type(sent) in (int, float, str) and bool(stored == sent)
 

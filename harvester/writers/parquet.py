@@ -131,7 +131,9 @@ class ParquetWriter(Writer):
             log.info("output: columns written as JSON text: %s", ", ".join(text))
         tables = conformed(self._spool, schema)
         if self._per_file is not None:
-            write_parts(tables, self.target.path, schema=schema, codec=CODEC, per_file=self._per_file)
+            write_parts(
+                tables, self.target.path, schema=schema, codec=CODEC, per_file=self._per_file
+            )
             return
         _write_file(self.target.path, tables, schema)
 

@@ -32,7 +32,7 @@ __all__ = [
     "cut_short",
     "decode_json",
     "encode_records",
-    "exact_with_orjson",
+    "exact_as_int64_or_double",
     "collector_paused",
 ]
 
@@ -203,16 +203,12 @@ _TINY = b"0e:000"
 _TINY_VALUE = re.compile(rb":0{1,15}e:000")
 
 
-def exact_with_orjson(data: bytes) -> bool:
-    """Whether every number in `data` (JSON) is one orjson reads exactly: no integer beyond
-    2**53 (16 digits), no double beyond 15 significant digits or range. A cheap scan that may
-    say no for text in a string; a parser reading numbers as int64 or double is then exact too.
-    """
-    return not _may_hold_inexact_number(data) and not _HUGE_EXPONENT.search(data)
-
-
-# 1e400: no double holds it (orjson refuses it; read.py keeps it as an ExactNumber).
-_HUGE_EXPONENT = re.compile(rb"[0-9][eE]\+?[0-9]{3}")
+def exact_as_int64_or_double(data: bytes) -> bool:
+    """Whether every number in `data` (JSON) is one a parser reading int64 and double keeps
+    exactly: no integer beyond 2**53 (16 digits), no double beyond 15 significant digits or
+    below its range. A cheap scan that may say no for text in a string. (A number above a
+    double's range, 1e400, it does not see: orjson and pyarrow refuse those.)"""
+    return not _may_hold_inexact_number(data)
 
 
 def _may_hold_inexact_number(data: bytes) -> bool:

@@ -212,13 +212,22 @@ def test_no_records_make_an_empty_file(tmp_path: Path) -> None:
 
 
 def test_the_fast_path_is_taken_and_agrees(monkeypatch: pytest.MonkeyPatch) -> None:
-    records = [{"id": i, "name": f"n{i}", "x": i / 2, "t": ["a"], "o": {"k": i}} for i in range(9)]
+    records = [
+        {"id": i, "name": f"n{i}", "x": i / 2, "t": ["a"], "o": {"k": i}, "at": "2024-01-01"}
+        for i in range(9)
+    ]
     data = encode_records(records)
-    _, schema, _ = arrow_batches.to_table(data, pa.schema([]))
-    fast, same_schema, _ = arrow_batches.to_table(data, schema)
-    slow, _, _ = arrow_batches._read_slowly(decode_lines(data), schema)
-    assert same_schema is schema
+    slow, slow_schema, _ = arrow_batches._read_slowly(decode_lines(data), pa.schema([]))
+
+    def refused(*args: Any) -> None:
+        raise AssertionError("the Python path was taken")
+
+    monkeypatch.setattr(arrow_batches, "_read_slowly", refused)
+    fast, schema, _ = arrow_batches.to_table(data, pa.schema([]))
+    assert schema == slow_schema  # the date stays text, as sent
     assert fast.equals(slow)
+    again, schema_again, _ = arrow_batches.to_table(data, schema)
+    assert schema_again == schema and again.equals(slow)
 
 
 # Values as JSON APIs send them, mixed freely across records and pages.

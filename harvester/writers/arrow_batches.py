@@ -1,10 +1,12 @@
 """JSON Lines -> an Arrow table, each value exact, the column types widened as the data needs.
 
 Two paths, one result. Most chunks take pyarrow's JSON reader (C++, about five times faster than
-orjson and `Table.from_pylist`) with the columns known so far as an explicit schema that it must
-match exactly: a new column or member, or a value of another type, makes it refuse the chunk,
-which then takes the Python path. So do chunks that may hold a number pyarrow would read
-inexactly (read.exact_with_orjson: an integer beyond 2**53 has 16 digits), and every chunk while
+orjson and `Table.from_pylist`) with the columns known so far as an explicit schema, which it
+keeps to: a value of another type makes it refuse the chunk, which then takes the Python path.
+New columns and members it infers (null, bool, int64, double, string, list, struct, as the
+Python path would; a date-like string it would make a timestamp is read again as text). A chunk
+with a double column that may hold a number a double does not keep (read.exact_as_int64_or_double:
+an integer beyond 2**53 has 16 digits) takes the Python path too, and so does every chunk while
 a column holds JSON text. The Python path decodes the records as read.py does (ExactNumber kept)
 and builds each column with arrow_types.array_of, which refuses any value it would alter.
 """
@@ -17,14 +19,16 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.json as pa_json
 
-from harvester.read import NotJSON, decode_json, exact_with_orjson
+from harvester.read import NotJSON, decode_json, exact_as_int64_or_double
 from harvester.writers.arrow_types import (
     array_of,
     cast_exactly,
+    holds_double,
     is_json,
     join,
     json_field,
     json_text,
+    plain,
 )
 
 # The one column of a chunk whose records are all `{}` (while no record had a member yet): it
@@ -61,23 +65,68 @@ def to_table(data: bytes, running: pa.Schema) -> tuple[pa.Table, pa.Schema, list
 
     NotARow if a record is not a JSON object.
     """
-    if len(running) and not any(map(is_json, running)) and exact_with_orjson(data):
-        table = _read_fast(data, running)
-        if table is not None:
-            return table, running, []
+    if not any(map(is_json, running)):
+        read = _read_fast(data, running)
+        if read is not None:
+            return read[0], read[1], []
     return _read_slowly(decode_lines(data), running)
 
 
-def _read_fast(data: bytes, schema: pa.Schema) -> pa.Table | None:
-    options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
+def _read_fast(data: bytes, running: pa.Schema) -> tuple[pa.Table, pa.Schema] | None:
+    """(table, schema) by pyarrow's reader: the known columns as `running` says, new columns
+    and members as it infers them (a date-like string kept as text); None where the Python path
+    must decide."""
+    table = _read_json(data, running, "infer")
+    if table is None:
+        return None
+    schema = table.schema
+    if schema != running:  # new columns or members: read again with their types given
+        # pyarrow infers a date-like string as a timestamp: it is read again as the text sent.
+        # And the table of an inferring read can be invalid ([null, false] in pyarrow 26).
+        schema = _text_for_time(schema)
+        if not all(plain(f.type) for f in schema):
+            return None
+        table = _read_json(data, schema, "error")
+    doubles = any(holds_double(f.type) for f in schema)
+    if table is None or (doubles and not exact_as_int64_or_double(data)):
+        return None
+    # pyarrow 26's reader builds [null, null] as an invalid list<null> (offsets past its values)
+    if any(_null_items(f.type) for f in schema):
+        return None
+    return table, schema
+
+
+def _read_json(data: bytes, schema: pa.Schema, unexpected: str) -> pa.Table | None:
+    options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior=unexpected)
     # One block for the whole chunk (a block must hold the longest line), read in this thread:
     # the run's workers have the other cores.
     reading = pa_json.ReadOptions(use_threads=False, block_size=len(data) + 1)
     try:
-        table = pa_json.read_json(io.BytesIO(data), read_options=reading, parse_options=options)
-    except pa.ArrowInvalid:  # another type, a new column or member: the Python path decides
+        return pa_json.read_json(io.BytesIO(data), read_options=reading, parse_options=options)
+    except pa.ArrowInvalid:  # another type, a record not an object: the Python path decides
         return None
-    return table
+
+
+def _null_items(t: pa.DataType) -> bool:
+    if pa.types.is_list(t):
+        return pa.types.is_null(t.value_type) or _null_items(t.value_type)
+    if pa.types.is_struct(t):
+        return any(_null_items(f.type) for f in t)
+    return False
+
+
+def _text_for_time(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([pa.field(f.name, _text_type(f.type)) for f in schema])
+
+
+def _text_type(t: pa.DataType) -> pa.DataType:
+    if pa.types.is_temporal(t):
+        return pa.string()
+    if pa.types.is_list(t):
+        return pa.list_(_text_type(t.value_type))
+    if pa.types.is_struct(t):
+        return pa.struct([pa.field(f.name, _text_type(f.type)) for f in t])
+    return t
 
 
 def _read_slowly(records: list[Any], running: pa.Schema) -> tuple[pa.Table, pa.Schema, list[str]]:

@@ -8,10 +8,11 @@ The types a column may take, from JSON values:
     struct<a...>, struct<b...>  -> the fields of both, in order of first appearance, each joined
 
 Anything else (a string and a number, an integer beyond 64 bits, a number no double holds
-exactly, an object with no fields) has no Arrow type that keeps every value exactly: the whole
-top-level column is then JSON text, each value as harvester writes it in JSON Lines, marked by
-the field metadata `harvester: json`. JSON text is the top of the order: it never narrows again,
-so the final schema does not depend on where a run was cut into chunks or segments.
+exactly; at the end, objects that never had a member) has no Arrow type that keeps every value
+exactly: the whole top-level column is then JSON text, each value as harvester writes it in
+JSON Lines, marked by the field metadata `harvester: json`. JSON text is the top of the order:
+it never narrows again, so the final schema does not depend on where a run was cut into chunks
+or segments.
 """
 
 from __future__ import annotations
@@ -67,11 +68,15 @@ def _join_structs(a: pa.StructType, b: pa.StructType) -> pa.DataType | None:
 
 
 def plain(t: pa.DataType) -> bool:
-    """Whether `t` is made only of the types above (no decimal, unsigned or empty struct)."""
+    """Whether `t` is made only of the types above (no decimal, no unsigned integer).
+
+    A struct without fields (values `{}` only) is one too while the run lasts, so that it widens
+    like any other; Parquet has no such type, so it is JSON text if it is still one at the end.
+    """
     if pa.types.is_list(t):
         return plain(t.value_type)
     if pa.types.is_struct(t):
-        return t.num_fields > 0 and all(plain(f.type) for f in t)
+        return all(plain(f.type) for f in t)
     return t in (pa.null(), pa.bool_(), pa.int64(), pa.float64(), pa.string())
 
 

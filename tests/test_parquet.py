@@ -278,10 +278,10 @@ def test_rotation_into_parts_and_a_manifest(tmp_path: Path, kills: tuple[int, ..
     records = demo_like(33)
     out = tmp_path / "out.parquet"
     write_all(out, pages_of(records, 4), per_file=10, kills=kills)
-    manifest = orjson.loads((out / "manifest.json").read_bytes())
+    manifest = orjson.loads((out / "_manifest.json").read_bytes())
     names = [f["name"] for f in manifest["files"]]
     assert names == [f"part-{i:05d}.parquet" for i in range(4)]
-    assert sorted(p.name for p in out.iterdir()) == sorted([*names, "manifest.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*names, "_manifest.json"])
     assert [f["records"] for f in manifest["files"]] == [10, 10, 10, 3]
     assert manifest["records"] == 33
     for f in manifest["files"]:
@@ -291,6 +291,7 @@ def test_rotation_into_parts_and_a_manifest(tmp_path: Path, kills: tuple[int, ..
     parts = [pq.read_table(out / name) for name in names]
     assert all(p.schema.equals(parts[0].schema) for p in parts)
     check_exact(pa.concat_tables(parts), records)
+    check_exact(pq.read_table(out), records)  # the folder read as one table, manifest skipped
     assert not spool.spool_path(out).exists()
 
 
@@ -298,10 +299,10 @@ def test_rotation_replaces_an_earlier_folder_and_refuses_a_foreign_one(tmp_path:
     out = tmp_path / "out.parquet"
     write_all(out, pages_of(demo_like(12), 4), per_file=5)
     write_all(out, pages_of(demo_like(4), 4), per_file=5)
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "part-00000.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["_manifest.json", "part-00000.parquet"]
     foreign = tmp_path / "mine"
     foreign.mkdir()
-    with pytest.raises(OutputError, match="without a manifest.json"):
+    with pytest.raises(OutputError, match="without a _manifest.json"):
         writer(foreign, 5).open(None)
     afile = tmp_path / "file.parquet"
     afile.write_text("x")

@@ -29,7 +29,7 @@ from harvester.writers.parquet_files import (
 )
 from harvester.writers.spool import remove
 
-MANIFEST = "manifest.json"
+MANIFEST = "_manifest.json"  # "_": pyarrow, pandas and Spark skip it when reading the folder
 
 
 def part_name(number: int) -> str:

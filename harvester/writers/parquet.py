@@ -4,7 +4,8 @@ Pages are converted to Arrow in chunks of about 2 MiB as they are committed (arr
 schema widening as later records need (arrow_types), and kept in the spool's segments until the
 run is complete; `finish` then writes the Parquet file (or, with output.max_records_per_file, a
 folder of part files and a manifest) in row groups, every segment cast to the final schema. The
-output path only ever holds a complete file: it is built at `<output>.part` and renamed.
+output path only ever holds a complete file: the spool is the run's working folder
+`<output>.part/`, the output is built in it under its own name and renamed onto the output path.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from harvester.page import Page
 from harvester.writers.arrow_batches import NotARow, to_table
 from harvester.writers.arrow_types import is_json
 from harvester.writers.base import Format, Target, Writer
+from harvester.writers.files import replace
 from harvester.writers.parquet_files import (
     ROW_GROUP_ROWS,
     ParquetFile,
@@ -37,7 +39,7 @@ from harvester.writers.parquet_files import (
     row_groups,
 )
 from harvester.writers.parquet_parts import check_output_folder, place_folder, write_parts
-from harvester.writers.spool import Spool, remove, schema_from_text, spool_path, state_of
+from harvester.writers.spool import Spool, remove, schema_from_text, state_of
 
 log = logging.getLogger("harvester")
 
@@ -70,10 +72,10 @@ class ParquetWriter(Writer):
             check_output_folder(output)
         elif output.is_dir():
             raise OutputError("is a folder, not a file", path=str(output))
-        folder = spool_path(output)
+        # The spool is the run's working folder, `<output>.part/`: what the runner looks for
+        # to resume, and removes for --fresh.
+        folder = self.target.path
         if state is None:
-            with contextlib.suppress(OSError):
-                remove(self.target.path)  # an earlier run's unfinished file or folder
             self._spool = Spool(folder, output=output, segments=None)
             return
         self._spool = Spool(folder, output=output, segments=int(state["segments"]))
@@ -131,26 +133,32 @@ class ParquetWriter(Writer):
             log.info("output: columns written as JSON text: %s", ", ".join(text))
         tables = conformed(self._spool, schema)
         if self._per_file is not None:
-            write_parts(
-                tables, self.target.path, schema=schema, codec=CODEC, per_file=self._per_file
-            )
+            write_parts(tables, self._finished, schema=schema, codec=CODEC, per_file=self._per_file)
             return
-        _write_file(self.target.path, tables, schema)
+        _write_file(self._finished, tables, schema, self.target.output)
+
+    @property
+    def _finished(self) -> Path:
+        """Where the complete output is built: in the working folder, under the output's name."""
+        return self.target.path / self.target.output.name
 
     def place(self) -> None:
         if self._per_file is not None:
-            place_folder(self.target.path, self.target.output)
+            place_folder(self._finished, self.target.output)
         else:
-            super().place()
-        remove_quietly(spool_path(self.target.output))
+            replace(self._finished, self.target.output)
+        # A kill before this leaves a complete output and the spool: the checkpoint still
+        # stands, and the next run writes the same output again from the spool.
+        with contextlib.suppress(OSError):
+            remove(self.target.path)
 
     def close(self) -> None:
         if self._spool is not None:
             self._spool.close()
 
 
-def _write_file(path: Path, tables: Any, schema: pa.Schema) -> None:
-    file = ParquetFile(path, schema, CODEC)
+def _write_file(path: Path, tables: Any, schema: pa.Schema, output: Path) -> None:
+    file = ParquetFile(path, schema, CODEC, replaces=output)
     try:
         for _, group in row_groups(tables, group_rows=ROW_GROUP_ROWS):
             file.write(group)
@@ -173,12 +181,6 @@ def _not_a_row(exc: NotARow, pages: list[Page]) -> RecordsError:
         page=page.index,
         url=page.url,
     )
-
-
-def remove_quietly(folder: Path) -> None:
-    """Remove the spool of a run whose output is in place (a leftover is removed next run)."""
-    with contextlib.suppress(OSError):
-        remove(folder)
 
 
 WRITER = ParquetWriter

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harvester.errors import OutputError
-from harvester.output import create_private
+from harvester.output import create_private, keep_mode
 from harvester.writers.arrow_batches import decode_lines
 from harvester.writers.arrow_types import cast_exactly, conform, is_json, json_field, json_text
 from harvester.writers.spool import Spool
@@ -96,10 +96,14 @@ def row_groups(
 
 
 class ParquetFile:
-    """One Parquet file being written at `path` (owner-only), made durable by `close`."""
+    """One Parquet file being written at `path` (owner-only, or the mode of the file at
+    `replaces`, as for every output), made durable by `close`."""
 
-    def __init__(self, path: Path, schema: pa.Schema, codec: str) -> None:
+    def __init__(
+        self, path: Path, schema: pa.Schema, codec: str, *, replaces: Path | None = None
+    ) -> None:
         self.path = path
+        self._replaces = replaces
         self.records = 0
         try:
             self._handle = create_private(path)
@@ -119,6 +123,8 @@ class ParquetFile:
         try:
             self._writer.close()
             self._handle.flush()
+            if self._replaces is not None:
+                keep_mode(self._handle, self._replaces)
             os.fsync(self._handle.fileno())
             self._handle.close()
         except OSError as exc:

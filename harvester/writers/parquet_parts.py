@@ -1,6 +1,7 @@
 """output.max_records_per_file for Parquet: a folder of part files and a manifest.
 
-The folder is built at `<output>.part/` and renamed onto the output path once whole. In it each
+The folder is built in the run's working folder (`<output>.part/<output name>/`) and renamed
+onto the output path once whole. In it each
 part is written under a temporary name, fsynced and renamed, and `manifest.json` (file names,
 records per file, sha256, schema) comes last: a folder with a manifest is complete. A run that
 dies while writing parts starts the folder over when it finishes again, from the same spool, so

@@ -31,10 +31,6 @@ SEGMENT = re.compile(r"seg-(\d{6})\.(arrow|jsonl)")
 SEGMENT_ROWS = 65_536
 
 
-def spool_path(output: Path) -> Path:
-    return output.with_name(output.name + ".spool")
-
-
 class Spool:
     """Numbered segments in a folder: `append` tables, `mark` a resumable boundary."""
 
@@ -76,8 +72,9 @@ class Spool:
             )
         for name in _names(self.folder):
             match = SEGMENT.fullmatch(name)
-            if match is None or int(match[1]) > segments:  # written after the checkpoint
-                (self.folder / name).unlink()
+            # Written after the checkpoint, or an output a killed finish was building.
+            if match is None or int(match[1]) > segments:
+                remove(self.folder / name)
 
     def paths(self, number: int) -> tuple[Path, Path]:
         """Segment `number`'s Arrow stream and JSON Lines."""
@@ -155,12 +152,13 @@ def _names(folder: Path) -> list[str]:
     return sorted(os.listdir(folder)) if folder.is_dir() else []
 
 
-def remove(folder: Path) -> None:
-    """Remove a spool or staging folder and all it holds (nothing if it is not there)."""
-    if folder.is_symlink():
-        folder.unlink()
-    elif folder.exists():
-        shutil.rmtree(folder)
+def remove(path: Path) -> None:
+    """Remove a file, or a folder and all it holds (nothing if it is not there)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def state_of(count: int, records: int, schema: pa.Schema) -> dict[str, Any]:

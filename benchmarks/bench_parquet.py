@@ -1,6 +1,6 @@
 """Parquet's cost beside pyarrow's own: the same records, the same codec and row groups.
 
-    python benchmarks/bench_parquet.py [--records 1000000]
+    python benchmarks/bench_parquet.py [--records 1000000] [--cli 100000,1000000]
 
 Each measure runs in a fresh process (CPU seconds of the process and its threads, peak RSS):
 - harvester: the demo API's records as the sink hands them over (JSON Lines pages of 100
@@ -12,6 +12,11 @@ Each measure runs in a fresh process (CPU seconds of the process and its threads
   a notebook's loop does) and written the same way.
 The records are made before the measure starts; their bytes are not counted. Exits 1 if
 harvester's CPU time is over 1.5x pyarrow direct's, or its file's rows differ.
+
+With --cli, whole harvests too: `python -m harvester` against the demo API (its own process,
+pages of 1,000, 16 workers) for each record count, to JSON Lines and to Parquet, the CLI's CPU
+seconds and peak RSS read from wait4(); exits 1 if Parquet's peak RSS at the largest count is
+over 1.1x that at the smallest, or an output is not the dataset.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import io
 import multiprocessing
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +41,9 @@ import orjson  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.json as pa_json  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
+from common import check_output, demo_config  # noqa: E402
 
+from harvester.demo.launch import demo_process  # noqa: E402
 from harvester.demo.records import expected_record  # noqa: E402
 from harvester.page import Page  # noqa: E402
 from harvester.writers import parquet as harvester_parquet  # noqa: E402
@@ -168,10 +176,69 @@ def run(way: str, records: int, folder: Path) -> dict[str, Any]:
     return result
 
 
+def cli_harvest(url: str, out: Path, records: int) -> dict[str, float]:
+    """`python -m harvester` into `out`: its wall and CPU seconds and peak RSS (MiB)."""
+    raw = demo_config(url, out, workers=16, page_size=1_000)
+    raw["output"]["checkpoint_every"] = 5
+    config = out.with_suffix(".yaml")
+    config.write_bytes(orjson.dumps(raw))  # JSON is YAML
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harvester", str(config)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise SystemExit(f"FAILED: the harvest into {out} exited {process.returncode}")
+    if out.suffix == ".parquet":
+        ids = pq.read_table(out, columns=["id"]).column("id")
+        if ids.to_pylist() != list(range(records)):
+            raise SystemExit(f"FAILED: {out} does not hold records 0..{records - 1} in order")
+    else:
+        check_output(out, records)
+    return {
+        "wall": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "rss_mib": usage.ru_maxrss / 1024,
+    }
+
+
+def whole_harvests(counts: list[int], folder: Path) -> None:
+    results: dict[tuple[str, int], dict[str, float]] = {}
+    for records in counts:
+        with demo_process(["--records", str(records), "--max-page-size", "1000"]) as url:
+            for fmt in ("jsonl", "parquet"):
+                out = folder / f"items-{records}.{fmt}"
+                results[fmt, records] = cli_harvest(url, out, records)
+                out.unlink()
+    print("Whole harvests of the demo API (python -m harvester; pages of 1,000, 16 workers):")
+    print(f"  {'format':<8} {'records':>10} {'wall s':>7} {'rec/s':>9} {'CPU s':>7} {'RSS MiB':>8}")
+    for (fmt, records), r in sorted(results.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        print(
+            f"  {fmt:<8} {records:>10,} {r['wall']:7.2f} {records / r['wall']:9,.0f} "
+            f"{r['cpu']:7.2f} {r['rss_mib']:8.0f}"
+        )
+    low, high = min(counts), max(counts)
+    for fmt in ("jsonl", "parquet"):
+        growth = results[fmt, high]["rss_mib"] / results[fmt, low]["rss_mib"]
+        print(f"  {fmt}: peak RSS at {high:,} / at {low:,} = {growth:.3f}")
+        if fmt == "parquet" and growth > 1.1:
+            raise SystemExit("FAILED: Parquet's peak RSS grows more than 10% with the records")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--cli", default="", help="record counts for whole harvests, e.g. 1e5,1e6")
     args = parser.parse_args()
+    if args.cli:
+        with tempfile.TemporaryDirectory() as folder:
+            whole_harvests([int(float(n)) for n in args.cli.split(",")], Path(folder))
     with tempfile.TemporaryDirectory() as folder:
         results = {way: run(way, args.records, Path(folder)) for way in WAYS}
     base = results["pyarrow direct"]

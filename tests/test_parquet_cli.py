@@ -137,3 +137,20 @@ async def test_stopped_twice_then_resumed_the_same_rows_and_schema(
     assert a.schema.equals(b.schema, check_metadata=True)
     assert types_of(a.schema) == DEMO_TYPES
     assert sorted(p.name for p in tmp_path.iterdir()) == ["resumed.parquet", "whole.parquet"]
+
+
+async def test_fresh_removes_the_spool_of_a_stopped_run(tmp_path: Path) -> None:
+    out = tmp_path / "items.parquet"
+    async with run_demo(faulty_demo(2_000, token_lifetime=3600)) as demo:
+        sections = {"output": {"path": str(out), "checkpoint_every": 0.01}}
+        config = make_config(demo.url, out, **sections)
+        stats = Stats()
+        with pytest.raises(Interrupted):
+            async with asyncio.timeout(HANG):
+                await run(config, stats=stats, stop=StopAfter(stats, 5), policy=no_wait_policy())
+        assert (tmp_path / "items.parquet.part").is_dir()
+        async with asyncio.timeout(HANG):
+            stats = await run(config, fresh=True, policy=no_wait_policy(max_attempts=20))
+    assert stats.resumed_records == 0
+    assert pq.read_table(out).to_pylist() == expected_records(2_000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["items.parquet"]

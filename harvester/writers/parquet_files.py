@@ -41,20 +41,26 @@ def final_schema(spool: Spool, running: pa.Schema) -> pa.Schema:
     """`running`, with a column made JSON text where Parquet has no type for it, or where an
     earlier segment's values do not all cast exactly (an integer beyond 2**53 into a double)."""
     text = {f.name for f in running if not is_json(f) and not writable(f.type)}
-    for _, table in spool.tables():
-        for f in running:
-            at = table.schema.get_field_index(f.name)
-            if f.name in text or is_json(f) or at < 0 or table.schema.field(at).type == f.type:
-                continue
-            if cast_exactly(table.column(at), f.type) is None:
-                text.add(f.name)
+    for number, segment in enumerate(spool.schemas(), start=1):
+        narrower = [
+            f
+            for f in running
+            if f.name not in text
+            and not is_json(f)
+            and segment.get_field_index(f.name) >= 0
+            and segment.field(f.name).type != f.type
+        ]
+        if narrower:  # read only the segments a widening came after
+            table = spool.table(number)
+            text.update(f.name for f in narrower if cast_exactly(table[f.name], f.type) is None)
     return pa.schema([json_field(f.name) if f.name in text else f for f in running])
 
 
 def conformed(spool: Spool, schema: pa.Schema) -> Iterator[pa.Table]:
     """Each segment's records in `schema`; a column typed there but JSON text in `schema` is
     made again from the segment's JSON Lines, so its text is exactly what the server sent."""
-    for number, table in spool.tables():
+    for number in range(1, spool.count + 1):
+        table = spool.table(number)
         typed_here = [
             f.name
             for f in schema

@@ -125,15 +125,16 @@ class Spool:
             raise OutputError(f"cannot checkpoint: {exc.strerror}", path=str(self.folder)) from None
         return self.count, fds
 
-    def tables(self) -> Iterator[tuple[int, pa.Table]]:
-        """Each closed segment's records, in order, memory-mapped: (number, table)."""
-        for number in range(1, self.count + 1):
-            with pa.memory_map(str(self.paths(number)[0])) as source:
-                yield number, pa.ipc.open_stream(source).read_all()
+    def table(self, number: int) -> pa.Table:
+        """Closed segment `number`'s records, read into memory (one segment at a time keeps
+        memory flat; a memory map would leave its pages counted in the process's RSS)."""
+        with pa.OSFile(str(self.paths(number)[0])) as source:
+            return pa.ipc.open_stream(source).read_all()
 
     def schemas(self) -> Iterator[pa.Schema]:
+        """Each closed segment's schema, in order."""
         for number in range(1, self.count + 1):
-            with pa.memory_map(str(self.paths(number)[0])) as source:
+            with pa.OSFile(str(self.paths(number)[0])) as source:
                 yield pa.ipc.open_stream(source).schema
 
     def close(self) -> None:

@@ -325,3 +325,11 @@ def test_a_resume_without_its_segments_fails(tmp_path: Path) -> None:
     (tmp_path / "out.parquet.part" / "seg-000001.arrow").unlink()
     with pytest.raises(ResumeError, match="seg-000001.arrow"):
         writer(out).open(state)
+
+
+def test_a_text_column_turned_json_text_later(tmp_path: Path) -> None:
+    # The same Arrow type (string) before and after: only the JSON text marker differs.
+    records = [{"v": "one"}, {"v": "two"}, {"v": 3}]
+    out = tmp_path / "out.parquet"
+    write_all(out, pages_of(records, 1), kills=(1,))
+    assert pq.read_table(out).column("v").to_pylist() == ['"one"', '"two"', "3"]

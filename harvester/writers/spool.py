@@ -83,7 +83,10 @@ class Spool:
 
     def append(self, table: pa.Table, lines: bytes) -> None:
         """Add `table` (made from `lines`) to the open segment; a new one for a new schema."""
-        if self._ipc is not None and (self._schema != table.schema or self._rows >= SEGMENT_ROWS):
+        new_schema = self._schema is None or not self._schema.equals(
+            table.schema, check_metadata=True
+        )
+        if self._ipc is not None and (new_schema or self._rows >= SEGMENT_ROWS):
             self._close()
         try:
             if self._ipc is None:

@@ -19,6 +19,7 @@ from harvester.checkpoint import (
     Checkpointer,
     CheckpointFile,
     Committing,
+    NoCheckpointFile,
     checkpoint_path,
     dataset_fingerprint,
 )
@@ -35,6 +36,7 @@ from harvester.stats import Stats
 from harvester.stop import Stop
 from harvester.stream import Stream
 from harvester.workers import fetch_chains, fetch_pages
+from harvester.writers import Target, Writer, format_of, make_writer
 
 __all__ = ["Stop", "run"]
 
@@ -101,8 +103,6 @@ async def _run(
             job = _Job(config, stats, max_records, stop, output, stream, secrets)
             job.load_checkpoint(fresh=fresh)
             await _harvest(job, policy, secrets)
-            if stream is not None:
-                await stream.deliver(stop)
         if max_records is None and stats.total_records not in (None, stats.records):
             stats.warn(
                 f"the API advertised {stats.total_records} records and {stats.records} were "
@@ -166,7 +166,16 @@ class _Job:
         self.stop = stop
         self.output = output  # where the sink writes: the output, or a stream's staging file
         self.stream = stream
-        self.checkpoints = CheckpointFile(self.output, secrets=secrets)
+        # A stream is written as it goes and cannot be resumed: no checkpoint is kept for it.
+        files = CheckpointFile if stream is None else NoCheckpointFile
+        self.checkpoints = files(self.output, secrets=secrets)
+        self.format = format_of(config.output, stream=stream is not None)
+        if stream is not None:
+            stream.stop = stop
+            log.info(
+                "writing to the stream %s as pages come; a stream cannot be resumed", stream.target
+            )
+        self.make_writer()  # now: a format that cannot be written fails before any request
         self.fingerprint = dataset_fingerprint(config, max_records=max_records)
         self.fresh = False
         self._sink: Committing | None = None  # the one sink, once made
@@ -232,8 +241,9 @@ class _Job:
             message = f"stopped by {reason} before any record was written"
         elif self.stream is not None:
             message = (
-                f"stopped by {reason} after {records:,} records; nothing was written to the "
-                f"stream {self.stream.target}, and a stream cannot be resumed: run again"
+                f"stopped by {reason} after {records:,} records were written to the stream "
+                f"{self.stream.target}, which holds only part of the data; a stream cannot be "
+                "resumed: run again"
             )
         else:
             spools = " and its window spools" if self.chained else ""
@@ -247,6 +257,11 @@ class _Job:
     def url_of(self, planner: IndexedPlanner) -> Callable[[int], str]:
         return lambda index: str(self.fetcher.url_for(planner.request(index)))
 
+    def make_writer(self) -> Writer:
+        """The configured format's writer, into `<output>.part` or the stream."""
+        target = Target(path=part_path(self.output), output=self.output, stream=self.stream)
+        return make_writer(self.format, target)
+
     def sink(self, *, open_end: bool = False) -> OrderedSink:
         return OrderedSink(
             self.output,
@@ -256,6 +271,7 @@ class _Job:
             resume=self.resume.sink if self.resume else None,
             allow_repeats=self.config.pagination.repeated_pages == "allow",
             open_end=open_end,
+            writer=self.make_writer(),
         )
 
 
@@ -291,7 +307,7 @@ async def _harvest_known_total(job: _Job) -> None:
             stop=job.stop,
         )
         job.require_complete(sink.full or sink.committed_pages >= pages)
-        sink.finish()
+        await sink.finish()
 
 
 async def _harvest_open_end(job: _Job) -> None:
@@ -327,7 +343,7 @@ async def _harvest_open_end(job: _Job) -> None:
         if complete and not sink.full and not (probed and short is not None and short[0] == 0):
             await _prove_nothing_follows(job, planner, schedule)
         job.require_complete(complete)
-        sink.finish(wanted=schedule.wants)
+        await sink.finish(wanted=schedule.wants)
 
 
 async def _first_pages(
@@ -385,6 +401,7 @@ async def _harvest_chains(job: _Job) -> None:
         max_records=job.max_records,
         resume=job.resume.sink if job.resume else None,
         allow_repeats=config.pagination.repeated_pages == "allow",
+        writer=job.make_writer(),
     )
 
     async def write(chain: int, fetched: Fetched) -> bool:
@@ -404,7 +421,7 @@ async def _harvest_chains(job: _Job) -> None:
             stop=job.stop,
         )
         job.require_complete(sink.complete)
-        sink.finish()
+        await sink.finish()
 
 
 def _start(planner: ChainPlanner, sink: ChainSink, chain: int) -> PageRequest | None:

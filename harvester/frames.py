@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from harvester.api import ConfigSource, Progress, table_harvest
+from harvester.read import decode_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -24,8 +25,12 @@ if TYPE_CHECKING:
 
 __all__ = ["to_arrow", "to_pandas"]
 
-# Output keys that shape a file output but not the records; a table has no use for them.
-_AS_PARQUET = {"output.format": "parquet", "output.compression": "none"}
+# One Parquet file, whatever the config's output says (output.columns, if any, still apply).
+_AS_PARQUET = {
+    "output.format": "parquet",
+    "output.compression": None,
+    "output.max_records_per_file": None,
+}
 
 
 def to_arrow(
@@ -70,16 +75,41 @@ def to_pandas(
     """The whole dataset as a pandas DataFrame (`pip install 'harvester[pandas]'`).
 
     Built from to_arrow()'s table, keeping values exact: an integer column with nulls becomes
-    `object` (Python ints) rather than floats, which would round integers past 2**53; decimals
-    (ExactNumber: more digits than a double holds) stay `decimal.Decimal`; nested objects become
-    dicts. The keywords are harvest()'s.
+    `object` (Python ints) rather than floats, which would round integers past 2**53; a column
+    that is JSON text in the table (numbers past 64 bits or a double's digits, mixed types)
+    holds its values again, as stream() gives them (ExactNumber, a Decimal, for those numbers);
+    nested objects become dicts, lists numpy arrays. The keywords are harvest()'s.
     """
     _require("pandas", extra="pandas")
     table = to_arrow(
         config, workers=workers, max_records=max_records, progress=progress, overrides=overrides
     )
-    frame: pd.DataFrame = table.to_pandas(integer_object_nulls=True, maps_as_pydicts="strict")
+    return frame_of(table)
+
+
+def frame_of(table: pa.Table) -> pd.DataFrame:
+    """`table` as a DataFrame with every value exact (see to_pandas); `table` is consumed."""
+    from harvester.writers.arrow_types import is_json  # imports pyarrow: only once needed
+
+    schema = table.schema
+    frame: pd.DataFrame = table.to_pandas(
+        integer_object_nulls=True,
+        maps_as_pydicts="strict",
+        # Arrow's buffers are freed as the columns are converted: the table and the frame are
+        # never both whole in memory. The table is unusable afterwards.
+        split_blocks=True,
+        self_destruct=True,
+    )
+    del table
+    for field in schema:
+        if is_json(field):  # JSON text in Arrow, where no one type held every value: values here
+            texts = frame[field.name].astype(object)
+            frame[field.name] = texts.map(_value, na_action="ignore").astype(object)
     return frame
+
+
+def _value(text: str) -> Any:
+    return decode_json(text.encode())
 
 
 def _require(module: str, *, extra: str) -> ModuleType:

@@ -48,6 +48,7 @@ bench: install ## Benchmarks against the demo API on loopback (see benchmarks/)
 	$(PY) benchmarks/fault_suite.py
 	$(PY) benchmarks/rate_sim.py
 	$(PY) benchmarks/rate_matrix.py --quick
+	$(PY) benchmarks/bench_api.py
 
 crash: install ## SIGKILL the CLI at random moments, resume, compare the bytes (KILLS=25 per style, SEED=1)
 	$(PY) benchmarks/crash_test.py --kills $(KILLS) --records 50000 --seed $(SEED)

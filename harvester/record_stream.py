@@ -27,7 +27,7 @@ from harvester.writers.base import Format, Target, Writer, records_of
 __all__ = ["iter_records", "stream"]
 
 # Pages the sync iterator's thread may hold ahead of the `for` loop that reads them.
-_BUFFERED_PAGES = 2
+_BUFFERED_PAGES = 8
 # The output path a config for records needs no more than to_arrow's does; filled in if absent.
 _NO_OUTPUT = {"output.path": "records"}
 

@@ -69,6 +69,8 @@ async def test_the_example_notebook_runs_against_the_demo_api(
     outputs = [o for cell in notebook.cells for o in cell.get("outputs", [])]
     text = json.dumps(outputs)
     assert "records      1,000" in text
+    assert "{'id': 0, 'name': 'item-0000000'" in text  # iter_records
+    assert "(1000, True)" in text  # to_pandas: every record, in order
     assert SECRET not in text and "Traceback" not in text
 
 

@@ -138,7 +138,7 @@ async def _harvest(
         except Interrupted as exc:
             if kept:
                 raise resumable(exc, fresh=fresh) from None
-            raise nothing_kept(exc) from None
+            raise nothing_kept(exc.signal) from None
 
 
 def resolve_config(

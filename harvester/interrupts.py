@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from harvester.errors import Interrupted
@@ -35,9 +36,14 @@ def request_stop(stop: Stop, reason: str) -> None:
     stop.request(reason)
 
 
+def stopping_on_interrupt(stop: Stop) -> contextlib.AbstractContextManager[None]:
+    """Make Ctrl-C (SIGINT) a graceful stop of the harvest running in this loop (on_interrupt)."""
+    return on_interrupt(functools.partial(request_stop, stop, KEYBOARD_INTERRUPT))
+
+
 @contextlib.contextmanager
-def stopping_on_interrupt(stop: Stop) -> Iterator[None]:
-    """Make Ctrl-C (SIGINT) a graceful stop of the harvest running in this loop.
+def on_interrupt(callback: Callable[[], None]) -> Iterator[None]:
+    """Have Ctrl-C (SIGINT) call `callback` in this loop while the body runs.
 
     Only on the main thread, and only where the handler in place is Python's default,
     asyncio.run's (which would cancel the harvest, losing its pages in flight) or a Jupyter
@@ -53,7 +59,7 @@ def stopping_on_interrupt(stop: Stop) -> Iterator[None]:
         return
     saved = signal.getsignal(signal.SIGINT)
     try:
-        loop.add_signal_handler(signal.SIGINT, request_stop, stop, KEYBOARD_INTERRUPT)
+        loop.add_signal_handler(signal.SIGINT, callback)
     except (NotImplementedError, RuntimeError, ValueError):  # no such support in this loop
         yield
         return
@@ -121,11 +127,10 @@ def resumable(exc: Interrupted, *, fresh: bool) -> Interrupted:
     return again
 
 
-def nothing_kept(exc: Interrupted) -> Interrupted:
+def nothing_kept(reason: str) -> Interrupted:
     """The Interrupted of a harvest whose output is thrown away (stream, to_arrow)."""
     again = Interrupted(
-        f"stopped by {exc.signal}: nothing is kept; call it again to start over",
-        signal=exc.signal,
+        f"stopped by {reason}: nothing is kept; call it again to start over", signal=reason
     )
     _one_line_in_ipython(again)
     return again

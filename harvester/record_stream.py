@@ -19,6 +19,7 @@ from harvester.api import ConfigSource, Progress, progress_display, resolve_conf
 from harvester.blocking import iterate_blocking
 from harvester.config import Config
 from harvester.errors import ConfigError
+from harvester.interrupts import KEYBOARD_INTERRUPT, nothing_kept, on_interrupt
 from harvester.page import Page
 from harvester.runner import run
 from harvester.stats import Stats
@@ -105,22 +106,32 @@ async def _pages(
             )
 
     task = asyncio.create_task(harvest(), name="harvester-stream")
+    interrupted = False
+
+    def interrupt() -> None:  # Ctrl-C, the kernel's interrupt: nothing to finish, nothing kept
+        nonlocal interrupted
+        interrupted = True
+        task.cancel()
+
     try:
-        while True:
-            if not pages.empty():
-                yield pages.get_nowait()
-                continue
-            if task.done():
-                task.result()  # raises what ended the harvest, if anything did
-                return
-            taking = asyncio.ensure_future(pages.get())
-            try:
-                await asyncio.wait([taking, task], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                if not taking.done():
-                    taking.cancel()
-            if taking.done() and not taking.cancelled():
-                yield taking.result()
+        with on_interrupt(interrupt):
+            while True:
+                if not pages.empty():
+                    yield pages.get_nowait()
+                    continue
+                if task.done():
+                    if task.cancelled() and interrupted:
+                        raise nothing_kept(KEYBOARD_INTERRUPT)
+                    task.result()  # raises what ended the harvest, if anything did
+                    return
+                taking = asyncio.ensure_future(pages.get())
+                try:
+                    await asyncio.wait([taking, task], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not taking.done():
+                        taking.cancel()  # the page, if any, stays in the queue
+                if taking.done() and not taking.cancelled():
+                    yield taking.result()
     finally:
         if not task.done():
             task.cancel()

@@ -122,3 +122,43 @@ async def test_interrupting_the_kernel_stops_gracefully_and_says_how_to_resume(
     [resumed] = [o for o in cells[2].outputs if o.output_type == "execute_result"]
     assert int(resumed.data["text/plain"]) > 0
     assert (tmp_path / "out" / "items.jsonl").read_bytes() == expected_bytes(5_000)
+
+
+@pytest.mark.parametrize(
+    "loop",
+    [
+        "async for record in harvester.stream(config):",
+        "for record in harvester.iter_records(config):",
+    ],
+    ids=["stream", "iter_records"],
+)
+async def test_interrupting_a_records_loop_ends_it_and_keeps_nothing(
+    slow_demo: DemoServer, tmp_path: Path, kernel: str, loop: str
+) -> None:
+    cells = [
+        new_code_cell(_config_cell(slow_demo.url)),
+        new_code_cell(f"seen = 0\n{loop}\n    seen += 1"),
+        new_code_cell(
+            "import threading\n"
+            "print(seen > 0, any(t.name.startswith('harvester') for t in threading.enumerate()))"
+        ),
+    ]
+    client = _client(new_notebook(cells=cells), tmp_path, kernel, allow_errors=True)
+    async with client.async_setup_kernel():
+        await client.async_execute_cell(cells[0], 0)
+        reading = asyncio.ensure_future(client.async_execute_cell(cells[1], 1))
+        await slow_demo.wait_for_requests(10)
+        assert client.km is not None
+        await client.km.interrupt_kernel()
+        await reading
+        await client.async_execute_cell(cells[2], 2)
+    [error] = [o for o in cells[1].outputs if o.output_type == "error"]
+    if "stream" in loop:  # the harvest is this loop's: a stop that says what became of it
+        assert error.ename == "Interrupted", error
+        assert "nothing is kept; call it again to start over" in error.evalue
+    else:  # the for loop's own KeyboardInterrupt, once the harvest's thread has ended
+        assert error.ename == "KeyboardInterrupt", error
+    assert "CancelledError" not in json.dumps(cells[1].outputs)
+    # Records were read before the interrupt, and no harvest thread is left behind.
+    assert [o.text for o in cells[2].outputs if o.output_type == "stream"] == ["True False\n"]
+    assert not (tmp_path / "out").exists()  # nothing written

@@ -147,6 +147,8 @@ class Row:
 class Harness:
     """Starts, kills and checks harvester runs of one style against the demo API at `url`."""
 
+    suffix = ".jsonl"  # of the outputs: it chooses the format (crash_parquet.py: .parquet)
+
     def __init__(self, args: argparse.Namespace, url: str, folder: Path, expected: Expected):
         self.args, self.url, self.folder, self.expected = args, url, folder, expected
         self.startup = 0.5  # seconds from start to the first request; measured in calibrate()
@@ -202,7 +204,7 @@ class Harness:
 
     def calibrate(self, config: Path, style: Style, row: Row) -> None:
         """An uninterrupted harvest: the reference timings, its request overhead, its output."""
-        output = self.folder / "calibration.jsonl"
+        output = self.folder / f"calibration{self.suffix}"
         started = time.monotonic()
         code, log = self.run(config, output, "--max-records", "1")
         if code != 0:
@@ -236,7 +238,7 @@ class Harness:
         config = self.config(name, style)
         self.calibrate(config, style, row)
         before, started = served_requests(self.url), time.monotonic()
-        output = self.folder / f"round-{row.rounds}.jsonl"
+        output = self.folder / f"round-{row.rounds}{self.suffix}"
         while True:
             at_start = checkpoint_of(output)
             if at_start is not None:
@@ -269,7 +271,7 @@ class Harness:
             output.unlink()
             if not killing:
                 break
-            output = self.folder / f"round-{row.rounds}.jsonl"
+            output = self.folder / f"round-{row.rounds}{self.suffix}"
         row.wall = time.monotonic() - started
         row.requests = served_requests(self.url) - before
         row.minimum = row.rounds * style.minimum_requests(self.args.records, self.args.parts)
@@ -411,7 +413,7 @@ def print_table(rows: list[Row]) -> None:
         print(f"{r.style:<20} {counts} {r.cut_back:>5} {r.torn_tails:>6}")
 
 
-def main() -> None:
+def main(harness_class: type[Harness] = Harness) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=25, help="SIGKILLs per style")
     parser.add_argument("--records", type=int, default=50_000)
@@ -460,7 +462,7 @@ def main() -> None:
     expected = Expected(args.records)
     rows = []
     with demo_process(demo) as url, tempfile.TemporaryDirectory() as tmp:
-        harness = Harness(args, url, Path(tmp), expected)
+        harness = harness_class(args, url, Path(tmp), expected)
         for name, style in chosen.items():
             rows.append(harness.crash(name, style))
             print(f"  {name}: done in {rows[-1].wall:.1f} s", file=sys.stderr, flush=True)

@@ -26,6 +26,7 @@ except ModuleNotFoundError:  # the extra is not installed: said before any reque
         key="output.format",
     ) from None
 
+from harvester.output import remove_tree
 from harvester.page import Page
 from harvester.writers.arrow_batches import NotARow, to_table
 from harvester.writers.arrow_types import is_json
@@ -39,7 +40,7 @@ from harvester.writers.parquet_files import (
     row_groups,
 )
 from harvester.writers.parquet_parts import check_output_folder, place_folder, write_parts
-from harvester.writers.spool import Spool, remove, schema_from_text, state_of
+from harvester.writers.spool import Spool, schema_from_text, state_of
 
 log = logging.getLogger("harvester")
 
@@ -150,7 +151,7 @@ class ParquetWriter(Writer):
         # A kill before this leaves a complete output and the spool: the checkpoint still
         # stands, and the next run writes the same output again from the spool.
         with contextlib.suppress(OSError):
-            remove(self.target.path)
+            remove_tree(self.target.path)
 
     def close(self) -> None:
         if self._spool is not None:

@@ -35,14 +35,9 @@ class ParquetHarness(Harness):
                 row.problems.append(f"{output.name}: the uninterrupted harvest is not the data")
             self.reference = table
         if not table.equals(self.reference, check_metadata=True):
-            row.identical = False
             ids = table.column("id").to_pylist() if "id" in table.column_names else []
-            row.lost += self.args.records - len(set(ids) & set(range(self.args.records)))
-            row.duplicated += len(ids) - len(set(ids))
-            row.problems.append(f"{output.name} differs from the uninterrupted harvest")
-        leftovers = [p.name for p in output.parent.glob(output.name + ".*")]
-        if leftovers:
-            row.problems.append(f"left behind: {', '.join(sorted(leftovers))}")
+            self.differs(output, row, ids)
+        self.check_leftovers(output, row)
 
     def vouched(
         self, output: Path, checkpoint: dict[str, Any], style: Style

@@ -280,14 +280,18 @@ class Harness:
     def check_output(self, output: Path, row: Row) -> None:
         data = output.read_bytes()
         if data != self.expected.data:
-            row.identical = False
             ids, garbled = ids_in(data)
-            row.lost += self.args.records - len(set(ids) & set(range(self.args.records)))
-            row.duplicated += len(ids) - len(set(ids))
-            row.problems.append(
-                f"{output.name} differs from the uninterrupted harvest"
-                + (f"; {garbled} lines are no records" if garbled else "")
-            )
+            self.differs(output, row, ids, f"; {garbled} lines are no records" if garbled else "")
+        self.check_leftovers(output, row)
+
+    def differs(self, output: Path, row: Row, ids: list[int], detail: str = "") -> None:
+        """Count a finished output that is not the uninterrupted harvest's, holding `ids`."""
+        row.identical = False
+        row.lost += self.args.records - len(set(ids) & set(range(self.args.records)))
+        row.duplicated += len(ids) - len(set(ids))
+        row.problems.append(f"{output.name} differs from the uninterrupted harvest{detail}")
+
+    def check_leftovers(self, output: Path, row: Row) -> None:
         leftovers = [p.name for p in output.parent.glob(output.name + ".*")]
         if leftovers:
             row.problems.append(f"left behind: {', '.join(sorted(leftovers))}")

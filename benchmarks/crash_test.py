@@ -247,7 +247,11 @@ class Harness:
                 if rng.random() < 0.5:
                     self.add_torn_tail(output, at_start, style)
                     row.torn_tails += 1
-            killing = row.kills < self.args.kills
+            # After a kill between the output's rename and the checkpoint's removal, the next
+            # run clears the checkpoint and harvests again into the complete output (a kill of
+            # that run would leave its partial files beside it): it is left to finish.
+            settling = at_start is not None and output.exists()
+            killing = row.kills < self.args.kills and not settling
             done = committed(at_start, self.args.records)
             kill_after = self.delay(rng, done) if killing else None
             began = time.monotonic()
@@ -269,7 +273,7 @@ class Harness:
                 row.moments[FINISHED_FIRST] += 1
             self.check_output(output, row)
             output.unlink()
-            if not killing:
+            if row.kills >= self.args.kills:
                 break
             output = self.folder / f"round-{row.rounds}{self.suffix}"
         row.wall = time.monotonic() - started

@@ -76,6 +76,8 @@ class ParquetWriter(Writer):
         # The spool is the run's working folder, `<output>.part/`: what the runner looks for
         # to resume, and removes for --fresh.
         folder = self.target.path
+        with contextlib.suppress(OSError):
+            remove_tree(self._trash)
         if state is None:
             self._spool = Spool(folder, output=output, segments=None)
             return
@@ -148,10 +150,19 @@ class ParquetWriter(Writer):
             place_folder(self._finished, self.target.output)
         else:
             replace(self._finished, self.target.output)
-        # A kill before this leaves a complete output and the spool: the checkpoint still
-        # stands, and the next run writes the same output again from the spool.
+        # The working folder goes in one rename, then is removed: a kill while removing it must
+        # not leave a half-removed spool for the next run to resume from. (A kill before the
+        # rename leaves the whole spool and the checkpoint: the next run writes the same output
+        # again from it.)
         with contextlib.suppress(OSError):
-            remove_tree(self.target.path)
+            remove_tree(self._trash)
+            os.replace(self.target.path, self._trash)
+            remove_tree(self._trash)
+
+    @property
+    def _trash(self) -> Path:
+        """Where the working folder is moved to be removed (a leftover goes at the next open)."""
+        return self.target.path.with_name(self.target.path.name + ".removing")
 
     def close(self) -> None:
         if self._spool is not None:

@@ -48,10 +48,12 @@ bench: install ## Benchmarks against the demo API on loopback (see benchmarks/)
 	$(PY) benchmarks/fault_suite.py
 	$(PY) benchmarks/rate_sim.py
 	$(PY) benchmarks/rate_matrix.py --quick
+	$(PY) benchmarks/bench_parquet.py --cli 100000,1000000
 	$(PY) benchmarks/bench_api.py
 
 crash: install ## SIGKILL the CLI at random moments, resume, compare the bytes (KILLS=25 per style, SEED=1)
 	$(PY) benchmarks/crash_test.py --kills $(KILLS) --records 50000 --seed $(SEED)
+	$(PY) benchmarks/crash_parquet.py --kills $(KILLS) --records 50000 --seed $(SEED)
 
 clean: ## Remove the virtualenv, caches and demo output
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache *.egg-info

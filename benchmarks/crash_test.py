@@ -147,6 +147,8 @@ class Row:
 class Harness:
     """Starts, kills and checks harvester runs of one style against the demo API at `url`."""
 
+    suffix = ".jsonl"  # of the outputs: it chooses the format (crash_parquet.py: .parquet)
+
     def __init__(self, args: argparse.Namespace, url: str, folder: Path, expected: Expected):
         self.args, self.url, self.folder, self.expected = args, url, folder, expected
         self.startup = 0.5  # seconds from start to the first request; measured in calibrate()
@@ -202,7 +204,7 @@ class Harness:
 
     def calibrate(self, config: Path, style: Style, row: Row) -> None:
         """An uninterrupted harvest: the reference timings, its request overhead, its output."""
-        output = self.folder / "calibration.jsonl"
+        output = self.folder / f"calibration{self.suffix}"
         started = time.monotonic()
         code, log = self.run(config, output, "--max-records", "1")
         if code != 0:
@@ -236,7 +238,7 @@ class Harness:
         config = self.config(name, style)
         self.calibrate(config, style, row)
         before, started = served_requests(self.url), time.monotonic()
-        output = self.folder / f"round-{row.rounds}.jsonl"
+        output = self.folder / f"round-{row.rounds}{self.suffix}"
         while True:
             at_start = checkpoint_of(output)
             if at_start is not None:
@@ -245,7 +247,11 @@ class Harness:
                 if rng.random() < 0.5:
                     self.add_torn_tail(output, at_start, style)
                     row.torn_tails += 1
-            killing = row.kills < self.args.kills
+            # After a kill between the output's rename and the checkpoint's removal, the next
+            # run clears the checkpoint and harvests again into the complete output (a kill of
+            # that run would leave its partial files beside it): it is left to finish.
+            settling = at_start is not None and output.exists()
+            killing = row.kills < self.args.kills and not settling
             done = committed(at_start, self.args.records)
             kill_after = self.delay(rng, done) if killing else None
             began = time.monotonic()
@@ -267,9 +273,9 @@ class Harness:
                 row.moments[FINISHED_FIRST] += 1
             self.check_output(output, row)
             output.unlink()
-            if not killing:
+            if row.kills >= self.args.kills:
                 break
-            output = self.folder / f"round-{row.rounds}.jsonl"
+            output = self.folder / f"round-{row.rounds}{self.suffix}"
         row.wall = time.monotonic() - started
         row.requests = served_requests(self.url) - before
         row.minimum = row.rounds * style.minimum_requests(self.args.records, self.args.parts)
@@ -278,14 +284,18 @@ class Harness:
     def check_output(self, output: Path, row: Row) -> None:
         data = output.read_bytes()
         if data != self.expected.data:
-            row.identical = False
             ids, garbled = ids_in(data)
-            row.lost += self.args.records - len(set(ids) & set(range(self.args.records)))
-            row.duplicated += len(ids) - len(set(ids))
-            row.problems.append(
-                f"{output.name} differs from the uninterrupted harvest"
-                + (f"; {garbled} lines are no records" if garbled else "")
-            )
+            self.differs(output, row, ids, f"; {garbled} lines are no records" if garbled else "")
+        self.check_leftovers(output, row)
+
+    def differs(self, output: Path, row: Row, ids: list[int], detail: str = "") -> None:
+        """Count a finished output that is not the uninterrupted harvest's, holding `ids`."""
+        row.identical = False
+        row.lost += self.args.records - len(set(ids) & set(range(self.args.records)))
+        row.duplicated += len(ids) - len(set(ids))
+        row.problems.append(f"{output.name} differs from the uninterrupted harvest{detail}")
+
+    def check_leftovers(self, output: Path, row: Row) -> None:
         leftovers = [p.name for p in output.parent.glob(output.name + ".*")]
         if leftovers:
             row.problems.append(f"left behind: {', '.join(sorted(leftovers))}")
@@ -411,7 +421,7 @@ def print_table(rows: list[Row]) -> None:
         print(f"{r.style:<20} {counts} {r.cut_back:>5} {r.torn_tails:>6}")
 
 
-def main() -> None:
+def main(harness_class: type[Harness] = Harness) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=25, help="SIGKILLs per style")
     parser.add_argument("--records", type=int, default=50_000)
@@ -460,7 +470,7 @@ def main() -> None:
     expected = Expected(args.records)
     rows = []
     with demo_process(demo) as url, tempfile.TemporaryDirectory() as tmp:
-        harness = Harness(args, url, Path(tmp), expected)
+        harness = harness_class(args, url, Path(tmp), expected)
         for name, style in chosen.items():
             rows.append(harness.crash(name, style))
             print(f"  {name}: done in {rows[-1].wall:.1f} s", file=sys.stderr, flush=True)

@@ -27,7 +27,7 @@ from harvester.checkpoint import (
 from harvester.config import INDEXED_STYLES, Config
 from harvester.errors import Interrupted, OutputError
 from harvester.fetch import Fetched, Fetcher, make_fetcher, open_session
-from harvester.output import claim
+from harvester.output import claim, remove_tree
 from harvester.pagination import IndexedPlanner, PageRequest, make_planner
 from harvester.retry import RetryPolicy
 from harvester.schedule import KnownTotal, OpenEnd, lowered_page_size, plan_known_total
@@ -219,7 +219,7 @@ class _Job:
             try:
                 for leftover in [part, *part.parent.glob(glob.escape(part.name) + ".*")]:
                     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                        leftover.unlink()
+                        remove_tree(leftover)  # a folder for Parquet (its spool)
             except OSError as exc:
                 raise OutputError(f"cannot remove: {exc.strerror}", path=str(part)) from None
             return

@@ -333,3 +333,14 @@ def test_a_text_column_turned_json_text_later(tmp_path: Path) -> None:
     out = tmp_path / "out.parquet"
     write_all(out, pages_of(records, 1), kills=(1,))
     assert pq.read_table(out).column("v").to_pylist() == ['"one"', '"two"', "3"]
+
+
+def test_a_working_folder_half_removed_is_never_resumed(tmp_path: Path) -> None:
+    # place() moves the working folder aside before removing it; a leftover goes next time.
+    out = tmp_path / "out.parquet"
+    write_all(out, pages_of(demo_like(12), 4))
+    trash = tmp_path / "out.parquet.part.removing"
+    trash.mkdir()
+    (trash / "seg-000001.arrow").write_bytes(b"half")
+    write_all(out, pages_of(demo_like(12), 4))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.parquet"]

@@ -26,6 +26,7 @@ from .conftest import (
     run_cli,
     write_config,
 )
+from .test_resume import StopAfter
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -91,20 +92,6 @@ async def test_without_pyarrow_the_run_says_how_to_install_it(
     assert result.code == 2
     assert_one_clear_line(result, "output.format", "pip install 'harvester[parquet]'")
     assert demo.stats.data_requests == 0
-
-
-class StopAfter(Stop):
-    """Asks to stop once `pages` pages are written, as a Ctrl-C at that moment would."""
-
-    def __init__(self, stats: Stats, pages: int) -> None:
-        super().__init__(grace=30)
-        self._stats, self._pages = stats, pages
-
-    @property
-    def requested(self) -> bool:
-        if self.reason is None and self._stats.pages >= self._pages:
-            self.reason = "SIGINT"
-        return self.reason is not None
 
 
 @pytest.mark.parametrize("per_file", [None, 700])

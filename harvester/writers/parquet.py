@@ -26,6 +26,7 @@ except ModuleNotFoundError:  # the extra is not installed: said before any reque
         key="output.format",
     ) from None
 
+from harvester.output import remove_tree
 from harvester.page import Page
 from harvester.writers.arrow_batches import NotARow, to_table
 from harvester.writers.arrow_types import is_json
@@ -39,7 +40,7 @@ from harvester.writers.parquet_files import (
     row_groups,
 )
 from harvester.writers.parquet_parts import check_output_folder, place_folder, write_parts
-from harvester.writers.spool import Spool, remove, schema_from_text, state_of
+from harvester.writers.spool import Spool, schema_from_text, state_of
 
 log = logging.getLogger("harvester")
 
@@ -75,6 +76,8 @@ class ParquetWriter(Writer):
         # The spool is the run's working folder, `<output>.part/`: what the runner looks for
         # to resume, and removes for --fresh.
         folder = self.target.path
+        with contextlib.suppress(OSError):
+            remove_tree(self._trash)
         if state is None:
             self._spool = Spool(folder, output=output, segments=None)
             return
@@ -147,10 +150,19 @@ class ParquetWriter(Writer):
             place_folder(self._finished, self.target.output)
         else:
             replace(self._finished, self.target.output)
-        # A kill before this leaves a complete output and the spool: the checkpoint still
-        # stands, and the next run writes the same output again from the spool.
+        # The working folder goes in one rename, then is removed: a kill while removing it must
+        # not leave a half-removed spool for the next run to resume from. (A kill before the
+        # rename leaves the whole spool and the checkpoint: the next run writes the same output
+        # again from it.)
         with contextlib.suppress(OSError):
-            remove(self.target.path)
+            remove_tree(self._trash)
+            os.replace(self.target.path, self._trash)
+            remove_tree(self._trash)
+
+    @property
+    def _trash(self) -> Path:
+        """Where the working folder is moved to be removed (a leftover goes at the next open)."""
+        return self.target.path.with_name(self.target.path.name + ".removing")
 
     def close(self) -> None:
         if self._spool is not None:

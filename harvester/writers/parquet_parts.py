@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from harvester.checkpoint import fsync_folder
 from harvester.errors import OutputError
-from harvester.output import create_private, make_folder
+from harvester.output import create_private, make_folder, remove_tree
 from harvester.writers.parquet_files import (
     ROW_GROUP_ROWS,
     ParquetFile,
@@ -28,7 +28,6 @@ from harvester.writers.parquet_files import (
     schema_summary,
     sha256_of,
 )
-from harvester.writers.spool import remove
 
 MANIFEST = "_manifest.json"  # "_": pyarrow, pandas and Spark skip it when reading the folder
 
@@ -63,7 +62,7 @@ def write_parts(
 ) -> dict[str, Any]:
     """The parts and manifest of `tables` in `folder` (started afresh); returns the manifest."""
     try:
-        remove(folder)
+        remove_tree(folder)
         make_folder(folder)
     except OSError as exc:
         raise OutputError(f"cannot write: {exc.strerror}", path=str(folder)) from None
@@ -130,11 +129,11 @@ def place_folder(staging: Path, output: Path) -> None:
     (moved aside first: a folder cannot be renamed onto one that is not empty)."""
     aside = output.with_name(output.name + ".old")
     try:
-        remove(aside)
+        remove_tree(aside)
         if output.is_dir():
             os.replace(output, aside)
         os.replace(staging, output)
         fsync_folder(output.parent)
-        remove(aside)
+        remove_tree(aside)
     except OSError as exc:
         raise OutputError(f"cannot finish: {exc.strerror}", path=str(output)) from None

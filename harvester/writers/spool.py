@@ -14,7 +14,6 @@ import base64
 import contextlib
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,7 +22,7 @@ import pyarrow as pa
 
 from harvester.checkpoint import checkpoint_path
 from harvester.errors import OutputError, ResumeError
-from harvester.output import create_private, make_folder
+from harvester.output import create_private, make_folder, remove_tree
 
 SEGMENT = re.compile(r"seg-(\d{6})\.(arrow|jsonl)")
 # A segment is closed once it holds this many records, so that reading one back at the end
@@ -48,7 +47,7 @@ class Spool:
         self._unsynced: list[int] = []  # descriptors of segments closed since the last mark
         try:
             if segments is None:
-                remove(folder)
+                remove_tree(folder)
                 make_folder(folder)
             else:
                 self._cut_back(segments)
@@ -74,7 +73,7 @@ class Spool:
             match = SEGMENT.fullmatch(name)
             # Written after the checkpoint, or an output a killed finish was building.
             if match is None or int(match[1]) > segments:
-                remove(self.folder / name)
+                remove_tree(self.folder / name)
 
     def paths(self, number: int) -> tuple[Path, Path]:
         """Segment `number`'s Arrow stream and JSON Lines."""
@@ -154,15 +153,6 @@ class Spool:
 
 def _names(folder: Path) -> list[str]:
     return sorted(os.listdir(folder)) if folder.is_dir() else []
-
-
-def remove(path: Path) -> None:
-    """Remove a file, or a folder and all it holds (nothing if it is not there)."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
 
 
 def state_of(count: int, records: int, schema: pa.Schema) -> dict[str, Any]:

@@ -20,20 +20,7 @@ from harvester.read import ExactNumber, encode_records
 
 from .api_helpers import demo_in_thread, finished, start_python
 from .conftest import SECRET, write_config
-
-PARTITIONED = {
-    "source__url": "{url}/cursor",
-    "source__records": "data",
-    "pagination__style": "cursor",
-    "pagination__next_cursor": "body:next_cursor",
-    "pagination__partition": {
-        "param_from": "id_from",
-        "param_to": "id_to",
-        "start": 0,
-        "end": 1_000,
-        "parts": 3,
-    },
-}
+from .test_crash import crash_config
 
 
 @pytest.fixture
@@ -43,16 +30,11 @@ async def exact_demo() -> Any:
         yield d
 
 
-def _config(folder: Path, url: str, **changes: Any) -> Path:
-    changes = {k: v.format(url=url) if isinstance(v, str) else v for k, v in changes.items()}
-    return write_config(folder, url, **changes)
-
-
-@pytest.mark.parametrize("style", ["offset", "partitioned"])
+@pytest.mark.parametrize("style", ["offset", "open end", "cursor windows"])
 async def test_stream_gives_exactly_the_records_a_jsonl_harvest_writes(
     exact_demo: DemoServer, tmp_path: Path, style: str
 ) -> None:
-    config = _config(tmp_path, exact_demo.url, **(PARTITIONED if style == "partitioned" else {}))
+    config = crash_config(tmp_path, exact_demo.url, style)  # the crash test's styles
     await harvester.harvest_async(config, progress=False)
     written = (tmp_path / "out" / "items.jsonl").read_bytes()
     (tmp_path / "out" / "items.jsonl").unlink()

@@ -17,7 +17,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from harvester.demo import DemoServer, DemoSettings, run_demo
 
-from .conftest import SECRET, expected_bytes
+from .conftest import SECRET, expected_bytes, write_config
 
 NOTEBOOK = Path(__file__).parent.parent / "examples" / "notebook.ipynb"
 KERNEL = "harvester-tests"
@@ -74,20 +74,27 @@ async def test_the_example_notebook_runs_against_the_demo_api(
     assert SECRET not in text and "Traceback" not in text
 
 
-def _config_cell(url: str) -> str:
-    config = {
-        "source": {"url": f"{url}/items", "records": "items"},
-        "auth": {
-            "type": "client_credentials",
-            "token_url": f"{url}/oauth2/token",
-            "client_id": "demo",
-            "client_secret": SECRET,
-        },
-        "pagination": {"page_size": 50},
-        "concurrency": {"workers": 2, "stop_grace": 60},
-        "output": {"path": "out/items.jsonl"},
-    }
-    return f"import harvester\nconfig = {config!r}"
+async def _interrupted(
+    demo: DemoServer, folder: Path, kernel: str, second: str, third: str
+) -> list[Any]:
+    """In a fresh kernel: load harvester and a config for `demo`, run `second` and interrupt the
+    kernel once the API has had 10 requests, then run `third`; the cells, with their outputs."""
+    write_config(folder, demo.url, concurrency__workers=2, concurrency__stop_grace=60)
+    cells = [
+        new_code_cell("import harvester\nconfig = 'config.yaml'"),
+        new_code_cell(second),
+        new_code_cell(third),
+    ]
+    client = _client(new_notebook(cells=cells), folder, kernel, allow_errors=True)
+    async with client.async_setup_kernel():
+        await client.async_execute_cell(cells[0], 0)
+        running = asyncio.ensure_future(client.async_execute_cell(cells[1], 1))
+        await demo.wait_for_requests(10)
+        assert client.km is not None
+        await client.km.interrupt_kernel()
+        await running
+        await client.async_execute_cell(cells[2], 2)
+    return cells
 
 
 @pytest.mark.parametrize(
@@ -98,21 +105,8 @@ def _config_cell(url: str) -> str:
 async def test_interrupting_the_kernel_stops_gracefully_and_says_how_to_resume(
     slow_demo: DemoServer, tmp_path: Path, kernel: str, call: str
 ) -> None:
-    cells = [
-        new_code_cell(_config_cell(slow_demo.url)),
-        new_code_cell(f"stats = {call}"),
-        new_code_cell("stats = harvester.harvest(config)\nstats.resumed_records"),
-    ]
-    notebook = new_notebook(cells=cells)
-    client = _client(notebook, tmp_path, kernel, allow_errors=True)
-    async with client.async_setup_kernel():
-        await client.async_execute_cell(cells[0], 0)
-        harvesting = asyncio.ensure_future(client.async_execute_cell(cells[1], 1))
-        await slow_demo.wait_for_requests(10)
-        assert client.km is not None
-        await client.km.interrupt_kernel()
-        await harvesting
-        await client.async_execute_cell(cells[2], 2)
+    again = "stats = harvester.harvest(config)\nstats.resumed_records"
+    cells = await _interrupted(slow_demo, tmp_path, kernel, f"stats = {call}", again)
     [error] = [o for o in cells[1].outputs if o.output_type == "error"]
     assert error.ename == "Interrupted", error
     assert "stopped by KeyboardInterrupt" in error.evalue
@@ -135,23 +129,14 @@ async def test_interrupting_the_kernel_stops_gracefully_and_says_how_to_resume(
 async def test_interrupting_a_records_loop_ends_it_and_keeps_nothing(
     slow_demo: DemoServer, tmp_path: Path, kernel: str, loop: str
 ) -> None:
-    cells = [
-        new_code_cell(_config_cell(slow_demo.url)),
-        new_code_cell(f"seen = 0\n{loop}\n    seen += 1"),
-        new_code_cell(
-            "import threading\n"
-            "print(seen > 0, any(t.name.startswith('harvester') for t in threading.enumerate()))"
-        ),
-    ]
-    client = _client(new_notebook(cells=cells), tmp_path, kernel, allow_errors=True)
-    async with client.async_setup_kernel():
-        await client.async_execute_cell(cells[0], 0)
-        reading = asyncio.ensure_future(client.async_execute_cell(cells[1], 1))
-        await slow_demo.wait_for_requests(10)
-        assert client.km is not None
-        await client.km.interrupt_kernel()
-        await reading
-        await client.async_execute_cell(cells[2], 2)
+    threads = "any(t.name.startswith('harvester') for t in threading.enumerate())"
+    cells = await _interrupted(
+        slow_demo,
+        tmp_path,
+        kernel,
+        f"seen = 0\n{loop}\n    seen += 1",
+        f"import threading\nprint(seen > 0, {threads})",
+    )
     [error] = [o for o in cells[1].outputs if o.output_type == "error"]
     if "stream" in loop:  # the harvest is this loop's: a stop that says what became of it
         assert error.ename == "Interrupted", error

@@ -42,6 +42,11 @@ def demo_in_thread(settings: DemoSettings) -> Iterator[ThreadedDemo]:
             closing = asyncio.Event()
             ready.set_result((server, closing))
             await closing.wait()
+            # A wait the test gave up on (after_requests) ends with the server, not after it.
+            others = asyncio.all_tasks() - {asyncio.current_task()}
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
 
     thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
     thread.start()

@@ -107,6 +107,12 @@ class Stream:
                     self.written += written
             except OSError as exc:
                 received = "received part of the output" if self.written else "received nothing"
+                if exc.errno == errno.EPIPE:  # `| head`: the reader has what it wanted
+                    raise OutputError(
+                        f"the reader closed the stream (as `| head` does) once it {received}: "
+                        "the run stops, its output incomplete",
+                        path=self.target,
+                    ) from None
                 raise OutputError(
                     f"cannot write the stream: {exc.strerror}; it {received}", path=self.target
                 ) from None

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import io
-import os
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -28,24 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's harvester, for the script and its children
 
 import orjson  # noqa: E402
+from bench_cpu import harvest_with  # noqa: E402
 from common import demo_config  # noqa: E402
 
 from harvester.demo.launch import demo_process  # noqa: E402
 from harvester.errors import ConfigError  # noqa: E402
 from harvester.writers import writer_class  # noqa: E402
 from harvester.writers.compress import decompress  # noqa: E402
-
-# Run in the child: one harvest, then its own CPU time and peak RSS.
-CHILD = """
-import asyncio, resource, sys
-import orjson
-from harvester.config import parse_config
-from harvester.runner import run
-stats = asyncio.run(run(parse_config(orjson.loads(sys.argv[1]), environ={})))
-usage = resource.getrusage(resource.RUSAGE_SELF)
-print(orjson.dumps({"elapsed": stats.elapsed, "records": stats.records,
-                    "cpu": usage.ru_utime + usage.ru_stime, "rss_kib": usage.ru_maxrss}).decode())
-"""
 
 
 @dataclass(frozen=True)
@@ -63,7 +51,8 @@ class Format:
     def count(self, path: Path) -> int:
         """The records in `path`, checked to be the ids 0, 1, 2, ... in order."""
         if self.writer == "parquet":
-            import pyarrow.dataset as ds  # noqa: PLC0415 (the parquet extra)
+            # The parquet extra's pyarrow, imported by name: only this format needs it.
+            ds = importlib.import_module("pyarrow.dataset")
 
             ids = ds.dataset(str(path), format="parquet").to_table(columns=["id"])["id"]
             values = ids.to_pylist()
@@ -97,25 +86,11 @@ def available(fmt: Format) -> bool:
     return True
 
 
-def harvest(raw: dict[str, Any]) -> dict[str, Any]:
-    """One harvest in a process of its own: its stats, CPU seconds and peak RSS."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, orjson.dumps(raw).decode()],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=1800,
-    )
-    result: dict[str, Any] = orjson.loads(done.stdout.splitlines()[-1])
-    return result
-
-
 def measure(url: str, fmt: Format, records: int, folder: Path) -> dict[str, Any]:
     out = folder / f"out{fmt.suffix}"
     raw = demo_config(url, out, workers=8)
     raw["pagination"] = {"page_size": 1000, "total": "body:total"}
-    result = harvest(raw)
+    result = harvest_with(ROOT, raw)  # a fresh process: its peak RSS is the harvest's own
     if result["records"] != records or fmt.count(out) != records:
         raise SystemExit(f"FAILED: {fmt.name} wrote {result['records']} of {records} records")
     result["size"] = out.stat().st_size

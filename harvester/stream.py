@@ -94,9 +94,7 @@ class Stream:
         requested while the stream takes no more (a reader that stopped reading).
         """
         async with self._sending:
-            if not buffer:
-                return
-            await self.open()
+            await self.open()  # even with nothing to send: a pipe's reader then sees its end
             assert self._fd is not None
             try:
                 while buffer:

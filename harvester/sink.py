@@ -1,13 +1,14 @@
-"""The ordered sink: pages arrive in any order and leave in page order, as JSON Lines.
+"""The ordered sink: pages arrive in any order and leave in page order, through a writer.
 
-Records go to `<path>.part`; only a finished harvest is renamed onto `<path>`, so a file at the
-output path is always complete. The reorder window bounds memory: a worker may start page i only
-while i < oldest unwritten page + `max_buffered_pages`.
+The writer (harvester.writers: JSON Lines unless another is given) writes to `<path>.part`; only
+a finished harvest is moved onto `<path>`, so a file at the output path is always complete (a
+stream output is written as pages come, and never resumed). The reorder window bounds memory: a
+worker may start page i only while i < oldest unwritten page + `max_buffered_pages`.
 
-Both sinks (this one and harvester.chain_sink's, which shares the file handling here) describe
-what they have committed (`flush()`) for the checkpoint, and take that description back
-(`resume=`) to carry on where an earlier run stopped: their files are cut back to the committed
-length, so nothing written after the checkpoint is kept twice.
+Both sinks (this one and harvester.chain_sink's) describe what they have committed (`flush()`)
+for the checkpoint, their writer's state included, and take that description back (`resume=`)
+to carry on where an earlier run stopped: the writer cuts its files back to the committed state,
+so nothing written after the checkpoint is kept twice.
 """
 
 from __future__ import annotations

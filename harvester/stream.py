@@ -94,9 +94,7 @@ class Stream:
         requested while the stream takes no more (a reader that stopped reading).
         """
         async with self._sending:
-            if not buffer:
-                return
-            await self.open()
+            await self.open()  # even with nothing to send: a pipe's reader then sees its end
             assert self._fd is not None
             try:
                 while buffer:
@@ -107,6 +105,12 @@ class Stream:
                     self.written += written
             except OSError as exc:
                 received = "received part of the output" if self.written else "received nothing"
+                if exc.errno == errno.EPIPE:  # `| head`: the reader has what it wanted
+                    raise OutputError(
+                        f"the reader closed the stream (as `| head` does) once it {received}: "
+                        "the run stops, its output incomplete",
+                        path=self.target,
+                    ) from None
                 raise OutputError(
                     f"cannot write the stream: {exc.strerror}; it {received}", path=self.target
                 ) from None

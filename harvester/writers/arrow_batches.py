@@ -77,7 +77,7 @@ def _read_fast(data: bytes, running: pa.Schema) -> tuple[pa.Table, pa.Schema] | 
     and members as it infers them (a date-like string kept as text); None where the Python path
     must decide."""
     table = _read_json(data, running, "infer")
-    if table is None:
+    if table is None or not table.num_columns:  # only {} so far: the Python path counts them
         return None
     schema = table.schema
     if schema != running:  # new columns or members: read again with their types given

@@ -67,7 +67,8 @@ class FileChannel(Channel):
 
     def finish(self) -> None:
         if self._fresh and self._members is not None:
-            self._members.compress(b"")  # an empty output is one empty member, not zero bytes
+            # An empty output is one empty member, not zero bytes (which gzip -d refuses).
+            write(self._file, self._members.compress(b""))
         write(self._file, self._ended())
         make_durable(self._file, self._target.path, self._target.output)
 
@@ -95,7 +96,7 @@ class StreamChannel(Channel):
 
     def finish(self) -> None:
         if self._fresh and self._members is not None:
-            self._members.compress(b"")
+            self._buffer += self._members.compress(b"")
         self._buffer += self._ended()
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ EXAMPLE ?= cursor-partitioned
 KILLS   ?= 25
 SEED    ?= 1
 
-.PHONY: help install run example test deps lint bench crash clean
+.PHONY: help install run example test deps lint bench crash crash-formats clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -59,9 +59,15 @@ bench: install ## Benchmarks against the demo API on loopback (see benchmarks/)
 	$(PY) benchmarks/fault_suite.py
 	$(PY) benchmarks/rate_sim.py
 	$(PY) benchmarks/rate_matrix.py --quick
+	$(PY) benchmarks/bench_formats.py
+	$(PY) benchmarks/bench_parquet.py
+	$(PY) benchmarks/bench_api.py
 
 crash: install ## SIGKILL the CLI at random moments, resume, compare the bytes (KILLS=25 per style, SEED=1)
 	$(PY) benchmarks/crash_test.py --kills $(KILLS) --records 50000 --seed $(SEED)
+
+crash-formats: install ## The crash test for every output format (KILLS=10 per format and style)
+	$(PY) benchmarks/crash_test.py --format all --style offset,cursor-windows --kills $(or $(filter-out 25,$(KILLS)),10) --records 20000 --seed $(SEED)
 
 clean: ## Remove the virtualenv, caches and demo output
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -38,6 +38,7 @@ from harvester.runner import run
 stats = asyncio.run(run(parse_config(orjson.loads(sys.argv[1]), environ={})))
 usage = resource.getrusage(resource.RUSAGE_SELF)
 print(orjson.dumps({"elapsed": stats.elapsed, "cpu": usage.ru_utime + usage.ru_stime,
+                    "records": stats.records, "rss_kib": usage.ru_maxrss,
                     "package": harvester.__file__}).decode())
 """
 

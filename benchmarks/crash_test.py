@@ -1,6 +1,15 @@
 """Crash test: SIGKILL the CLI at random moments, resume, repeat; the output must not change.
 
     python benchmarks/crash_test.py [--kills 25] [--records 50000] [--seed 1] [--style all]
+    python benchmarks/crash_test.py --format all --style offset,cursor-windows --kills 10
+
+`--format` (jsonl, jsonl.gz, jsonl.zst, csv, csv.gz, csv.zst, parquet, or all) runs each style
+once per format: the output is `round-N.<format>`, and each finished output must hold the same
+content as the uninterrupted harvest of that format (the same bytes for JSON Lines and CSV, the
+same decompressed bytes for gzip and zstd, the same rows and schema for Parquet). The byte checks
+of what a checkpoint vouches for apply as below to JSON Lines files (and every window spool);
+for the other formats the file must hold at least the length the checkpoint vouches for, and
+half the restarts find junk appended past it, for the resumed run to cut off.
 
 The demo API runs in a process of its own on loopback, with latency and every kind of fault
 (5xx, dropped connections, truncated bodies, 429 with a short Retry-After, 2 s tokens). For each
@@ -27,9 +36,11 @@ Exits 1 on any difference.
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -50,7 +61,9 @@ from common import demo_config, id_partition, served_requests  # noqa: E402
 from harvester.checkpoint import checkpoint_path  # noqa: E402
 from harvester.demo import expected_records  # noqa: E402
 from harvester.demo.launch import demo_process  # noqa: E402
+from harvester.output import lock_path  # noqa: E402
 from harvester.sink import part_path  # noqa: E402
+from harvester.writers.compress import decompress  # noqa: E402
 
 PAGE_SIZE = 100
 # Where kills land, as the files tell afterwards; the last is a draw that came too late.
@@ -144,11 +157,54 @@ class Row:
     problems: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class OutputFormat:
+    """One output format: its suffix and how to read a finished file's content for comparing."""
+
+    suffix: str
+    compression: str = "none"
+    lines: bool = False  # plain JSON Lines: the byte checks of the checkpoint apply
+
+    def content(self, path: Path) -> bytes:
+        if self.suffix == ".parquet":
+            return parquet_content(path)
+        return decompress(path.read_bytes(), self.compression)
+
+
+def parquet_content(path: Path) -> bytes:
+    """Rows and schema of a Parquet output (a file, or a folder of part files), as bytes."""
+    # The parquet extra's pyarrow, imported by name: only this format needs it.
+    ds = importlib.import_module("pyarrow.dataset")
+
+    table = ds.dataset(str(path), format="parquet").to_table()
+    return str(table.schema).encode() + b"\n" + orjson.dumps(table.to_pylist(), default=str)
+
+
+FORMATS = {
+    "jsonl": OutputFormat(".jsonl", lines=True),
+    "jsonl.gz": OutputFormat(".jsonl.gz", "gzip"),
+    "jsonl.zst": OutputFormat(".jsonl.zst", "zstd"),
+    "csv": OutputFormat(".csv"),
+    "csv.gz": OutputFormat(".csv.gz", "gzip"),
+    "csv.zst": OutputFormat(".csv.zst", "zstd"),
+    "parquet": OutputFormat(".parquet"),
+}
+
+
 class Harness:
     """Starts, kills and checks harvester runs of one style against the demo API at `url`."""
 
-    def __init__(self, args: argparse.Namespace, url: str, folder: Path, expected: Expected):
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        url: str,
+        folder: Path,
+        expected: Expected,
+        fmt: OutputFormat = FORMATS["jsonl"],
+    ):
         self.args, self.url, self.folder, self.expected = args, url, folder, expected
+        self.format = fmt
+        self.reference = expected.data  # the uninterrupted harvest's content, in this format
         self.startup = 0.5  # seconds from start to the first request; measured in calibrate()
         # Seconds whole harvests took after start-up (scaled up from resumed ones): random 429s
         # teach harvester a lower rate now and then, so one run says little.
@@ -202,7 +258,7 @@ class Harness:
 
     def calibrate(self, config: Path, style: Style, row: Row) -> None:
         """An uninterrupted harvest: the reference timings, its request overhead, its output."""
-        output = self.folder / "calibration.jsonl"
+        output = self.folder / f"calibration{self.format.suffix}"
         started = time.monotonic()
         code, log = self.run(config, output, "--max-records", "1")
         if code != 0:
@@ -216,8 +272,10 @@ class Harness:
         self.works = [max(0.1, time.monotonic() - started - self.startup)]
         minimum = style.minimum_requests(self.args.records, self.args.parts)
         row.one_run = (served_requests(self.url) - before) / minimum - 1
+        if not self.format.lines:
+            self.reference = self.format.content(output)
         self.check_output(output, row)
-        output.unlink()
+        remove(output)
 
     def delay(self, rng: random.Random, done: float) -> float:
         """Seconds until the kill of a run that starts with `done` (0..1) of the harvest
@@ -236,7 +294,7 @@ class Harness:
         config = self.config(name, style)
         self.calibrate(config, style, row)
         before, started = served_requests(self.url), time.monotonic()
-        output = self.folder / f"round-{row.rounds}.jsonl"
+        output = self.folder / f"round-{row.rounds}{self.format.suffix}"
         while True:
             at_start = checkpoint_of(output)
             if at_start is not None:
@@ -245,7 +303,11 @@ class Harness:
                 if rng.random() < 0.5:
                     self.add_torn_tail(output, at_start, style)
                     row.torn_tails += 1
-            killing = row.kills < self.args.kills
+            # After a kill between the output's rename and the checkpoint's removal, the next
+            # run clears the checkpoint and harvests again into the complete output (a kill of
+            # that run would leave its partial files beside it): it is left to finish.
+            settling = at_start is not None and output.exists()
+            killing = row.kills < self.args.kills and not settling
             done = committed(at_start, self.args.records)
             kill_after = self.delay(rng, done) if killing else None
             began = time.monotonic()
@@ -265,21 +327,25 @@ class Harness:
             row.records += self.args.records
             if killing:
                 row.moments[FINISHED_FIRST] += 1
+            if code == -signal.SIGKILL:
+                # Killed after its checkpoint was removed and before its lock was: a lock left
+                # by a dead run is by design (the next run takes it over), not a leftover.
+                lock_path(output).unlink(missing_ok=True)
             self.check_output(output, row)
-            output.unlink()
-            if not killing:
+            remove(output)
+            if row.kills >= self.args.kills:
                 break
-            output = self.folder / f"round-{row.rounds}.jsonl"
+            output = self.folder / f"round-{row.rounds}{self.format.suffix}"
         row.wall = time.monotonic() - started
         row.requests = served_requests(self.url) - before
         row.minimum = row.rounds * style.minimum_requests(self.args.records, self.args.parts)
         return row
 
     def check_output(self, output: Path, row: Row) -> None:
-        data = output.read_bytes()
-        if data != self.expected.data:
+        data = self.format.content(output)
+        if data != self.reference:
             row.identical = False
-            ids, garbled = ids_in(data)
+            ids, garbled = ids_in(data) if self.format.lines else ([], 0)
             row.lost += self.args.records - len(set(ids) & set(range(self.args.records)))
             row.duplicated += len(ids) - len(set(ids))
             row.problems.append(
@@ -296,13 +362,22 @@ class Harness:
         """Each file the checkpoint counts on: (path, first id, records, bytes) it vouches for."""
         part, sink = part_path(output), checkpoint["sink"]
         if not style.windows:
-            return [(part, 0, int(sink["records"]), int(sink["bytes"]))]
+            return (
+                [(part, 0, int(sink["records"]), int(sink["bytes"]))] if self.format.lines else []
+            )
         windows = zip(bounds(self.args.records, self.args.parts), sink["chains"], strict=True)
         return [
             (part.with_name(f"{part.name}.{k}") if k else part, lo, c["records"], c["bytes"])
             for k, ((lo, _), c) in enumerate(windows)
-            if c["pages"]
+            if c["pages"] and (k or self.format.lines)  # window 0: in the output's format
         ]
+
+    def vouched_length(self, output: Path, checkpoint: dict[str, Any]) -> int | None:
+        """The length the checkpoint vouches for in a file of another format than JSON Lines."""
+        if self.format.lines:
+            return None
+        writer = checkpoint["sink"].get("writer") or {}
+        return int(writer["bytes"]) if "bytes" in writer else None
 
     def check_checkpoint(
         self, output: Path, checkpoint: dict[str, Any], style: Style, row: Row
@@ -322,6 +397,13 @@ class Harness:
                     f"{path.name}: the checkpoint vouches for {records} records in {length} "
                     "bytes, the file holds something else"
                 )
+        length = self.vouched_length(output, checkpoint)
+        part = part_path(output)
+        if length is not None and part.exists():
+            size = part.stat().st_size
+            if size < length:
+                row.problems.append(f"{part.name} holds {size} bytes, the checkpoint {length}")
+            beyond = beyond or size > length
         row.cut_back += beyond
 
     def add_torn_tail(self, output: Path, checkpoint: dict[str, Any], style: Style) -> None:
@@ -333,6 +415,18 @@ class Harness:
                 with path.open("r+b") as handle:
                     handle.seek(max(length, path.stat().st_size))
                     handle.write(self.expected.span(first + records, following)[:-20])
+        length, part = self.vouched_length(output, checkpoint), part_path(output)
+        if length is not None and part.is_file():
+            with part.open("r+b") as handle:  # a torn member, a torn row: bytes to cut off
+                handle.seek(max(length, part.stat().st_size))
+                handle.write(b"\x1f\x8b\x08\x00torn,row\r\n" * 3)
+
+
+def remove(output: Path) -> None:
+    if output.is_dir():  # a Parquet output rotated into a folder of part files
+        shutil.rmtree(output)
+    else:
+        output.unlink()
 
 
 def ids_in(data: bytes) -> tuple[list[int], int]:
@@ -385,7 +479,7 @@ def moment_of(
 
 def print_table(rows: list[Row]) -> None:
     header = (
-        f"{'style':<20} {'kills':>5} {'resumes':>7} {'rounds':>6} {'records':>9} "
+        f"{'style':<28} {'kills':>5} {'resumes':>7} {'rounds':>6} {'records':>9} "
         f"{'identical':>9} {'lost':>5} {'dup':>5} {'requests':>8} {'minimum':>8} "
         f"{'overhead':>8} {'1 run':>6} {'wall s':>7}"
     )
@@ -393,7 +487,7 @@ def print_table(rows: list[Row]) -> None:
     for r in rows:
         overhead = r.requests / r.minimum - 1 if r.minimum else 0.0
         print(
-            f"{r.style:<20} {r.kills:>5} {r.resumes:>7} {r.rounds:>6} {r.records:>9,} "
+            f"{r.style:<28} {r.kills:>5} {r.resumes:>7} {r.rounds:>6} {r.records:>9,} "
             f"{'yes' if r.identical else 'NO':>9} {r.lost:>5} {r.duplicated:>5} "
             f"{r.requests:>8,} {r.minimum:>8,} {overhead:>+8.0%} {r.one_run:>+6.0%} {r.wall:>7.1f}"
         )
@@ -405,10 +499,10 @@ def print_table(rows: list[Row]) -> None:
     print("  (cut) resumes from a checkpoint that found bytes on disk past it, to cut off")
     print("  (torn) resumes from a checkpoint given such bytes by this script, a torn record last")
     header = " ".join(f"{c:>4}" for c in ("(1)", "(2)", "(3)", "(4)", "(-)", "(cut)", "(torn)"))
-    print(f"{'style':<20} {header}")
+    print(f"{'style':<28} {header}")
     for r in rows:
         counts = " ".join(f"{r.moments[m]:>4}" for m in (*MOMENTS, FINISHED_FIRST))
-        print(f"{r.style:<20} {counts} {r.cut_back:>5} {r.torn_tails:>6}")
+        print(f"{r.style:<28} {counts} {r.cut_back:>5} {r.torn_tails:>6}")
 
 
 def main() -> None:
@@ -427,7 +521,14 @@ def main() -> None:
     parser.add_argument("--parts", type=int, default=8, help="windows of the chain styles")
     parser.add_argument("--checkpoint-every", type=float, default=0.2, metavar="S")
     parser.add_argument("--timeout", type=float, default=300, help="a run longer than this hung")
+    parser.add_argument(
+        "--format",
+        default="jsonl",
+        help=f"all, or a comma-separated list of {', '.join(FORMATS)} (all: every format but "
+        "parquet, unless its writer is installed)",
+    )
     args = parser.parse_args()
+    formats = formats_of(args.format, parser)
 
     known = styles(args.records, args.parts)
     names = list(known) if args.style == "all" else args.style.split(",")
@@ -460,16 +561,50 @@ def main() -> None:
     expected = Expected(args.records)
     rows = []
     with demo_process(demo) as url, tempfile.TemporaryDirectory() as tmp:
-        harness = Harness(args, url, Path(tmp), expected)
-        for name, style in chosen.items():
-            rows.append(harness.crash(name, style))
-            print(f"  {name}: done in {rows[-1].wall:.1f} s", file=sys.stderr, flush=True)
+        for format_name in formats:
+            harness = harness_class(format_name)(
+                args, url, Path(tmp), expected, FORMATS[format_name]
+            )
+            for name, style in chosen.items():
+                label = name if formats == ["jsonl"] else f"{format_name} {name}"
+                rows.append(harness.crash(name, style))
+                rows[-1].style = label
+                print(f"  {label}: done in {rows[-1].wall:.1f} s", file=sys.stderr, flush=True)
     print_table(rows)
     problems = list(dict.fromkeys(f"{r.style}: {p}" for r in rows for p in r.problems))
     for problem in problems:
         print(f"FAILED: {problem}")
     if problems:
         sys.exit(1)
+
+
+def harness_class(format_name: str) -> type[Harness]:
+    """Parquet's harness checks the spool's segments too (crash_parquet.py)."""
+    if format_name == "parquet":
+        harness: type[Harness] = importlib.import_module("crash_parquet").ParquetHarness
+        return harness
+    return Harness
+
+
+def formats_of(chosen: str, parser: argparse.ArgumentParser) -> list[str]:
+    """The formats --format names; all: those whose writer this checkout has."""
+    if chosen != "all":
+        names = chosen.split(",")
+        unknown = [name for name in names if name not in FORMATS]
+        if unknown:
+            parser.error(f"--format: unknown {', '.join(unknown)}; known: {', '.join(FORMATS)}")
+        return names
+    from harvester.errors import ConfigError  # noqa: PLC0415
+    from harvester.writers import writer_class  # noqa: PLC0415
+
+    available = []
+    for name in FORMATS:
+        try:
+            writer_class(name.split(".")[0])
+        except (ConfigError, ImportError):
+            continue
+        available.append(name)
+    return available
 
 
 if __name__ == "__main__":

@@ -1,5 +1,12 @@
-"""harvester: download a whole dataset from a paginated, OAuth2-protected REST API."""
+"""harvester: download a whole dataset from a paginated, OAuth2-protected REST API.
 
+    stats = harvester.harvest("config.yaml")       # a script or a notebook cell
+    stats = await harvester.harvest_async(config)  # inside a coroutine
+
+Only what `__all__` lists is the public API; everything else may change.
+"""
+
+from harvester.api import harvest, harvest_async
 from harvester.config import Config, load_config, parse_config
 from harvester.errors import (
     AuthError,
@@ -14,6 +21,8 @@ from harvester.errors import (
     ResumeError,
     TotalChangedError,
 )
+from harvester.frames import to_arrow, to_pandas
+from harvester.record_stream import iter_records, stream
 from harvester.runner import Stop, run
 from harvester.stats import Stats
 
@@ -35,7 +44,13 @@ __all__ = [
     "Stop",
     "TotalChangedError",
     "__version__",
+    "harvest",
+    "harvest_async",
+    "iter_records",
     "load_config",
     "parse_config",
     "run",
+    "stream",
+    "to_arrow",
+    "to_pandas",
 ]

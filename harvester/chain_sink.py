@@ -1,7 +1,8 @@
 """The sink for chains that run side by side (partition windows): window order, then page order.
 
-Window 0 writes straight into the `.part` file; every later window spools to a file of its own,
-appended in order at the end, so memory stays flat however long a window runs.
+Window 0 writes straight through the writer (into the `.part` file, or the stream); every later
+window spools JSON Lines to a file of its own, fed through the writer in order at the end, so
+memory stays flat however long a window runs, and every format gets its records in order.
 """
 
 from __future__ import annotations
@@ -9,17 +10,28 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
+from harvester.checkpoint import checkpoint_path
 from harvester.errors import OutputError, RecordsError
-from harvester.sink import Page, Repeats, commit, open_for_writing, part_path, write_page
+from harvester.page import Page, digest
+from harvester.sink import (
+    Repeats,
+    complete,
+    default_writer,
+    part_path,
+    resumed_writer_state,
+    write_page,
+    writer_saved,
+)
 from harvester.stats import Stats
+from harvester.writers.base import Writer
+from harvester.writers.files import open_for_writing, write
 
-_COPY_BUFFER = 1 << 20
+_FEED_LINES = 2000  # records per page a spool is fed back through the writer in
 
 
 @dataclass
@@ -28,11 +40,15 @@ class _Chain:
 
     pages: int = 0
     records: int = 0
-    bytes: int = 0
+    bytes: int = 0  # JSON Lines bytes: for a spool, its committed length
     next: dict[str, Any] | None = None  # the next page's request, as the caller described it
     done: bool = False
     last_page: str | None = None  # digest of the last page, for the repeat check on resume
     first_url: str = ""  # where the window's first page came from, for error messages
+    # Digests of the window's first and last records, for the seam check (None: not yet, or
+    # a checkpoint from before they were kept, whose files are JSON Lines to read them from).
+    first: str | None = None
+    last: str | None = None
 
 
 class ChainSink:
@@ -50,12 +66,15 @@ class ChainSink:
         max_records: int | None = None,
         resume: dict[str, Any] | None = None,
         allow_repeats: bool = False,
+        writer: Writer | None = None,
     ) -> None:
         self.path = Path(path)
         self.part = part_path(self.path)
         self._stats = stats
         self._max_records = max_records
-        self._files: dict[int, BinaryIO] = {}
+        self._writer = writer or default_writer(self.path)
+        self._resume = resume
+        self._files: dict[int, BinaryIO] = {}  # the spools of windows 1, 2, ...
         self._chains = [_Chain() for _ in range(chains)]
         for chain, state in enumerate((resume or {}).get("chains", [])[:chains]):
             self._chains[chain] = _Chain(**state)
@@ -64,7 +83,7 @@ class ChainSink:
         self.finished = False
 
     def _spool(self, chain: int) -> Path:
-        return self.part if chain == 0 else self.part.with_name(f"{self.part.name}.{chain}")
+        return self.part.with_name(f"{self.part.name}.{chain}")
 
     @property
     def complete(self) -> bool:
@@ -90,9 +109,18 @@ class ChainSink:
 
     async def __aenter__(self) -> ChainSink:
         try:
+            resume = self._resume
+            if resume is not None and "bytes" not in resume:  # an old checkpoint: window 0's
+                resume = {**resume, "bytes": self._chains[0].bytes}
+            saved = resume and resumed_writer_state(
+                resume, self._writer, checkpoint_path(self.path)
+            )
+            self._writer.open(saved if resume is not None and self._chains[0].pages else None)
             for chain, state in enumerate(self._chains):
-                if chain == 0 or state.pages:
-                    await self._open(chain, keep=state.bytes if state.pages else None)
+                if chain and state.pages:
+                    self._open(chain, keep=state.bytes)
+                if state.pages and state.first is None:  # an old checkpoint: JSON Lines files
+                    self._read_edges(chain, state)
         except BaseException:
             await self.__aexit__(None, None, None)
             raise
@@ -101,8 +129,8 @@ class ChainSink:
         self._stats.bytes = sum(c.bytes for c in self._chains)
         return self
 
-    async def _open(self, chain: int, keep: int | None = None) -> BinaryIO:
-        handle = await open_for_writing(self._spool(chain), output=self.path, keep=keep)
+    def _open(self, chain: int, keep: int | None = None) -> BinaryIO:
+        handle = open_for_writing(self._spool(chain), output=self.path, keep=keep)
         self._files[chain] = handle
         return handle
 
@@ -113,6 +141,7 @@ class ChainSink:
         tb: TracebackType | None,
     ) -> None:
         # The spools of an unfinished harvest stay: the checkpoint counts on them.
+        self._writer.close()
         for handle in self._files.values():
             with contextlib.suppress(OSError):
                 handle.close()
@@ -120,78 +149,104 @@ class ChainSink:
     async def put(self, chain: int, page: Page, *, after: dict[str, Any] | None) -> bool:
         """Write the next page of `chain`, `after` describing the page that follows it (None at
         the end of the chain); False once that chain has all it may need."""
-        handle = self._files.get(chain) or await self._open(chain)
         state = self._chains[chain]
         if not state.pages:
             state.first_url = page.url
         self._repeats[chain].check(page, state.pages - 1)
-        state.records += write_page(handle, page, state.records, self._max_records, self._stats)
+        if self._max_records is not None and state.records + page.count > self._max_records:
+            page = page.head(self._max_records - state.records)
+        _keep_edges(state, page)
+        if chain == 0:
+            state.records += write_page(self._writer, page, 0, None, self._stats)
+            await self._writer.drain()  # a stream output: a slow reader holds the window
+        else:
+            handle = self._files.get(chain) or self._open(chain)
+            write(handle, page.data)
+            state.records += page.count
+            self._stats.pages += 1
+            self._stats.records += page.count
+            self._stats.bytes += len(page.data)
         state.pages += 1
-        state.bytes = handle.tell()
+        state.bytes += len(page.data)
         wanted = self._max_records is None or state.records < self._max_records
         state.next, state.done = after, after is None or not wanted
         return not state.done
 
     def flush(self) -> tuple[dict[str, Any], list[int]]:
         """What is committed, once flushed to the OS, and descriptors to fsync it with."""
-        descriptors = []
+        saved, descriptors = writer_saved(self._writer)
         for handle in self._files.values():
             handle.flush()
             descriptors.append(os.dup(handle.fileno()))
         for state, repeats in zip(self._chains, self._repeats, strict=True):
             state.last_page = repeats.digest
-        return {"chains": [dataclasses.asdict(c) for c in self._chains]}, descriptors
+        return {"chains": [dataclasses.asdict(c) for c in self._chains], **saved}, descriptors
 
-    def finish(self) -> None:
-        """Append every window's spool in order, then rename onto the output path."""
+    async def finish(self) -> None:
+        """Feed every later window's spool through the writer in order, then complete the
+        output and move it onto the output path."""
         if not self._allow_repeats:
             self._check_seams()
-        main = self._files[0]
         counts = [c.records for c in self._chains]
         wanted = sum(counts)
         if self._max_records is not None:
             wanted = min(wanted, self._max_records)
         remaining = wanted - min(wanted, counts[0])
-        try:
-            for chain in range(1, len(counts)):
-                handle = self._files.get(chain)
-                if handle is None or remaining == 0:
-                    continue
-                handle.flush()
-                handle.seek(0)
-                take = min(remaining, counts[chain])
-                if take == counts[chain]:
-                    shutil.copyfileobj(handle, main, _COPY_BUFFER)
-                else:  # the --max-records boundary: only the first lines
-                    for _ in range(take):
-                        main.write(handle.readline())
-                remaining -= take
-        except OSError as exc:
-            raise OutputError(f"cannot join windows: {exc.strerror}", path=str(self.part)) from None
+        for chain in range(1, len(counts)):
+            handle = self._files.get(chain)
+            if handle is None or remaining == 0:
+                continue
+            take = min(remaining, counts[chain])
+            await self._feed(chain, handle, take)
+            remaining -= take
         self._stats.records = wanted
-        self._stats.bytes = main.tell()
-        commit(main, self.part, self.path)
+        await complete(self._writer)
         self.finished = True
         # Now, before the checkpoint is removed: a kill in between then leaves a checkpoint that
         # the next run clears away, never spools that nothing would remove.
         for chain in range(1, len(counts)):
-            handle = self._files.pop(chain, None)
+            spool = self._files.pop(chain, None)
             with contextlib.suppress(OSError):
-                if handle is not None:
-                    handle.close()
+                if spool is not None:
+                    spool.close()
             with contextlib.suppress(OSError):
                 self._spool(chain).unlink()
+
+    async def _feed(self, chain: int, handle: BinaryIO, take: int) -> None:
+        """The first `take` records of `chain`'s spool, through the writer."""
+        url = self._chains[chain].first_url
+        try:
+            handle.flush()
+            handle.seek(0)
+            while take:
+                lines = []
+                for _ in range(min(take, _FEED_LINES)):
+                    lines.append(handle.readline())
+                take -= len(lines)
+                self._writer.write(Page(0, b"".join(lines), len(lines), url=url))
+                await self._writer.drain()
+        except OSError as exc:
+            raise OutputError(f"cannot join windows: {exc.strerror}", path=str(self.part)) from None
+
+    def _read_edges(self, chain: int, state: _Chain) -> None:
+        """Digests of the first and last records of a window written by an older version
+        (JSON Lines then, in the .part file for window 0)."""
+        path = self.part if chain == 0 else self._spool(chain)
+        try:
+            with path.open("rb") as handle:
+                first, last = _edge_lines(handle, state.bytes)
+        except OSError:
+            return  # the resume itself says what is wrong with the file
+        state.first, state.last = digest(first), digest(last)
 
     def _check_seams(self) -> None:
         """Fail where a window starts with the very record the window before it ended with: an
         API whose upper filter includes its bound sends each boundary record twice."""
-        before: tuple[int, bytes] | None = None
+        before: tuple[int, str | None] | None = None
         for chain, state in enumerate(self._chains):
-            handle = self._files.get(chain)
-            if handle is None or not state.records:
+            if not state.records:
                 continue
-            first, last = _edge_lines(handle)
-            if before is not None and before[1] == first:
+            if before is not None and before[1] is not None and before[1] == state.first:
                 raise RecordsError(
                     f"window {chain} starts with the record window {before[0]} ends with: the "
                     "API's upper filter includes its bound, so each boundary record comes twice. "
@@ -200,21 +255,27 @@ class ChainSink:
                     page=0,
                     url=state.first_url,
                 )
-            before = (chain, last)
+            before = (chain, state.last)
 
 
-def _edge_lines(handle: BinaryIO) -> tuple[bytes, bytes]:
-    """The first and the last line of a file of JSON Lines."""
-    handle.flush()
-    handle.seek(0)
+def _keep_edges(state: _Chain, page: Page) -> None:
+    """Remember the digests of the window's first and (so far) last record."""
+    if not page.count:
+        return
+    data = page.data
+    if state.first is None and not state.records:
+        state.first = digest(data[: data.index(b"\n") + 1])
+    state.last = digest(data[data.rfind(b"\n", 0, len(data) - 1) + 1 :])
+
+
+def _edge_lines(handle: BinaryIO, end: int) -> tuple[bytes, bytes]:
+    """The first and the last line of the first `end` bytes of a file of JSON Lines."""
     first = handle.readline()
-    end = handle.seek(0, os.SEEK_END)
     tail, at = b"", end
     while at > 0 and tail.count(b"\n") < 2:
         step = min(at, 1 << 16)
         at -= step
         handle.seek(at)
         tail = handle.read(step) + tail
-    handle.seek(end)
     last = tail[tail.rfind(b"\n", 0, len(tail) - 1) + 1 :]
     return first, last

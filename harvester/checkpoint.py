@@ -179,6 +179,19 @@ class CheckpointFile:
             ) from None
 
 
+class NoCheckpointFile(CheckpointFile):
+    """No checkpoint at all, for an output that cannot be resumed (a stream)."""
+
+    def load(self, fingerprint: dict[str, Any]) -> Checkpoint | None:
+        return None
+
+    def save(self, checkpoint: Checkpoint) -> None:
+        pass
+
+    def remove(self) -> None:
+        pass
+
+
 @dataclass
 class _Snapshot:
     """What the sink had committed at one moment, numbered in the order the moments came."""

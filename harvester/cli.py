@@ -21,6 +21,7 @@ import yaml
 from harvester import __version__
 from harvester.config import Config, load_config
 from harvester.errors import HarvesterError, Interrupted, redact_url
+from harvester.interrupts import request_stop
 from harvester.logs import LOG_FORMATS, PROGRESS_FIELDS, setup_logging
 from harvester.progress import Mode, watch
 from harvester.runner import Stop, run
@@ -218,23 +219,10 @@ def _progress_mode(args: argparse.Namespace) -> Mode:
 def _stopping_on_signals(stop: Stop) -> Iterator[None]:
     """SIGINT and SIGTERM stop the harvest gracefully; a second one stops it at once."""
     loop = asyncio.get_running_loop()
-
-    def on_signal(name: str) -> None:
-        if stop.requested:
-            log.warning("%s again: stopping at once", name)
-            stop.request(name, at_once=True)
-            return
-        log.warning(
-            "%s: stopping; pages in flight get %g s to finish (again to stop at once)",
-            name,
-            stop.grace,
-        )
-        stop.request(name)
-
     installed = []
     for number in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(number, on_signal, number.name)
+            loop.add_signal_handler(number, request_stop, stop, number.name)
         except (NotImplementedError, RuntimeError):  # not the main thread, or no such support
             continue
         installed.append(number)

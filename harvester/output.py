@@ -15,6 +15,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import socket
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -56,6 +57,16 @@ def make_folder(folder: Path) -> None:
     if found is not None and not found.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, f"{found} is a file, not a folder")
     folder.mkdir(parents=True, exist_ok=True)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a file, or a folder and all it holds (a Parquet spool); nothing if not there.
+    A symbolic link is removed, never followed."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
 
 
 def create_private(path: Path) -> BinaryIO:

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
+from harvester.interrupts import in_notebook
 from harvester.logs import PROGRESS_FIELDS
 from harvester.progress_line import Snapshot, layout, plain_line, snapshot
 from harvester.stats import Stats
@@ -90,13 +91,6 @@ def _choose(mode: Mode, out: TextIO) -> Mode:
         return "notebook"
     isatty = getattr(out, "isatty", None)
     return "bar" if isatty is not None and isatty() else "log"
-
-
-def in_notebook() -> bool:
-    """Whether this runs in a Jupyter kernel (IPython is only looked at if already loaded)."""
-    ipython = sys.modules.get("IPython")
-    shell = getattr(ipython, "get_ipython", lambda: None)()
-    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
 
 
 def _widgets() -> bool:

@@ -32,6 +32,7 @@ __all__ = [
     "cut_short",
     "decode_json",
     "encode_records",
+    "exact_as_int64_or_double",
     "collector_paused",
 ]
 
@@ -200,6 +201,14 @@ _LONG = b":" + b"0" * 16
 # longer ones are _LONG already).
 _TINY = b"0e:000"
 _TINY_VALUE = re.compile(rb":0{1,15}e:000")
+
+
+def exact_as_int64_or_double(data: bytes) -> bool:
+    """Whether every number in `data` (JSON) is one a parser reading int64 and double keeps
+    exactly: no integer beyond 2**53 (16 digits), no double beyond 15 significant digits or
+    below its range. A cheap scan that may say no for text in a string. (A number above a
+    double's range, 1e400, it does not see: orjson and pyarrow refuse those.)"""
+    return not _may_hold_inexact_number(data)
 
 
 def _may_hold_inexact_number(data: bytes) -> bool:

@@ -7,6 +7,7 @@ import dataclasses
 import glob
 import logging
 import math
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,13 +20,14 @@ from harvester.checkpoint import (
     Checkpointer,
     CheckpointFile,
     Committing,
+    NoCheckpointFile,
     checkpoint_path,
     dataset_fingerprint,
 )
 from harvester.config import INDEXED_STYLES, Config
 from harvester.errors import Interrupted, OutputError
 from harvester.fetch import Fetched, Fetcher, make_fetcher, open_session
-from harvester.output import claim
+from harvester.output import claim, remove_tree
 from harvester.pagination import IndexedPlanner, PageRequest, make_planner
 from harvester.retry import RetryPolicy
 from harvester.schedule import KnownTotal, OpenEnd, lowered_page_size, plan_known_total
@@ -35,10 +37,13 @@ from harvester.stats import Stats
 from harvester.stop import Stop
 from harvester.stream import Stream
 from harvester.workers import fetch_chains, fetch_pages
+from harvester.writers import Format, Target, Writer, format_of, make_writer
 
 __all__ = ["Stop", "run"]
 
 log = logging.getLogger("harvester")
+
+WriterFactory = Callable[[Target, Format], Writer]
 
 
 async def run(
@@ -51,15 +56,29 @@ async def run(
     fresh: bool = False,
     stop: Stop | None = None,
     secrets: Secrets | None = None,
+    writer: WriterFactory | None = None,
 ) -> Stats:
     """Harvest the whole dataset `config` describes; the stats say what happened.
+
+    The engine under harvest() and the command line: `config` is a Config as load_config or
+    parse_config return it (validated), and nothing is shown. harvest() and harvest_async() take
+    a path or a mapping too, validate a hand-built Config, show progress and handle Ctrl-C.
 
     A checkpoint left beside the output by an unfinished run is resumed from, unless `fresh`.
     Raises HarvesterError (or a subclass) when the harvest cannot complete; Interrupted when
     `stop` was requested. No secret of the run shows in what it raises, logs or counts:
     `secrets` is the registry to use (one is made from `config` if not given); `on_secret`
     hears of each secret value, configured or issued.
+
+    With `writer`, each committed page goes to the writer it makes instead of the output (the
+    Python API's stream()): no output file, no lock, no checkpoint, nothing resumed; partition
+    windows spool in a private temporary folder, removed at the end.
     """
+    if not isinstance(config, Config):  # run("config.yaml") would fail deep inside otherwise
+        raise TypeError(
+            f"run() takes a validated harvester.Config, got {type(config).__name__}; for a path "
+            "or a mapping use harvester.harvest(config) (or await harvester.harvest_async(config))"
+        )
     stats = stats if stats is not None else Stats()
     # A registry given (the CLI's, already masking its logs) learns the config's secrets too.
     if secrets is None:
@@ -70,7 +89,7 @@ async def run(
         secrets.listen(on_secret)
     with secrets.masking_logs():
         try:
-            return await _run(config, max_records, stats, policy, fresh, stop, secrets)
+            return await _run(config, max_records, stats, policy, fresh, stop, secrets, writer)
         except BaseException as exc:
             masked = secrets.mask_exception(exc)
             if masked is exc:
@@ -89,6 +108,7 @@ async def _run(
     fresh: bool,
     stop: Stop | None,
     secrets: Secrets,
+    writer: WriterFactory | None = None,
 ) -> Stats:
     policy = policy or RetryPolicy(config.retry)
     stop = stop or Stop(grace=config.concurrency.stop_grace)
@@ -96,13 +116,17 @@ async def _run(
         log.warning(warning)
         stats.warn(warning)
     try:
+        if writer is not None:
+            with tempfile.TemporaryDirectory(prefix="harvester-") as folder:
+                records = Path(folder) / "records"
+                job = _Job(config, stats, max_records, stop, records, None, secrets, into=writer)
+                await _harvest(job, policy, secrets)
+            return stats
         place = claim(config.output.path, own_files=_own_files, warn=_warner(stats))
         with place as (output, stream):
             job = _Job(config, stats, max_records, stop, output, stream, secrets)
             job.load_checkpoint(fresh=fresh)
             await _harvest(job, policy, secrets)
-            if stream is not None:
-                await stream.deliver(stop)
         if max_records is None and stats.total_records not in (None, stats.records):
             stats.warn(
                 f"the API advertised {stats.total_records} records and {stats.records} were "
@@ -159,6 +183,8 @@ class _Job:
         output: Path,
         stream: Stream | None,
         secrets: Secrets,
+        *,
+        into: WriterFactory | None = None,
     ) -> None:
         self.config = config
         self.stats = stats
@@ -166,7 +192,17 @@ class _Job:
         self.stop = stop
         self.output = output  # where the sink writes: the output, or a stream's staging file
         self.stream = stream
-        self.checkpoints = CheckpointFile(self.output, secrets=secrets)
+        # A stream is written as it goes and cannot be resumed: no checkpoint is kept for it.
+        files = CheckpointFile if stream is None and into is None else NoCheckpointFile
+        self.checkpoints = files(self.output, secrets=secrets)
+        self.format = format_of(config.output, stream=stream is not None)
+        if stream is not None:
+            stream.stop = stop
+            log.info(
+                "writing to the stream %s as pages come; a stream cannot be resumed", stream.target
+            )
+        self.into = into  # run(writer=...): the pages go to this writer instead
+        self.make_writer()  # now: a format that cannot be written fails before any request
         self.fingerprint = dataset_fingerprint(config, max_records=max_records)
         self.fresh = False
         self._sink: Committing | None = None  # the one sink, once made
@@ -183,7 +219,7 @@ class _Job:
             try:
                 for leftover in [part, *part.parent.glob(glob.escape(part.name) + ".*")]:
                     with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                        leftover.unlink()
+                        remove_tree(leftover)  # a folder for Parquet (its spool)
             except OSError as exc:
                 raise OutputError(f"cannot remove: {exc.strerror}", path=str(part)) from None
             return
@@ -235,8 +271,9 @@ class _Job:
             message = f"stopped by {reason} before any record was written"
         elif self.stream is not None:
             message = (
-                f"stopped by {reason} after {records:,} records; nothing was written to the "
-                f"stream {self.stream.target}, and a stream cannot be resumed: run again"
+                f"stopped by {reason} after {records:,} records were written to the stream "
+                f"{self.stream.target}, which holds only part of the data; a stream cannot be "
+                "resumed: run again"
             )
         else:
             spools = " and its window spools" if self.chained else ""
@@ -250,6 +287,14 @@ class _Job:
     def url_of(self, planner: IndexedPlanner) -> Callable[[int], str]:
         return lambda index: str(self.fetcher.url_for(planner.request(index)))
 
+    def make_writer(self) -> Writer:
+        """The configured format's writer, into `<output>.part` or the stream; or the one
+        `into` makes."""
+        target = Target(path=part_path(self.output), output=self.output, stream=self.stream)
+        if self.into is not None:
+            return self.into(target, Format())
+        return make_writer(self.format, target)
+
     def sink(self, *, open_end: bool = False) -> OrderedSink:
         return OrderedSink(
             self.output,
@@ -259,6 +304,7 @@ class _Job:
             resume=self.resume.sink if self.resume else None,
             allow_repeats=self.config.pagination.repeated_pages == "allow",
             open_end=open_end,
+            writer=self.make_writer(),
         )
 
 
@@ -294,7 +340,7 @@ async def _harvest_known_total(job: _Job) -> None:
             stop=job.stop,
         )
         job.require_complete(sink.full or sink.committed_pages >= pages)
-        sink.finish()
+        await sink.finish()
 
 
 async def _harvest_open_end(job: _Job) -> None:
@@ -330,7 +376,7 @@ async def _harvest_open_end(job: _Job) -> None:
         if complete and not sink.full and not (probed and short is not None and short[0] == 0):
             await _prove_nothing_follows(job, planner, schedule)
         job.require_complete(complete)
-        sink.finish(wanted=schedule.wants)
+        await sink.finish(wanted=schedule.wants)
 
 
 async def _first_pages(
@@ -388,6 +434,7 @@ async def _harvest_chains(job: _Job) -> None:
         max_records=job.max_records,
         resume=job.resume.sink if job.resume else None,
         allow_repeats=config.pagination.repeated_pages == "allow",
+        writer=job.make_writer(),
     )
 
     async def write(chain: int, fetched: Fetched) -> bool:
@@ -407,7 +454,7 @@ async def _harvest_chains(job: _Job) -> None:
             stop=job.stop,
         )
         job.require_complete(sink.complete)
-        sink.finish()
+        await sink.finish()
 
 
 def _start(planner: ChainPlanner, sink: ChainSink, chain: int) -> PageRequest | None:

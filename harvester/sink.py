@@ -1,45 +1,32 @@
-"""The ordered sink: pages arrive in any order and leave in page order, as JSON Lines.
+"""The ordered sink: pages arrive in any order and leave in page order, through a writer.
 
-Records go to `<path>.part`; only a finished harvest is renamed onto `<path>`, so a file at the
-output path is always complete. The reorder window bounds memory: a worker may start page i only
-while i < oldest unwritten page + `max_buffered_pages`.
+The writer (harvester.writers: JSON Lines unless another is given) writes to `<path>.part`; only
+a finished harvest is moved onto `<path>`, so a file at the output path is always complete (a
+stream output is written as pages come, and never resumed). The reorder window bounds memory: a
+worker may start page i only while i < oldest unwritten page + `max_buffered_pages`.
 
-Both sinks (this one and harvester.chain_sink's, which shares the file handling here) describe
-what they have committed (`flush()`) for the checkpoint, and take that description back
-(`resume=`) to carry on where an earlier run stopped: their files are cut back to the committed
-length, so nothing written after the checkpoint is kept twice.
+Both sinks (this one and harvester.chain_sink's) describe what they have committed (`flush()`)
+for the checkpoint, their writer's state included, and take that description back (`resume=`)
+to carry on where an earlier run stopped: the writer cuts its files back to the committed state,
+so nothing written after the checkpoint is kept twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
-import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any
 
-from harvester.checkpoint import checkpoint_path, fsync_folder
-from harvester.errors import OutputError, RecordsError, ResumeError
-from harvester.output import create_private, keep_mode, make_folder, open_existing
+from harvester.checkpoint import checkpoint_path
+from harvester.errors import RecordsError, ResumeError
+from harvester.page import Page, digest
 from harvester.stats import Stats
+from harvester.writers.base import Format, Target, Writer
+from harvester.writers.jsonl import JsonlWriter
 
-
-@dataclass(slots=True)
-class Page:
-    """One fetched page: its records already encoded as JSON Lines."""
-
-    index: int
-    data: bytes
-    count: int
-    url: str = ""  # where it came from, for error messages
-
-    def digest(self) -> str:
-        """A fingerprint of the page's records, to tell a repeated page by."""
-        return _digest(self.data)
+__all__ = ["OrderedSink", "Page", "Repeats", "part_path", "records_in"]
 
 
 # With repeated pages allowed and no total, an API answering every page past the end with its
@@ -100,11 +87,7 @@ class Repeats:
 
     @property
     def digest(self) -> str | None:
-        return _digest(self._previous) if self._previous is not None else self._digest
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+        return digest(self._previous) if self._previous is not None else self._digest
 
 
 def part_path(path: Path) -> Path:
@@ -131,9 +114,11 @@ class OrderedSink:
         resume: dict[str, Any] | None = None,
         allow_repeats: bool = False,
         open_end: bool = False,
+        writer: Writer | None = None,
     ) -> None:
         self.path = Path(path)
         self.part = part_path(self.path)
+        self._writer = writer or default_writer(self.path)
         self._window = window
         self._stats = stats
         self._max_records = max_records
@@ -141,7 +126,6 @@ class OrderedSink:
         self._pending: dict[int, Page] = {}
         self._next = 0  # the oldest page not written yet
         self._advanced = asyncio.Condition()
-        self._file: BinaryIO | None = None
         self._repeats = Repeats(allow=allow_repeats, open_end=open_end)
         self.finished = False
 
@@ -169,8 +153,10 @@ class OrderedSink:
 
     async def __aenter__(self) -> OrderedSink:
         state = self._resume
-        keep = None if state is None else int(state["bytes"])
-        self._file = await open_for_writing(self.part, output=self.path, keep=keep)
+        checkpoint = checkpoint_path(self.path)
+        self._writer.open(
+            None if state is None else resumed_writer_state(state, self._writer, checkpoint)
+        )
         if state is not None:
             self._next = int(state["pages"])
             self._stats.pages, self._stats.records = self._next, int(state["records"])
@@ -179,16 +165,16 @@ class OrderedSink:
         return self
 
     def flush(self) -> tuple[dict[str, Any], list[int]]:
-        """What is committed, once flushed to the OS, and a descriptor to fsync it with."""
-        assert self._file is not None
-        self._file.flush()
+        """What is committed, once flushed to the OS, and descriptors to fsync it with."""
+        saved, descriptors = writer_saved(self._writer)
         state = {
             "pages": self._next,
             "records": self._stats.records,
             "bytes": self._stats.bytes,
             "last_page": self._repeats.digest,
+            **saved,
         }
-        return state, [os.dup(self._file.fileno())]
+        return state, descriptors
 
     async def __aexit__(
         self,
@@ -198,9 +184,7 @@ class OrderedSink:
     ) -> None:
         # An unfinished harvest leaves its .part file (partial data to inspect) and never
         # touches the output path.
-        if self._file is not None and not self._file.closed:
-            with contextlib.suppress(OSError):
-                self._file.close()
+        self._writer.close()
 
     async def wait_for_slot(self, index: int, wanted: Callable[[int], bool] | None = None) -> bool:
         """Wait until page `index` fits in the reorder window; False once it is no longer
@@ -233,116 +217,76 @@ class OrderedSink:
             self._write(self._pending.pop(self._next))
             self._next += 1
         if self._next != before:
+            await self._writer.drain()  # a stream output: a slow reader holds the window
             async with self._advanced:
                 self._advanced.notify_all()
 
     def _write(self, page: Page) -> None:
-        assert self._file is not None
         self._repeats.check(page, self._next - 1)
-        write_page(self._file, page, self._stats.records, self._max_records, self._stats)
+        write_page(self._writer, page, self._stats.records, self._max_records, self._stats)
 
-    def finish(self, wanted: Callable[[int], bool] | None = None) -> None:
-        """Flush, fsync and rename the .part file onto the output path: the harvest is complete.
+    async def finish(self, wanted: Callable[[int], bool] | None = None) -> None:
+        """Complete the output and move it onto the output path: the harvest is complete.
 
         Pages fetched ahead that are not `wanted` (past the end of the data) are dropped.
         """
-        assert self._file is not None
         if self.full:
             self._pending.clear()  # pages past --max-records, fetched while the last was written
         if wanted is not None:
             self._pending = {i: p for i, p in self._pending.items() if wanted(i)}
         if self._pending:
             raise RuntimeError(f"finish() with pages {sorted(self._pending)[:5]} unwritten")
-        commit(self._file, self.part, self.path)
+        await complete(self._writer)
         self.finished = True
 
 
-async def open_for_writing(target: Path, *, output: Path, keep: int | None = None) -> BinaryIO:
-    """`target` opened for writing (its folder made); OutputError if that, or `output`, fails.
-
-    With `keep`, an earlier run's file is resumed: cut back to its first `keep` bytes, the
-    length the checkpoint vouches for, and written on from there.
-    """
-
-    def open_target() -> BinaryIO:
-        # An output path that is a folder is found now, not after the whole download.
-        if output.is_dir():
-            raise IsADirectoryError(21, "is a folder, not a file")
-        make_folder(target.parent)
-        if keep is None:
-            return create_private(target)
-        if not target.exists():
-            raise ResumeError(f"{target} is gone", path=str(checkpoint_path(output)))
-        handle = open_existing(target)
-        try:
-            _cut_back(handle, keep, target, checkpoint_path(output))
-        except BaseException:
-            handle.close()
-            raise
-        return handle
-
-    try:
-        # In the loop's own thread: quick, and a cancelled open cannot leak its file.
-        return open_target()
-    except OSError as exc:
-        raise OutputError(f"cannot write: {exc.strerror}", path=str(target)) from None
-
-
-def _cut_back(handle: BinaryIO, keep: int, target: Path, checkpoint: Path) -> None:
-    size = os.fstat(handle.fileno()).st_size
-    if size < keep:
-        raise ResumeError(
-            f"{target} holds {size} bytes, fewer than the {keep} it vouches for: "
-            "it was changed outside harvester",
-            path=str(checkpoint),
-        )
-    if keep:
-        handle.seek(keep - 1)
-        if handle.read(1) != b"\n":
-            raise ResumeError(
-                f"{target} does not end a record at byte {keep}: it was changed outside harvester",
-                path=str(checkpoint),
-            )
-    handle.truncate(keep)
-    handle.seek(keep)
+async def complete(writer: Writer) -> None:
+    """Finish `writer`, let a stream take the last bytes, and move the output into place."""
+    writer.finish()
+    await writer.drain()
+    writer.place()
 
 
 def write_page(
-    handle: BinaryIO, page: Page, written: int, max_records: int | None, stats: Stats
+    writer: Writer, page: Page, written: int, max_records: int | None, stats: Stats
 ) -> int:
     """Write `page` after `written` records, cut at `max_records`; returns the records written."""
-    data, count = page.data, page.count
-    if max_records is not None and written + count > max_records:
-        count = max_records - written
-        data = _first_lines(data, count)
-    try:
-        handle.write(data)
-    except OSError as exc:
-        raise OutputError(f"write failed: {exc.strerror}", path=str(handle.name)) from None
+    if max_records is not None and written + page.count > max_records:
+        page = page.head(max_records - written)
+    writer.write(page)
     stats.pages += 1
-    stats.records += count
-    stats.bytes += len(data)
-    return count
+    stats.records += page.count
+    stats.bytes += len(page.data)
+    return page.count
 
 
-def commit(handle: BinaryIO, part: Path, path: Path) -> None:
-    """Flush, fsync and rename `part` onto `path`: from now on the output is complete."""
-    try:
-        handle.flush()
-        keep_mode(handle, path)
-        os.fsync(handle.fileno())
-        handle.close()
-    except OSError as exc:  # the data did not all reach the disk: ENOSPC, most often
-        raise OutputError(f"write failed: {exc.strerror}", path=str(part)) from None
-    try:
-        os.replace(part, path)
-        fsync_folder(path.parent)
-    except OSError as exc:
-        raise OutputError(f"cannot finish: {exc.strerror}", path=str(path)) from None
+def resumed_writer_state(state: dict[str, Any], writer: Writer, checkpoint: Path) -> dict[str, Any]:
+    """The writer's part of a sink's saved `state`; ResumeError if it was written in another
+    format than the one now configured (its file cannot be carried on)."""
+    fmt = writer.format
+    saved = (state.get("format", "jsonl"), state.get("compression", "none"))
+    if saved != (fmt.name, fmt.compression):
+        now = _shown(fmt.name, fmt.compression)
+        raise ResumeError(
+            f"the partial output was written as {_shown(*saved)}, and {now} is configured now",
+            path=str(checkpoint),
+        )
+    # A checkpoint from before writers (JSON Lines only) holds the file's length as "bytes".
+    found = state.get("writer")
+    return dict(found) if isinstance(found, dict) else {"bytes": int(state["bytes"])}
 
 
-def _first_lines(data: bytes, count: int) -> bytes:
-    end = 0
-    for _ in range(count):
-        end = data.index(b"\n", end) + 1
-    return data[:end]
+def _shown(name: str, compression: str) -> str:
+    return name if compression == "none" else f"{name} ({compression})"
+
+
+def writer_saved(writer: Writer) -> tuple[dict[str, Any], list[int]]:
+    """What a sink saves of its writer: its format, and its own checkpoint state."""
+    state, descriptors = writer.checkpoint()
+    fmt = writer.format
+    return {"format": fmt.name, "compression": fmt.compression, "writer": state}, descriptors
+
+
+def default_writer(path: Path) -> Writer:
+    """JSON Lines into `<path>.part`: the writer of a sink not given one."""
+    return JsonlWriter(Target(path=part_path(path), output=path), Format())

@@ -1,9 +1,9 @@
 """Stream outputs (a terminal, a pipe, /dev/stdout): written to, never replaced.
 
-A stream cannot be renamed onto: the harvest is staged in a private temporary folder as for a
-file, and copied into the stream once complete, so a reader never sees part of a dataset unless
-the copy itself is cut. A stream has nothing beside it to resume from: each run starts over.
-The copy never blocks the process, so a signal can always stop it.
+A stream cannot be renamed onto, and has nothing beside it to resume from: committed pages are
+written into it as they come (`| jq`, `| duckdb` read them at once), and each run starts over.
+A run that fails leaves the reader part of the dataset and exits non-zero. Writes never block
+the process, so a signal can always stop it, and a slow reader holds back the reorder window.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from harvester.stop import Stop
 log = logging.getLogger("harvester")
 
 STDOUT = "-"
+_CHUNK = 1 << 20  # bytes handed to one write
 _ALIASES = ("/dev/stdout", "/dev/stderr", "/dev/fd/", "/proc/")
 
 
@@ -66,36 +67,53 @@ def is_stdout(path: str) -> bool:
 
 
 class Stream:
-    """A stream output: the harvest staged in a private temporary folder, then copied in."""
+    """A stream output, written as pages are committed (never blocking: see `send`).
 
-    def __init__(self, target: str) -> None:
+    Its private temporary folder holds what a run keeps beside the stream: the spools of
+    partition windows after the first, which join the stream at the end.
+    """
+
+    def __init__(self, target: str, stop: Stop | None = None) -> None:
         self.target = target
+        self.stop = stop or Stop()
         self._folder = Path(tempfile.mkdtemp(prefix="harvester-"))  # 0700
-        self.staging = self._folder / "output.jsonl"
+        self.staging = self._folder / "output"
+        self.written = 0  # bytes the stream has taken
+        self._fd: int | None = None
+        self._sending = asyncio.Lock()  # one writer at a time: bytes leave in order
 
-    async def deliver(self, stop: Stop) -> None:
-        """Copy the finished output into the stream; OutputError if the stream fails,
-        Interrupted if `stop` is requested while a named pipe waits for its reader or while
-        the stream takes no more (a reader that stopped reading)."""
-        copied = 0
-        try:
-            with self.staging.open("rb") as source:
-                fd = await self._open(stop)
-                try:
-                    while chunk := source.read(1 << 20):
-                        view = memoryview(chunk)
-                        while view:
-                            written = await self._write(fd, view, stop, copied)
-                            view, copied = view[written:], copied + written
-                finally:
-                    with contextlib.suppress(OSError):  # stdout's description is shared
-                        os.set_blocking(fd, True)
-                    os.close(fd)
-        except OSError as exc:
-            received = "received part of the output" if copied else "received nothing"
-            raise OutputError(
-                f"cannot write the stream: {exc.strerror}; it {received}", path=self.target
-            ) from None
+    async def open(self) -> None:
+        """Open the stream (a named pipe: once a reader comes); Interrupted if stopped first."""
+        if self._fd is None:
+            self._fd = await self._open(self.stop)
+
+    async def send(self, buffer: bytearray) -> None:
+        """Write out and remove what `buffer` holds, including what is added meanwhile.
+
+        OutputError if the stream fails (a reader gone: EPIPE), Interrupted if a stop is
+        requested while the stream takes no more (a reader that stopped reading).
+        """
+        async with self._sending:
+            await self.open()  # even with nothing to send: a pipe's reader then sees its end
+            assert self._fd is not None
+            try:
+                while buffer:
+                    # A copy: the buffer grows while this write waits (no view may pin it).
+                    chunk = memoryview(bytes(buffer[:_CHUNK]))
+                    written = await self._write(self._fd, chunk, self.stop, self.written)
+                    del buffer[:written]
+                    self.written += written
+            except OSError as exc:
+                received = "received part of the output" if self.written else "received nothing"
+                if exc.errno == errno.EPIPE:  # `| head`: the reader has what it wanted
+                    raise OutputError(
+                        f"the reader closed the stream (as `| head` does) once it {received}: "
+                        "the run stops, its output incomplete",
+                        path=self.target,
+                    ) from None
+                raise OutputError(
+                    f"cannot write the stream: {exc.strerror}; it {received}", path=self.target
+                ) from None
 
     async def _write(self, fd: int, data: memoryview, stop: Stop, copied: int) -> int:
         """os.write on the non-blocking `fd`; while the stream is full, wait on the event loop
@@ -125,7 +143,7 @@ class Stream:
         if self.target == STDOUT:
             sys.stdout.flush()
             fd = os.dup(sys.stdout.fileno())
-            os.set_blocking(fd, False)  # restored by deliver once the copy is done
+            os.set_blocking(fd, False)  # restored by close()
             return fd
         # Never O_CREAT: a device or pipe that went away is not replaced by a file. O_APPEND:
         # /dev/stdout redirected to a file is written after what is there, never over it.
@@ -139,7 +157,9 @@ class Stream:
                 return os.open(self.target, flags)
             except OSError as exc:
                 if exc.errno != errno.ENXIO:
-                    raise
+                    raise OutputError(
+                        f"cannot open the stream: {exc.strerror}", path=self.target
+                    ) from None
             if stop.requested:
                 raise Interrupted(
                     f"stopped by {stop.reason} while waiting for a reader of {self.target}: "
@@ -152,4 +172,10 @@ class Stream:
             await asyncio.sleep(0.05)
 
     def close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):  # stdout's description is shared
+                os.set_blocking(self._fd, True)
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
         shutil.rmtree(self._folder, ignore_errors=True)

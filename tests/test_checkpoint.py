@@ -304,7 +304,7 @@ async def test_an_ordered_sink_resumes_cutting_back_what_the_checkpoint_does_not
         assert (sink.committed_pages, stats.records) == (2, 6)
         await sink.put(page(2))
         await sink.put(page(3))
-        sink.finish()
+        await sink.finish()
     assert out.read_bytes() == b"".join(page(i).data for i in range(4))
     assert (stats.pages, stats.records, stats.bytes) == (4, 12, out.stat().st_size)
 
@@ -357,7 +357,7 @@ async def test_a_chain_sink_resumes_each_window_where_it_stopped(tmp_path: Path)
         assert stats.records == 9
         await sink.put(0, page(1, first=3), after=None)
         await sink.put(2, page(1, first=203), after=None)
-        sink.finish()
+        await sink.finish()
     expected = [page(0, first=0), page(1, first=3), page(0, first=100)]
     expected += [page(0, first=200), page(1, first=203)]
     assert out.read_bytes() == b"".join(p.data for p in expected)
@@ -394,7 +394,7 @@ async def test_empty_pages_and_other_windows_are_no_repeats(tmp_path: Path) -> N
         await sink.put(1, page(0), after=None)  # the same records in another window: allowed
         await sink.put(0, Page(1, b"", 0), after={"c": 2})
         await sink.put(0, Page(2, b"", 0), after=None)
-        sink.finish()
+        await sink.finish()
     assert out.read_bytes() == page(0).data * 2
 
 

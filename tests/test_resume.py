@@ -292,8 +292,8 @@ async def test_a_stop_at_once_as_the_output_is_renamed_leaves_a_finished_harvest
     stop = Stop(grace=30)
     finish = OrderedSink.finish
 
-    def finish_then_stop(self: OrderedSink, **kwargs: Any) -> None:
-        finish(self, **kwargs)
+    async def finish_then_stop(self: OrderedSink, **kwargs: Any) -> None:
+        await finish(self, **kwargs)
         stop.request("SIGINT", at_once=True)  # lands on the next await: the clean-up
 
     monkeypatch.setattr(OrderedSink, "finish", finish_then_stop)

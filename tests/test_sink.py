@@ -32,7 +32,7 @@ async def test_shuffled_pages_come_out_in_order(tmp_path: Path) -> None:
     async with OrderedSink(out, window=50, stats=stats) as sink:
         for index in order:
             await sink.put(page(index))
-        sink.finish()
+        await sink.finish()
     assert ids(out) == list(range(150))
     assert (stats.pages, stats.records, stats.bytes) == (50, 150, out.stat().st_size)
     assert not (tmp_path / "out.jsonl.part").exists()
@@ -78,7 +78,7 @@ async def test_buffered_pages_never_exceed_the_window(tmp_path: Path) -> None:
         async with asyncio.TaskGroup() as group:
             for index in range(100):
                 group.create_task(worker(index))
-        sink.finish()
+        await sink.finish()
     assert most < window
     assert ids(tmp_path / "o.jsonl") == list(range(300))
 
@@ -99,7 +99,7 @@ async def test_finish_replaces_an_existing_output_atomically(tmp_path: Path) -> 
     async with OrderedSink(out, window=4, stats=Stats()) as sink:
         await sink.put(page(0))
         assert out.read_text() == "old\n"  # untouched until the harvest is complete
-        sink.finish()
+        await sink.finish()
     assert ids(out) == [0, 1, 2]
 
 
@@ -112,7 +112,7 @@ async def test_max_records_cuts_the_last_page(tmp_path: Path) -> None:
         await sink.put(page(2))
         await sink.put(page(1))
         assert sink.full
-        sink.finish()
+        await sink.finish()
     assert ids(out) == [0, 1, 2, 3, 4]
     assert stats.records == 5
 
@@ -128,7 +128,7 @@ async def test_creates_missing_folders(tmp_path: Path) -> None:
     out = tmp_path / "a" / "b" / "o.jsonl"
     async with OrderedSink(out, window=4, stats=Stats()) as sink:
         await sink.put(page(0))
-        sink.finish()
+        await sink.finish()
     assert ids(out) == [0, 1, 2]
 
 

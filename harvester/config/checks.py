@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import yarl
 
 from harvester.config.masking import Secret
+from harvester.config.output import resolve_format
 from harvester.config.schema import (
     AuthConfig,
     Config,
@@ -22,6 +23,7 @@ from harvester.config.schema import (
     _secret_destinations,
 )
 from harvester.errors import ConfigError
+from harvester.stream import is_stream
 
 
 def _check(config: Config) -> Config:
@@ -48,6 +50,7 @@ def _check(config: Config) -> Config:
         raise ConfigError(f"must name a file, got {config.output.path!r}", key="output.path")
     if not config.output.path.strip():
         raise ConfigError("must not be empty", key="output.path")
+    resolve_format(config.output, stream=is_stream(config.output.path))
     return dataclasses.replace(config, pagination=pagination)
 
 

@@ -36,7 +36,10 @@ class Secret:
 def _masked(value: Any, mask: Callable[[str], str]) -> Any:
     """`value` as plain data (mappings, lists, scalars) with every secret replaced by ***."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _masked(getattr(value, f.name), mask) for f in dataclasses.fields(value)}
+        return {
+            f.name: "***" if _holds_secret(f, value) else _masked(getattr(value, f.name), mask)
+            for f in dataclasses.fields(value)
+        }
     if isinstance(value, Secret):
         return "***"
     if isinstance(value, dict):
@@ -48,6 +51,12 @@ def _masked(value: Any, mask: Callable[[str], str]) -> Any:
             value = redact_url(value)
         value = mask(value)  # a secret repeated elsewhere (in a URL, a scope) is a secret
     return value
+
+
+def _holds_secret(field: dataclasses.Field[Any], section: Any) -> bool:
+    """Whether `field` of `section` is a secret that is set: declared a Secret, whatever it
+    holds (a Config built in Python may hold plain text there until it is validated)."""
+    return "Secret" in str(field.type) and getattr(section, field.name) is not None
 
 
 def _url_has_secret(url: str) -> bool:

@@ -19,6 +19,9 @@ AuthMethod = Literal["client_secret_basic", "client_secret_post"]
 PaginationStyle = Literal["offset", "range", "page", "cursor", "link"]
 RepeatedPages = Literal["check", "allow"]
 LongQuota = Literal["wait", "fail"]
+OutputFormat = Literal["jsonl", "csv", "parquet"]
+Compression = Literal["none", "gzip", "zstd"]
+ExtraColumns = Literal["fail", "json"]
 INDEXED_STYLES = ("offset", "range", "page")  # page i can be asked for without page i-1
 
 
@@ -149,10 +152,22 @@ class OutputConfig:
     path: str
     # Seconds between checkpoints at most; one more is written when a run stops unfinished.
     checkpoint_every: float = 5.0
+    # None: told by the path's suffix (harvester/config/output.py), else jsonl and none.
+    format: OutputFormat | None = None
+    compression: Compression | None = None
+    columns: tuple[str, ...] | None = None  # CSV (and Parquet): the columns, in order
+    extra_columns: ExtraColumns = "fail"  # a field outside the columns: fail, or into _extra
+    max_records_per_file: int | None = None  # rotate into a folder of part files
 
 
 @dataclass(frozen=True, kw_only=True)
 class Config:
+    """A whole harvest's settings, one frozen section per YAML section.
+
+    load_config() and parse_config() return one validated; one built here by hand is validated
+    by harvest() through the same checks. Its repr shows every secret as ***.
+    """
+
     source: SourceConfig
     auth: AuthConfig = field(default_factory=lambda: AuthConfig(type="none"))
     pagination: PaginationConfig = field(default_factory=PaginationConfig)

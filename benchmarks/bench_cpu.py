@@ -37,8 +37,11 @@ from harvester.config import parse_config
 from harvester.runner import run
 stats = asyncio.run(run(parse_config(orjson.loads(sys.argv[1]), environ={})))
 usage = resource.getrusage(resource.RUSAGE_SELF)
+# Peak RSS of this process's own memory: VmHWM. ru_maxrss would also count the parent's size at
+# the fork, which Linux carries over the exec.
+peak = [line for line in open("/proc/self/status") if line.startswith("VmHWM:")]
 print(orjson.dumps({"elapsed": stats.elapsed, "cpu": usage.ru_utime + usage.ru_stime,
-                    "records": stats.records, "rss_kib": usage.ru_maxrss,
+                    "records": stats.records, "rss_kib": int(peak[0].split()[1]) if peak else 0,
                     "package": harvester.__file__}).decode())
 """
 

@@ -5,7 +5,8 @@
 Each format harvests the same demo API process (no latency, pages of 1,000, 8 workers) twice: at
 `--records` and at `--small` records, each run in a fresh Python process, so that the peak RSS
 (ru_maxrss of that process) is the harvest's own. Memory stays flat when the peak at `--records`
-is within 10% of the peak at `--small`: the "RSS ratio" column. Every output is read back and
+is within 10% of the peak at `--small`: the "RSS ratio" column. The peak is the child's VmHWM
+(ru_maxrss would carry over this process's own size from the fork). Every output is read back and
 must hold the demo's ids in order (JSON Lines and CSV, after decompression).
 
 FORMATS is the table of formats run; a format whose writer this checkout lacks is skipped.
@@ -15,13 +16,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import importlib
 import io
 import sys
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's harvester, for the script and its children
@@ -33,7 +36,6 @@ from common import demo_config  # noqa: E402
 from harvester.demo.launch import demo_process  # noqa: E402
 from harvester.errors import ConfigError  # noqa: E402
 from harvester.writers import writer_class  # noqa: E402
-from harvester.writers.compress import decompress  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -49,23 +51,34 @@ class Format:
         return self.name.split(".")[0]
 
     def count(self, path: Path) -> int:
-        """The records in `path`, checked to be the ids 0, 1, 2, ... in order."""
+        """The records in `path`, checked to be the ids 0, 1, 2, ... in order; read as a stream,
+        so that this process stays small beside the harvests it starts."""
         if self.writer == "parquet":
             # The parquet extra's pyarrow, imported by name: only this format needs it.
             ds = importlib.import_module("pyarrow.dataset")
-
-            ids = ds.dataset(str(path), format="parquet").to_table(columns=["id"])["id"]
-            values = ids.to_pylist()
+            values = ds.dataset(str(path), format="parquet").to_table(columns=["id"])["id"]
+            ids: Iterator[int] = iter(values.to_pylist())
         else:
-            data = decompress(path.read_bytes(), self.compression)
+            lines = io.TextIOWrapper(open_decompressed(path, self.compression), newline="")
             if self.writer == "csv":
-                reader = csv.DictReader(io.StringIO(data.decode()))
-                values = [int(row["id"]) for row in reader]
+                ids = (int(row["id"]) for row in csv.DictReader(lines))
             else:
-                values = [orjson.loads(line)["id"] for line in data.splitlines()]
-        if values != list(range(len(values))):
-            raise SystemExit(f"FAILED: {path.name} does not hold the ids in order")
-        return len(values)
+                ids = (orjson.loads(line)["id"] for line in lines)
+        count = 0
+        for expected, found in enumerate(ids):
+            if found != expected:
+                raise SystemExit(f"FAILED: {path.name} does not hold the ids in order")
+            count += 1
+        return count
+
+
+def open_decompressed(path: Path, compression: str) -> BinaryIO:
+    if compression == "gzip":
+        return gzip.open(path, "rb")
+    if compression == "zstd":
+        reader = importlib.import_module("zstandard").ZstdDecompressor()
+        return cast(BinaryIO, reader.stream_reader(path.open("rb"), read_across_frames=True))
+    return path.open("rb")
 
 
 FORMATS = [

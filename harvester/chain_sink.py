@@ -158,7 +158,6 @@ class ChainSink:
         _keep_edges(state, page)
         if chain == 0:
             state.records += write_page(self._writer, page, 0, None, self._stats)
-            await self._writer.drain()  # a stream output: a slow reader holds the window
         else:
             handle = self._files.get(chain) or self._open(chain)
             write(handle, page.data)
@@ -170,6 +169,8 @@ class ChainSink:
         state.bytes += len(page.data)
         wanted = self._max_records is None or state.records < self._max_records
         state.next, state.done = after, after is None or not wanted
+        if chain == 0:  # after the state is whole: a checkpoint may be taken while this waits
+            await self._writer.drain()  # a stream output: a slow reader holds the window
         return not state.done
 
     def flush(self) -> tuple[dict[str, Any], list[int]]:

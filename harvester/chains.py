@@ -15,6 +15,7 @@ from urllib.parse import urljoin, urlsplit
 
 from harvester.config import PaginationConfig, PartitionConfig, SourceConfig, parse_timestamp
 from harvester.errors import redact_url
+from harvester.numerals import ascii_int
 from harvester.pagination import Answer, PageRecords, PageRequest, PlanError, read_value
 
 
@@ -218,10 +219,7 @@ def _comparable(value: Any, like: Bound) -> Bound | None:
     if isinstance(like, int):
         if isinstance(value, int):
             return value
-        digits = value[1:] if isinstance(value, str) and value.startswith("-") else value
-        if isinstance(digits, str) and digits.isascii() and digits.isdigit():
-            return int(value)
-        return None
+        return ascii_int(value, signed=True) if isinstance(value, str) else None
     if not isinstance(value, str):
         return None
     try:

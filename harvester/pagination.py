@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, Self
 
 from harvester.config import PaginationConfig
+from harvester.numerals import ascii_int
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,8 +326,10 @@ def lookup(body: Any, path: str) -> Any:
         walked.append(part)
         if isinstance(node, dict) and part in node:
             node = node[part]
-        elif isinstance(node, list) and part.isascii() and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
+        elif (
+            isinstance(node, list) and (index := ascii_int(part)) is not None and index < len(node)
+        ):
+            node = node[index]
         else:
             keys = [str(k) for k in node] if isinstance(node, dict) else []
             raise MissingPath(path, at=".".join(walked), keys=keys)

@@ -24,6 +24,8 @@ from typing import Any
 
 import orjson
 
+from harvester.numerals import ascii_int
+
 __all__ = [
     "MAX_DEPTH",
     "MAX_RECORD_DEPTH",
@@ -127,9 +129,8 @@ def cut_short(body: bytes, headers: Mapping[str, str], error: NotJSON) -> bool:
     length = headers.get("Content-Length", "").strip()
     # With a Content-Encoding, Content-Length counts the encoded bytes, not these.
     encoded = headers.get("Content-Encoding", "identity").strip().lower() != "identity"
-    # isdigit() alone takes "¹" and other digits int() refuses.
-    digits = length.isascii() and length.isdigit()
-    return digits and not encoded and len(body) < int(length)
+    expected = ascii_int(length)
+    return expected is not None and not encoded and len(body) < expected
 
 
 @contextlib.contextmanager

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
+from harvester.numerals import ascii_int
+
 from .records import first_id_created_at_or_after
 
 
@@ -21,10 +23,7 @@ def non_negative_int(query: Mapping[str, str], name: str, default: int) -> int |
     raw = query.get(name)
     if raw is None:
         return default
-    # isdigit() alone would accept "²" and other Unicode digits that int() rejects.
-    if not (raw.isascii() and raw.isdigit()):
-        return None
-    return int(raw)
+    return ascii_int(raw)
 
 
 def int_param(query: Mapping[str, str], name: str, default: int, *, least: int = 0) -> int:

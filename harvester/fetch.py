@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import aiohttp
 from yarl import URL
@@ -28,18 +29,19 @@ __all__ = ["Fetched", "Fetcher", "make_fetcher", "open_session"]
 log = logging.getLogger("harvester")
 
 
-def open_session(config: Config) -> aiohttp.ClientSession:
+def open_session(config: Config, *, also: Sequence[str] = ()) -> aiohttp.ClientSession:
     """The run's one ClientSession, its connection pool sized to the workers (+1 for tokens).
 
     Its TLS context (tls.verify, tls.ca_bundle) serves token and data requests alike. aiohttp's
     own limits on an answer's head stand: a status or header line of at most 8190 bytes, at most
-    128 headers (see give_up.py for how an answer past them fails).
+    128 headers (see give_up.py for how an answer past them fails). `also`: the URLs of the
+    other resources sharing the session, trusted like the source.
     """
     # The host policy again at connect time, on the addresses connected to (see hosts.py).
     hosts = HostPolicy(
         config.source.url,
         allow_private=config.source.allow_private_hosts,
-        trusted=[config.auth.token_url] if config.auth.token_url else [],
+        trusted=[*also, *([config.auth.token_url] if config.auth.token_url else [])],
     )
     connector = aiohttp.TCPConnector(
         limit=config.concurrency.workers + 1,

@@ -22,7 +22,7 @@ import orjson
 from aiohttp import web
 from aiohttp.log import access_logger as web_logger
 
-from . import endpoints
+from . import endpoints, users
 from .encodings import encode_answer
 from .pages import JSON, Answer, error_answer
 from .params import BadParam
@@ -192,6 +192,8 @@ def create_app(
     app.router.add_get("/stream", _data_endpoint(endpoints.stream))
     app.router.add_get("/cursor", _data_endpoint(endpoints.cursor))
     app.router.add_get("/link", _data_endpoint(endpoints.link))
+    app.router.add_get("/users", _data_endpoint(users.users))
+    app.router.add_get("/users/{user}/orders", _data_endpoint(users.orders))
     app.router.add_get("/_stats", _stats)
     app.router.add_get("/health", _health)
     return app

@@ -147,25 +147,25 @@ def _main(args: argparse.Namespace, secrets: Secrets) -> int:
         for each in configs:
             secrets.add_configured(each.named_secrets())
         if configs[0].name is not None or args.resource:  # a resources: document
-            configs = check_resource_args(configs, args.resource, output=args.output)
+            picked = check_resource_args(configs, args.resource, output=args.output)
             if args.print_config:
-                shown = {"resources": [{"name": each.name, **each.masked()} for each in configs]}
+                shown = {"resources": [{"name": each.name, **each.masked()} for each in picked]}
                 print(secrets.mask(yaml.safe_dump(shown, sort_keys=False)), end="", flush=True)
                 return EXIT_OK
-            stats = Totals([str(each.name) for each in configs])
+            stats = Totals([str(each.name) for each in picked])
             code = asyncio.run(_harvest_resources(configs, args, stats, secrets))
             _print_summary(stats, summary_to, args)
-            return code
-        config = configs[0]
-        if args.print_config:
-            # masked() hides every secret it knows of; the registry is the second lock.
-            text = yaml.safe_dump(config.masked(), sort_keys=False, allow_unicode=True)
-            print(secrets.mask(text), end="", flush=True)
-            return EXIT_OK
-        if is_stdout(config.output.path):  # the data goes there: the summary may not
-            summary_to = sys.stderr
-        code = asyncio.run(_harvest(config, args, stats, secrets))
-        _print_summary(stats, summary_to, args)
+        else:
+            config = configs[0]
+            if args.print_config:
+                # masked() hides every secret it knows of; the registry is the second lock.
+                text = yaml.safe_dump(config.masked(), sort_keys=False, allow_unicode=True)
+                print(secrets.mask(text), end="", flush=True)
+                return EXIT_OK
+            if is_stdout(config.output.path):  # the data goes there: the summary may not
+                summary_to = sys.stderr
+            code = asyncio.run(_harvest(config, args, stats, secrets))
+            _print_summary(stats, summary_to, args)
     except Interrupted as exc:
         code, error = exc.exit_code, secrets.mask(str(exc))
         log.warning(error)
@@ -240,6 +240,7 @@ async def _harvest_resources(
         await run_resources(
             configs,
             stats,
+            names=args.resource,
             secrets=secrets,
             stop=stop,
             fresh=args.fresh,

@@ -98,18 +98,21 @@ async def run_resources(
     configs: Sequence[Config],
     totals: Totals,
     *,
+    names: Sequence[str] = (),
     secrets: Secrets,
     stop: Stop,
     fresh: bool = False,
     max_records: int | None = None,
 ) -> None:
-    """Harvest every resource of `configs` (children after their parents) on shared parts."""
+    """Harvest the resources of `configs` that `names` picks (all if none), children after
+    their parents, on shared parts; `totals` has a part for each one picked."""
     session, shared = open_shared(configs, totals.shared, secrets)
-    names = {str(config.name) for config in configs}
+    configs = select(configs, names)
+    running = {str(config.name) for config in configs}
     tasks: dict[str, asyncio.Task[Stats]] = {}
 
     async def one(config: Config) -> Stats:
-        if config.parent in names:
+        if config.parent in running:
             await asyncio.wait([tasks[str(config.parent)]])
             if tasks[str(config.parent)].exception() is not None:
                 raise _NotStarted(str(config.name))

@@ -55,7 +55,9 @@ async def _gate(
     """
     settings, stats = state.settings, state.stats
     stats.data_requests += 1
-    stats.endpoints[request.path] += 1
+    route = request.match_info.route.resource
+    # By route: /users/{user}/orders counted once, not once per user.
+    stats.endpoints[route.canonical if route is not None else request.path] += 1
     request.app[RECEIVED].set()
     if stats.data_requests == settings.revoke_tokens_after:
         state.tokens.expire_all()

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from harvester.checkpoint import checkpoint_path
 from harvester.page import Page
-from harvester.sink import complete, resumed_writer_state, write_page, writer_saved
+from harvester.sink import complete, open_writer, write_page, writer_saved
 from harvester.stats import Stats
 from harvester.writers import Writer
 
@@ -36,7 +36,7 @@ class FanoutSink:
         self,
         writer: Writer,
         *,
-        output: Any,
+        output: Path,
         window: int,
         stats: Stats,
         max_records: int | None = None,
@@ -71,14 +71,7 @@ class FanoutSink:
         return None if parent is None else parent.state
 
     async def __aenter__(self) -> FanoutSink:
-        state = self._resume
-        checkpoint = checkpoint_path(self._output)
-        self._writer.open(
-            None if state is None else resumed_writer_state(state, self._writer, checkpoint)
-        )
-        if state is not None:
-            self._stats.pages, self._stats.records = int(state["pages"]), int(state["records"])
-            self._stats.bytes = int(state["bytes"])
+        open_writer(self._writer, self._resume, self._output, self._stats)
         return self
 
     async def __aexit__(

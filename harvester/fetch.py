@@ -73,13 +73,32 @@ def make_fetcher(
     `secrets`, the run's registry, learns each token as it is issued. `throttle`, if given,
     replaces the one the config describes (tune measures with one that holds nothing back).
     """
-    throttle = throttle or Throttle(
+    throttle = throttle or make_throttle(config, stats)
+    tokens = make_tokens(config, session, policy, stats, secrets=secrets, throttle=throttle)
+    return Fetcher(config, session, tokens, policy, stats, throttle)
+
+
+def make_throttle(config: Config, stats: Stats) -> Throttle:
+    """The Throttle `config` describes: rate, cool-downs, concurrency (workers)."""
+    return Throttle(
         config.concurrency,
         stats,
         max_pause=config.retry.max_retry_after,
         hold_long=config.retry.on_long_quota == "wait",
     )
-    tokens = TokenManager(
+
+
+def make_tokens(
+    config: Config,
+    session: aiohttp.ClientSession,
+    policy: RetryPolicy,
+    stats: Stats,
+    *,
+    secrets: Secrets | None,
+    throttle: Throttle,
+) -> TokenManager:
+    """The TokenManager `config.auth` describes, its requests through `throttle`."""
+    return TokenManager(
         config.auth,
         session,
         policy,
@@ -88,7 +107,6 @@ def make_fetcher(
         secrets=secrets,
         throttle=throttle,
     )
-    return Fetcher(config, session, tokens, policy, stats, throttle)
 
 
 # Each expired or revoked token costs one refresh; more in a row for one page means a loop.

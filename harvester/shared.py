@@ -10,7 +10,7 @@ import aiohttp
 
 from harvester.auth import TokenManager
 from harvester.config import Config
-from harvester.fetch import Fetcher, open_session
+from harvester.fetch import Fetcher, make_throttle, make_tokens, open_session
 from harvester.ratelimit import Throttle
 from harvester.retry import RetryPolicy
 from harvester.secrets import Secrets
@@ -42,20 +42,9 @@ def open_shared(
     the throttle's state."""
     first = configs[0]
     session = open_session(first, also=[config.source.url for config in configs])
-    throttle = Throttle(
-        first.concurrency,
-        stats,
-        max_pause=first.retry.max_retry_after,
-        hold_long=first.retry.on_long_quota == "wait",
-    )
-    tokens = TokenManager(
-        first.auth,
-        session,
-        RetryPolicy(first.retry),
-        stats,
-        timeout=session.timeout,
-        secrets=secrets,
-        throttle=throttle,
+    throttle = make_throttle(first, stats)
+    tokens = make_tokens(
+        first, session, RetryPolicy(first.retry), stats, secrets=secrets, throttle=throttle
     )
     outputs = {str(config.name): Path(config.output.path) for config in configs}
     return session, Shared(session, tokens, throttle, outputs)

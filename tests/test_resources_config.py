@@ -147,3 +147,8 @@ def test_resource_arguments() -> None:
     single = parse_resources({"source": {"url": URL}, "output": {"path": "o.jsonl"}}, environ={})
     with pytest.raises(ConfigError, match="single endpoint"):
         check_resource_args(single, ["x"], output=None)
+
+
+def test_the_single_endpoint_loader_says_where_several_resources_go() -> None:
+    with pytest.raises(ConfigError, match="^resources: a document of several resources"):
+        parse_config(document(), environ={})

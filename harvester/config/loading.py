@@ -88,6 +88,12 @@ def parse_config(
     it are taken from `base` (the config file's folder) if given."""
     env = os.environ if environ is None else environ
     _check_shape(raw)
+    if "resources" in raw or "defaults" in raw:  # config/resources.py reads those
+        raise ConfigError(
+            "a document of several resources: run it with the command line (harvester "
+            "CONFIG), or load it with harvester.config.resources.load_resources",
+            key="resources" if "resources" in raw else "defaults",
+        )
     expanded: set[str] = set()
     unset: dict[str, str] | None = {} if keep_unset else None  # key -> a variable kept unset
     data = _expand(dict(raw), env, "", expanded, unset)

@@ -187,31 +187,41 @@ async def test_on_missing_fail_names_the_parent_and_keeps_nothing_that_looks_com
 async def test_a_failing_resource_stops_the_others_and_a_rerun_resumes_them(
     demo: DemoServer, tmp_path: Path
 ) -> None:
-    demo.settings.latency = 0.01
+    # /pages breaks at its 51st page (half a page where a whole one is planned); meanwhile the
+    # cursor chain, one page after another, has written some of its pages.
+    demo.settings.latency, demo.settings.short_page_at = 0.005, 500
     resources = [
         {
-            "name": "items",
-            "source": {"url": f"{demo.url}/items"},
-            "pagination": {"style": "offset", "page_size": 10, "total": "body:total"},
-            "output": {"path": "items.jsonl", "checkpoint_every": 0.05},
+            "name": "cursor",
+            "source": {"url": f"{demo.url}/cursor", "records": "data"},
+            "pagination": {
+                "style": "cursor",
+                "page_size": 5,
+                "limit_param": "limit",
+                "cursor_param": "cursor",
+                "next_cursor": "body:next_cursor",
+            },
+            "output": {"path": "cursor.jsonl", "checkpoint_every": 0.02},
         },
         {
             "name": "broken",
-            "source": {"url": f"{demo.url}/nowhere"},
-            "pagination": {"style": "offset", "page_size": 10, "total": "body:total"},
+            "source": {"url": f"{demo.url}/pages", "records": "results"},
+            "pagination": PAGED,
             "output": {"path": "broken.jsonl"},
         },
     ]
-    config = write(tmp_path, demo.url, resources, workers=2, stop_grace=0)
+    config = write(tmp_path, demo.url, resources, workers=2, stop_grace=1)
     result = await run_cli(str(config), "--progress", "none")
 
     assert result.code == 1
-    assert_one_clear_line(result, "resource broken", "/nowhere", "status 404")
-    assert not (tmp_path / "items.jsonl").exists()
-    resources.pop()
-    rerun = await run_cli(str(write(tmp_path, demo.url, resources)), "--progress", "none")
+    assert_one_clear_line(result, "resource broken", "page 50", "/pages", "records would be lost")
+    cursor = tmp_path / "cursor.jsonl"
+    assert not cursor.exists() and checkpoint_path(cursor).exists()
+    demo.settings.short_page_at = None
+    rerun = await run_cli(str(config), "--progress", "none")
     assert rerun.code == 0, rerun.stderr
-    assert (tmp_path / "items.jsonl").read_bytes() == expected_bytes(1_000)
+    assert "resumed" in rerun.stdout
+    assert cursor.read_bytes() == expected_bytes(1_000)
 
 
 async def test_a_fan_out_killed_mid_run_resumes_to_the_same_bytes(

@@ -78,6 +78,10 @@ def test_a_single_endpoint_document_is_one_config_as_before() -> None:
             lambda d: d["resources"][1].update(concurrency={}),
             ["resources[1].concurrency", "shared"],
         ),
+        (
+            lambda d: d["resources"][1]["source"].update(timeout=5),
+            ["resources[1].source.timeout", "defaults"],
+        ),
         (lambda d: d["defaults"]["auth"].update(type="magic"), ["defaults.auth.type"]),
         (lambda d: d["resources"][1].update(name="users"), ["resources[1].name", "resources[0]"]),
         (lambda d: d["resources"][1].update(name="or ders"), ["resources[1].name", "letters"]),

@@ -103,6 +103,7 @@ def parse_resources(
         )
     configs = [_resource(i, item, defaults, options) for i, item in enumerate(items)]
     _check_names(configs)
+    _check_shared_values(configs)
     return configs
 
 
@@ -152,6 +153,27 @@ def _located(key: str | None, item: Mapping[str, Any], index: int) -> str:
             return f"defaults.{key}"
         node = node[part]
     return f"resources[{index}].{key}"
+
+
+# Values the shared session (timeouts) and throttle (pauses) take once for every resource.
+SHARED_VALUES = (
+    ("source", "timeout"),
+    ("source", "connect_timeout"),
+    ("source", "read_timeout"),
+    ("retry", "max_retry_after"),
+    ("retry", "on_long_quota"),
+)
+
+
+def _check_shared_values(configs: list[Config]) -> None:
+    for section, key in SHARED_VALUES:
+        first = getattr(getattr(configs[0], section), key)
+        for index, config in enumerate(configs[1:], start=1):
+            if getattr(getattr(config, section), key) != first:
+                raise ConfigError(
+                    "shared by every resource (one session, one throttle): set it under defaults",
+                    key=f"resources[{index}].{section}.{key}",
+                )
 
 
 def _check_names(configs: list[Config]) -> None:

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from harvester.checkpoint import checkpoint_path
 from harvester.config import Config
 from harvester.errors import ConfigError, HarvesterError, Interrupted
 from harvester.runner import run
@@ -23,7 +26,9 @@ from harvester.shared import open_shared
 from harvester.stats import Stats
 from harvester.stop import Stop
 
-__all__ = ["Totals", "run_resources", "select"]
+__all__ = ["Totals", "check_resource_args", "run_resources", "select"]
+
+log = logging.getLogger("harvester")
 
 
 def select(configs: Sequence[Config], names: Sequence[str]) -> list[Config]:
@@ -112,6 +117,11 @@ async def run_resources(
     tasks: dict[str, asyncio.Task[Stats]] = {}
 
     async def one(config: Config) -> Stats:
+        if not fresh and _kept(config, configs):
+            log.info(
+                "%s: kept as the earlier run completed it, for its resuming children", config.name
+            )
+            return totals.parts[str(config.name)]
         if config.parent in running:
             await asyncio.wait([tasks[str(config.parent)]])
             if tasks[str(config.parent)].exception() is not None:
@@ -144,6 +154,19 @@ async def run_resources(
             totals.finished = max((p.finished or 0.0) for p in totals.parts.values()) or None
             totals.gather()
     _raise_first(tasks)
+
+
+def _kept(config: Config, configs: Sequence[Config]) -> bool:
+    """Whether `config` is a parent an earlier run completed while a child of it was cut short:
+    the child resumes over the very records it began with, so the parent is not harvested
+    again (--fresh starts every resource over)."""
+    output = Path(config.output.path)
+    if not output.exists() or checkpoint_path(output).exists():
+        return False
+    return any(
+        child.parent == config.name and checkpoint_path(Path(child.output.path)).exists()
+        for child in configs
+    )
 
 
 class _NotStarted(Exception):

@@ -40,6 +40,7 @@ from harvester.stop import Stop
 from harvester.stream import Stream
 from harvester.workers import fetch_chains, fetch_pages
 from harvester.writers import Format, Target, Writer, format_of, make_writer
+from harvester.writers.tee import TeeWriter, needs_copy, records_copy
 
 __all__ = ["Stop", "run"]
 
@@ -134,6 +135,8 @@ async def _run(
         place = claim(config.output.path, own_files=_own_files, warn=_warner(stats))
         with place as (output, stream):
             job = _Job(config, stats, max_records, stop, output, stream, secrets)
+            # A parent's children read its records back: from a JSON Lines copy where needed.
+            job.copy_records = shared is not None and config.name in shared.parents
             if config.parent is not None:  # a child resumes only over the same parent records
                 job.fingerprint["parent_output"] = parent_fingerprint(_parents(config, shared))
             job.load_checkpoint(fresh=fresh)
@@ -160,7 +163,9 @@ def _own_files(output: Path) -> list[Path]:
     """The files beside `output` a run writes: none may be a symbolic link."""
     part, checkpoint = part_path(output), checkpoint_path(output)
     spools = part.parent.glob(glob.escape(part.name) + ".*") if part.parent.is_dir() else []
-    return [part, checkpoint, checkpoint.with_name(checkpoint.name + ".tmp"), *spools]
+    copy = records_copy(output)  # a parent's, beside it (writers/tee.py)
+    own = [part, checkpoint, checkpoint.with_name(checkpoint.name + ".tmp"), copy, part_path(copy)]
+    return [*own, *spools]
 
 
 def _parents(config: Config, shared: Shared | None) -> Path:
@@ -228,6 +233,7 @@ class _Job:
                 "writing to the stream %s as pages come; a stream cannot be resumed", stream.target
             )
         self.into = into  # run(writer=...): the pages go to this writer instead
+        self.copy_records = False
         self.make_writer()  # now: a format that cannot be written fails before any request
         self.fingerprint = dataset_fingerprint(config, max_records=max_records)
         self.fresh = False
@@ -319,7 +325,8 @@ class _Job:
         target = Target(path=part_path(self.output), output=self.output, stream=self.stream)
         if self.into is not None:
             return self.into(target, Format())
-        return make_writer(self.format, target)
+        writer = make_writer(self.format, target)
+        return TeeWriter(writer) if self.copy_records and needs_copy(self.format) else writer
 
     def sink(self, *, open_end: bool = False) -> OrderedSink:
         return OrderedSink(

@@ -10,11 +10,15 @@ import aiohttp
 
 from harvester.auth import TokenManager
 from harvester.config import Config
+from harvester.config.output import resolve_format
 from harvester.fetch import Fetcher, make_throttle, make_tokens, open_session
 from harvester.ratelimit import Throttle
 from harvester.retry import RetryPolicy
 from harvester.secrets import Secrets
 from harvester.stats import Stats
+from harvester.stream import is_stream
+from harvester.writers import Format
+from harvester.writers.tee import needs_copy, records_copy
 
 
 @dataclass
@@ -26,8 +30,10 @@ class Shared:
     session: aiohttp.ClientSession
     tokens: TokenManager
     throttle: Throttle
-    # Each resource's output path, by name: where a child reads its parent's records.
+    # Where a child reads each parent's records, by name: its output, or the JSON Lines copy
+    # beside it (writers/tee.py); the parents' names.
     outputs: dict[str, Path] = field(default_factory=dict)
+    parents: frozenset[str] = frozenset()
 
     def fetcher(self, config: Config, stats: Stats, policy: RetryPolicy) -> Fetcher:
         """A Fetcher for one resource (its URL, records, retries and stats) on the shared parts."""
@@ -46,5 +52,15 @@ def open_shared(
     tokens = make_tokens(
         first, session, RetryPolicy(first.retry), stats, secrets=secrets, throttle=throttle
     )
-    outputs = {str(config.name): Path(config.output.path) for config in configs}
-    return session, Shared(session, tokens, throttle, outputs)
+    outputs = {str(config.name): _records_of(config) for config in configs}
+    parents = frozenset(str(config.parent) for config in configs if config.parent is not None)
+    return session, Shared(session, tokens, throttle, outputs, parents)
+
+
+def _records_of(config: Config) -> Path:
+    """Where the records of `config` can be read back exactly, once it is complete."""
+    output = Path(config.output.path)
+    name, compression = resolve_format(config.output, stream=is_stream(config.output.path))
+    return (
+        records_copy(output) if needs_copy(Format(name=name, compression=compression)) else output
+    )

@@ -158,6 +158,25 @@ async def test_children_come_in_parent_order_then_page_order(
     assert stats["records"] == 120 + stats["resources"]["orders"]["records"]
 
 
+@pytest.mark.parametrize("parent_output", ["users.csv", "users.jsonl.gz"])
+async def test_a_parent_written_in_another_format_keeps_a_json_lines_copy_for_its_children(
+    demo: DemoServer, tmp_path: Path, parent_output: str
+) -> None:
+    demo.settings.users = 45
+    resources = users_orders(demo.url, tmp_path, include_from_parent=["id"])
+    resources[0]["output"]["path"] = str(tmp_path / parent_output)
+    config = write(tmp_path, demo.url, resources)
+    result = await run_cli(str(config), "--progress", "none")
+
+    assert result.code == 0, result.stderr
+    assert (tmp_path / parent_output).exists()
+    users = b"".join(orjson.dumps({"id": u, "name": f"user-{u:05d}"}) + b"\n" for u in range(45))
+    assert (tmp_path / f"{parent_output}.records.jsonl").read_bytes() == users
+    assert (tmp_path / "orders.jsonl").read_bytes() == expected_orders(range(45))
+    again = await run_cli(str(config), "--resource", "orders", "--progress", "none")
+    assert again.code == 0, again.stderr  # alone, over the copy the parent left
+
+
 async def test_on_missing_skip_leaves_out_the_parents_answering_404(
     demo: DemoServer, tmp_path: Path
 ) -> None:
@@ -242,9 +261,12 @@ async def test_a_fan_out_killed_mid_run_resumes_to_the_same_bytes(
             resumed += 1
             saved = orjson.loads(checkpoint_path(orders).read_bytes())["sink"]
             assert 0 < saved["parents"] < 200
+    users, resuming = demo.stats.endpoints["/users"], checkpoint_path(orders).exists()
     await harvest(config)
     assert resumed >= 1
     assert orders.read_bytes() == expected_orders(range(200))
+    if resuming:  # over the users the earlier run completed: not fetched again
+        assert demo.stats.endpoints["/users"] == users
     assert not checkpoint_path(orders).exists()
 
 

@@ -99,8 +99,8 @@ def test_a_single_endpoint_document_is_one_config_as_before() -> None:
             ["resources[1].source.url", "placeholder"],
         ),
         (
-            lambda d: d["resources"][0]["output"].update(path="users.csv"),
-            ["resources[1].parent", "JSON Lines"],
+            lambda d: d["resources"][0]["output"].update(path="-"),
+            ["resources[1].parent", "stream"],
         ),
         (
             lambda d: d["resources"][0].update(on_missing="skip"),

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from harvester.config.loading import parse_config, read_document
-from harvester.config.output import resolve_format
 from harvester.config.schema import Config
 from harvester.errors import ConfigError
 from harvester.stream import is_stream
@@ -212,13 +211,12 @@ def _check_parent(
             )
         seen.add(ancestor)
         ancestor = configs[by_name[ancestor]].parent
-    # Children read their parent's finished output, record by record: JSON Lines, as written.
+    # Children read their parent's finished records back from a file (writers/tee.py).
     upper = configs[by_name[parent]]
-    name, compression = resolve_format(upper.output, stream=is_stream(upper.output.path))
-    if name != "jsonl" or compression != "none" or is_stream(upper.output.path):
+    if is_stream(upper.output.path):
         raise ConfigError(
-            f"{parent!r} writes {name} ({compression}) to {upper.output.path}; a parent's "
-            "output must be an uncompressed JSON Lines file, which its children read back",
+            f"{parent!r} writes to a stream ({upper.output.path}); a parent's records must be "
+            "in a file, which its children read back",
             key=f"{where}.parent",
         )
     if config.pagination.partition is not None:

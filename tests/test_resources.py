@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -282,3 +283,26 @@ async def test_print_config_shows_each_resource_with_secrets_masked(
     assert [r["name"] for r in shown["resources"]] == ["users", "orders"]
     assert {r["concurrency"]["workers"] for r in shown["resources"]} == {3}
     assert SECRET not in result.stdout
+
+
+@pytest.mark.parametrize("example", ["resources", "users-orders"])
+async def test_the_examples_harvest_every_record(
+    demo: DemoServer, tmp_path: Path, example: str
+) -> None:
+    # In a folder of their own: their ../out/ is then tmp_path/out.
+    source = Path(__file__).parent.parent / "examples" / f"{example}.yaml"
+    (tmp_path / "examples").mkdir()
+    config = tmp_path / "examples" / source.name
+    config.write_text(source.read_text())
+    demo.settings.users = 100
+    env = {**os.environ, "HARVESTER_DEMO_URL": demo.url, "HARVESTER_CLIENT_SECRET": SECRET}
+    result = await run_cli(str(config), "--progress", "none", env=env)
+
+    assert result.code == 0, result.stderr
+    assert demo.stats.token_requests == 1
+    out = tmp_path / "out"
+    if example == "resources":
+        for name in ("items", "pages", "cursor"):
+            assert (out / f"{name}.jsonl").read_bytes() == expected_bytes(1_000)
+    else:
+        assert (out / "orders.jsonl").read_bytes() == expected_orders(range(100))

@@ -11,9 +11,10 @@ flight), and their pages are written in parent order, then page order (fanout_si
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -56,7 +57,7 @@ def parent_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def parent_records(path: Path, start: int) -> Iterator[tuple[int, Any]]:
+def parent_records(path: Path, start: int) -> Generator[tuple[int, Any], None, None]:
     """(index, record) of each parent record from the `start`-th on, read as they are wanted."""
     with path.open("rb") as handle:
         for index, line in enumerate(handle):
@@ -97,10 +98,9 @@ class _Binding:
         try:
             return lookup(self._record, field)
         except MissingPath:
-            raise RecordsError(
-                f"parent record {self._index} of {self.parent} has no field {field!r}",
-                page=0,
-                url=str(self._parents),
+            raise HarvesterError(
+                f"{self._parents}: parent record {self._index} of {self.parent} has no field "
+                f"{field!r}, which the child's placeholders or include_from_parent name"
             ) from None
 
     def _text(self, field: str) -> str:
@@ -112,11 +112,9 @@ class _Binding:
         elif isinstance(value, (str, int, float)):
             text = str(value)
         else:
-            raise RecordsError(
-                f"parent record {self._index} of {self.parent}: {field!r} is "
-                f"{type(value).__name__}, not a text or a number to put in a request",
-                page=0,
-                url=str(self._parents),
+            raise HarvesterError(
+                f"{self._parents}: parent record {self._index} of {self.parent}: {field!r} is "
+                f"{type(value).__name__}, not a text or a number to put in a request"
             )
         self.used[field] = text
         return text
@@ -182,15 +180,17 @@ async def harvest_children(job: _Job, parents: Path, shared: Shared, policy: Ret
     async with sink, job.checkpointer(sink, {"parent": config.parent}):
         exhausted, count = False, sink.head
         try:
+            records = contextlib.closing(parent_records(parents, sink.head))
             async with asyncio.TaskGroup() as group:
-                for index, record in parent_records(parents, sink.head):
-                    await sink.wait_for_room(index, lambda: stop.requested)
-                    if stop.requested or sink.full:
-                        break
-                    group.create_task(one(index, record))
-                    count = index + 1
-                else:
-                    exhausted = True
+                with records as each:  # the parent's file closed however the loop ends
+                    for index, record in each:
+                        await sink.wait_for_room(index, lambda: stop.requested)
+                        if stop.requested or sink.full:
+                            break
+                        group.create_task(one(index, record))
+                        count = index + 1
+                    else:
+                        exhausted = True
         except BaseExceptionGroup as failures:
             raise first_failure(failures) from None
         if skipped:

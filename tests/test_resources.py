@@ -306,3 +306,15 @@ async def test_the_examples_harvest_every_record(
             assert (out / f"{name}.jsonl").read_bytes() == expected_bytes(1_000)
     else:
         assert (out / "orders.jsonl").read_bytes() == expected_orders(range(100))
+
+
+async def test_a_parent_record_without_the_placeholder_field_is_one_line(
+    demo: DemoServer, tmp_path: Path
+) -> None:
+    demo.settings.users = 5
+    resources = users_orders(demo.url, tmp_path)
+    resources[1]["source"]["url"] = f"{demo.url}/users/{{users.uid}}/orders"
+    result = await run_cli(str(write(tmp_path, demo.url, resources)), "--progress", "none")
+
+    assert result.code == 1
+    assert_one_clear_line(result, "resource orders", "users.jsonl", "record 0 of users", "'uid'")

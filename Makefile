@@ -56,6 +56,7 @@ bench: install ## Benchmarks against the demo API on loopback (see benchmarks/)
 	$(PY) benchmarks/bench_cpu.py
 	$(PY) benchmarks/bench_styles.py
 	$(PY) benchmarks/bench_limits.py
+	$(PY) benchmarks/bench_resources.py
 	$(PY) benchmarks/fault_suite.py
 	$(PY) benchmarks/rate_sim.py
 	$(PY) benchmarks/rate_matrix.py --quick

@@ -19,11 +19,13 @@ import orjson
 import yaml
 
 from harvester import __version__
-from harvester.config import Config, load_config
+from harvester.config import Config
+from harvester.config.resources import load_resources
 from harvester.errors import HarvesterError, Interrupted, redact_url
 from harvester.interrupts import request_stop
 from harvester.logs import LOG_FORMATS, PROGRESS_FIELDS, setup_logging
 from harvester.progress import Mode, watch
+from harvester.resources import Totals, check_resource_args, run_resources
 from harvester.runner import Stop, run
 from harvester.secrets import Secrets
 from harvester.stats import Stats
@@ -51,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("config", help="the YAML config file")
     parser.add_argument("--workers", type=_positive_int, help="override concurrency.workers")
     parser.add_argument("--output", metavar="PATH", help="override output.path")
+    parser.add_argument(
+        "--resource",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only this resource of a config with resources: (repeatable)",
+    )
     parser.add_argument(
         "--max-records", type=_positive_int, metavar="N", help="stop after N records (a sample)"
     )
@@ -132,17 +141,31 @@ def _main(args: argparse.Namespace, secrets: Secrets) -> int:
     error: str | None = None
     summary_to = sys.stdout
     try:
-        config = load_config(args.config, overrides=_overrides(args), keep_unset=args.print_config)
-        secrets.add_configured(config.named_secrets())
-        if args.print_config:
-            # masked() hides every secret it knows of; the registry is the second lock.
-            text = yaml.safe_dump(config.masked(), sort_keys=False, allow_unicode=True)
-            print(secrets.mask(text), end="", flush=True)
-            return EXIT_OK
-        if is_stdout(config.output.path):  # the data goes there: the summary may not
-            summary_to = sys.stderr
-        code = asyncio.run(_harvest(config, args, stats, secrets))
-        _print_summary(stats, summary_to, args)
+        configs = load_resources(
+            args.config, overrides=_overrides(args), keep_unset=args.print_config
+        )
+        for each in configs:
+            secrets.add_configured(each.named_secrets())
+        if configs[0].name is not None or args.resource:  # a resources: document
+            picked = check_resource_args(configs, args.resource, output=args.output)
+            if args.print_config:
+                shown = {"resources": [{"name": each.name, **each.masked()} for each in picked]}
+                print(secrets.mask(yaml.safe_dump(shown, sort_keys=False)), end="", flush=True)
+                return EXIT_OK
+            stats = Totals([str(each.name) for each in picked])
+            code = asyncio.run(_harvest_resources(configs, args, stats, secrets))
+            _print_summary(stats, summary_to, args)
+        else:
+            config = configs[0]
+            if args.print_config:
+                # masked() hides every secret it knows of; the registry is the second lock.
+                text = yaml.safe_dump(config.masked(), sort_keys=False, allow_unicode=True)
+                print(secrets.mask(text), end="", flush=True)
+                return EXIT_OK
+            if is_stdout(config.output.path):  # the data goes there: the summary may not
+                summary_to = sys.stderr
+            code = asyncio.run(_harvest(config, args, stats, secrets))
+            _print_summary(stats, summary_to, args)
     except Interrupted as exc:
         code, error = exc.exit_code, secrets.mask(str(exc))
         log.warning(error)
@@ -203,6 +226,26 @@ async def _harvest(config: Config, args: argparse.Namespace, stats: Stats, secre
             secrets=secrets,
         )
     log.info("wrote %s", config.output.path)
+    return EXIT_OK
+
+
+async def _harvest_resources(
+    configs: list[Config], args: argparse.Namespace, stats: Totals, secrets: Secrets
+) -> int:
+    names = ", ".join(str(config.name) for config in configs)
+    log.info("harvesting %s (%d workers in all)", names, configs[0].concurrency.workers)
+    stop = Stop(grace=configs[0].concurrency.stop_grace)
+    progress = watch(stats, mode=_progress_mode(args), max_records=args.max_records)
+    with progress, _stopping_on_signals(stop):
+        await run_resources(
+            configs,
+            stats,
+            names=args.resource,
+            secrets=secrets,
+            stop=stop,
+            fresh=args.fresh,
+            max_records=args.max_records,
+        )
     return EXIT_OK
 
 

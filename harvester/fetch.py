@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import aiohttp
 from yarl import URL
@@ -28,18 +29,19 @@ __all__ = ["Fetched", "Fetcher", "make_fetcher", "open_session"]
 log = logging.getLogger("harvester")
 
 
-def open_session(config: Config) -> aiohttp.ClientSession:
+def open_session(config: Config, *, also: Sequence[str] = ()) -> aiohttp.ClientSession:
     """The run's one ClientSession, its connection pool sized to the workers (+1 for tokens).
 
     Its TLS context (tls.verify, tls.ca_bundle) serves token and data requests alike. aiohttp's
     own limits on an answer's head stand: a status or header line of at most 8190 bytes, at most
-    128 headers (see give_up.py for how an answer past them fails).
+    128 headers (see give_up.py for how an answer past them fails). `also`: the URLs of the
+    other resources sharing the session, trusted like the source.
     """
     # The host policy again at connect time, on the addresses connected to (see hosts.py).
     hosts = HostPolicy(
         config.source.url,
         allow_private=config.source.allow_private_hosts,
-        trusted=[config.auth.token_url] if config.auth.token_url else [],
+        trusted=[*also, *([config.auth.token_url] if config.auth.token_url else [])],
     )
     connector = aiohttp.TCPConnector(
         limit=config.concurrency.workers + 1,
@@ -71,13 +73,32 @@ def make_fetcher(
     `secrets`, the run's registry, learns each token as it is issued. `throttle`, if given,
     replaces the one the config describes (tune measures with one that holds nothing back).
     """
-    throttle = throttle or Throttle(
+    throttle = throttle or make_throttle(config, stats)
+    tokens = make_tokens(config, session, policy, stats, secrets=secrets, throttle=throttle)
+    return Fetcher(config, session, tokens, policy, stats, throttle)
+
+
+def make_throttle(config: Config, stats: Stats) -> Throttle:
+    """The Throttle `config` describes: rate, cool-downs, concurrency (workers)."""
+    return Throttle(
         config.concurrency,
         stats,
         max_pause=config.retry.max_retry_after,
         hold_long=config.retry.on_long_quota == "wait",
     )
-    tokens = TokenManager(
+
+
+def make_tokens(
+    config: Config,
+    session: aiohttp.ClientSession,
+    policy: RetryPolicy,
+    stats: Stats,
+    *,
+    secrets: Secrets | None,
+    throttle: Throttle,
+) -> TokenManager:
+    """The TokenManager `config.auth` describes, its requests through `throttle`."""
+    return TokenManager(
         config.auth,
         session,
         policy,
@@ -86,7 +107,6 @@ def make_fetcher(
         secrets=secrets,
         throttle=throttle,
     )
-    return Fetcher(config, session, tokens, policy, stats, throttle)
 
 
 # Each expired or revoked token costs one refresh; more in a row for one page means a loop.

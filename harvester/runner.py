@@ -26,18 +26,21 @@ from harvester.checkpoint import (
 )
 from harvester.config import INDEXED_STYLES, Config
 from harvester.errors import Interrupted, OutputError
+from harvester.fanout import harvest_children, parent_fingerprint
 from harvester.fetch import Fetched, Fetcher, make_fetcher, open_session
 from harvester.output import claim, remove_tree
 from harvester.pagination import IndexedPlanner, PageRequest, make_planner
 from harvester.retry import RetryPolicy
 from harvester.schedule import KnownTotal, OpenEnd, lowered_page_size, plan_known_total
 from harvester.secrets import Secrets
+from harvester.shared import Shared
 from harvester.sink import OrderedSink, part_path, records_in
 from harvester.stats import Stats
 from harvester.stop import Stop
 from harvester.stream import Stream
 from harvester.workers import fetch_chains, fetch_pages
 from harvester.writers import Format, Target, Writer, format_of, make_writer
+from harvester.writers.tee import TeeWriter, needs_copy, records_copy
 
 __all__ = ["Stop", "run"]
 
@@ -57,6 +60,7 @@ async def run(
     stop: Stop | None = None,
     secrets: Secrets | None = None,
     writer: WriterFactory | None = None,
+    shared: Shared | None = None,
 ) -> Stats:
     """Harvest the whole dataset `config` describes; the stats say what happened.
 
@@ -73,6 +77,9 @@ async def run(
     With `writer`, each committed page goes to the writer it makes instead of the output (the
     Python API's stream()): no output file, no lock, no checkpoint, nothing resumed; partition
     windows spool in a private temporary folder, removed at the end.
+
+    With `shared` (harvester.resources runs several resources), the session, token manager and
+    throttle are those every resource shares, and a child resource fans out over its parent's.
     """
     if not isinstance(config, Config):  # run("config.yaml") would fail deep inside otherwise
         raise TypeError(
@@ -89,7 +96,9 @@ async def run(
         secrets.listen(on_secret)
     with secrets.masking_logs():
         try:
-            return await _run(config, max_records, stats, policy, fresh, stop, secrets, writer)
+            return await _run(
+                config, max_records, stats, policy, fresh, stop, secrets, writer, shared
+            )
         except BaseException as exc:
             masked = secrets.mask_exception(exc)
             if masked is exc:
@@ -109,6 +118,7 @@ async def _run(
     stop: Stop | None,
     secrets: Secrets,
     writer: WriterFactory | None = None,
+    shared: Shared | None = None,
 ) -> Stats:
     policy = policy or RetryPolicy(config.retry)
     stop = stop or Stop(grace=config.concurrency.stop_grace)
@@ -120,13 +130,17 @@ async def _run(
             with tempfile.TemporaryDirectory(prefix="harvester-") as folder:
                 records = Path(folder) / "records"
                 job = _Job(config, stats, max_records, stop, records, None, secrets, into=writer)
-                await _harvest(job, policy, secrets)
+                await _harvest(job, policy, secrets, shared)
             return stats
         place = claim(config.output.path, own_files=_own_files, warn=_warner(stats))
         with place as (output, stream):
             job = _Job(config, stats, max_records, stop, output, stream, secrets)
+            # A parent's children read its records back: from a JSON Lines copy where needed.
+            job.copy_records = shared is not None and config.name in shared.parents
+            if config.parent is not None:  # a child resumes only over the same parent records
+                job.fingerprint["parent_output"] = parent_fingerprint(_parents(config, shared))
             job.load_checkpoint(fresh=fresh)
-            await _harvest(job, policy, secrets)
+            await _harvest(job, policy, secrets, shared)
         if max_records is None and stats.total_records not in (None, stats.records):
             stats.warn(
                 f"the API advertised {stats.total_records} records and {stats.records} were "
@@ -149,16 +163,33 @@ def _own_files(output: Path) -> list[Path]:
     """The files beside `output` a run writes: none may be a symbolic link."""
     part, checkpoint = part_path(output), checkpoint_path(output)
     spools = part.parent.glob(glob.escape(part.name) + ".*") if part.parent.is_dir() else []
-    return [part, checkpoint, checkpoint.with_name(checkpoint.name + ".tmp"), *spools]
+    copy = records_copy(output)  # a parent's, beside it (writers/tee.py)
+    own = [part, checkpoint, checkpoint.with_name(checkpoint.name + ".tmp"), copy, part_path(copy)]
+    return [*own, *spools]
 
 
-async def _harvest(job: _Job, policy: RetryPolicy, secrets: Secrets) -> None:
+def _parents(config: Config, shared: Shared | None) -> Path:
+    if shared is None:
+        raise TypeError("a child resource runs with its parent: see harvester.resources")
+    return shared.outputs[str(config.parent)]
+
+
+async def _harvest(
+    job: _Job, policy: RetryPolicy, secrets: Secrets, shared: Shared | None = None
+) -> None:
     config, stop = job.config, job.stop
-    async with open_session(config) as session:
-        job.fetcher = make_fetcher(config, session, policy, job.stats, secrets=secrets)
+    async with contextlib.AsyncExitStack() as stack:
+        if shared is None:
+            session = await stack.enter_async_context(open_session(config))
+            job.fetcher = make_fetcher(config, session, policy, job.stats, secrets=secrets)
+        else:
+            job.fetcher = shared.fetcher(config, job.stats, policy)
         try:
             async with stop.grace_period():
-                if job.chained:
+                if config.parent is not None:
+                    assert shared is not None  # _parents said so
+                    await harvest_children(job, _parents(config, shared), shared, policy)
+                elif job.chained:
                     await _harvest_chains(job)
                 elif config.pagination.total_known:
                     await _harvest_known_total(job)
@@ -202,6 +233,7 @@ class _Job:
                 "writing to the stream %s as pages come; a stream cannot be resumed", stream.target
             )
         self.into = into  # run(writer=...): the pages go to this writer instead
+        self.copy_records = False
         self.make_writer()  # now: a format that cannot be written fails before any request
         self.fingerprint = dataset_fingerprint(config, max_records=max_records)
         self.fresh = False
@@ -293,7 +325,8 @@ class _Job:
         target = Target(path=part_path(self.output), output=self.output, stream=self.stream)
         if self.into is not None:
             return self.into(target, Format())
-        return make_writer(self.format, target)
+        writer = make_writer(self.format, target)
+        return TeeWriter(writer) if self.copy_records and needs_copy(self.format) else writer
 
     def sink(self, *, open_end: bool = False) -> OrderedSink:
         return OrderedSink(

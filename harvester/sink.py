@@ -153,14 +153,9 @@ class OrderedSink:
 
     async def __aenter__(self) -> OrderedSink:
         state = self._resume
-        checkpoint = checkpoint_path(self.path)
-        self._writer.open(
-            None if state is None else resumed_writer_state(state, self._writer, checkpoint)
-        )
+        open_writer(self._writer, state, self.path, self._stats)
         if state is not None:
             self._next = int(state["pages"])
-            self._stats.pages, self._stats.records = self._next, int(state["records"])
-            self._stats.bytes = int(state["bytes"])
             self._repeats = self._repeats.resumed(state.get("last_page"))
         return self
 
@@ -245,6 +240,15 @@ async def complete(writer: Writer) -> None:
     writer.finish()
     await writer.drain()
     writer.place()
+
+
+def open_writer(writer: Writer, state: dict[str, Any] | None, path: Path, stats: Stats) -> None:
+    """Open `writer` anew, or where a sink's saved `state` left it, its counts back in `stats`."""
+    checkpoint = checkpoint_path(path)
+    writer.open(None if state is None else resumed_writer_state(state, writer, checkpoint))
+    if state is not None:
+        stats.pages, stats.records = int(state["pages"]), int(state["records"])
+        stats.bytes = int(state["bytes"])
 
 
 def write_page(

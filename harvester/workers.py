@@ -72,12 +72,12 @@ async def fetch_chains(
 
     async def worker() -> None:
         for first in chains:
-            await _follow(fetcher, planner, first, write, on_first, stop)
+            await follow_chain(fetcher, planner, first, write, on_first, stop)
 
     await _run_all(worker() for _ in range(min(workers, planner.chains)))
 
 
-async def _follow(
+async def follow_chain(
     fetcher: Fetcher,
     planner: ChainPlanner,
     first: PageRequest,
@@ -85,6 +85,7 @@ async def _follow(
     on_first: Callable[[int, Fetched], None] | None,
     stop: Stop,
 ) -> None:
+    """Follow one chain from `first` until its last page, `write` says stop, or `stop`."""
     chain = first.chain
     request: PageRequest | None = first
     seen: dict[str, int] = {}
@@ -114,12 +115,13 @@ async def _run_all(coroutines: Iterable[Coroutine[Any, Any, None]]) -> None:
                 group.create_task(coroutine)
     except BaseExceptionGroup as failures:
         # The first failure cancelled the other workers; it is the one worth reporting.
-        raise _first_failure(failures) from None
+        raise first_failure(failures) from None
 
 
-def _first_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
+def first_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first failure in `group`: the one that cancelled the others."""
     for exc in group.exceptions:
         if isinstance(exc, BaseExceptionGroup):
-            return _first_failure(exc)
+            return first_failure(exc)
         return exc
     return group

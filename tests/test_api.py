@@ -27,6 +27,7 @@ from harvester.config import (
     parse_config,
 )
 from harvester.config.plain import validated
+from harvester.config.resources import load_resources
 from harvester.demo import DemoServer, DemoSettings
 from harvester.errors import AuthError, ConfigError, Interrupted
 from harvester.sink import part_path
@@ -243,8 +244,8 @@ def test_a_hand_built_config_gets_the_defaults_and_secret_wrapping_yaml_gets() -
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
 def test_a_validated_config_validates_to_itself(example: Path) -> None:
-    config = load_config(example)
-    assert validated(config) == config
+    for config in load_resources(example):  # each resource of a several-resources example
+        assert validated(config) == config
 
 
 def test_anything_else_is_a_type_error() -> None:

@@ -749,13 +749,17 @@ def test_allow_insecure_http_says_nothing_when_unused() -> None:
 @pytest.mark.parametrize(
     ("key", "value"),
     [
-        ("name", "users"),
-        ("parent", "users"),
-        ("include_from_parent", ["id"]),
-        ("on_missing", "skip"),
         ("incremental", {"field": "updated_at", "initial": "2024-01-01T00:00:00Z"}),
     ],
 )
 def test_keys_of_work_in_progress_are_refused_never_ignored(key: str, value: object) -> None:
     with pytest.raises(ConfigError, match=rf"^{key}: is not supported yet"):
+        parse_config({**minimal(), key: value}, environ={})
+
+
+@pytest.mark.parametrize(
+    ("key", "value"), [("include_from_parent", ["id"]), ("on_missing", "skip")]
+)
+def test_a_child_key_without_a_parent_is_refused(key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=rf"^{key}: applies only to a resource with a parent"):
         parse_config({**minimal(), key: value}, environ={})

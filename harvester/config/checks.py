@@ -59,9 +59,14 @@ def _check_not_yet(config: Config) -> None:
     """Keys declared for several resources and incremental runs, which are being built: refused
     until they work, never silently ignored."""
     defaults = Config(source=config.source, output=config.output)
-    for key in ("name", "parent", "include_from_parent", "on_missing", "incremental"):
+    for key in ("incremental",):
         if getattr(config, key) != getattr(defaults, key):
             raise ConfigError("is not supported yet by this version of harvester", key=key)
+    # A resource's keys (config/resources.py checks names and parents across the document).
+    if config.parent is None:
+        for key in ("include_from_parent", "on_missing"):
+            if getattr(config, key) != getattr(defaults, key):
+                raise ConfigError("applies only to a resource with a parent", key=key)
 
 
 def _check_url(url: str, key: str) -> None:

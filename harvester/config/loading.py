@@ -33,6 +33,22 @@ def load_config(
     `keep_unset` (--print-config), an unset ${VAR} stays as written where text is accepted.
     """
     source = str(path)
+    raw = read_document(path)
+    try:
+        return parse_config(
+            raw,
+            overrides=overrides,
+            environ=environ,
+            base=Path(path).parent,
+            keep_unset=keep_unset,
+        )
+    except ConfigError as exc:
+        raise ConfigError(exc.detail, key=exc.key, source=source) from None
+
+
+def read_document(path: str | Path) -> dict[str, Any]:
+    """The config file's YAML document, a mapping (ConfigError naming the file otherwise)."""
+    source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -57,16 +73,7 @@ def load_config(
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError("the top level must be a mapping of sections", source=source)
-    try:
-        return parse_config(
-            raw,
-            overrides=overrides,
-            environ=environ,
-            base=Path(path).parent,
-            keep_unset=keep_unset,
-        )
-    except ConfigError as exc:
-        raise ConfigError(exc.detail, key=exc.key, source=source) from None
+    return raw
 
 
 def parse_config(
@@ -81,6 +88,12 @@ def parse_config(
     it are taken from `base` (the config file's folder) if given."""
     env = os.environ if environ is None else environ
     _check_shape(raw)
+    if "resources" in raw or "defaults" in raw:  # config/resources.py reads those
+        raise ConfigError(
+            "a document of several resources: run it with the command line (harvester "
+            "CONFIG), or load it with harvester.config.resources.load_resources",
+            key="resources" if "resources" in raw else "defaults",
+        )
     expanded: set[str] = set()
     unset: dict[str, str] | None = {} if keep_unset else None  # key -> a variable kept unset
     data = _expand(dict(raw), env, "", expanded, unset)

@@ -75,6 +75,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="/link: next points at this base, e.g. http://127.0.0.2:8765, not the request's host",
     )
     add_quirk_args(p)
+    p.add_argument("--users", type=int, default=d.users, help="/users: how many")
+    p.add_argument("--orders-max", type=int, default=d.orders_max, help="orders per user, at most")
+    p.add_argument("--orders-fixed", type=int, help="/users/{id}/orders: this many for every user")
+    p.add_argument("--missing-users-every", type=int, metavar="K", help="every K-th user: 404")
     p.add_argument(
         "--exact-numbers",
         action="store_true",
@@ -115,6 +119,10 @@ def add_quirk_args(p: argparse.ArgumentParser) -> None:
 
 def settings_from(args: argparse.Namespace) -> DemoSettings:
     return DemoSettings(
+        users=args.users,
+        orders_max=args.orders_max,
+        orders_fixed=args.orders_fixed,
+        missing_users_every=args.missing_users_every,
         records=args.records,
         client_id=args.client_id,
         client_secret=args.client_secret,

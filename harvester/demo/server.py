@@ -22,7 +22,7 @@ import orjson
 from aiohttp import web
 from aiohttp.log import access_logger as web_logger
 
-from . import endpoints
+from . import endpoints, users
 from .encodings import encode_answer
 from .pages import JSON, Answer, error_answer
 from .params import BadParam
@@ -55,7 +55,9 @@ async def _gate(
     """
     settings, stats = state.settings, state.stats
     stats.data_requests += 1
-    stats.endpoints[request.path] += 1
+    route = request.match_info.route.resource
+    # By route: /users/{user}/orders counted once, not once per user.
+    stats.endpoints[route.canonical if route is not None else request.path] += 1
     request.app[RECEIVED].set()
     if stats.data_requests == settings.revoke_tokens_after:
         state.tokens.expire_all()
@@ -192,6 +194,8 @@ def create_app(
     app.router.add_get("/stream", _data_endpoint(endpoints.stream))
     app.router.add_get("/cursor", _data_endpoint(endpoints.cursor))
     app.router.add_get("/link", _data_endpoint(endpoints.link))
+    app.router.add_get("/users", _data_endpoint(users.users))
+    app.router.add_get("/users/{user}/orders", _data_endpoint(users.orders))
     app.router.add_get("/_stats", _stats)
     app.router.add_get("/health", _health)
     return app

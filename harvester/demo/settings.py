@@ -78,6 +78,12 @@ class DemoSettings:
     empty_pages_every: int | None = None
     repeat_last_past_end: bool = False
     short_page_at: int | None = None
+    # /users and /users/{id}/orders (harvester.demo.users): how many users; each user's orders
+    # (0..orders_max, spread, or orders_fixed each); every K-th user answering 404.
+    users: int = 1000
+    orders_max: int = 25
+    orders_fixed: int | None = None
+    missing_users_every: int | None = None
 
     # Bad-input traps. On /items only: the page starting at offset N answers 200 with plain text
     # (garbage_at), with an HTML login page (html_at), or with the records of the page before it

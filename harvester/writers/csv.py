@@ -10,6 +10,8 @@
   them; a field missing from a record is null.
 - Quoting: a cell is quoted when it holds a comma, a double quote, CR or LF (or is the empty
   string), quotes doubled; rows end in CRLF; UTF-8 without a byte order mark.
+- A cell has no type: "12" and 12, "true" and true are the same cell; only null and "" stay
+  apart. A value that a spreadsheet would take for a formula (=, +, -, @) is left as sent.
 
 The header is part of the checkpoint state, so a resumed run writes the same header it began with.
 """

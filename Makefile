@@ -90,6 +90,11 @@ third-party: install ## Harvest json-server, FastAPI, DRF, datasette, flask-smor
 		touch $(THIRD_PARTY)/.installed; \
 	fi
 	$(PY) benchmarks/third_party.py $(if $(ONLY),--only $(ONLY))
+	$(PY) benchmarks/third_party_formats.py $(if $(ONLY),--only $(ONLY))
+
+.PHONY: third-party-formats
+third-party-formats: install ## Every output format against the third-party servers (after make third-party)
+	$(PY) benchmarks/third_party_formats.py $(if $(ONLY),--only $(ONLY))
 
 .PHONY: rate-matrix
 rate-matrix: install ## The rate-limit matrix (issue 10, ~1.5 h), then harvester tune against it (ONLY=substring)

@@ -21,7 +21,7 @@ import yaml
 from harvester import __version__
 from harvester.config import Config
 from harvester.config.resources import load_resources
-from harvester.errors import HarvesterError, Interrupted, redact_url
+from harvester.errors import ConfigError, HarvesterError, Interrupted, redact_url
 from harvester.interrupts import request_stop
 from harvester.logs import LOG_FORMATS, PROGRESS_FIELDS, setup_logging
 from harvester.progress import Mode, watch
@@ -29,7 +29,7 @@ from harvester.resources import Totals, check_resource_args, run_resources
 from harvester.runner import Stop, run
 from harvester.secrets import Secrets
 from harvester.stats import Stats
-from harvester.stream import is_stdout
+from harvester.stream import is_stdout, is_stream
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -75,7 +75,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start over: ignore (and remove) the checkpoint and partial data of an earlier run",
     )
-    parser.add_argument("--stats-json", metavar="PATH", help="write the final stats as JSON here")
+    parser.add_argument(
+        "--stats-json", metavar="PATH", help="write the final stats as JSON here (- for stdout)"
+    )
     parser.add_argument(
         "--progress",
         choices=["auto", "bar", "log", "none"],
@@ -164,6 +166,11 @@ def _main(args: argparse.Namespace, secrets: Secrets) -> int:
                 return EXIT_OK
             if is_stdout(config.output.path):  # the data goes there: the summary may not
                 summary_to = sys.stderr
+                if args.stats_json is not None and is_stdout(args.stats_json):
+                    raise ConfigError(
+                        "--stats-json: stdout carries the records (output.path is -): write "
+                        "the stats to a file"
+                    )
             code = asyncio.run(_harvest(config, args, stats, secrets))
             _print_summary(stats, summary_to, args)
     except Interrupted as exc:
@@ -208,10 +215,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _harvest(config: Config, args: argparse.Namespace, stats: Stats, secrets: Secrets) -> int:
     log.info(
-        "harvesting %s (%s pagination, %d workers) into %s",
+        "harvesting %s (%s pagination, %s) into %s",
         redact_url(config.source.url),
         config.pagination.style,
-        config.concurrency.workers,
+        "1 worker" if config.concurrency.workers == 1 else f"{config.concurrency.workers} workers",
         config.output.path,
     )
     stop = Stop(grace=config.concurrency.stop_grace)
@@ -302,6 +309,19 @@ def _write_stats_json(
     document = {"exit_code": code, "error": error}
     document.update(stats.as_dict())
     document = secrets.mask_data(document)
+    data = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    if is_stream(str(path)):  # -, /dev/stdout, a pipe: written to, never replaced by a file
+        try:
+            if str(path) == "-":
+                sys.stdout.flush()
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+            else:
+                with open(path, "wb") as stream:
+                    stream.write(data)
+        except OSError as exc:
+            log.error("cannot write --stats-json %s: %s", path, exc.strerror)
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("wb", dir=path.parent, delete=False) as handle:

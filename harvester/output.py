@@ -163,6 +163,12 @@ class OutputLock:
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise _symlink_error(self.path) from None
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise OutputError(
+                    f"cannot write in its folder {self.output.parent}: {exc.strerror}; choose "
+                    "an output.path in a folder this user can write, or change its permissions",
+                    path=str(self.output),
+                ) from None
             raise OutputError(f"cannot lock: {exc.strerror}", path=str(self.path)) from None
 
     def _take(self, fd: int) -> None:

@@ -70,6 +70,8 @@ def iter_records(
     Works in a script and under a running event loop (a notebook): the harvest runs on a loop
     of its own in a worker thread, at most a few pages ahead of the loop reading the records.
     `break`, an exception or Ctrl-C in the loop ends the harvest and its thread before going on.
+    A generator kept in a variable keeps its harvest paused until it is closed or dropped: use
+    `with contextlib.closing(harvester.iter_records(config)) as records:` to end it at once.
     """
     resolved = _records_config(config, workers, overrides)
     for page in iterate_blocking(
@@ -84,7 +86,8 @@ def _records_config(
     try:
         return resolve_config(config, workers=workers, overrides=overrides)
     except ConfigError as exc:
-        if exc.key != "output.path" or "required" not in exc.detail:
+        # No output section, or one without a path: stream() writes no file.
+        if exc.key not in ("output", "output.path") or "required" not in exc.detail:
             raise
     return resolve_config(config, workers=workers, overrides={**(overrides or {}), **_NO_OUTPUT})
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 import harvester
 from harvester.demo import DemoServer, DemoSettings, run_demo
@@ -132,3 +133,11 @@ async def test_iter_records_in_a_plain_script(demo: DemoServer, tmp_path: Path) 
     assert status == 0, stderr
     assert stdout.split("\n")[:2] == ["1000 True", "left early 0"]
     assert stderr == ""  # no warning, no unclosed session
+
+
+def test_iter_records_needs_no_output_section(tmp_path: Path) -> None:
+    with demo_in_thread(DemoSettings(records=600, client_secret=SECRET)) as demo:
+        raw = yaml.safe_load(write_config(tmp_path, demo.url).read_text())
+        del raw["output"]
+        records = list(harvester.iter_records(raw, max_records=60, progress=False))
+    assert [r["id"] for r in records] == list(range(60))

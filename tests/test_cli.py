@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 import yaml
 
 from harvester.demo import DemoServer, expected_records
+from harvester.errors import OutputError
+from harvester.output import OutputLock
 
 from .conftest import SECRET, assert_one_clear_line, run_cli, write_config
 
@@ -84,3 +89,44 @@ async def test_plain_http_to_another_host_is_refused_before_any_request(tmp_path
     result = await run_cli(str(config))
     assert result.code == 2
     assert_one_clear_line(result, "auth.token_url", "plain http", "auth.allow_insecure_http")
+
+
+async def test_stats_json_dash_is_stdout_and_refused_when_stdout_holds_the_records(
+    demo: DemoServer, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, demo.url)
+    result = await run_cli(str(config), "--stats-json", "-", "--quiet")
+    assert result.code == 0, result.stderr
+    assert orjson.loads(result.stdout)["records"] == 1_000
+    assert not (tmp_path / "-").exists()
+    mixed = await run_cli(str(config), "--stats-json", "-", "--output", "-")
+    assert mixed.code == 2
+    assert_one_clear_line(mixed, "--stats-json", "stdout carries the records")
+
+
+async def test_an_output_path_that_is_a_folder_is_named_as_it_was_given(
+    demo: DemoServer, tmp_path: Path
+) -> None:
+    folder = tmp_path / "out" / "items.jsonl"
+    folder.mkdir(parents=True)
+    result = await run_cli(str(write_config(tmp_path, demo.url)))
+    assert result.code != 0
+    line = assert_one_clear_line(result, f"output {folder}: is a folder, not a file")
+    assert ".part" not in line
+    assert demo.stats.data_requests == 0
+
+
+def test_a_folder_this_user_cannot_write_is_named_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refused(*args: Any, **kwargs: Any) -> int:
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    lock = OutputLock(tmp_path / "items.jsonl", warn=print)
+    monkeypatch.setattr(os, "open", refused)
+    with pytest.raises(OutputError) as caught, lock:
+        pass
+    assert str(caught.value) == (
+        f"output {tmp_path / 'items.jsonl'}: cannot write in its folder {tmp_path}: Permission "
+        "denied; choose an output.path in a folder this user can write, or change its permissions"
+    )

@@ -65,6 +65,7 @@ async def test_the_cli_rotates_parts_with_a_manifest(demo: DemoServer, tmp_path:
     manifest = orjson.loads((out / "_manifest.json").read_bytes())
     assert [f["records"] for f in manifest["files"]] == [300, 300, 300, 100]
     assert pq.read_table(out).to_pylist() == expected_records(1_000)
+    assert out.stat().st_mode & 0o777 == 0o700  # as private as the part files in it
     assert sorted(p.name for p in out.parent.iterdir()) == ["items.parquet"]
 
 

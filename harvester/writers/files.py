@@ -23,10 +23,13 @@ def open_for_writing(
     told by a byte).
     """
 
+    # An output path that is a folder is found now, not after the whole download.
+    if output.is_dir():
+        raise OutputError(
+            "is a folder, not a file: name a file in it (e.g. records.jsonl)", path=str(output)
+        )
+
     def open_target() -> BinaryIO:
-        # An output path that is a folder is found now, not after the whole download.
-        if output.is_dir():
-            raise IsADirectoryError(21, "is a folder, not a file")
         make_folder(target.parent)
         if keep is None:
             return create_private(target)

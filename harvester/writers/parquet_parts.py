@@ -64,6 +64,7 @@ def write_parts(
     try:
         remove_tree(folder)
         make_folder(folder)
+        folder.chmod(0o700)  # as private as the part files in it (and every output file)
     except OSError as exc:
         raise OutputError(f"cannot write: {exc.strerror}", path=str(folder)) from None
     files: list[dict[str, Any]] = []

@@ -20,11 +20,11 @@ import yaml
 
 from harvester import __version__
 from harvester.config import Config, load_config
-from harvester.errors import HarvesterError, Interrupted, redact_url
+from harvester.errors import ConfigError, HarvesterError, Interrupted, redact_url
 from harvester.interrupts import request_stop
 from harvester.logs import LOG_FORMATS, PROGRESS_FIELDS, setup_logging
 from harvester.progress import Mode, watch
-from harvester.runner import Stop, run
+from harvester.runner import Stop, run, run_full_refresh
 from harvester.secrets import Secrets
 from harvester.stats import Stats
 from harvester.stream import is_stdout
@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
         "--fresh",
         action="store_true",
         help="start over: ignore (and remove) the checkpoint and partial data of an earlier run",
+    )
+    parser.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="incremental: start over from incremental.initial in a new folder generation, "
+        "which replaces the folder once complete",
     )
     parser.add_argument("--stats-json", metavar="PATH", help="write the final stats as JSON here")
     parser.add_argument(
@@ -194,14 +200,21 @@ async def _harvest(config: Config, args: argparse.Namespace, stats: Stats, secre
     stop = Stop(grace=config.concurrency.stop_grace)
     progress = watch(stats, mode=_progress_mode(args), max_records=args.max_records)
     with progress, _stopping_on_signals(stop):
-        await run(
-            config,
-            max_records=args.max_records,
-            stats=stats,
-            fresh=args.fresh,
-            stop=stop,
-            secrets=secrets,
-        )
+        if args.full_refresh:
+            if config.incremental is None:
+                raise ConfigError("--full-refresh needs an incremental: section", key="incremental")
+            await run_full_refresh(
+                config, stats=stats, fresh=args.fresh, stop=stop, secrets=secrets
+            )
+        else:
+            await run(
+                config,
+                max_records=args.max_records,
+                stats=stats,
+                fresh=args.fresh,
+                stop=stop,
+                secrets=secrets,
+            )
     log.info("wrote %s", config.output.path)
     return EXIT_OK
 

@@ -25,7 +25,7 @@ from harvester.checkpoint import (
     dataset_fingerprint,
 )
 from harvester.config import INDEXED_STYLES, Config
-from harvester.errors import Interrupted, OutputError
+from harvester.errors import ConfigError, Interrupted, OutputError
 from harvester.fetch import Fetched, Fetcher, make_fetcher, open_session
 from harvester.output import claim, remove_tree
 from harvester.pagination import IndexedPlanner, PageRequest, make_planner
@@ -80,6 +80,8 @@ async def run(
             "or a mapping use harvester.harvest(config) (or await harvester.harvest_async(config))"
         )
     stats = stats if stats is not None else Stats()
+    if config.incremental is not None:  # a folder of runs: harvester.incremental drives run()
+        return await _incremental(config, max_records, stats, fresh, stop, secrets, writer)
     # A registry given (the CLI's, already masking its logs) learns the config's secrets too.
     if secrets is None:
         secrets = Secrets.of(config)
@@ -98,6 +100,48 @@ async def run(
             stats.warnings[:] = map(secrets.mask, stats.warnings)
     # A stand-in, raised outside the except clause so that the original is not its context.
     raise masked
+
+
+async def _incremental(
+    config: Config,
+    max_records: int | None,
+    stats: Stats,
+    fresh: bool,
+    stop: Stop | None,
+    secrets: Secrets | None,
+    writer: WriterFactory | None,
+    *,
+    full_refresh: bool = False,
+) -> Stats:
+    from harvester.incremental import run_incremental  # it calls run() back for the window
+
+    if writer is not None or max_records is not None:
+        # A sample or a stream would advance the stored value past records never kept.
+        what = "stream()" if writer is not None else "max_records"
+        raise ConfigError(f"{what} cannot go with incremental runs", key="incremental")
+    return await run_incremental(
+        config,
+        run,
+        stats=stats,
+        fresh=fresh,
+        full_refresh=full_refresh,
+        stop=stop,
+        secrets=secrets,
+    )
+
+
+async def run_full_refresh(
+    config: Config,
+    *,
+    stats: Stats | None = None,
+    fresh: bool = False,
+    stop: Stop | None = None,
+    secrets: Secrets | None = None,
+) -> Stats:
+    """An incremental config's run from incremental.initial into a new folder generation,
+    which replaces the folder once complete (--full-refresh)."""
+    stats = stats if stats is not None else Stats()
+    return await _incremental(config, None, stats, fresh, stop, secrets, None, full_refresh=True)
 
 
 async def _run(

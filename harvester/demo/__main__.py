@@ -75,6 +75,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="/link: next points at this base, e.g. http://127.0.0.2:8765, not the request's host",
     )
     add_quirk_args(p)
+    add_changes_args(p)
     p.add_argument(
         "--exact-numbers",
         action="store_true",
@@ -85,6 +86,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--access-log", action="store_true", help="log every request to stderr")
     p.add_argument("--quiet", action="store_true", help="print nothing but the listening line")
     return p.parse_args(argv)
+
+
+def add_changes_args(p: argparse.ArgumentParser) -> None:
+    """Switches for /changes (harvester.demo.changes), the dataset that changes between runs."""
+    d = DemoSettings()
+    p.add_argument(
+        "--changes-generation",
+        type=int,
+        default=d.changes_generation,
+        metavar="G",
+        help="/changes: serve the dataset after G generations of added and updated records "
+        "(POST /admin/next-generation advances it)",
+    )
+    p.add_argument("--changes-added", type=int, default=d.changes_added, help="per generation")
+    p.add_argument("--changes-updated", type=int, default=d.changes_updated, help="per generation")
 
 
 def add_quirk_args(p: argparse.ArgumentParser) -> None:
@@ -115,6 +131,9 @@ def add_quirk_args(p: argparse.ArgumentParser) -> None:
 
 def settings_from(args: argparse.Namespace) -> DemoSettings:
     return DemoSettings(
+        changes_generation=args.changes_generation,
+        changes_added=args.changes_added,
+        changes_updated=args.changes_updated,
         records=args.records,
         client_id=args.client_id,
         client_secret=args.client_secret,

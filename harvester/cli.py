@@ -20,7 +20,7 @@ import yaml
 
 from harvester import __version__
 from harvester.config import Config, load_config
-from harvester.errors import ConfigError, HarvesterError, Interrupted, redact_url
+from harvester.errors import HarvesterError, Interrupted, redact_url
 from harvester.interrupts import request_stop
 from harvester.logs import LOG_FORMATS, PROGRESS_FIELDS, setup_logging
 from harvester.progress import Mode, watch
@@ -199,22 +199,16 @@ async def _harvest(config: Config, args: argparse.Namespace, stats: Stats, secre
     )
     stop = Stop(grace=config.concurrency.stop_grace)
     progress = watch(stats, mode=_progress_mode(args), max_records=args.max_records)
+    harvest = run_full_refresh if args.full_refresh else run
     with progress, _stopping_on_signals(stop):
-        if args.full_refresh:
-            if config.incremental is None:
-                raise ConfigError("--full-refresh needs an incremental: section", key="incremental")
-            await run_full_refresh(
-                config, stats=stats, fresh=args.fresh, stop=stop, secrets=secrets
-            )
-        else:
-            await run(
-                config,
-                max_records=args.max_records,
-                stats=stats,
-                fresh=args.fresh,
-                stop=stop,
-                secrets=secrets,
-            )
+        await harvest(
+            config,
+            max_records=args.max_records,
+            stats=stats,
+            fresh=args.fresh,
+            stop=stop,
+            secrets=secrets,
+        )
     log.info("wrote %s", config.output.path)
     return EXIT_OK
 

@@ -30,35 +30,26 @@ import orjson
 
 from harvester.config import Config
 from harvester.config.incremental import START
-from harvester.errors import HarvesterError, OutputError
+from harvester.errors import OutputError
 from harvester.output import OutputLock
-from harvester.read import NotJSON, decode_json
 from harvester.secrets import Secrets
 from harvester.state import (
     STATE_NAME,
     WatermarkState,
     as_param,
-    back,
-    comparable,
-    dotted,
     load_state,
     save_state,
     sync_folder,
-    version_key,
     window_start,
     write_atomically,
 )
 from harvester.stats import Stats
 from harvester.stop import Stop
+from harvester.versions import select
 
 log = logging.getLogger("harvester")
 
 WORK = ".harvester"
-
-
-class IncrementalError(HarvesterError):
-    """The records cannot be stored incrementally as configured (a cursor missing, an API
-    that ignores the window): nothing is added to the folder, the state is left as it was."""
 
 
 Harvest = Callable[..., Any]
@@ -127,7 +118,7 @@ async def _run_once(
         window = _window_config(config, start, staging)
         await harvest(window, stats=stats, fresh=fresh, stop=stop, secrets=secrets)
     before = state or WatermarkState()
-    kept, after = select(staging, before, config, start)
+    kept, after = select(staging, before, config, start, lambda m: _warn(stats, m))
     final = work / name
     if kept and not final.exists():
         write_atomically(final, b"".join(kept))
@@ -145,114 +136,6 @@ async def _run_once(
     }
     if not kept:
         log.info("nothing new since %s: no file added to %s", start, work)
-
-
-def select(
-    staging: Path, state: WatermarkState, config: Config, start: str
-) -> tuple[list[bytes], WatermarkState]:
-    """The run's lines to keep, in the server's order, and the state after the run.
-
-    Kept: each record whose version (key, cursor value) the folder does not hold yet. The
-    state after: the newest cursor value, and the versions at or after the next window's start.
-    """
-    inc = config.incremental
-    assert inc is not None
-    # Any: numbers or times, one kind per config (initial_value and comparable see to it).
-    low: Any = int(start) if isinstance(inc.initial, int) else comparable(start, inc)
-    newest: Any = comparable(state.cursor, inc) if state.cursor is not None else None
-    newest_raw = state.cursor
-    kept: list[bytes] = []
-    versions: list[tuple[str, str, Any]] = []  # (key, cursor JSON, comparable)
-    previous: Any = None
-    with staging.open("rb") as lines:
-        for index, line in enumerate(lines):
-            record = _decode(line, index, staging)
-            found, raw = dotted(record, inc.field)
-            if not found or raw is None:
-                if inc.on_missing_cursor == "fail":
-                    raise IncrementalError(_missing(config, index))
-                kept.append(line)  # include: written each time the API sends it
-                continue
-            value: Any = comparable(raw, inc)
-            if value is None:
-                raise IncrementalError(
-                    f"record {index} of the run (from 0, in the server's order) has "
-                    f"{inc.field} = {raw!r}: not {_units(config)} like incremental.initial"
-                )
-            if low is not None and value < low:
-                raise IncrementalError(
-                    f"record {index} of the run has {inc.field} = {raw!r}, before the window's "
-                    f"start {start}: the API does not filter by {_carrier(config)}; check the "
-                    "parameter's name"
-                )
-            if previous is not None and value < previous:
-                _order_warning(config, index, raw)
-            previous = value
-            version = (version_key(record, line, inc.primary_key), orjson.dumps(raw).decode())
-            if version not in state.seen:
-                kept.append(line)
-                state.seen.add(version)  # a second copy within the run is not kept either
-            versions.append((*version, value))
-            if newest is None or value > newest:
-                newest, newest_raw = value, raw
-    after = WatermarkState(cursor=newest_raw, last_run=state.last_run, runs=state.runs + 1)
-    if newest is not None:
-        boundary: Any = back(newest, inc.lookback)
-        for key, cursor in state.seen:
-            kept_value: Any = comparable(orjson.loads(cursor), inc)
-            if kept_value is not None and kept_value >= boundary:
-                after.seen.add((key, cursor))
-        after.seen.update((key, cursor) for key, cursor, value in versions if value >= boundary)
-    return kept, after
-
-
-_ORDER_WARNED = "records came back out of {field} order"
-
-
-def _order_warning(config: Config, index: int, raw: Any) -> None:
-    """Out of cursor order: the stored value stays safe (it is the newest of a complete window),
-    but an API that does not sort by the cursor field may skip records changed during a run
-    (they move to pages already read): said once per run."""
-    assert config.incremental is not None
-    field = config.incremental.field
-    log.warning(
-        "%s (record %d has %s = %r, before the record ahead of it): ask the API to sort by %s, "
-        "or records changed during a run may be missed",
-        _ORDER_WARNED.format(field=field),
-        index,
-        field,
-        raw,
-        field,
-    )
-
-
-def _missing(config: Config, index: int) -> str:
-    inc = config.incremental
-    assert inc is not None
-    size = config.pagination.page_size
-    return (
-        f"record {index} of the run (from 0, in the server's order: page {index // size} at "
-        f"{size} a page, from {config.source.url}) has no {inc.field}: set "
-        "incremental.on_missing_cursor: include to write such records (each run that reads "
-        "them writes them again), or fix incremental.field"
-    )
-
-
-def _units(config: Config) -> str:
-    assert config.incremental is not None
-    return "a number" if isinstance(config.incremental.initial, int) else "an ISO 8601 time"
-
-
-def _carrier(config: Config) -> str:
-    assert config.incremental is not None
-    return config.incremental.param or START
-
-
-def _decode(line: bytes, index: int, staging: Path) -> Any:
-    try:
-        return decode_json(line)
-    except NotJSON as exc:  # the runner wrote it: a bug or a damaged disk, never the API
-        raise OutputError(f"line {index + 1} is not JSON ({exc})", path=str(staging)) from None
 
 
 def _window_config(config: Config, start: str, staging: Path) -> Config:

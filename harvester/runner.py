@@ -133,15 +133,20 @@ async def _incremental(
 async def run_full_refresh(
     config: Config,
     *,
+    max_records: int | None = None,
     stats: Stats | None = None,
     fresh: bool = False,
     stop: Stop | None = None,
     secrets: Secrets | None = None,
 ) -> Stats:
     """An incremental config's run from incremental.initial into a new folder generation,
-    which replaces the folder once complete (--full-refresh)."""
+    which replaces the folder once complete (--full-refresh); run()'s arguments otherwise."""
+    if config.incremental is None:
+        raise ConfigError("--full-refresh needs an incremental: section", key="incremental")
     stats = stats if stats is not None else Stats()
-    return await _incremental(config, None, stats, fresh, stop, secrets, None, full_refresh=True)
+    return await _incremental(
+        config, max_records, stats, fresh, stop, secrets, None, full_refresh=True
+    )
 
 
 async def _run(

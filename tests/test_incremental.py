@@ -8,6 +8,7 @@ latest version; a reader keeping the last line per key gets the dataset as it is
 from __future__ import annotations
 
 import random
+from datetime import datetime, timedelta
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,20 +22,21 @@ from harvester.config import parse_config
 from harvester.demo import DemoServer, run_demo
 from harvester.demo.changes import changes_records
 from harvester.errors import ConfigError
-from harvester.state import STATE_NAME
+from harvester.state import STATE_NAME, WatermarkState
+from harvester.versions import select
 
 from .conftest import SECRET, faulty_demo, run_cli
 from .test_crash import cli, harvest
 
-RECORDS, ADDED, UPDATED = 1_000, 150, 40
-PAGE_SIZE = 25
+RECORDS, ADDED, UPDATED = 1_000, 600, 60
+PAGE_SIZE = 20
 
 
 @pytest.fixture
 async def demo() -> AsyncIterator[DemoServer]:
     settings = faulty_demo(
         RECORDS,
-        latency=0.01,
+        latency=0.02,
         client_secret=SECRET,
         changes_added=ADDED,
         changes_updated=UPDATED,
@@ -96,6 +98,20 @@ def assert_latest(folder: Path, generation: int) -> None:
     assert latest == now
 
 
+def assert_state_keeps_only_the_lookback(folder: Path) -> None:
+    """The state holds the versions at or after the next window's start, and no other."""
+    state = orjson.loads((folder / STATE_NAME).read_bytes())
+    stored = datetime.fromisoformat(state["cursor"])
+    boundary = stored - timedelta(seconds=300)
+    recent = {
+        (str(r["id"]), orjson.dumps(r["updated_at"]).decode())
+        for r in folder_records(folder)
+        if datetime.fromisoformat(r["updated_at"]) >= boundary
+    }
+    assert {tuple(pair) for pair in state["seen"]} == recent
+    assert state["cursor"] == max(r["updated_at"] for r in folder_records(folder))
+
+
 async def test_three_runs_with_changes_between_then_a_fourth_killed_at_random_moments(
     demo: DemoServer, tmp_path: Path
 ) -> None:
@@ -108,7 +124,8 @@ async def test_three_runs_with_changes_between_then_a_fourth_killed_at_random_mo
         assert len(run_files(folder)) == generation + 1
         assert_latest(folder, generation)
         outcome = orjson.loads(stats.read_bytes())["incremental"]
-        assert outcome["state_bytes"] == (folder / STATE_NAME).stat().st_size < 2_000
+        assert outcome["state_bytes"] == (folder / STATE_NAME).stat().st_size
+        assert_state_keeps_only_the_lookback(folder)
     # The late updates were found by the lookback only: they are older than the stored value.
     late = [r for r in folder_records(folder) if r["version"] == 2 and r["id"] < RECORDS]
     assert any(
@@ -119,9 +136,10 @@ async def test_three_runs_with_changes_between_then_a_fourth_killed_at_random_mo
     demo.settings.changes_generation = 3
     rng = random.Random(13)
     left = (ADDED + UPDATED) // PAGE_SIZE  # pages the window holds at least
-    kills = 0
-    while left >= 2 and kills < 4:
-        at = rng.randint(1, left // 2)
+    kills = resumed = 0
+    while left >= 4 and kills < 4:
+        # The first kill early (before any checkpoint, likely), the others mid-window.
+        at = rng.randint(1, 3) if kills == 0 else rng.randint(left // 3, left * 2 // 3)
         async with cli(config) as run:
             await run.signal_after(demo, at, signal.SIGKILL)
             code, stderr = await run.ended()
@@ -130,7 +148,8 @@ async def test_three_runs_with_changes_between_then_a_fourth_killed_at_random_mo
         left -= at
         assert len(run_files(folder)) == 3  # the killed run's file never appears unfinished
         assert_each_version_once(folder)
-    assert kills >= 2
+        resumed += (folder / ".harvester" / "run.jsonl.checkpoint").exists()
+    assert kills >= 2 and resumed >= 1  # not every kill landed before the first checkpoint
     await harvest(config)
     assert len(run_files(folder)) == 4
     assert_latest(folder, 3)
@@ -255,3 +274,26 @@ def test_the_folder_must_be_jsonl(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(document, environ={})
     assert caught.value.key == "output.format"
+
+
+def test_select_keeps_new_versions_warns_once_on_disorder_and_keeps_a_small_state(
+    tmp_path: Path,
+) -> None:
+    config = parse_config(raw("http://127.0.0.1:1", tmp_path, lookback=60), environ={})
+    lines = [
+        {"id": 1, "updated_at": "2024-01-01T00:00:00Z"},  # already in the folder
+        {"id": 2, "updated_at": "2024-01-01T00:05:00Z"},
+        {"id": 3, "updated_at": "2024-01-01T00:04:30Z"},  # out of order
+        {"id": 2, "updated_at": "2024-01-01T00:05:00Z"},  # the same version again
+        {"id": 4, "updated_at": "2024-01-01T00:03:00Z"},  # out of order again: one warning
+    ]
+    staging = tmp_path / "run.jsonl"
+    staging.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    before = WatermarkState(cursor="2024-01-01T00:00:00Z", seen={("1", '"2024-01-01T00:00:00Z"')})
+    warnings: list[str] = []
+    kept, after = select(staging, before, config, "2024-01-01T00:00:00Z", warnings.append)
+    assert [orjson.loads(line)["id"] for line in kept] == [2, 3, 4]
+    assert len(warnings) == 1 and "out of updated_at order (record 2" in warnings[0]
+    # The newest value, not the last one; only the versions within the lookback of it kept.
+    assert after.cursor == "2024-01-01T00:05:00Z"
+    assert after.seen == {("2", '"2024-01-01T00:05:00Z"'), ("3", '"2024-01-01T00:04:30Z"')}

@@ -8,9 +8,9 @@ latest version; a reader keeping the last line per key gets the dataset as it is
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta
 import signal
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from harvester.errors import ConfigError
 from harvester.state import STATE_NAME, WatermarkState
 from harvester.versions import select
 
-from .conftest import SECRET, faulty_demo, run_cli
+from .conftest import faulty_demo, raw_config, run_cli
 from .test_crash import cli, harvest
 
 RECORDS, ADDED, UPDATED = 1_000, 600, 60
@@ -37,7 +37,6 @@ async def demo() -> AsyncIterator[DemoServer]:
     settings = faulty_demo(
         RECORDS,
         latency=0.02,
-        client_secret=SECRET,
         changes_added=ADDED,
         changes_updated=UPDATED,
     )
@@ -46,27 +45,24 @@ async def demo() -> AsyncIterator[DemoServer]:
 
 
 def raw(url: str, folder: Path, **incremental: Any) -> dict[str, Any]:
-    return {
-        "source": {"url": f"{url}/changes", "records": "data"},
-        "auth": {
-            "type": "client_credentials",
-            "token_url": f"{url}/oauth2/token",
-            "client_id": "demo",
-            "client_secret": SECRET,
-        },
-        "pagination": {"style": "offset", "page_size": PAGE_SIZE, "total": "body:total"},
-        "concurrency": {"workers": 4},
-        "retry": {"max_attempts": 10, "initial_backoff": 0, "max_backoff": 0},
-        "output": {"path": str(folder / "changes"), "checkpoint_every": 0.05},
-        "incremental": {
-            "field": "updated_at",
-            "param": "updated_since",
-            "initial": "2024-01-01T00:00:00Z",
-            "lookback": 300,
-            "primary_key": "id",
-            **incremental,
-        },
+    document = raw_config(
+        url,
+        folder / "changes",
+        source={"url": f"{url}/changes", "records": "data"},
+        pagination={"page_size": PAGE_SIZE},
+        concurrency={"workers": 4},
+        retry={"max_attempts": 10},
+        output={"checkpoint_every": 0.05},
+    )
+    document["incremental"] = {
+        "field": "updated_at",
+        "param": "updated_since",
+        "initial": "2024-01-01T00:00:00Z",
+        "lookback": 300,
+        "primary_key": "id",
+        **incremental,
     }
+    return document
 
 
 def write(folder: Path, document: dict[str, Any]) -> Path:

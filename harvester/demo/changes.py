@@ -59,23 +59,25 @@ def format_ms(ms: int) -> str:
 
 @lru_cache(maxsize=4)
 def generation(records: int, added: int, updated: int, number: int) -> Generation:
-    """The dataset after `number` generations of changes (cached: a run asks for one often)."""
+    """The dataset after `number` generations of changes (cached: a run asks for one often).
+
+    Time only moves forward: generation g's records are stamped a minute apart from a minute
+    after the newest value so far, its ordinary updates a second apart after those, and its
+    late updates a millisecond apart from LATE_SECONDS before that newest value.
+    """
     stamps = {i: (i * MINUTE_MS, 0) for i in range(records)}
-    newest = (records - 1) * MINUTE_MS
+    newest = max(0, records - 1) * MINUTE_MS
     for g in range(1, number + 1):
         before, existing = newest, len(stamps)
-        start = records + (g - 1) * added
-        for i in range(start, start + added):
-            stamps[i] = (i * MINUTE_MS, g)
-        after = (start + added) * MINUTE_MS  # past every record added in this generation
+        base, start = before + MINUTE_MS, records + (g - 1) * added
+        for k in range(added):
+            stamps[start + k] = (base + k * MINUTE_MS, g)
+        after = base + added * MINUTE_MS
         rng = random.Random(g)
-        chosen = rng.sample(range(existing), min(updated, existing))
-        for j, i in enumerate(chosen):
+        for j, i in enumerate(rng.sample(range(existing), min(updated, existing))):
             late = j % 4 == 3 and before > LATE_SECONDS * 1000
-            stamp = before - LATE_SECONDS * 1000 + j if late else after + j * 1000
-            stamps[i] = (stamp, g)
-            newest = max(newest, stamp)
-        newest = max(newest, (start + added - 1) * MINUTE_MS)
+            stamps[i] = (before - LATE_SECONDS * 1000 + j % 60_000 if late else after + j * 1000, g)
+        newest = max(stamp for stamp, _ in stamps.values())
     order = sorted((stamp, i) for i, (stamp, _) in stamps.items())
     return Generation(stamps, order)
 

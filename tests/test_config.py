@@ -753,7 +753,6 @@ def test_allow_insecure_http_says_nothing_when_unused() -> None:
         ("parent", "users"),
         ("include_from_parent", ["id"]),
         ("on_missing", "skip"),
-        ("incremental", {"field": "updated_at", "initial": "2024-01-01T00:00:00Z"}),
     ],
 )
 def test_keys_of_work_in_progress_are_refused_never_ignored(key: str, value: object) -> None:

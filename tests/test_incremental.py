@@ -293,3 +293,10 @@ def test_select_keeps_new_versions_warns_once_on_disorder_and_keeps_a_small_stat
     # The newest value, not the last one; only the versions within the lookback of it kept.
     assert after.cursor == "2024-01-01T00:05:00Z"
     assert after.seen == {("2", '"2024-01-01T00:05:00Z"'), ("3", '"2024-01-01T00:04:30Z"')}
+
+
+async def test_a_sample_cannot_advance_the_state(demo: DemoServer, tmp_path: Path) -> None:
+    """--max-records would store a value past records never kept: refused before any request."""
+    result = await run_cli(str(write(tmp_path, raw(demo.url, tmp_path))), "--max-records", "5")
+    assert result.code == 2 and "incremental: max_records cannot go with" in result.stderr
+    assert demo.stats.data_requests == 0

@@ -88,6 +88,8 @@ async def run_incremental(
         await _run_once(config, work, harvest, stats, fresh, stop, secrets)
     if full_refresh:
         finish_refresh(folder, stats)
+        if stats.incremental is not None:
+            stats.incremental["folder"] = str(folder)
     return stats
 
 
@@ -118,17 +120,21 @@ async def _run_once(
         window = _window_config(config, start, staging)
         await harvest(window, stats=stats, fresh=fresh, stop=stop, secrets=secrets)
     before = state or WatermarkState()
-    kept, after = select(staging, before, config, start, lambda m: _warn(stats, m))
-    final = work / name
-    if kept and not final.exists():
-        write_atomically(final, b"".join(kept))
+    selected, final = work / WORK / "kept.jsonl", work / name
+    with selected.open("wb") as out:
+        kept, after = select(staging, before, config, start, lambda m: _warn(stats, m), out)
+        out.flush()
+        os.fsync(out.fileno())
+    if kept and not final.exists():  # else in place already: killed before the state
+        os.replace(selected, final)
+        sync_folder(work)
     after.last_run = name
     size = save_state(work, after)
     _clear_work(work)
     stats.incremental = {
         "folder": str(work),
         "file": name if kept else None,
-        "new_records": len(kept),
+        "new_records": kept,
         "window_start": start,
         "stored_value": after.cursor,
         "state_bytes": size,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import glob
 import logging
 import math
@@ -81,7 +82,10 @@ async def run(
         )
     stats = stats if stats is not None else Stats()
     if config.incremental is not None:  # a folder of runs: harvester.incremental drives run()
-        return await _incremental(config, max_records, stats, fresh, stop, secrets, writer)
+        harvest = functools.partial(run, policy=policy, on_secret=on_secret)
+        return await _incremental(
+            config, max_records, stats, fresh, stop, secrets, writer, harvest=harvest
+        )
     # A registry given (the CLI's, already masking its logs) learns the config's secrets too.
     if secrets is None:
         secrets = Secrets.of(config)
@@ -112,6 +116,7 @@ async def _incremental(
     writer: WriterFactory | None,
     *,
     full_refresh: bool = False,
+    harvest: Callable[..., Any] | None = None,
 ) -> Stats:
     from harvester.incremental import run_incremental  # it calls run() back for the window
 
@@ -121,7 +126,7 @@ async def _incremental(
         raise ConfigError(f"{what} cannot go with incremental runs", key="incremental")
     return await run_incremental(
         config,
-        run,
+        harvest or run,
         stats=stats,
         fresh=fresh,
         full_refresh=full_refresh,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -32,11 +32,15 @@ def select(
     config: Config,
     start: str,
     warn: Callable[[str], None],
-) -> tuple[list[bytes], WatermarkState]:
-    """The run's lines to keep, in the server's order, and the state after the run.
+    out: BinaryIO,
+) -> tuple[int, WatermarkState]:
+    """Write the run's lines to keep to `out`, in the server's order; how many, and the state
+    after the run.
 
     Kept: each record whose version (key, cursor value) the folder does not hold yet. The
     state after: the newest cursor value, and the versions at or after the next window's start.
+    The run's versions are held in memory until then (some 100 bytes a record), to keep a
+    version the server sends twice in one run once.
     """
     inc = config.incremental
     assert inc is not None
@@ -44,8 +48,8 @@ def select(
     low: Any = int(start) if isinstance(inc.initial, int) else comparable(start, inc)
     newest: Any = comparable(state.cursor, inc) if state.cursor is not None else None
     newest_raw = state.cursor
-    kept: list[bytes] = []
-    versions: list[tuple[str, str, Any]] = []  # (key, cursor JSON, comparable)
+    kept = 0
+    seen = set(state.seen)  # the folder's recent versions, then this run's too
     previous: Any = None
     disordered = False
     with staging.open("rb") as lines:
@@ -55,7 +59,8 @@ def select(
             if not found or raw is None:
                 if inc.on_missing_cursor == "fail":
                     raise IncrementalError(_missing(config, index))
-                kept.append(line)  # include: written each time the API sends it
+                out.write(line)  # include: written each time the API sends it
+                kept += 1
                 continue
             value: Any = comparable(raw, inc)
             if value is None:
@@ -74,20 +79,19 @@ def select(
                 warn(_order_warning(config, index, raw))
             previous = value
             version = (version_key(record, line, inc.primary_key), orjson.dumps(raw).decode())
-            if version not in state.seen:
-                kept.append(line)
-                state.seen.add(version)  # a second copy within the run is not kept either
-            versions.append((*version, value))
+            if version not in seen:
+                out.write(line)
+                kept += 1
+                seen.add(version)  # a second copy within the run is not kept either
             if newest is None or value > newest:
                 newest, newest_raw = value, raw
     after = WatermarkState(cursor=newest_raw, last_run=state.last_run, runs=state.runs + 1)
     if newest is not None:
         boundary: Any = back(newest, inc.lookback)
-        for key, cursor in state.seen:
+        for key, cursor in seen:
             kept_value: Any = comparable(orjson.loads(cursor), inc)
             if kept_value is not None and kept_value >= boundary:
                 after.seen.add((key, cursor))
-        after.seen.update((key, cursor) for key, cursor, value in versions if value >= boundary)
     return kept, after
 
 

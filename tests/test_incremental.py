@@ -287,8 +287,12 @@ def test_select_keeps_new_versions_warns_once_on_disorder_and_keeps_a_small_stat
     staging.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
     before = WatermarkState(cursor="2024-01-01T00:00:00Z", seen={("1", '"2024-01-01T00:00:00Z"')})
     warnings: list[str] = []
-    kept, after = select(staging, before, config, "2024-01-01T00:00:00Z", warnings.append)
-    assert [orjson.loads(line)["id"] for line in kept] == [2, 3, 4]
+    with (tmp_path / "kept.jsonl").open("wb") as out:
+        kept, after = select(staging, before, config, "2024-01-01T00:00:00Z", warnings.append, out)
+    assert kept == 3
+    assert [
+        orjson.loads(line)["id"] for line in (tmp_path / "kept.jsonl").read_bytes().splitlines()
+    ] == [2, 3, 4]
     assert len(warnings) == 1 and "out of updated_at order (record 2" in warnings[0]
     # The newest value, not the last one; only the versions within the lookback of it kept.
     assert after.cursor == "2024-01-01T00:05:00Z"
@@ -300,3 +304,17 @@ async def test_a_sample_cannot_advance_the_state(demo: DemoServer, tmp_path: Pat
     result = await run_cli(str(write(tmp_path, raw(demo.url, tmp_path))), "--max-records", "5")
     assert result.code == 2 and "incremental: max_records cannot go with" in result.stderr
     assert demo.stats.data_requests == 0
+
+
+async def test_the_example_harvests_the_changes_through_faults(tmp_path: Path) -> None:
+    """examples/incremental.yaml (make example EXAMPLE=incremental) against a faulty demo."""
+    example = Path(__file__).parent.parent / "examples" / "incremental.yaml"
+    settings = faulty_demo(RECORDS, revoke_tokens_after=10, seed=2)
+    async with run_demo(settings) as demo:
+        text = example.read_text().replace("http://127.0.0.1:8765", demo.url)
+        document = yaml.safe_load(text)
+        document["output"]["path"] = str(tmp_path / "changes")
+        document["retry"] = {"max_attempts": 10, "initial_backoff": 0, "max_backoff": 0}
+        result = await run_cli(str(write(tmp_path, document)), "--progress", "none")
+    assert result.code == 0, result.output
+    assert folder_records(tmp_path / "changes") == changes_records(RECORDS, 100, 40, 0)

@@ -19,6 +19,7 @@ def demo_config(
 ) -> dict[str, Any]:
     """A config for the demo API at `url`; `pagination` keys go into the pagination section."""
     records = {"/items": "items", "/stream": "items", "/cursor": "data", "/link": "results"}
+    records["/changes"] = "data"
     return {
         "source": {"url": f"{url}{path}", "records": records.get(path, "results")},
         "auth": {

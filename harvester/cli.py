@@ -26,7 +26,7 @@ from harvester.interrupts import request_stop
 from harvester.logs import LOG_FORMATS, PROGRESS_FIELDS, setup_logging
 from harvester.progress import Mode, watch
 from harvester.resources import Totals, check_resource_args, run_resources
-from harvester.runner import Stop, run
+from harvester.runner import Stop, run, run_full_refresh
 from harvester.secrets import Secrets
 from harvester.stats import Stats
 from harvester.stream import is_stdout, is_stream
@@ -74,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
         "--fresh",
         action="store_true",
         help="start over: ignore (and remove) the checkpoint and partial data of an earlier run",
+    )
+    parser.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="incremental: start over from incremental.initial in a new folder generation, "
+        "which replaces the folder once complete",
     )
     parser.add_argument(
         "--stats-json", metavar="PATH", help="write the final stats as JSON here (- for stdout)"
@@ -223,8 +229,9 @@ async def _harvest(config: Config, args: argparse.Namespace, stats: Stats, secre
     )
     stop = Stop(grace=config.concurrency.stop_grace)
     progress = watch(stats, mode=_progress_mode(args), max_records=args.max_records)
+    harvest = run_full_refresh if args.full_refresh else run
     with progress, _stopping_on_signals(stop):
-        await run(
+        await harvest(
             config,
             max_records=args.max_records,
             stats=stats,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import glob
 import logging
 import math
@@ -25,7 +26,7 @@ from harvester.checkpoint import (
     dataset_fingerprint,
 )
 from harvester.config import INDEXED_STYLES, Config
-from harvester.errors import Interrupted, OutputError
+from harvester.errors import ConfigError, Interrupted, OutputError
 from harvester.fanout import harvest_children, parent_fingerprint
 from harvester.fetch import Fetched, Fetcher, make_fetcher, open_session
 from harvester.output import claim, remove_tree
@@ -87,6 +88,11 @@ async def run(
             "or a mapping use harvester.harvest(config) (or await harvester.harvest_async(config))"
         )
     stats = stats if stats is not None else Stats()
+    if config.incremental is not None:  # a folder of runs: harvester.incremental drives run()
+        harvest = functools.partial(run, policy=policy, on_secret=on_secret)
+        return await _incremental(
+            config, max_records, stats, fresh, stop, secrets, writer, harvest=harvest
+        )
     # A registry given (the CLI's, already masking its logs) learns the config's secrets too.
     if secrets is None:
         secrets = Secrets.of(config)
@@ -107,6 +113,54 @@ async def run(
             stats.warnings[:] = map(secrets.mask, stats.warnings)
     # A stand-in, raised outside the except clause so that the original is not its context.
     raise masked
+
+
+async def _incremental(
+    config: Config,
+    max_records: int | None,
+    stats: Stats,
+    fresh: bool,
+    stop: Stop | None,
+    secrets: Secrets | None,
+    writer: WriterFactory | None,
+    *,
+    full_refresh: bool = False,
+    harvest: Callable[..., Any] | None = None,
+) -> Stats:
+    from harvester.incremental import run_incremental  # it calls run() back for the window
+
+    if writer is not None or max_records is not None:
+        # A sample or a stream would advance the stored value past records never kept.
+        what = "stream()" if writer is not None else "max_records"
+        raise ConfigError(f"{what} cannot go with incremental runs", key="incremental")
+    return await run_incremental(
+        config,
+        harvest or run,
+        stats=stats,
+        fresh=fresh,
+        full_refresh=full_refresh,
+        stop=stop,
+        secrets=secrets,
+    )
+
+
+async def run_full_refresh(
+    config: Config,
+    *,
+    max_records: int | None = None,
+    stats: Stats | None = None,
+    fresh: bool = False,
+    stop: Stop | None = None,
+    secrets: Secrets | None = None,
+) -> Stats:
+    """An incremental config's run from incremental.initial into a new folder generation,
+    which replaces the folder once complete (--full-refresh); run()'s arguments otherwise."""
+    if config.incremental is None:
+        raise ConfigError("--full-refresh needs an incremental: section", key="incremental")
+    stats = stats if stats is not None else Stats()
+    return await _incremental(
+        config, max_records, stats, fresh, stop, secrets, None, full_refresh=True
+    )
 
 
 async def _run(

@@ -38,6 +38,8 @@ class Stats:
     resumed_records: int = 0
     checkpoints: int = 0
     warnings: list[str] = field(default_factory=list)
+    # An incremental run's outcome (harvester.incremental): its file, new records, the state.
+    incremental: dict[str, Any] | None = None
 
     def count_retry(self, cause: str) -> None:
         self.retries[cause] += 1
@@ -79,6 +81,7 @@ class Stats:
             "cool_downs": self.cool_downs,
             "cool_down_seconds": round(self.cool_down_seconds, 3),
             "warnings": list(self.warnings),
+            "incremental": self.incremental,
         }
 
     def summary(self) -> str:
@@ -103,5 +106,20 @@ class Stats:
             lines.append(f"resumed      at {self.resumed_records:,} records, from a checkpoint")
         if self.discarded_pages:
             lines.append(f"past the end {self.discarded_pages:,} pages fetched ahead, discarded")
+        if self.incremental is not None:
+            lines.extend(_incremental_lines(self.incremental))
         lines.extend(f"warning      {w}" for w in self.warnings)
         return "\n".join(lines)
+
+
+def _incremental_lines(outcome: dict[str, Any]) -> list[str]:
+    """An incremental run's lines: the file it added (or none) and the state's size."""
+    if outcome["file"] is None:
+        added = f"nothing new since {outcome['window_start']}: no file added"
+    else:
+        added = f"{outcome['file']} ({outcome['new_records']:,} new records or versions)"
+    return [
+        f"run file     {added}",
+        f"state        {outcome['state_bytes']:,} bytes ({outcome['state_versions']:,} versions "
+        f"kept for the lookback; stored value {outcome['stored_value']})",
+    ]

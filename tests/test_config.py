@@ -747,13 +747,10 @@ def test_allow_insecure_http_says_nothing_when_unused() -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "value"),
-    [
-        ("incremental", {"field": "updated_at", "initial": "2024-01-01T00:00:00Z"}),
-    ],
+    ("key", "value"), [("include_from_parent", ["id"]), ("on_missing", "skip")]
 )
-def test_keys_of_work_in_progress_are_refused_never_ignored(key: str, value: object) -> None:
-    with pytest.raises(ConfigError, match=rf"^{key}: is not supported yet"):
+def test_a_child_resources_keys_need_a_parent(key: str, value: object) -> None:
+    with pytest.raises(ConfigError, match=rf"^{key}: applies only to a resource with a parent"):
         parse_config({**minimal(), key: value}, environ={})
 
 

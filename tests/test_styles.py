@@ -19,11 +19,12 @@ from harvester.stats import Stats
 
 from .conftest import expected_bytes, faulty_demo, make_config, no_wait_policy
 
-# The single-endpoint examples; those of several resources: tests/test_resources.py.
+# One file each, of one endpoint: several resources are tests/test_resources.py's, and the
+# incremental example writes a folder (tests/test_incremental.py runs it).
 EXAMPLES = sorted(
     path
     for path in (Path(__file__).parent.parent / "examples").glob("*.yaml")
-    if "resources" not in yaml.safe_load(path.read_text())
+    if not {"resources", "incremental"} & set(yaml.safe_load(path.read_text()))
 )
 RECORDS = 3_000
 FAULTY = faulty_demo(RECORDS, revoke_tokens_after=25, seed=2)

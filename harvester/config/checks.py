@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import yarl
 
+from harvester.config.incremental import check_incremental
 from harvester.config.masking import Secret
 from harvester.config.output import resolve_format
 from harvester.config.schema import (
@@ -47,22 +48,20 @@ def _check(config: Config) -> Config:
     _positive("output.checkpoint_every", config.output.checkpoint_every)
     _check_retry(config.retry)
     if Path(config.output.path).name in ("", ".", ".."):
-        raise ConfigError(f"must name a file, got {config.output.path!r}", key="output.path")
+        what = "a folder" if config.incremental else "a file"
+        raise ConfigError(f"must name {what}, got {config.output.path!r}", key="output.path")
     if not config.output.path.strip():
         raise ConfigError("must not be empty", key="output.path")
     resolve_format(config.output, stream=is_stream(config.output.path))
-    _check_not_yet(config)
+    _check_parent_keys(config)
+    check_incremental(config)
     return dataclasses.replace(config, pagination=pagination)
 
 
-def _check_not_yet(config: Config) -> None:
-    """Keys declared for several resources and incremental runs, which are being built: refused
-    until they work, never silently ignored."""
+def _check_parent_keys(config: Config) -> None:
+    """A child resource's keys, refused where there is no parent (config/resources.py checks
+    names and parents across the document)."""
     defaults = Config(source=config.source, output=config.output)
-    for key in ("incremental",):
-        if getattr(config, key) != getattr(defaults, key):
-            raise ConfigError("is not supported yet by this version of harvester", key=key)
-    # A resource's keys (config/resources.py checks names and parents across the document).
     if config.parent is None:
         for key in ("include_from_parent", "on_missing"):
             if getattr(config, key) != getattr(defaults, key):

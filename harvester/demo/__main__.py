@@ -79,6 +79,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--orders-max", type=int, default=d.orders_max, help="orders per user, at most")
     p.add_argument("--orders-fixed", type=int, help="/users/{id}/orders: this many for every user")
     p.add_argument("--missing-users-every", type=int, metavar="K", help="every K-th user: 404")
+    add_changes_args(p)
     p.add_argument(
         "--exact-numbers",
         action="store_true",
@@ -89,6 +90,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--access-log", action="store_true", help="log every request to stderr")
     p.add_argument("--quiet", action="store_true", help="print nothing but the listening line")
     return p.parse_args(argv)
+
+
+def add_changes_args(p: argparse.ArgumentParser) -> None:
+    """Switches for /changes (harvester.demo.changes), the dataset that changes between runs."""
+    d = DemoSettings()
+    p.add_argument(
+        "--changes-generation",
+        type=int,
+        default=d.changes_generation,
+        metavar="G",
+        help="/changes: serve the dataset after G generations of added and updated records "
+        "(POST /admin/next-generation advances it)",
+    )
+    p.add_argument("--changes-added", type=int, default=d.changes_added, help="per generation")
+    p.add_argument("--changes-updated", type=int, default=d.changes_updated, help="per generation")
 
 
 def add_quirk_args(p: argparse.ArgumentParser) -> None:
@@ -123,6 +139,9 @@ def settings_from(args: argparse.Namespace) -> DemoSettings:
         orders_max=args.orders_max,
         orders_fixed=args.orders_fixed,
         missing_users_every=args.missing_users_every,
+        changes_generation=args.changes_generation,
+        changes_added=args.changes_added,
+        changes_updated=args.changes_updated,
         records=args.records,
         client_id=args.client_id,
         client_secret=args.client_secret,

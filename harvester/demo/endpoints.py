@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .changes import changes_page
 from .keyset import cursor_page
 from .links import link_page
 from .numbered import numbered_page
@@ -95,4 +96,17 @@ def link(request: web.Request, state: DemoState) -> Answer:
         records=state.records,
         inclusive_filters=s.inclusive_filters,
         empty_pages_every=s.empty_pages_every,
+    )
+
+
+def changes(request: web.Request, state: DemoState) -> Answer:
+    """/changes: records with updated_at, filtered by updated_since, in (updated_at, id) order."""
+    s = state.settings
+    return changes_page(
+        request.query,
+        records=s.records,
+        added=s.changes_added,
+        updated=s.changes_updated,
+        number=s.changes_generation,
+        cap=s.max_page_size,
     )

@@ -165,6 +165,13 @@ async def _stats(request: web.Request) -> web.StreamResponse:
     return web.Response(body=orjson.dumps(stats, option=orjson.OPT_NON_STR_KEYS), content_type=JSON)
 
 
+async def _next_generation(request: web.Request) -> web.StreamResponse:
+    """Advance /changes by one generation (records added and updated); answers the new one."""
+    settings = request.app[STATE].settings
+    settings.changes_generation += 1
+    return web.json_response({"generation": settings.changes_generation})
+
+
 async def _health(request: web.Request) -> web.StreamResponse:
     return web.Response(text="ok")
 
@@ -196,6 +203,8 @@ def create_app(
     app.router.add_get("/link", _data_endpoint(endpoints.link))
     app.router.add_get("/users", _data_endpoint(users.users))
     app.router.add_get("/users/{user}/orders", _data_endpoint(users.orders))
+    app.router.add_get("/changes", _data_endpoint(endpoints.changes))
+    app.router.add_post("/admin/next-generation", _next_generation)
     app.router.add_get("/_stats", _stats)
     app.router.add_get("/health", _health)
     return app

@@ -84,6 +84,11 @@ class DemoSettings:
     orders_max: int = 25
     orders_fixed: int | None = None
     missing_users_every: int | None = None
+    # /changes (harvester.demo.changes): the generation served now, and per generation the
+    # records added and the older records updated. POST /admin/next-generation advances it.
+    changes_generation: int = 0
+    changes_added: int = 100
+    changes_updated: int = 40
 
     # Bad-input traps. On /items only: the page starting at offset N answers 200 with plain text
     # (garbage_at), with an HTML login page (html_at), or with the records of the page before it
@@ -145,6 +150,9 @@ class DemoSettings:
             # 1 would make every page empty: a chain that never ends.
             "empty_pages_every": (self.empty_pages_every, 2),
             "short_page_at": (self.short_page_at, 0),
+            "changes_generation": (self.changes_generation, 0),
+            "changes_added": (self.changes_added, 0),
+            "changes_updated": (self.changes_updated, 0),
         }
         for name, (value, least) in minimums.items():
             if value is not None and value < least:

@@ -671,6 +671,7 @@ def _write(path: Path, text: str) -> Path:
     [
         ({"verify": False, "ca_bundle": "ca.pem"}, "tls.verify: false"),
         ({"ca_bundle": " "}, "must not be empty"),
+        ({"ca_bundle": "ca\x00.pem"}, "is not a file name"),  # found by test_config_schema
     ],
 )
 def test_ca_bundle_needs_verification_and_a_name(tls: dict[str, Any], needle: str) -> None:
@@ -759,3 +760,9 @@ def test_allow_insecure_http_says_nothing_when_unused() -> None:
 def test_keys_of_work_in_progress_are_refused_never_ignored(key: str, value: object) -> None:
     with pytest.raises(ConfigError, match=rf"^{key}: is not supported yet"):
         parse_config({**minimal(), key: value}, environ={})
+
+
+def test_a_nul_in_the_output_path_is_a_config_error() -> None:
+    # A NUL cannot be in a file name: found by tests/test_config_schema.py's property.
+    error = config_error(minimal(output={"path": "out\x00.jsonl"}))
+    assert error.key == "output.path" and "is not a file name" in error.detail

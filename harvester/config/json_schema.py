@@ -33,8 +33,6 @@ DIALECT = "https://json-schema.org/draft/2020-12/schema"
 # under `defaults:`. The sections every resource shares: under `defaults:` only.
 RESOURCE_KEYS = ("name", "parent", "include_from_parent", "on_missing", "incremental")
 SHARED_SECTIONS = ("auth", "tls", "concurrency")
-# Only `parent` is refused in a single-endpoint document (a child needs its parent beside it).
-_NOT_SINGLE = ("parent",)
 NAME_PATTERN = "^[A-Za-z0-9_-]+$"
 
 # Text holding a ${VAR}: the loader expands it and converts the result where a number, a
@@ -49,7 +47,12 @@ _FROM_ENV = {
 def config_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of a harvester config file, both shapes."""
     defs: dict[str, Any] = {}
-    single = _object(Config, defs, partial=False, leave_out=_NOT_SINGLE)
+    single = _object(Config, defs, partial=False)
+    # A child needs its parent beside it: no parent in a single-endpoint document.
+    single["properties"]["parent"] = {
+        "description": "Only for a resource of a several-resources document.",
+        "type": "null",
+    }
     single["description"] = "One endpoint: the sections at the top level."
     defaults = _object(Config, defs, partial=True, leave_out=RESOURCE_KEYS)
     defaults["description"] = (

@@ -37,10 +37,11 @@ NAME_PATTERN = "^[A-Za-z0-9_-]+$"
 
 # Text holding a ${VAR}: the loader expands it and converts the result where a number, a
 # boolean or a choice is expected, so the schema must not call such a value wrong.
-_FROM_ENV = {
+_FROM_ENV = {"$ref": "#/$defs/FromEnvironment"}
+FROM_ENVIRONMENT = {
     "type": "string",
     "pattern": _VAR.pattern,
-    "description": "expanded from the environment, then checked",
+    "description": "Text holding a ${VAR}: expanded from the environment, then checked.",
 }
 
 
@@ -92,7 +93,7 @@ def config_schema() -> dict[str, Any]:
             {"title": "single endpoint", **single},
             {"title": "several resources", **several},
         ],
-        "$defs": dict(sorted(defs.items())),
+        "$defs": dict(sorted({**defs, "FromEnvironment": FROM_ENVIRONMENT}.items())),
     }
 
 
@@ -131,9 +132,11 @@ def _type(tp: Any, defs: dict[str, Any], partial: bool) -> dict[str, Any]:  # no
     """The schema of a value of type `tp`, as coerce._coerce accepts it."""
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
-        options = [_type(t, defs, partial) for t in get_args(tp) if t is not type(None)]
-        if type(None) in get_args(tp):
-            options.append({"type": "null"})
+        options: list[dict[str, Any]] = []
+        for t in get_args(tp):
+            option = {"type": "null"} if t is type(None) else _type(t, defs, partial)
+            # int | str: one flat list of choices, not choices within choices
+            options.extend(option["anyOf"] if list(option) == ["anyOf"] else [option])
         return options[0] if len(options) == 1 else {"anyOf": options}
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         name = tp.__name__ + ("Partial" if partial else "")

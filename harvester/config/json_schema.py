@@ -134,7 +134,9 @@ def _type(tp: Any, defs: dict[str, Any], partial: bool) -> dict[str, Any]:  # no
     if origin in (Union, types.UnionType):
         options: list[dict[str, Any]] = []
         for t in get_args(tp):
-            option = {"type": "null"} if t is type(None) else _type(t, defs, partial)
+            option: dict[str, Any] = (
+                {"type": "null"} if t is type(None) else _type(t, defs, partial)
+            )
             # int | str: one flat list of choices, not choices within choices
             options.extend(option["anyOf"] if list(option) == ["anyOf"] else [option])
         return options[0] if len(options) == 1 else {"anyOf": options}

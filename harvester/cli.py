@@ -47,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="harvester",
         description="Download a whole dataset from a paginated, OAuth2-protected REST API.",
         epilog="harvester tune CONFIG: measure the concurrency and rate the API admits "
-        "(see harvester tune --help). Exit codes: 0 done, 1 failed, 2 bad config or usage, "
+        "(see harvester tune --help). harvester schema: the config's JSON Schema, for editors. "
+        "Exit codes: 0 done, 1 failed, 2 bad config or usage, "
         "130 interrupted.",
     )
     parser.add_argument("config", help="the YAML config file")
@@ -130,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from harvester.tune.command import tune_main  # it builds on this module's parser
 
         return tune_main(arguments[1:])
+    if arguments[:1] == ["schema"]:
+        from harvester.schema_command import schema_main
+
+        return schema_main(arguments[1:])
     parser = _parser()
     args = parser.parse_args(arguments)
     if args.log_format == "json" and args.progress == "bar":

@@ -671,6 +671,7 @@ def _write(path: Path, text: str) -> Path:
     [
         ({"verify": False, "ca_bundle": "ca.pem"}, "tls.verify: false"),
         ({"ca_bundle": " "}, "must not be empty"),
+        ({"ca_bundle": "ca\x00.pem"}, "is not a file name"),  # found by test_config_schema
     ],
 )
 def test_ca_bundle_needs_verification_and_a_name(tls: dict[str, Any], needle: str) -> None:
@@ -760,3 +761,9 @@ def test_a_child_resources_keys_need_a_parent(key: str, value: object) -> None:
 def test_a_child_key_without_a_parent_is_refused(key: str, value: object) -> None:
     with pytest.raises(ConfigError, match=rf"^{key}: applies only to a resource with a parent"):
         parse_config({**minimal(), key: value}, environ={})
+
+
+def test_a_nul_in_the_output_path_is_a_config_error() -> None:
+    # A NUL cannot be in a file name: found by tests/test_config_schema.py's property.
+    error = config_error(minimal(output={"path": "out\x00.jsonl"}))
+    assert error.key == "output.path" and "is not a file name" in error.detail

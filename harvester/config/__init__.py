@@ -8,6 +8,7 @@ request is made here, and every error names its key path (`pagination.page_size:
     loading.py  YAML, ${VAR}, relative paths and overrides, then build and check
     coerce.py   raw YAML values into the dataclasses, each error naming its key path
     checks.py   the checks across fields that no type can make
+    json_schema.py  the JSON Schema editors read (`harvester schema`), derived from schema.py
 """
 
 from harvester.config.checks import parse_timestamp

@@ -52,6 +52,8 @@ def _check(config: Config) -> Config:
         raise ConfigError(f"must name {what}, got {config.output.path!r}", key="output.path")
     if not config.output.path.strip():
         raise ConfigError("must not be empty", key="output.path")
+    if "\x00" in config.output.path:
+        raise ConfigError(f"is not a file name: {config.output.path!r}", key="output.path")
     resolve_format(config.output, stream=is_stream(config.output.path))
     _check_parent_keys(config)
     check_incremental(config)
@@ -126,6 +128,8 @@ def _check_tls(tls: TlsConfig) -> None:
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read {tls.ca_bundle}: {exc.strerror or exc}", key=key) from None
+    except ValueError:  # a NUL in the name: no file can have it
+        raise ConfigError(f"is not a file name: {tls.ca_bundle!r}", key=key) from None
 
 
 _TOTAL_DEFAULTS = {"offset": "body:total", "range": "content-range", "page": "body:total"}

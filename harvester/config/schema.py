@@ -30,16 +30,30 @@ INDEXED_STYLES = ("offset", "range", "page")  # page i can be asked for without 
 @dataclass(frozen=True, kw_only=True)
 class SourceConfig:
     url: str
+    """The collection's URL (http or https); may carry its own query string."""
     params: dict[str, str] = field(default_factory=dict)
+    """Query parameters added to every data request."""
     headers: dict[str, str] = field(default_factory=dict)
+    """Headers added to every data request (Accept: application/json is always sent)."""
     records: str = ""
+    """Dotted path to the list of records in the body (items, data.rows); empty: the body itself is
+    the list.
+    """
     timeout: float = 30.0
+    """Seconds one request may take, from connecting to the last byte of the body."""
     connect_timeout: float = 10.0
+    """Seconds to establish a connection."""
     read_timeout: float = 30.0
+    """Seconds without a byte from the server before a request fails (retried like any timeout)."""
     # Bounds against a hostile or broken server: see harvester/body.py and harvester/hosts.py.
     max_body_bytes: int = 256 * 1024 * 1024
+    """The largest body read, after inflating; a larger one fails the page at once."""
     max_compression_ratio: int = 100
+    """How far a compressed body may inflate once past 1 MiB; a compression bomb fails the page."""
     allow_private_hosts: bool = False
+    """Let redirects and next links reach loopback, private or link-local addresses even when url
+    is not in that kind of range.
+    """
 
     def __repr__(self) -> str:
         return _masked_repr(self)
@@ -48,15 +62,31 @@ class SourceConfig:
 @dataclass(frozen=True, kw_only=True)
 class AuthConfig:
     type: AuthType = "client_credentials"
+    """client_credentials (OAuth2), bearer (a static token) or none; none when the auth section is
+    left out.
+    """
     token_url: str | None = None
+    """The OAuth2 token endpoint (required for client_credentials)."""
     client_id: str | None = None
+    """The OAuth2 client id (required for client_credentials)."""
     client_secret: Secret | None = None
+    """The OAuth2 client secret (required for client_credentials); never logged. Use ${VAR} to keep
+    it out of the file.
+    """
     scope: str | None = None
+    """Space-separated scopes to ask for."""
     auth_method: AuthMethod = "client_secret_basic"
+    """client_secret_basic: HTTP Basic (RFC 6749 2.3.1); client_secret_post: id and secret in the
+    form body.
+    """
     extra_params: dict[str, str] = field(default_factory=dict)
+    """More form fields for the token request (audience, resource, ...)."""
     refresh_margin: float = 30.0
+    """Refresh the token this many seconds before expires_in runs out."""
     token: Secret | None = None
+    """The token for type: bearer (e.g. ${API_TOKEN}); never logged."""
     allow_insecure_http: bool = False
+    """Allow secrets over plain http to a host that is not loopback; a warning on every run."""
 
     def __repr__(self) -> str:
         return _masked_repr(self)
@@ -67,40 +97,72 @@ class PartitionConfig:
     """Windows [from_k, to_k) of a numeric or time key, each paginated by its own cursor."""
 
     param_from: str
+    """The query parameter of the lower filter."""
     param_to: str
+    """The query parameter of the upper filter."""
     start: int | str
+    """The key range's start (included): an integer or an ISO-8601 timestamp."""
     end: int | str
+    """The key range's end (excluded): an integer or an ISO-8601 timestamp."""
     parts: int
+    """The number of windows (1 to 10,000)."""
     # The API's upper filter includes its bound (id_lte): [a, b) is sent as a..b-1 (integers)
     # or a..the last microsecond before b (timestamps).
     to_inclusive: bool = False
+    """The upper filter includes its bound (id_lte)."""
     # The record field the windows split on: each record's must fall inside its window.
     key: str | None = None
+    """The record field the windows split on: every record's value must lie in its window."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class PaginationConfig:
     style: PaginationStyle = "offset"
+    """offset, range, page, cursor or link."""
     page_size: int = 100
+    """Records per request."""
     offset_param: str = "offset"
+    """Offset style: the query parameter of the offset."""
     limit_param: str = "limit"
+    """The query parameter of the page size (offset, cursor and link styles)."""
     start: int = 0
+    """Offset and range styles: the first record's offset."""
     # None until validated: then the style's default (body:total, content-range, unknown).
     total: str | None = None
+    """Where the first answer tells the number of records: body:<dotted.path>, header:<Name>,
+    header:<Name>.<dotted.path>, content-range or unknown. Default: body:total (offset, page),
+    content-range (range), unknown (cursor, link).
+    """
     range_unit: str = "items"
+    """Range style: the unit in Range: items=0-99."""
     page_param: str = "page"
+    """Page style: the query parameter of the page number."""
     page_size_param: str = "page_size"
+    """Page style: the query parameter of the page size."""
     first_page: int = 1
+    """Page style: the number of the first page (0 or 1)."""
     total_pages: str | None = None
+    """Page style: where the first answer tells the number of pages (body:<path>, header:<Name>),
+    instead of total.
+    """
     cursor_param: str = "cursor"
+    """Cursor style: the query parameter the cursor is sent in."""
     next_cursor: str | None = None
+    """Cursor style: where an answer gives the next cursor, body:<path> or header:<Name>."""
     cursor_from_record: str | None = None
+    """Cursor style: instead, take the cursor from this field of the page's last record."""
     # None until validated: then "link-header" for style link.
     next_url: str | None = None
+    """Link style: link-header (RFC 8288 Link rel=next, the default) or body:<path>."""
     allow_cross_host: bool = False
+    """Link style: send the token to a next URL on another host."""
     partition: PartitionConfig | None = None
+    """Cursor and link styles: parallel windows of a numeric or time key."""
     # "allow": consecutive pages holding the same records are data, not an API ignoring paging.
     repeated_pages: RepeatedPages = "check"
+    """check: a page holding exactly the records of the page before it fails the run; allow: such
+    pages are data.
+    """
 
     @property
     def total_known(self) -> bool:
@@ -111,30 +173,47 @@ class PaginationConfig:
 @dataclass(frozen=True, kw_only=True)
 class ConcurrencyConfig:
     workers: int = 16
+    """Most requests in flight at once (1 to 1000)."""
     max_buffered_pages: int = 64
-    rate_limit: float | None = None  # requests per second across all workers
+    """The reorder window: page i is not started while i >= oldest unwritten page + this."""
+    rate_limit: float | None = None
+    """At most this many requests per second, data and token requests together; none: learned from
+    the API.
+    """
     burst: int = 1
+    """Requests that may go back to back before rate_limit spaces them."""
     adaptive: bool = True
+    """Adapt the number of requests in flight between 1 and workers (AIMD)."""
     # After SIGINT or SIGTERM, how long pages already in flight may take to finish.
     stop_grace: float = 5.0
+    """After SIGINT or SIGTERM, seconds the pages in flight get to finish."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class RetryConfig:
     max_attempts: int = 8
+    """Attempts per request, the first included (1 to 1000)."""
     initial_backoff: float = 0.5
+    """Seconds before the first retry; doubles each attempt."""
     max_backoff: float = 60.0
+    """Cap of the exponential backoff, in seconds."""
     statuses: tuple[int, ...] = (408, 429, 500, 502, 503, 504)
+    """HTTP statuses that are retried; 401 may not be listed (the token manager handles it)."""
     # A server asking us to come back later than this (a long quota, reset by the hour) is held
     # with every worker until then ("wait"), or fails the run at once ("fail").
     max_retry_after: float = 600.0
+    """A Retry-After longer than this many seconds is a long quota, handled by on_long_quota."""
     on_long_quota: LongQuota = "wait"
+    """wait: every worker is held until the quota resets; fail: the run fails at once."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class TlsConfig:
     verify: bool = True
-    ca_bundle: str | None = None  # a PEM file; replaces the system's CAs
+    """Check the server's certificate and host name; false checks nothing (a warning on every run).
+    """
+    ca_bundle: str | None = None
+    """A PEM file of the CA certificates to trust instead of the system's."""
 
     def ssl_context(self) -> ssl.SSLContext:
         """The context every https request of the run uses (token and data alike)."""
@@ -152,14 +231,27 @@ class TlsConfig:
 @dataclass(frozen=True, kw_only=True)
 class OutputConfig:
     path: str
+    """The file to write (a folder with incremental); relative to the config file's folder. - is
+    stdout.
+    """
     # Seconds between checkpoints at most; one more is written when a run stops unfinished.
     checkpoint_every: float = 5.0
+    """Seconds between checkpoints at most."""
     # None: told by the path's suffix (harvester/config/output.py), else jsonl and none.
     format: OutputFormat | None = None
+    """jsonl, csv or parquet; default: told by the path's suffix, else jsonl."""
     compression: Compression | None = None
-    columns: tuple[str, ...] | None = None  # CSV (and Parquet): the columns, in order
-    extra_columns: ExtraColumns = "fail"  # a field outside the columns: fail, or into _extra
-    max_records_per_file: int | None = None  # rotate into a folder of part files
+    """none, gzip or zstd; default: told by the path's suffix, else none."""
+    columns: tuple[str, ...] | None = None
+    """CSV and Parquet: the columns, in order (dotted names for nested fields); default: from the
+    first page.
+    """
+    extra_columns: ExtraColumns = "fail"
+    """CSV: a field outside the columns fails the run (fail), or goes into one _extra column as
+    JSON (json).
+    """
+    max_records_per_file: int | None = None
+    """Rotate into a folder of part files of at most this many records (Parquet)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -167,14 +259,22 @@ class IncrementalConfig:
     """A record field that grows with each change (updated_at, id): each run asks only for the
     records at or after the value the last run stored, less `lookback`."""
 
-    field: str  # the record field holding the cursor value (a dotted path)
+    field: str
+    """The record field holding the cursor value (a dotted path), e.g. updated_at."""
     # The query parameter that carries the stored value; None: the URL, params or headers
     # hold the placeholder {incremental.start} instead.
     param: str | None = None
-    initial: int | str  # where the first run starts: a number or an ISO 8601 time
-    lookback: float = 0.0  # re-read this much before the stored value (seconds, or key units)
-    primary_key: str | None = None  # de-duplicates what the lookback re-reads
+    """The query parameter that carries the stored value; leave out to use the {incremental.start}
+    placeholder.
+    """
+    initial: int | str
+    """Where the first run starts: a number or an ISO-8601 time."""
+    lookback: float = 0.0
+    """Re-read this much before the stored value each run (seconds, or key units)."""
+    primary_key: str | None = None
+    """The record field that de-duplicates what the lookback re-reads."""
     on_missing_cursor: OnMissingCursor = "fail"
+    """A record without the cursor field: fail (naming its position) or include it."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -186,19 +286,33 @@ class Config:
     """
 
     source: SourceConfig
+    """The API endpoint to harvest: URL, query parameters, headers, where the records are."""
     auth: AuthConfig = field(default_factory=lambda: AuthConfig(type="none"))
+    """How requests are authenticated; left out: no authentication."""
     pagination: PaginationConfig = field(default_factory=PaginationConfig)
+    """How the pages are asked for and where the dataset ends."""
     concurrency: ConcurrencyConfig = field(default_factory=ConcurrencyConfig)
+    """Workers, the reorder window and the request rate."""
     retry: RetryConfig = field(default_factory=RetryConfig)
+    """Which failures are retried, and how long to wait."""
     tls: TlsConfig = field(default_factory=TlsConfig)
+    """Certificate checking for https."""
     output: OutputConfig
+    """Where and how the records are written."""
     # One resource of several (`resources:` in the YAML, harvester/config/resources.py): its
     # name, and for a child the parent resource whose every record starts one request chain.
     name: str | None = None
+    """The resource's name (letters, digits, _ and -), unique in the document."""
     parent: str | None = None
-    include_from_parent: tuple[str, ...] = ()  # parent fields written as _<parent>_<field>
-    on_missing: OnMissing = "fail"  # a child answering 404 for a parent: fail, or skip it
+    """A child resource: the parent resource whose every record starts one request chain
+    ({parent.field} placeholders).
+    """
+    include_from_parent: tuple[str, ...] = ()
+    """Parent fields written into each child record as _<parent>_<field>."""
+    on_missing: OnMissing = "fail"
+    """A child answering 404 for a parent: fail (default) or skip that parent."""
     incremental: IncrementalConfig | None = None
+    """Incremental runs: each run asks only for what is new or changed since the last."""
 
     def secrets(self) -> list[str]:
         """The secret values in this config (see `named_secrets`)."""

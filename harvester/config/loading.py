@@ -83,9 +83,11 @@ def parse_config(
     environ: Mapping[str, str] | None = None,
     base: Path | None = None,
     keep_unset: bool = False,
+    resource: bool = False,
 ) -> Config:
     """Validate an already parsed mapping (the YAML document) into a Config; relative paths in
-    it are taken from `base` (the config file's folder) if given."""
+    it are taken from `base` (the config file's folder) if given. `resource`: the mapping is one
+    resource of a resources: document (config/resources.py), which may name a parent."""
     env = os.environ if environ is None else environ
     _check_shape(raw)
     if "resources" in raw or "defaults" in raw:  # config/resources.py reads those
@@ -93,6 +95,11 @@ def parse_config(
             "a document of several resources: run it with the command line (harvester "
             "CONFIG), or load it with harvester.config.resources.load_resources",
             key="resources" if "resources" in raw else "defaults",
+        )
+    if not resource and raw.get("parent") is not None:
+        raise ConfigError(
+            "needs a resources: document naming the parent (a config of one endpoint has none)",
+            key="parent",
         )
     expanded: set[str] = set()
     unset: dict[str, str] | None = {} if keep_unset else None  # key -> a variable kept unset

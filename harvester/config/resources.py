@@ -76,10 +76,7 @@ def parse_resources(
         "keep_unset": keep_unset,
     }
     if not has_resources(raw):
-        config = parse_config(raw, **options)
-        if config.parent is not None:
-            raise ConfigError("needs a resources: document naming the parent", key="parent")
-        return [config]
+        return [parse_config(raw, **options)]
     for key in raw:
         if key not in ("defaults", "resources"):
             raise ConfigError(
@@ -123,7 +120,7 @@ def _resource(index: int, item: Any, defaults: dict[str, Any], options: dict[str
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(f"must be letters, digits, _ or -, got {name!r}", key=f"{where}.name")
     try:
-        return parse_config(merged, **options)
+        return parse_config(merged, **options, resource=True)
     except ConfigError as exc:
         raise ConfigError(exc.detail, key=_located(exc.key, item, index)) from None
 

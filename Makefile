@@ -92,6 +92,11 @@ third-party: install ## Harvest json-server, FastAPI, DRF, datasette, flask-smor
 	fi
 	$(PY) benchmarks/third_party.py $(if $(ONLY),--only $(ONLY))
 	$(PY) benchmarks/third_party_formats.py $(if $(ONLY),--only $(ONLY))
+	$(PY) benchmarks/third_party_resources.py
+
+.PHONY: third-party-resources
+third-party-resources: install ## Parent -> child and incremental runs against json-server 0.17 (after make third-party)
+	$(PY) benchmarks/third_party_resources.py
 
 .PHONY: third-party-formats
 third-party-formats: install ## Every output format against the third-party servers (after make third-party)

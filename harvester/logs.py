@@ -61,3 +61,8 @@ def setup_logging(level: str, *, fmt: LogFormat = "text", stream: TextIO | None 
     log.handlers[:] = [handler]
     log.setLevel(level)
     log.propagate = False
+    # asyncio's own warnings (a task never retrieved, a slow callback) in the same format and
+    # through the same masking (harvester.secrets masks the asyncio logger too), at its level.
+    loop_log = logging.getLogger("asyncio")
+    loop_log.handlers[:] = [handler]
+    loop_log.propagate = False

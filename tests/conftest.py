@@ -146,12 +146,14 @@ def assert_one_clear_line(result: CliResult, *needles: str) -> str:
 
 @pytest.fixture
 def harvester_logging() -> Iterator[None]:
-    """The harvester logger as it was before cli.main set it up in this process."""
-    log = logging.getLogger("harvester")
-    handlers, level, propagate = log.handlers[:], log.level, log.propagate
+    """The harvester and asyncio loggers as they were before cli.main set them up in this
+    process."""
+    loggers = [logging.getLogger(name) for name in ("harvester", "asyncio")]
+    saved = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
     yield
-    log.handlers[:], log.propagate = handlers, propagate
-    log.setLevel(level)
+    for lg, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        lg.handlers[:], lg.propagate = handlers, propagate
+        lg.setLevel(level)
 
 
 def no_wait_policy(**retry: Any) -> RetryPolicy:

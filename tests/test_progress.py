@@ -328,3 +328,14 @@ print(in_notebook())
     states = {m["model_name"]: m["state"] for m in models.values()}
     bar = states["FloatProgressModel"]
     assert (bar["value"], bar["max"], bar["bar_style"]) == (100, 100, "success")
+
+
+def test_json_mode_writes_asyncios_own_warnings_as_json_too(
+    capsys: pytest.CaptureFixture[str], harvester_logging: None
+) -> None:
+    setup_logging("INFO", fmt="json")
+    with Secrets([SECRET]).masking_logs():
+        logging.getLogger("asyncio").warning("Task exception was never retrieved: %s", SECRET)
+    document = orjson.loads(capsys.readouterr().err)
+    assert document["level"] == "WARNING"
+    assert document["message"] == "Task exception was never retrieved: ***"

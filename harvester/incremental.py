@@ -31,7 +31,7 @@ import orjson
 from harvester.config import Config
 from harvester.config.incremental import START
 from harvester.errors import OutputError
-from harvester.output import OutputLock
+from harvester.output import OutputLock, create_private
 from harvester.secrets import Secrets
 from harvester.state import (
     STATE_NAME,
@@ -121,7 +121,7 @@ async def _run_once(
         await harvest(window, stats=stats, fresh=fresh, stop=stop, secrets=secrets)
     before = state or WatermarkState()
     selected, final = work / WORK / "kept.jsonl", work / name
-    with selected.open("wb") as out:
+    with create_private(selected) as out:  # owner-only, as every output file
         kept, after = select(staging, before, config, start, lambda m: _warn(stats, m), out)
         out.flush()
         os.fsync(out.fileno())

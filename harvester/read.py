@@ -173,6 +173,8 @@ def _utf8(body: bytes, content_type: str) -> bytes:
         return body.decode(codec.name).encode()
     except UnicodeDecodeError as exc:
         raise _undecodable(exc, charset) from None
+    except (UnicodeError, LookupError):  # "undefined" decodes nothing; base64 is not for text
+        raise NotJSON(f"charset {charset!r} in Content-Type is not a text encoding") from None
 
 
 def _undecodable(exc: UnicodeDecodeError, charset: str) -> NotJSON:

@@ -118,6 +118,7 @@ async def test_three_runs_with_changes_between_then_a_fourth_killed_at_random_mo
         demo.settings.changes_generation = generation
         await harvest(config, "--stats-json", str(stats))
         assert len(run_files(folder)) == generation + 1
+        assert {f.stat().st_mode & 0o777 for f in run_files(folder)} == {0o600}  # owner-only
         assert_latest(folder, generation)
         outcome = orjson.loads(stats.read_bytes())["incremental"]
         assert outcome["state_bytes"] == (folder / STATE_NAME).stat().st_size

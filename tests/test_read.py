@@ -122,6 +122,10 @@ def test_bodies_are_decoded_by_their_charset(body: bytes, content_type: str) -> 
         (b"", JSON, "empty"),
         (b'{"a":"\xe9"}', JSON, "not UTF-8 at byte 6"),
         (b"{}", "application/json; charset=klingon", "unknown charset 'klingon'"),
+        # Charsets Python knows but cannot decode text with (found by test_read_fuzz).
+        (b"\x00", "application/json; charset=UNDEFINED", "'UNDEFINED' in Content-Type is not a"),
+        (b"{}", "application/json; charset=base64", "'base64' in Content-Type is not a text"),
+        (b"{}", "application/json; charset=rot13", "'rot13' in Content-Type is not a text"),
         (b"[1e400] x", JSON, "Extra data"),
     ],
 )

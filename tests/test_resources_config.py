@@ -156,3 +156,36 @@ def test_resource_arguments() -> None:
 def test_the_single_endpoint_loader_says_where_several_resources_go() -> None:
     with pytest.raises(ConfigError, match="^resources: a document of several resources"):
         parse_config(document(), environ={})
+
+
+def test_a_key_missing_in_a_resource_is_named_in_that_resource() -> None:
+    raw = document()
+    raw["resources"][0]["incremental"] = {"field": "updated_at", "param": "since"}
+    assert error_of(raw) == "resources[0].incremental.initial: is required"
+    raw = document()
+    del raw["resources"][0]["source"]
+    assert error_of(raw) == "resources[0].source: is required"
+    raw = document()
+    raw["defaults"]["output"] = {"format": "jsonl"}
+    del raw["resources"][0]["output"]
+    assert error_of(raw) == "defaults.output.path: is required"
+
+
+def test_a_misspelt_section_in_a_resource_is_an_unknown_key_not_a_missing_one() -> None:
+    raw = document()
+    raw["resources"][1]["sourc"] = raw["resources"][1].pop("source")
+    assert error_of(raw) == "resources[1].sourc: unknown key (did you mean 'source'?)"
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_incremental_on_a_parent_or_a_child_is_refused_up_front(which: int) -> None:
+    raw = document()
+    raw["resources"][which]["incremental"] = {
+        "field": "updated_at",
+        "param": "since",
+        "initial": "2024-01-01T00:00:00Z",
+    }
+    raw["resources"][which]["output"] = {"path": f"folder-{which}"}
+    assert error_of(raw).startswith(
+        f"resources[{which}].incremental: is not supported yet on a parent or a child resource"
+    )

@@ -113,16 +113,15 @@ def _resource(index: int, item: Any, defaults: dict[str, Any], options: dict[str
                 "shared by every resource: set it under defaults", key=f"{where}.{section}"
             )
     merged = _merged(defaults, item)
-    for key in ("name", "source", "output"):
-        if key not in merged:
-            raise ConfigError("is required", key=f"{where}.{key}")
+    if "name" not in item:
+        raise ConfigError("is required", key=f"{where}.name")
     name = item["name"]
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(f"must be letters, digits, _ or -, got {name!r}", key=f"{where}.name")
     try:
         return parse_config(merged, **options, resource=True)
     except ConfigError as exc:
-        raise ConfigError(exc.detail, key=_located(exc.key, item, index)) from None
+        raise ConfigError(exc.detail, key=_located(exc.key, item, defaults, index)) from None
 
 
 def _merged(under: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,18 +136,36 @@ def _merged(under: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
     return merged
 
 
-def _located(key: str | None, item: Mapping[str, Any], index: int) -> str:
-    """Where the value at dotted `key` was written: in the resource, or under defaults."""
-    if key is None:
-        return f"resources[{index}]"
-    node: Any = item
+def _located(
+    key: str | None, item: Mapping[str, Any], defaults: Mapping[str, Any], index: int
+) -> str:
+    """Where the value at dotted `key` was written: in the resource, or under defaults; a key
+    written nowhere (a required one missing) belongs where its section is written, else to the
+    resource."""
+    resource = f"resources[{index}]" if key is None else f"resources[{index}].{key}"
+    if key is None or _holds(item, key):
+        return resource
+    if _holds(defaults, key):
+        return f"defaults.{key}"
+    for end in range(len(parts := key.split(".")) - 1, 0, -1):
+        section = ".".join(parts[:end])
+        if _holds(item, section):
+            return resource
+        if _holds(defaults, section):
+            return f"defaults.{key}"
+    return resource
+
+
+def _holds(document: Mapping[str, Any], key: str) -> bool:
+    """Whether `document` has a value at dotted `key` (list indexes `[i]` are skipped)."""
+    node: Any = document
     for part in re.split(r"\.|(?=\[)", key):
         if part.startswith("["):
             continue
         if not isinstance(node, dict) or part not in node:
-            return f"defaults.{key}"
+            return False
         node = node[part]
-    return f"resources[{index}].{key}"
+    return True
 
 
 # Values the shared session (timeouts) and throttle (pauses) take once for every resource.
@@ -182,7 +199,14 @@ def _check_names(configs: list[Config]) -> None:
                 key=f"resources[{index}].name",
             )
         by_name[config.name] = index
+    parents = {config.parent for config in configs}
     for index, config in enumerate(configs):
+        if config.incremental is not None and (config.parent is not None or config.name in parents):
+            raise ConfigError(
+                "is not supported yet on a parent or a child resource: only on a resource "
+                "with neither",
+                key=f"resources[{index}].incremental",
+            )
         if config.parent is not None:
             _check_parent(index, config, configs, by_name)
         else:

@@ -26,14 +26,13 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from harvester.config.loading import _VAR
 from harvester.config.masking import Secret
-from harvester.config.resources import RESOURCE_KEYS, SHARED_SECTIONS
+from harvester.config.resources import NAME, RESOURCE_KEYS, SHARED_SECTIONS
 from harvester.config.schema import Config
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 # RESOURCE_KEYS, a resource's own keys, are not in a single-endpoint document (but
 # `incremental`, which may be) or under `defaults:`; SHARED_SECTIONS, the sections every resource
 # shares, are under `defaults:` only. Both are the resources loader's own (config/resources.py).
-NAME_PATTERN = "^[A-Za-z0-9_-]+$"
 
 # Text holding a ${VAR}: the loader expands it and converts the result where a number, a
 # boolean or a choice is expected, so the schema must not call such a value wrong.
@@ -67,7 +66,7 @@ def config_schema() -> dict[str, Any]:
     resource["properties"]["name"] = {
         "description": name["description"],
         "type": "string",
-        "pattern": NAME_PATTERN,
+        "pattern": f"^{NAME.pattern}$",
     }
     several = {
         "type": "object",

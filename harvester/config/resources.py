@@ -31,7 +31,7 @@ from harvester.stream import is_stream
 # One token manager, one rate budget and one worker budget serve every resource.
 SHARED_SECTIONS = ("auth", "tls", "concurrency")
 RESOURCE_KEYS = ("name", "parent", "include_from_parent", "on_missing", "incremental")
-_NAME = re.compile(r"[A-Za-z0-9_-]+")
+NAME = re.compile(r"[A-Za-z0-9_-]+")  # a resource's name (and the schema's pattern for it)
 # {users.id}: a field of the parent's record, in a child's URL, params, headers and body.
 PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_-]+)\.([^{}]+)\}")
 
@@ -116,7 +116,7 @@ def _resource(index: int, item: Any, defaults: dict[str, Any], options: dict[str
     if "name" not in item:
         raise ConfigError("is required", key=f"{where}.name")
     name = item["name"]
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ConfigError(f"must be letters, digits, _ or -, got {name!r}", key=f"{where}.name")
     try:
         return parse_config(merged, **options, resource=True)

@@ -82,15 +82,18 @@ def decide_total(first: First, paging: Paging, size: PageSize) -> Total | None:
                 header = ranged.headers["Content-Range"]
                 return Total("content-range", value, f"an answer said Content-Range: {header}")
         return None
-    in_body = body_total(answer.body, first.found)
-    if in_body is not None:
-        found.append((*in_body, f"the first answer said {in_body[0][5:]}: {in_body[1]}"))
-    in_header = header_total(answer.headers)
-    if in_header is not None:
-        name = in_header[0][7:]
-        found.append(
-            (*in_header, f"the first answer sent {name.split('.')[0]} with {in_header[1]}")
-        )
+    # The first answer, then the one that proved the paging (json-server 0.17 tells the total
+    # only when asked for a page).
+    for which, told in (("the first answer", answer), ("the answer to a page", paging.answer)):
+        if told is None or not told.ok:
+            continue
+        in_body = body_total(told.body, find_records(told.body) or Records("", []))
+        if in_body is not None:
+            found.append((*in_body, f"{which} said {in_body[0][5:]}: {in_body[1]}"))
+        in_header = header_total(told.headers)
+        if in_header is not None:
+            name = in_header[0][7:].split(".")[0]
+            found.append((*in_header, f"{which}'s {name} header said {in_header[1]}"))
     for spec, value, seen in found:
         if _holds_up(spec, value, first, paging, size):
             return Total(spec, value, seen)

@@ -66,7 +66,8 @@ class Paging:
     style: str
     keys: dict[str, Any]
     proof: str
-    size_param: str | None = None  # the parameter of the page size, if the API honours one
+    size_param: str | None = None  # the parameter of the page size, if proven to be honoured
+    size_hints: list[str] = field(default_factory=list)  # names a next link or answer suggests
     fixed_size: int | None = None  # the API's own page size, where it takes no parameter
     strip: set[str] = field(default_factory=set)  # paging parameters to drop from source.url
     answer: Answer | None = None  # the answer that proved it
@@ -143,7 +144,9 @@ class Detector:
 
     async def _offset(self, offset: str, limit: str) -> Paging | None:
         k, ids = self.k, self._first.ids
-        got = await self._ids(self._with({offset: k, limit: k}), f"is it {offset} and {limit}?")
+        answer, got = await self._ask(
+            self._with({offset: k, limit: k}), f"is it {offset} and {limit}?"
+        )
         if got is None:
             return None
         keys = {"style": "offset", "offset_param": offset, "limit_param": limit}
@@ -151,31 +154,31 @@ class Detector:
             proof = (
                 f"?{offset}={k}&{limit}={k} answered records {k + 1}-{2 * k} of the first answer"
             )
-            return Paging("offset", keys, proof, size_param=limit)
+            return Paging("offset", keys, proof, size_param=limit, answer=answer)
         if len(got) > k and got[: len(ids) - k] == ids[k:]:  # the API ignores the limit
             proof = (
                 f"?{offset}={k} answered the first answer's records from {k + 1} on; {limit} "
                 f"is ignored: the API's pages hold {len(ids)}"
             )
-            return Paging("offset", keys, proof, fixed_size=len(ids))
+            return Paging("offset", keys, proof, fixed_size=len(ids), answer=answer)
         return None
 
     async def _page(self, page: str, size: str) -> Paging | None:
         k, ids = self.k, self._first.ids
-        got = await self._ids(self._with({page: 2, size: k}), f"is it {page} and {size}?")
+        answer, got = await self._ask(self._with({page: 2, size: k}), f"is it {page} and {size}?")
         if not got:
             return None
         keys: dict[str, Any] = {"style": "page", "page_param": page, "page_size_param": size}
         asked = f"?{page}=2&{size}={k}"
         if got == ids[k : 2 * k]:
             proof = f"{asked} answered records {k + 1}-{2 * k} of the first answer"
-            return Paging("page", keys, proof, size_param=size)
+            return Paging("page", keys, proof, size_param=size, answer=answer)
         if 3 * k <= len(ids) and got == ids[2 * k : 3 * k]:
             keys["first_page"] = 0
             proof = f"{asked} answered records {2 * k + 1}-{3 * k}: pages count from 0"
-            return Paging("page", keys, proof, size_param=size)
+            return Paging("page", keys, proof, size_param=size, answer=answer)
         if len(got) == len(ids) and not set(got) & set(ids):  # the API's own page size
-            first = await self._ids(self._with({page: 1}), f"does {page} count from 1?")
+            _, first = await self._ask(self._with({page: 1}), f"does {page} count from 1?")
             if first == ids:
                 proof = f"{page}=1 is the first answer and {page}=2 follows it; {size} is ignored"
             elif first and not set(first) & set(ids):
@@ -183,7 +186,7 @@ class Detector:
                 proof = f"{page}=1 and {page}=2 both follow the first answer: pages count from 0"
             else:
                 return None
-            return Paging("page", keys, proof, fixed_size=len(ids))
+            return Paging("page", keys, proof, fixed_size=len(ids), answer=answer)
         return None
 
     async def _range(self) -> Paging | None:
@@ -200,31 +203,33 @@ class Detector:
 
     async def _link(self, target: str, where: str, limits: list[str]) -> Paging | None:
         url = self._first.answer.url.join(URL(target))
-        got = await self._ids(url, "does the next link continue?")
+        answer, got = await self._ask(url, "does the next link continue?")
         if not got or set(got) & set(self._first.ids):
             return None
         keys: dict[str, Any] = {"style": "link", "next_url": where}
         proof = f"the next link ({where}) answered {len(got)} records the first answer had not"
-        return Paging("link", keys, proof, size_param=limits[0] if limits else None)
+        return Paging("link", keys, proof, size_hints=limits, answer=answer)
 
     async def _cursor(
         self, param: str, cursor: tuple[str, str], limits: list[str]
     ) -> Paging | None:
         where, value = cursor
-        got = await self._ids(self._with({param: value}), f"is the cursor sent as {param}?")
+        answer, got = await self._ask(self._with({param: value}), f"is the cursor sent as {param}?")
         if not got or set(got) & set(self._first.ids):
             return None
         keys = {"style": "cursor", "cursor_param": param, "next_cursor": where}
         proof = f"?{param}=<the cursor in {where}> answered {len(got)} new records"
-        return Paging("cursor", keys, proof, size_param=limits[0] if limits else None)
+        return Paging("cursor", keys, proof, size_hints=limits, answer=answer)
 
     # --- helpers ----------------------------------------------------------------------------------
 
     def _with(self, params: Mapping[str, Any]) -> URL:
         return self._url.update_query({k: str(v) for k, v in params.items()})
 
-    async def _ids(self, url: URL, why: str) -> list[Any] | None:
-        return self._ids_of(await self._prober.get(url, why=why))
+    async def _ask(self, url: URL, why: str) -> tuple[Answer, list[Any] | None]:
+        """The answer to `url`, and the identities of its records."""
+        answer = await self._prober.get(url, why=why)
+        return answer, self._ids_of(answer)
 
     def _ids_of(self, answer: Answer) -> list[Any] | None:
         """The identities of an answer's records at the first answer's path; None if none."""

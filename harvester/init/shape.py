@@ -95,13 +95,13 @@ def find_records(body: Any) -> Records | None:
             continue
         name = _last(path).lower()
         rank = RECORD_NAMES.index(name) if name in RECORD_NAMES else len(RECORD_NAMES)
-        # Objects before arrays, a known name before a long list, shallow before deep.
-        found.append((int(_arrays(value)), rank, path.count("."), path, value))
+        # A known name first, objects before arrays, a long list before a short one.
+        found.append((rank, int(_arrays(value)), path.count("."), path, value))
     if not found:
         empty = [path for path, value in _walk(body) if value == []]
         return Records(empty[0], []) if empty else None
     found.sort(key=lambda f: (f[0], f[1], -len(f[4]), f[2]))
-    arrays, _, _, path, records = found[0]
+    _, arrays, _, path, records = found[0]
     return Records(path, records, arrays=bool(arrays))
 
 

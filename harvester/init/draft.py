@@ -143,10 +143,11 @@ def _source(f: Findings) -> Section:
     source.key("url", f.url)
     count = len(f.first.found.records)
     key = f"; each record's key looks to be {f.first.key}" if f.first.key else ""
-    if f.first.found.path:
-        source.key(
-            "records", f.first.found.path, f"the list of records ({count} in the first answer){key}"
-        )
+    path = f.first.found.path if f.paging.records_path is None else f.paging.records_path
+    if f.paging.records_path is not None:
+        source.key("records", path, f"where pages hold the list of records{key}")
+    elif path:
+        source.key("records", path, f"the list of records ({count} in the first answer){key}")
     else:
         source.note(
             f"records: the body itself is the list of records ({count} in the first answer){key}"

@@ -66,7 +66,7 @@ async def _asked_for_more(
     the most a refusal names; else why not."""
     asked, headers = _asking(paging, url, param, ASKED)
     answer = await prober.get(asked, headers=headers, why="how large may pages be?")
-    count = _count(answer, first)
+    count = _count(answer, first, paging)
     if count is not None:
         most = "" if count >= ASKED else ": the most the API sends"
         return min(count, ASKED), answer, f"asked for {ASKED}, got {count}{most}"
@@ -76,7 +76,7 @@ async def _asked_for_more(
         return refusal
     asked, headers = _asking(paging, url, param, smaller)
     again = await prober.get(asked, headers=headers, why="and this many?")
-    if _count(again, first) != smaller:
+    if _count(again, first, paging) != smaller:
         return refusal
     return smaller, again, f"the API refused {ASKED} ({answer.status}) and said {smaller} at most"
 
@@ -103,11 +103,12 @@ def _asking(paging: Paging, url: URL, param: str, size: int) -> tuple[URL, dict[
     return url.update_query(query), {}
 
 
-def _count(answer: Answer, first: First) -> int | None:
+def _count(answer: Answer, first: First, paging: Paging) -> int | None:
     if not answer.ok:
         return None
     found = find_records(answer.body)
-    if found is None or found.path != first.found.path:
+    path = first.found.path if paging.records_path is None else paging.records_path
+    if found is None or found.path != path:
         return None
     return len(found.records)
 
@@ -116,6 +117,6 @@ def _largest_allowed(answer: Answer, default: int) -> int | None:
     """The largest number in a refusal's text between the default page and ASKED (FastAPI's
     422 says `less than or equal to 100`)."""
     text = answer.text or str(answer.body)
-    numbers = [int(n) for n in re.findall(r"(?<![\d.])\d{1,4}(?![\d.])", text)]
-    allowed = [n for n in numbers if default < n < ASKED]
+    numbers = [int(n) for n in re.findall(r"(?<![\d.])\d{1,4}(?!\d|\.\d)", text)]
+    allowed = [n for n in numbers if default < n < ASKED and n != answer.status]
     return max(allowed) if allowed else None

@@ -28,6 +28,7 @@ from harvester.init.shape import (
     header_cursor,
     header_next_url,
     identity,
+    json_headers,
     query_of,
 )
 
@@ -38,7 +39,7 @@ OFFSET_PAIRS = (
 )  # fmt: skip
 PAGE_PAIRS = (
     ("page", "page_size"), ("page", "per_page"), ("page", "size"), ("page", "limit"),
-    ("_page", "_limit"), ("page", "pageSize"), ("pageNumber", "pageSize"),
+    ("_page", "_per_page"), ("_page", "_limit"), ("page", "pageSize"), ("pageNumber", "pageSize"),
 )  # fmt: skip
 CURSOR_PARAMS = ("cursor", "after", "page_token", "pageToken", "next", "starting_after", "token")
 # Requests kept back for the page-size probe and the two-page harvest that verifies the config.
@@ -71,6 +72,7 @@ class Paging:
     fixed_size: int | None = None  # the API's own page size, where it takes no parameter
     strip: set[str] = field(default_factory=set)  # paging parameters to drop from source.url
     answer: Answer | None = None  # the answer that proved it
+    records_path: str | None = None  # where pages hold the records, if not where the first did
 
 
 class Detector:
@@ -93,6 +95,9 @@ class Detector:
             found = await attempt()
             if found is not None:
                 found.strip |= set(query_of(str(self._url))) & self._paging_names(found)
+                paged = None if found.answer is None else find_records(found.answer.body)
+                if paged is not None and paged.path != self._first.found.path:
+                    found.records_path = paged.path  # json-server 1: pages are shaped anew
                 return found
         return None
 
@@ -106,9 +111,10 @@ class Detector:
         link = header_next_url(headers)
         in_body = body_next_url(body)
         next_query = query_of(link or (in_body[1] if in_body else ""))
-        offsets = [n for n in OFFSET_NAMES if n in next_query] + echoed(body, OFFSET_NAMES)
-        pages = [n for n in PAGE_NAMES if n in next_query] + echoed(body, PAGE_NAMES)
-        limits = [n for n in LIMIT_NAMES if n in next_query] + echoed(body, LIMIT_NAMES)
+        told = [body, *json_headers(headers)]  # flask-smorest: X-Pagination: {"page": 1, ...}
+        offsets = [n for n in OFFSET_NAMES if n in next_query] + echoed(told, OFFSET_NAMES)
+        pages = [n for n in PAGE_NAMES if n in next_query] + echoed(told, PAGE_NAMES)
+        limits = [n for n in LIMIT_NAMES if n in next_query] + echoed(told, LIMIT_NAMES)
         out: list[tuple[str, Callable[[], Awaitable[Paging | None]]]] = []
 
         def add(name: str, attempt: Callable[[], Awaitable[Paging | None]]) -> None:
@@ -165,7 +171,9 @@ class Detector:
 
     async def _page(self, page: str, size: str) -> Paging | None:
         k, ids = self.k, self._first.ids
-        answer, got = await self._ask(self._with({page: 2, size: k}), f"is it {page} and {size}?")
+        answer, got = await self._ask(
+            self._with({page: 2, size: k}), f"is it {page} and {size}?", anywhere=True
+        )
         if not got:
             return None
         keys: dict[str, Any] = {"style": "page", "page_param": page, "page_size_param": size}
@@ -178,7 +186,9 @@ class Detector:
             proof = f"{asked} answered records {2 * k + 1}-{3 * k}: pages count from 0"
             return Paging("page", keys, proof, size_param=size, answer=answer)
         if len(got) == len(ids) and not set(got) & set(ids):  # the API's own page size
-            _, first = await self._ask(self._with({page: 1}), f"does {page} count from 1?")
+            _, first = await self._ask(
+                self._with({page: 1}), f"does {page} count from 1?", anywhere=True
+            )
             if first == ids:
                 proof = f"{page}=1 is the first answer and {page}=2 follows it; {size} is ignored"
             elif first and not set(first) & set(ids):
@@ -195,7 +205,7 @@ class Detector:
         unit = "items" if unit in ("none", "bytes") else unit
         ask = {"Range": f"{unit}={k}-{2 * k - 1}"}
         answer = await self._prober.get(self._url, headers=ask, why="a Range header?")
-        if answer.status != 206 or self._ids_of(answer) != ids[k : 2 * k]:
+        if answer.status != 206 or self._ids_of(answer, anywhere=True) != ids[k : 2 * k]:
             return None
         keys = {"style": "range", "range_unit": unit}
         proof = f"Range: {ask['Range']} answered 206 with records {k + 1}-{2 * k}"
@@ -226,17 +236,20 @@ class Detector:
     def _with(self, params: Mapping[str, Any]) -> URL:
         return self._url.update_query({k: str(v) for k, v in params.items()})
 
-    async def _ask(self, url: URL, why: str) -> tuple[Answer, list[Any] | None]:
-        """The answer to `url`, and the identities of its records."""
+    async def _ask(
+        self, url: URL, why: str, *, anywhere: bool = False
+    ) -> tuple[Answer, list[Any] | None]:
+        """The answer to `url`, and the identities of its records (see _ids_of)."""
         answer = await self._prober.get(url, why=why)
-        return answer, self._ids_of(answer)
+        return answer, self._ids_of(answer, anywhere=anywhere)
 
-    def _ids_of(self, answer: Answer) -> list[Any] | None:
-        """The identities of an answer's records at the first answer's path; None if none."""
+    def _ids_of(self, answer: Answer, *, anywhere: bool = False) -> list[Any] | None:
+        """The identities of an answer's records at the first answer's path (`anywhere`: at
+        whatever path it holds them); None if none."""
         if not answer.ok:
             return None
         found = find_records(answer.body)
-        if found is None or found.path != self._first.found.path:
+        if found is None or (found.path != self._first.found.path and not anywhere):
             return None
         return [identity(r, self._first.key) for r in found.records]
 

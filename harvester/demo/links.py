@@ -10,6 +10,7 @@ from .pages import Answer
 from .params import BadParam, id_window, int_param
 from .quirks import empty_page_before
 from .records import EncodedRecords
+from .settings import Carrier
 
 _FILTERS = ("id_from", "id_to", "id_gte", "id_lte")
 # Marks the link an empty page (empty_pages_every) hands on: it leads to the delayed records.
@@ -28,6 +29,7 @@ def link_page(
     records: EncodedRecords,
     inclusive_filters: bool = False,
     empty_pages_every: int | None = None,
+    next_link_in: Carrier = "both",
 ) -> Answer:
     """{"count", "next", "previous", "results"} and a Link header with rel="next", "prev", "first".
 
@@ -37,7 +39,9 @@ def link_page(
     header's are relative. With `cross_host_next`, next (in both) is an absolute URL on that
     base instead. With `loop_at`, the page at offset loop_at points next to the page before it,
     so a naive client loops. With `empty_pages_every`, every K-th page of the chain is empty and
-    its next link (marked past_empty=1) leads to the records it delayed.
+    its next link (marked past_empty=1) leads to the records it delayed. With `next_link_in`
+    the links are only in the body (no Link header) or only in the Link header (the body is
+    {"count", "results"}).
     """
     offset = int_param(query, "offset", 0)
     limit = min(int_param(query, "limit", 100, least=1), max_page_size)
@@ -71,10 +75,14 @@ def link_page(
     header.append(f'<{relative(0)}>; rel="first"')
     start = window.start + min(offset, count)
     stop = window.start + stop_offset
-    body = b'{"count":%d,"next":%b,"previous":%b,"results":%b}' % (
-        count,
-        orjson.dumps(body_next),
-        orjson.dumps(body_previous),
-        records.json_list(start, stop),
-    )
-    return Answer(200, body, {"Link": ", ".join(header)})
+    results = records.json_list(start, stop)
+    if next_link_in == "header":
+        body = b'{"count":%d,"results":%b}' % (count, results)
+    else:
+        body = b'{"count":%d,"next":%b,"previous":%b,"results":%b}' % (
+            count,
+            orjson.dumps(body_next),
+            orjson.dumps(body_previous),
+            results,
+        )
+    return Answer(200, body, {} if next_link_in == "body" else {"Link": ", ".join(header)})

@@ -39,6 +39,7 @@ _FLAGS = {
     "auth.token_url": "--token-url",
     "auth.client_id": "--client-id",
     "auth.scope": "--scope",
+    "auth.token": "--header Authorization",
 }
 
 
@@ -219,10 +220,15 @@ def _probing_document(
     """The config as written so far, ${VAR}s and all: source and auth from the flags."""
     source: dict[str, Any] = {"url": args.url}
     headers = dict(_header(text) for text in args.header)
+    bearer = _bearer(headers)
     if headers:
         source["headers"] = headers
     raw: dict[str, Any] = {"source": source, "output": {"path": "init-probe.jsonl"}}
-    if args.token_url or args.issuer:
+    if bearer is not None:
+        if args.token_url or args.issuer or args.client_id:
+            raise ConfigError("--header Authorization: give either it or the client's flags")
+        raw["auth"] = {"type": "bearer", "token": bearer}
+    elif args.token_url or args.issuer:
         if not args.client_id:
             raise ConfigError("--client-id: needed with --token-url or --issuer")
         variable = args.client_secret_env or DEFAULT_SECRET_VARIABLE
@@ -245,6 +251,16 @@ def _probing_document(
     return raw
 
 
+def _bearer(headers: dict[str, str]) -> str | None:
+    """A static bearer token given as a header, taken out of `headers`: it is auth.token."""
+    for name, value in list(headers.items()):
+        scheme, _, token = value.partition(" ")
+        if name.lower() == "authorization" and scheme.lower() == "bearer" and token.strip():
+            del headers[name]
+            return token.strip()
+    return None
+
+
 def _header(text: str) -> tuple[str, str]:
     name, colon, value = text.partition(":")
     name, value = name.strip(), value.strip()
@@ -262,8 +278,10 @@ def _probing_config(raw: dict[str, Any], environ: Mapping[str, str], secrets: Se
     try:
         config = parse_config(raw, environ=environ, overrides={"concurrency.workers": 1})
     except ConfigError as exc:
-        flag = _FLAGS.get(str(exc.key).split("[")[0].rsplit(".", 1)[0] if exc.key else "")
-        flag = _FLAGS.get(str(exc.key), flag)
+        key = str(exc.key)
+        flag = _FLAGS.get(key)
+        if key.startswith("source.headers."):
+            flag = f"--header {key.removeprefix('source.headers.')}"
         raise ConfigError(f"{flag or exc.key}: {exc.detail}") from None
     secrets.add_configured(config.named_secrets())
     return config
@@ -283,6 +301,8 @@ def _auth(raw: dict[str, Any], args: argparse.Namespace) -> Auth | None:
     auth = raw.get("auth")
     if auth is None:
         return None
+    if auth["type"] == "bearer":
+        return Auth(bearer=auth["token"])
     return Auth(
         token_url=auth["token_url"],
         client_id=auth["client_id"],

@@ -40,13 +40,15 @@ FILL_IN = "FILL_IN"
 
 @dataclass(frozen=True)
 class Auth:
-    """The client credentials as the config will hold them (the secret as ${VAR})."""
+    """The client credentials (or a bearer token) as the config will hold them: every secret
+    as ${VAR}."""
 
-    token_url: str
-    client_id: str
-    secret_variable: str
+    token_url: str = ""
+    client_id: str = ""
+    secret_variable: str = ""
     scope: str | None = None
     issuer: str | None = None  # the token URL came from this issuer's discovery document
+    bearer: str | None = None  # type: bearer, with this token as written (${API_TOKEN})
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,10 @@ def _source(f: Findings) -> Section:
 
 def _auth(auth: Auth) -> Section:
     section = Section("auth")
+    if auth.bearer is not None:
+        section.key("type", "bearer", "given to init as --header 'Authorization: Bearer ...'")
+        section.key("token", auth.bearer, "never logged; export the variable before a run")
+        return section
     section.note("type: client_credentials (the default): init got a token this way")
     via = f"from {auth.issuer}'s discovery document" if auth.issuer else ""
     section.key("token_url", auth.token_url, via)

@@ -367,6 +367,22 @@ async def test_next_link_in_one_place_walks_the_whole_dataset(
     assert walked == (records(0, 1000), 4)
 
 
+async def test_opaque_links_carry_a_token_and_walk_the_whole_dataset(
+    session: aiohttp.ClientSession,
+) -> None:
+    def step(url: str, page: Json, resp: aiohttp.ClientResponse) -> tuple[list[Json], str | None]:
+        for link in filter(None, (page["next"], page["previous"])):
+            assert "after=" in link and "offset=" not in link
+        return page["results"], page["next"]
+
+    async with run_demo(DemoSettings(records=1000, opaque_links=True)) as demo:
+        auth = await token(session, demo)
+        walked = await walk_by(session, f"{demo.url}/link?limit=300", auth, step)
+        status, _, _ = await get_json(session, f"{demo.url}/link?after=bm9wZQ", auth)
+    assert walked == (records(0, 1000), 4)
+    assert status == 400  # a token it did not give
+
+
 def test_the_cli_sets_where_each_family_tells_how_the_data_goes_on() -> None:
     flags = ["--totals-in", "header", "--next-cursor-in", "body", "--next-link-in", "header"]
     settings = settings_from(parse_args(flags))

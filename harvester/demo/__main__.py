@@ -129,6 +129,7 @@ def add_quirk_args(p: argparse.ArgumentParser) -> None:
         "--range-empty-past-end": "/range-items: 206 [] instead of 416 past the end",
         "--range-no-total": "/range-items: '*' for the total in Content-Range",
         "--repeat-last-past-end": "/pages, /stream: past the end, the last page again",
+        "--opaque-links": "/link: links carry an opaque token (?after=) instead of ?offset=",
     }
     for flag, help_text in flags.items():
         p.add_argument(flag, action="store_true", help=help_text)
@@ -188,6 +189,7 @@ def settings_from(args: argparse.Namespace) -> DemoSettings:
         totals_in=args.totals_in,
         next_cursor_in=args.next_cursor_in,
         next_link_in=args.next_link_in,
+        opaque_links=args.opaque_links,
         slow_rate=args.slow_rate,
         slow_seconds=args.slow_seconds,
         cut_rate=args.cut_rate,

@@ -99,6 +99,7 @@ def link(request: web.Request, state: DemoState) -> Answer:
         inclusive_filters=s.inclusive_filters,
         empty_pages_every=s.empty_pages_every,
         next_link_in=s.next_link_in,
+        opaque=s.opaque_links,
     )
 
 

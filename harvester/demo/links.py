@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 
 import orjson
@@ -30,6 +31,7 @@ def link_page(
     inclusive_filters: bool = False,
     empty_pages_every: int | None = None,
     next_link_in: Carrier = "both",
+    opaque: bool = False,
 ) -> Answer:
     """{"count", "next", "previous", "results"} and a Link header with rel="next", "prev", "first".
 
@@ -41,9 +43,9 @@ def link_page(
     so a naive client loops. With `empty_pages_every`, every K-th page of the chain is empty and
     its next link (marked past_empty=1) leads to the records it delayed. With `next_link_in`
     the links are only in the body (no Link header) or only in the Link header (the body is
-    {"count", "results"}).
+    {"count", "results"}). With `opaque`, links carry the offset as a token in `after`.
     """
-    offset = int_param(query, "offset", 0)
+    offset = _opaque_offset(query) if opaque and "after" in query else int_param(query, "offset", 0)
     limit = min(int_param(query, "limit", 100, least=1), max_page_size)
     window = id_window(query, total, by_time=False, inclusive=inclusive_filters)
     count = len(window)
@@ -53,7 +55,8 @@ def link_page(
     carried = "".join(f"&{name}={query[name]}" for name in _FILTERS if name in query)
 
     def relative(at: int, mark: str = "") -> str:
-        return f"{path}?offset={at}&limit={limit}{carried}{mark}"
+        position = f"after={_token(at)}" if opaque else f"offset={at}"
+        return f"{path}?{position}&limit={limit}{carried}{mark}"
 
     next_offset = offset + limit if offset + limit < count else None
     if offset < count and offset == loop_at:
@@ -86,3 +89,19 @@ def link_page(
             results,
         )
     return Answer(200, body, {} if next_link_in == "body" else {"Link": ", ".join(header)})
+
+
+def _token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
+
+
+def _opaque_offset(query: Mapping[str, str]) -> int:
+    text = query["after"]
+    try:
+        decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+    except ValueError:
+        decoded = ""
+    tag, _, number = decoded.partition(":")
+    if tag != "o" or not number.isascii() or not number.isdigit():
+        raise BadParam(f"after: not a token this server gave, got {text!r}")
+    return int(number)

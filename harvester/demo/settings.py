@@ -89,6 +89,9 @@ class DemoSettings:
     totals_in: Carrier = "both"
     next_cursor_in: Carrier = "both"
     next_link_in: Carrier = "both"
+    # opaque_links: /link's links carry the position as an opaque token (?after=...), as Django
+    # REST framework's CursorPagination does, instead of ?offset= a client could compute.
+    opaque_links: bool = False
     # /users and /users/{id}/orders (harvester.demo.users): how many users; each user's orders
     # (0..orders_max, spread, or orders_fixed each); every K-th user answering 404.
     users: int = 1000

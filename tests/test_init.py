@@ -145,8 +145,10 @@ async def test_init_writes_a_config_that_harvests_each_family_exactly(
 
 @pytest.mark.parametrize(
     "limits",
-    [{"storm_at": 2, "storm_seconds": 0.5}, {"rate_limit": 5, "retry_after": 0.3}],
-    ids=["429s from the second data request on", "5 requests a second"],
+    # A storm makes the second data request a 429 whatever the timing; 2 requests a second
+    # (bursts of 2, Retry-After: 1) refuse init's third in a row at --pace 0 most of the time.
+    [{"storm_at": 2, "storm_seconds": 0.5}, {"rate_limit": 2}],
+    ids=["429s from the second data request on", "2 requests a second"],
 )
 async def test_a_429_during_init_is_waited_out(tmp_path: Path, limits: dict[str, Any]) -> None:
     async with run_demo(DemoSettings(records=DATASET, **limits)) as demo:
@@ -231,6 +233,16 @@ async def test_pages_that_cannot_be_proven_write_nothing(tmp_path: Path) -> None
         init = await run_init(f"{url}/items", tmp_path, env=environment())
     assert_refused(init, (1,), "pagination")
     assert len(seen) <= BUDGET
+
+
+async def test_max_requests_is_a_hard_budget(tmp_path: Path) -> None:
+    # Seven requests make the demo's /items config (token, three questions, token and two
+    # pages to verify it): five are too few, and init stops short instead of going over.
+    async with run_demo(DemoSettings(records=DATASET)) as demo:
+        url, flags = f"{demo.url}/items", credentials(demo.url)
+        init = await run_init(url, tmp_path, *flags, "--max-requests", "5", demo=demo)
+    assert_refused(init, (1,))
+    assert init.requests <= 5
 
 
 async def test_check_prints_a_sample_and_the_planned_requests(tmp_path: Path) -> None:

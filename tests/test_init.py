@@ -114,29 +114,59 @@ async def harvest_with(init: Init, name: str) -> bytes:
     return (init.config.parent / f"{name}.jsonl").read_bytes()
 
 
-# Every pagination family of the demo API, each telling the total or the next page one way only.
-FAMILIES: dict[str, tuple[str, dict[str, Any]]] = {
-    "offset, total in the body": ("items", {"totals_in": "body"}),
-    "offset, X-Total-Count": ("items", {"totals_in": "header"}),
-    "Range and Content-Range": ("range-items", {}),
-    "page numbers with a count": ("pages", {}),
-    "cursor in the body": ("cursor", {"next_cursor_in": "body"}),
-    "cursor in X-Next-Cursor": ("cursor", {"next_cursor_in": "header"}),
-    "next link in the body": ("link", {"next_link_in": "body"}),
-    "next link in the Link header": ("link", {"next_link_in": "header"}),
-    "unknown total": ("stream", {}),
-}
+def detected(config: dict[str, Any]) -> dict[str, Any]:
+    """The config's pagination with the defaults init leaves out filled in."""
+    pagination = {"style": "offset", **(config.get("pagination") or {})}
+    totals = {"offset": "body:total", "page": "body:total", "range": "content-range"}
+    pagination.setdefault("total", totals.get(pagination["style"], "unknown"))
+    if pagination["style"] == "link":
+        pagination.setdefault("next_url", "link-header")
+    return pagination
 
 
-@pytest.mark.parametrize(("name", "switches"), FAMILIES.values(), ids=FAMILIES.keys())
+# Every pagination family of the demo API, each telling the total or the next page one way
+# only, and the pagination init must find for it. /link's links carry an opaque token: with
+# ?offset= in them, /link is also plain offset pages, which init would rightly take instead.
+FAMILIES: dict[str, tuple[str, dict[str, Any], dict[str, str]]] = {
+    "offset, total in the body": (
+        "items", {"totals_in": "body"}, {"style": "offset", "total": "body:total"}
+    ),
+    "offset, X-Total-Count": (
+        "items", {"totals_in": "header"}, {"style": "offset", "total": "header:X-Total-Count"}
+    ),
+    "Range and Content-Range": (
+        "range-items", {}, {"style": "range", "total": "content-range"}
+    ),
+    "page numbers with a count": ("pages", {}, {"style": "page"}),
+    "cursor in the body": (
+        "cursor", {"next_cursor_in": "body"}, {"style": "cursor", "next_cursor": "body:next_cursor"}
+    ),
+    "cursor in X-Next-Cursor": (
+        "cursor", {"next_cursor_in": "header"},
+        {"style": "cursor", "next_cursor": "header:X-Next-Cursor"},
+    ),
+    "next link in the body": (
+        "link", {"next_link_in": "body", "opaque_links": True},
+        {"style": "link", "next_url": "body:next"},
+    ),
+    "next link in the Link header": (
+        "link", {"next_link_in": "header", "opaque_links": True},
+        {"style": "link", "next_url": "link-header"},
+    ),
+    "unknown total": ("stream", {}, {"style": "offset", "total": "unknown"}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "switches", "found"), FAMILIES.values(), ids=FAMILIES.keys())
 async def test_init_writes_a_config_that_harvests_each_family_exactly(
-    tmp_path: Path, name: str, switches: dict[str, Any]
+    tmp_path: Path, name: str, switches: dict[str, Any], found: dict[str, str]
 ) -> None:
     async with run_demo(DemoSettings(records=DATASET, **switches)) as demo:
         url = f"{demo.url}/{name}"
         init = await run_init(url, tmp_path, *credentials(demo.url), demo=demo)
         config = assert_written(init)
         assert f"/{name}" in init.result.stderr  # each request shown as it goes
+        assert found.items() <= detected(config).items(), config
         assert config["auth"]["client_secret"] == f"${{{VAR}}}"
         assert config["output"]["path"] == f"{name}.jsonl"
         harvested = await harvest_with(init, name)

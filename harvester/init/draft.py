@@ -104,8 +104,8 @@ def decide_total(first: First, paging: Paging, size: PageSize) -> Total | None:
 
 def _holds_up(spec: str, value: int, first: First, paging: Paging, size: PageSize) -> bool:
     count = len(first.found.records)
-    if value < count or (paging.style in ("link", "cursor") and value <= count):
-        return False  # a next page with records was proven
+    if value < count or (paging.beyond and value <= count):
+        return False  # a page past the first answer's records was seen: there are more
     big = size.answer
     if big is None or not big.ok:
         return True

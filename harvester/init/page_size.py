@@ -9,7 +9,13 @@ from yarl import URL
 
 from harvester.init.paging import First, Paging
 from harvester.init.probe import Answer, Prober
-from harvester.init.shape import find_records
+from harvester.init.shape import (
+    Records,
+    body_total,
+    content_range_total,
+    find_records,
+    header_total,
+)
 
 ASKED = 1000  # a page this big is cheap to hold and few APIs allow more
 GUESSED = ("limit", "page_size", "size", "per_page", "_size", "pageSize")
@@ -68,6 +74,8 @@ async def _asked_for_more(
     answer = await prober.get(asked, headers=headers, why="how large may pages be?")
     count = _count(answer, first, paging)
     if count is not None:
+        if count < ASKED and count == _total_told(answer):  # all there is: no cap seen
+            return ASKED, answer, f"asked for {ASKED}, got all {count} there are"
         most = "" if count >= ASKED else ": the most the API sends"
         return min(count, ASKED), answer, f"asked for {ASKED}, got {count}{most}"
     refusal = f"{param}={ASKED} was answered {answer.status}"
@@ -111,6 +119,13 @@ def _count(answer: Answer, first: First, paging: Paging) -> int | None:
     if found is None or found.path != path:
         return None
     return len(found.records)
+
+
+def _total_told(answer: Answer) -> int | None:
+    """The total an answer tells, wherever it tells it."""
+    found = find_records(answer.body) or Records("", [])
+    told = body_total(answer.body, found) or header_total(answer.headers)
+    return told[1] if told else content_range_total(answer.headers)
 
 
 def _largest_allowed(answer: Answer, default: int) -> int | None:

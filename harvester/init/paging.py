@@ -41,6 +41,9 @@ PAGE_PAIRS = (
     ("page", "page_size"), ("page", "per_page"), ("page", "size"), ("page", "limit"),
     ("_page", "_per_page"), ("_page", "_limit"), ("page", "pageSize"), ("pageNumber", "pageSize"),
 )  # fmt: skip
+# Page-size parameters tried where the API ignored the one asked with (three at most).
+SIZE_NAMES = ("limit", "page_size", "per_page", "size", "pageSize", "_limit", "_per_page")
+_SIZE_TRIES = 3
 CURSOR_PARAMS = ("cursor", "after", "page_token", "pageToken", "next", "starting_after", "token")
 # Requests kept back for the page-size probe and the two-page harvest that verifies the config.
 RESERVED = 5
@@ -73,6 +76,7 @@ class Paging:
     strip: set[str] = field(default_factory=set)  # paging parameters to drop from source.url
     answer: Answer | None = None  # the answer that proved it
     records_path: str | None = None  # where pages hold the records, if not where the first did
+    beyond: bool = False  # the proof saw records past the first answer's: the total is more
 
 
 class Detector:
@@ -162,11 +166,30 @@ class Detector:
             )
             return Paging("offset", keys, proof, size_param=limit, answer=answer)
         if len(got) > k and got[: len(ids) - k] == ids[k:]:  # the API ignores the limit
+            honoured = await self._size_param({offset: k}, limit)
+            if honoured is not None:
+                keys["limit_param"] = honoured
+                proof = f"?{offset}={k}&{honoured}={k} answered records {k + 1}-{2 * k}"
+                return Paging("offset", keys, proof, size_param=honoured, answer=answer)
             proof = (
                 f"?{offset}={k} answered the first answer's records from {k + 1} on; {limit} "
                 f"is ignored: the API's pages hold {len(ids)}"
             )
-            return Paging("offset", keys, proof, fixed_size=len(ids), answer=answer)
+            return Paging("offset", keys, proof, fixed_size=len(ids), answer=answer, beyond=True)
+        return None
+
+    async def _size_param(self, position: Mapping[str, Any], ignored: str) -> str | None:
+        """Where the API ignores `ignored`, the page-size parameter it honours, if one of the
+        usual ones (a few requests at most): `position` must then answer records k+1 to 2k."""
+        k, ids = self.k, self._first.ids
+        for name in [n for n in SIZE_NAMES if n != ignored][:_SIZE_TRIES]:
+            if self._prober.left <= RESERVED:
+                break
+            _, got = await self._ask(
+                self._with({**position, name: k}), f"is the size {name}?", anywhere=True
+            )
+            if got == ids[k : 2 * k]:
+                return name
         return None
 
     async def _page(self, page: str, size: str) -> Paging | None:
@@ -196,7 +219,13 @@ class Detector:
                 proof = f"{page}=1 and {page}=2 both follow the first answer: pages count from 0"
             else:
                 return None
-            return Paging("page", keys, proof, fixed_size=len(ids), answer=answer)
+            second = keys.get("first_page", 1) + 1
+            honoured = await self._size_param({page: second}, size)
+            if honoured is not None:
+                keys["page_size_param"] = honoured
+                proof += f"; ?{page}={second}&{honoured}={k} answered records {k + 1}-{2 * k}"
+                return Paging("page", keys, proof, size_param=honoured, answer=answer)
+            return Paging("page", keys, proof, fixed_size=len(ids), answer=answer, beyond=True)
         return None
 
     async def _range(self) -> Paging | None:
@@ -218,7 +247,7 @@ class Detector:
             return None
         keys: dict[str, Any] = {"style": "link", "next_url": where}
         proof = f"the next link ({where}) answered {len(got)} records the first answer had not"
-        return Paging("link", keys, proof, size_hints=limits, answer=answer)
+        return Paging("link", keys, proof, size_hints=limits, answer=answer, beyond=True)
 
     async def _cursor(
         self, param: str, cursor: tuple[str, str], limits: list[str]
@@ -229,7 +258,7 @@ class Detector:
             return None
         keys = {"style": "cursor", "cursor_param": param, "next_cursor": where}
         proof = f"?{param}=<the cursor in {where}> answered {len(got)} new records"
-        return Paging("cursor", keys, proof, size_hints=limits, answer=answer)
+        return Paging("cursor", keys, proof, size_hints=limits, answer=answer, beyond=True)
 
     # --- helpers ----------------------------------------------------------------------------------
 

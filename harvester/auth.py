@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -40,6 +41,9 @@ from harvester.stats import Stats
 # A refresh_margin longer than half the token's lifetime was meant for longer-lived tokens: kept,
 # it would refresh on nearly every request. Such a margin shrinks to this share of the lifetime.
 _SHORT_TOKEN_MARGIN_SHARE = 0.1
+# The DEBUG line of each token request; harvester init shows these as they come.
+TOKEN_ASKED = "token request to %s"
+log = logging.getLogger("harvester")
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,7 @@ class TokenManager:
     async def _request_token(self, url: str) -> dict[str, Any]:
         form, headers = self._token_request()
         self._stats.token_requests += 1
+        log.debug(TOKEN_ASKED, redact_url(url))
         async with (
             self._throttle.request(counted=False) as ticket,
             self._session.post(

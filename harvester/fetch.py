@@ -109,6 +109,9 @@ def make_tokens(
     )
 
 
+# The DEBUG line of each answered data request; harvester init shows these as they come.
+ANSWERED = "page %d: %s answered %d"
+
 # Each expired or revoked token costs one refresh; more in a row for one page means a loop.
 _MAX_REFRESHES_PER_PAGE = 5
 
@@ -217,7 +220,7 @@ class Fetcher:
             shown_url = redact_url(str(url)) if log.isEnabledFor(logging.DEBUG) else ""
             async with self._redirects.get(request, url, headers) as (response, crossed):
                 self._stats.statuses[response.status] += 1
-                log.debug("page %d: %s answered %d", request.index, shown_url, response.status)
+                log.debug(ANSWERED, request.index, shown_url, response.status)
                 ticket.observe(response.status, response.headers)
                 if crossed and response.status == 401:
                     raise AuthError(

@@ -166,6 +166,8 @@ async def test_init_writes_a_config_that_harvests_each_family_exactly(
         init = await run_init(url, tmp_path, *credentials(demo.url), demo=demo)
         config = assert_written(init)
         assert f"/{name}" in init.result.stderr  # each request shown as it goes
+        shown = re.findall(r"(?m)^\s+\d+\. (?:GET|POST) ", init.result.stderr)
+        assert len(shown) == init.requests, init.result.stderr
         assert found.items() <= detected(config).items(), config
         assert config["auth"]["client_secret"] == f"${{{VAR}}}"
         assert config["output"]["path"] == f"{name}.jsonl"

@@ -24,7 +24,7 @@ from harvester.init.inputs import (
     written_auth,
 )
 from harvester.init.page_size import largest_page
-from harvester.init.paging import Detector, First
+from harvester.init.paging import RESERVED, Detector, First
 from harvester.init.probe import Budget, InitFailed, Prober, refused
 from harvester.init.render import render
 from harvester.init.report import summary
@@ -131,12 +131,7 @@ async def _init(args: argparse.Namespace, secrets: Secrets) -> int:
         detector = Detector(prober, first, url)
         paging = await detector.paging()
         if paging is None:
-            tried = ", ".join(detector.tried) or "nothing (no requests were left)"
-            raise InitFailed(
-                f"could not tell how the pages go: tried {tried}, and no page continued the "
-                "first answer's records. Write pagination (style and its parameters) by hand "
-                "(README: Pagination); nothing was written"
-            )
+            raise _undecided(detector.tried, prober.left, args.max_requests)
         size = await largest_page(prober, first, paging, url)
         if size.param and paging.size_param is None:
             paging.size_param = size.param
@@ -162,11 +157,30 @@ async def _init(args: argparse.Namespace, secrets: Secrets) -> int:
         total=findings.total.value if findings.total else None,
         environ=environ,
         secrets=secrets,
+        say=say,
+        first_number=used,
     )
     findings.requests = used + verified.requests
     write_atomically(target, text.encode())
     print(secrets.mask(summary(findings, verified, target, check=args.check)), flush=True)
     return EXIT_OK
+
+
+def _undecided(tried: list[str], left: int, limit: int) -> InitFailed:
+    """Why no paging was found: none of the candidates held, or the budget ran out first."""
+    if left <= RESERVED:
+        what = f"tried {', '.join(tried)}" if tried else "could try nothing"
+        return InitFailed(
+            f"could not tell how the pages go within --max-requests {limit} ({what}; "
+            f"{RESERVED} requests are kept to verify the config): give init more, e.g. "
+            "--max-requests 20, or write pagination by hand (README: Pagination); nothing was "
+            "written"
+        )
+    return InitFailed(
+        f"could not tell how the pages go: tried {', '.join(tried)}, and no page continued the "
+        "first answer's records. Write pagination (style and its parameters) by hand (README: "
+        "Pagination); nothing was written"
+    )
 
 
 def _writable_target(target: Path, *, force: bool) -> Path:

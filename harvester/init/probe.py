@@ -190,7 +190,7 @@ class Prober:
         if 200 <= status < 300:
             self.latencies.append(seconds)
         for name, value in headers_seen.items():
-            if "ratelimit" in name.lower().replace("-", "") or name.lower() == "retry-after":
+            if "ratelimit" in name.lower().replace("-", ""):  # not a 429's Retry-After
                 self.rate_headers[name] = value
         told = parse_rate_limit(headers_seen)
         if told is not None and told.remaining == 0 and told.reset is not None:

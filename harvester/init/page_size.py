@@ -56,6 +56,9 @@ async def largest_page(prober: Prober, first: First, paging: Paging, url: URL) -
         size, answer, note = found
         if size >= ASKED or size > default or (not guessing and size > 0):
             return PageSize(size, note, param, answer)
+        if size == default and await _honoured_below(prober, first, paging, url, param):
+            note = f"{param} is honoured and the API's largest page is its default, {default}"
+            return PageSize(default, note, param, answer)
         if size == default:  # accepted, and ignored
             tolerated = tolerated or param
     if tolerated is not None:
@@ -74,7 +77,8 @@ async def _asked_for_more(
     answer = await prober.get(asked, headers=headers, why="how large may pages be?")
     count = _count(answer, first, paging)
     if count is not None:
-        if count < ASKED and count == _total_told(answer):  # all there is: no cap seen
+        # All there is (no cap seen); not an empty page, which a filter gives (datasette).
+        if 0 < count < ASKED and count == _total_told(answer):
             return ASKED, answer, f"asked for {ASKED}, got all {count} there are"
         most = "" if count >= ASKED else ": the most the API sends"
         return min(count, ASKED), answer, f"asked for {ASKED}, got {count}{most}"
@@ -87,6 +91,19 @@ async def _asked_for_more(
     if _count(again, first, paging) != smaller:
         return refusal
     return smaller, again, f"the API refused {ASKED} ({answer.status}) and said {smaller} at most"
+
+
+async def _honoured_below(
+    prober: Prober, first: First, paging: Paging, url: URL, param: str
+) -> bool:
+    """Whether `param` asks for fewer records: a cap at the default and a parameter the API
+    ignores answer the same to ASKED (Django REST framework's cursor pages)."""
+    fewer = max(1, min(10, len(first.found.records) // 2))
+    if prober.left <= FOR_VERIFYING + 1:
+        return False
+    asked, headers = _asking(paging, url, param, fewer)
+    answer = await prober.get(asked, headers=headers, why=f"does {param} ask for fewer?")
+    return _count(answer, first, paging) == fewer
 
 
 def _guesses(paging: Paging) -> list[str]:

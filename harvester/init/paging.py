@@ -47,7 +47,7 @@ _SIZE_TRIES = 3
 CURSOR_PARAMS = ("cursor", "after", "page_token", "pageToken", "next", "starting_after", "token")
 # Requests kept back for the page-size probe and the two-page harvest that verifies the config.
 RESERVED = 5
-_PROBE_SIZE = 10  # records per page while proving: small, and unlike any default
+_PROBE_SIZE = 7  # records per page while proving: small, and unlike any default (10, 20, 25)
 
 
 @dataclass(frozen=True)
@@ -143,9 +143,15 @@ class Detector:
                 add(f"cursor {param}", partial(self._cursor, param, cursor, limits))
         if any(name.startswith(("link", "next link", "cursor")) for name, _ in out):
             return out  # the API pages by links or cursors: no guessing at parameters
-        for offset, limit in OFFSET_PAIRS:
+        offset_pairs, page_pairs = list(OFFSET_PAIRS), list(PAGE_PAIRS)
+        if not self._first.found.path:  # a bare list: json-server's _start and _page first
+            offset_pairs.sort(key=lambda pair: not pair[0].startswith("_"))
+            page_pairs.sort(key=lambda pair: not pair[0].startswith("_"))
+            for page, size in page_pairs[:2]:
+                add(f"{page}/{size}", partial(self._page, page, size))
+        for offset, limit in offset_pairs:
             add(f"{offset}/{limit}", partial(self._offset, offset, limit))
-        for page, size in PAGE_PAIRS:
+        for page, size in page_pairs:
             add(f"{page}/{size}", partial(self._page, page, size))
         add("range", self._range)
         return out

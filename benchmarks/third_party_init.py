@@ -244,11 +244,12 @@ def details(outcomes: list[Outcome]) -> str:
             lines.append(f"    error: {o.error}")
         if o.judged and o.harvest == "wrong":
             lines.append(f"    judged: {o.judged}")
-        if o.harvest == "-":
-            answer = o.first_answer
-            lines.append(f"    first answer: {answer.get('request')} -> {answer.get('status')}")
+        answer = o.first_answer
+        if o.harvest == "-" and answer:
+            lines.append(f"    first answer: {answer['request']} -> {answer.get('status')}")
             lines.extend(f"      {k}: {v}" for k, v in answer.get("headers", []))
             lines.append(f"      body: {answer.get('body', '')[:300]}")
+        if o.harvest == "-":
             lines.append("    init printed:")
             lines.extend(f"      {line}" for line in o.init_output.splitlines())
     return "\n".join(lines)

@@ -167,6 +167,7 @@ def check(endpoint: Endpoint, server: Server, base: str, work: Path, args: Any) 
         code = run(argv, work / "init.txt", args.timeout)
         seconds = time.monotonic() - started
         printed = (work / "init.txt").read_text(encoding="utf-8", errors="replace")
+        (work / "proxy-init.json").write_text(json.dumps(proxy.log, indent=1), encoding="utf-8")
         outcome = Outcome(
             server.name,
             endpoint.path,
@@ -187,9 +188,6 @@ def check(endpoint: Endpoint, server: Server, base: str, work: Path, args: Any) 
         argv = [str(HARVESTER_PY), "-m", "harvester", str(config), "--progress", "none"]
         outcome.harvest_exit = run(argv, work / "harvest.txt", args.timeout)
         outcome.harvest_requests = proxy.count("harvest")
-    (work / "proxy-init.json").write_text(
-        json.dumps([e for e in proxy.log if e["phase"] == "init"], indent=1), encoding="utf-8"
-    )
     case = Case(server.name, Style(endpoint.path, endpoint.path, {}), "unknown", 0, 0, None)
     error = last_line(work / "harvest.txt") if outcome.harvest_exit else ""
     result = judge(case, reference, out, outcome.harvest_exit, error)
@@ -198,10 +196,11 @@ def check(endpoint: Endpoint, server: Server, base: str, work: Path, args: Any) 
     )
     outcome.written, outcome.expected, outcome.error = result.written, result.expected, error
     order = "in order" if result.in_order else "out of order"
-    outcome.judged = (
-        f"dup {result.duplicates} miss {result.missing} alt {result.altered} {order}"
-        + (f"; {result.example}" if result.example else "")
-    )
+    counts = f"dup {result.duplicates} miss {result.missing} alt {result.altered} {order}"
+    example = f"; {result.example}" if result.example else ""
+    outcome.judged = f"{counts}{example}"
+    if result.verdict == "LEFT-FILE":  # the invariant: a failure leaves no file at the path
+        outcome.error += f" (and left {out.name} at the output path)"
     return outcome
 
 
@@ -242,7 +241,7 @@ def details(outcomes: list[Outcome]) -> str:
         lines.append(f"\n{o.server} {o.endpoint}: init exit {o.init_exit}, harvest {o.harvest}")
         if o.error:
             lines.append(f"    error: {o.error}")
-        if o.judged and o.harvest == "wrong":
+        if o.harvest == "wrong":
             lines.append(f"    judged: {o.judged}")
         answer = o.first_answer
         if o.harvest == "-" and answer:

@@ -46,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="harvester",
         description="Download a whole dataset from a paginated, OAuth2-protected REST API.",
-        epilog="harvester tune CONFIG: measure the concurrency and rate the API admits "
+        epilog="harvester init URL: write a config for an API from its answers (see harvester "
+        "init --help). harvester tune CONFIG: measure the concurrency and rate the API admits "
         "(see harvester tune --help). harvester schema: the config's JSON Schema, for editors. "
         "Exit codes: 0 done, 1 failed, 2 bad config or usage, "
         "130 interrupted.",
@@ -131,6 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from harvester.tune.command import tune_main  # it builds on this module's parser
 
         return tune_main(arguments[1:])
+    if arguments[:1] == ["init"]:
+        from harvester.init.command import init_main
+
+        return init_main(arguments[1:])
     if arguments[:1] == ["schema"]:
         from harvester.schema_command import schema_main
 

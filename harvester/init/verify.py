@@ -1,0 +1,97 @@
+"""The proof before a config is written: harvest two pages with it, through the real engine,
+and check they are the records the first answer began with."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harvester.config import parse_config
+from harvester.errors import ConfigError, HarvesterError
+from harvester.init.paging import First
+from harvester.init.probe import InitFailed
+from harvester.init.shape import identity
+from harvester.read import decode_json
+from harvester.runner import run
+from harvester.secrets import Secrets
+from harvester.stats import Stats
+from harvester.stop import Stop
+
+
+@dataclass(frozen=True)
+class Verified:
+    records: list[Any]  # the two pages, as harvested
+    requests: int  # the harvest's requests, its token requests included
+    seconds_per_page: float
+
+
+async def verify(
+    text: str,
+    *,
+    folder: Path,
+    first: First,
+    page_size: int,
+    total: int | None,
+    environ: Mapping[str, str],
+    secrets: Secrets,
+) -> Verified:
+    """Harvest two pages with the config `text` (one worker) and check them; InitFailed if not.
+
+    `folder` is where the config will live (its relative paths start there)."""
+    raw = yaml.safe_load(text)
+    with tempfile.TemporaryDirectory(prefix="harvester-init-") as tmp:
+        out = Path(tmp) / "sample.jsonl"
+        overrides = {"output.path": str(out), "concurrency.workers": 1}
+        try:
+            config = parse_config(raw, overrides=overrides, environ=environ, base=folder)
+        except ConfigError as exc:  # a bug of init's: it writes only what it checked
+            raise InitFailed(f"the config init wrote does not load: {exc}") from None
+        stats = Stats()
+        try:
+            await run(
+                config,
+                max_records=2 * page_size,
+                stats=stats,
+                fresh=True,
+                stop=Stop(),
+                secrets=secrets,
+            )
+        except HarvesterError as exc:
+            raise InitFailed(f"harvesting two pages with the new config failed: {exc}") from None
+        records = [decode_json(line) for line in out.read_bytes().splitlines()]
+    _check(records, first, page_size, total)
+    pages = max(1, stats.requests)
+    return Verified(records, stats.requests + stats.token_requests, stats.elapsed / pages)
+
+
+def _check(records: list[Any], first: First, page_size: int, total: int | None) -> None:
+    """The two pages hold the first answer's records, in its order, and as many as promised."""
+    expected = 2 * page_size if total is None else min(2 * page_size, total)
+    if total is not None and len(records) != expected:
+        raise InitFailed(
+            f"two pages of {page_size} with the new config held {len(records)} records, "
+            f"not {expected}: the API's pages are not what init saw"
+        )
+    if not records:
+        raise InitFailed("two pages with the new config held no records")
+    ids = [identity(r, first.key) for r in records]
+    if len(set(ids)) != len(ids):
+        raise InitFailed("two pages with the new config hold a record twice: pages overlap")
+    shared = min(len(ids), len(first.ids))
+    if ids[:shared] != first.ids[:shared]:
+        at = next(i for i in range(shared) if ids[i] != first.ids[i])
+        raise InitFailed(
+            f"two pages with the new config differ from the first answer at record {at + 1}: "
+            "the API does not page the way init concluded"
+        )
+
+
+def planned_requests(total: int | None, page_size: int) -> int | None:
+    """Pages a whole harvest asks for, when the total is known."""
+    return None if total is None else max(1, math.ceil(total / page_size))

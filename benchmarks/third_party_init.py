@@ -174,7 +174,7 @@ def check(endpoint: Endpoint, server: Server, base: str, work: Path, args: Any) 
             code,
             proxy.count("init"),
             round(seconds, 1),
-            init_output="\n".join(printed.strip().splitlines()[-12:]),
+            init_output="\n".join(printed.strip().splitlines()[-25:]),
             first_answer=proxy.log[0] if proxy.log else {},
         )
         if code != 0 or not config.exists():
@@ -247,7 +247,7 @@ def details(outcomes: list[Outcome]) -> str:
         if o.harvest == "-" and answer:
             lines.append(f"    first answer: {answer['request']} -> {answer.get('status')}")
             lines.extend(f"      {k}: {v}" for k, v in answer.get("headers", []))
-            lines.append(f"      body: {answer.get('body', '')[:300]}")
+            lines.append(f"      body: {' '.join(answer.get('body', '').split())[:300]}")
         if o.harvest == "-":
             lines.append("    init printed:")
             lines.extend(f"      {line}" for line in o.init_output.splitlines())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urljoin
 
@@ -12,6 +12,7 @@ import pytest
 
 from harvester.demo import DemoServer, DemoSettings, run_demo
 from harvester.demo.__main__ import parse_args, settings_from
+from harvester.demo.settings import Carrier
 
 from .test_demo import get, get_json, links, records, token
 
@@ -282,5 +283,129 @@ def test_the_cli_sets_the_server_way_switches() -> None:
 
 @pytest.mark.parametrize("changes", [{"empty_pages_every": 1}, {"short_page_at": -1}])
 def test_switches_out_of_range_are_refused(changes: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=next(iter(changes))):
+        DemoSettings(**changes)
+
+
+# totals_in, next_cursor_in, next_link_in: each family's carrier on its own
+
+
+@pytest.mark.parametrize("totals_in", ["both", "body", "header"])
+async def test_totals_in_puts_the_total_in_the_body_the_header_or_both(
+    session: aiohttp.ClientSession, totals_in: Carrier
+) -> None:
+    async with run_demo(DemoSettings(records=1000, totals_in=totals_in)) as demo:
+        auth = await token(session, demo)
+        status, body, resp = await get(session, f"{demo.url}/items?offset=950&limit=100", **auth)
+    page = orjson.loads(body)
+    assert status == 200 and page["items"] == records(950, 1000)
+    assert (page.get("total"), resp.headers.get("X-Total-Count")) == {
+        "both": (1000, "1000"),
+        "body": (1000, None),
+        "header": (None, "1000"),
+    }[totals_in]
+    assert set(page) == {"items", "offset", "limit"} | (
+        {"total"} if totals_in != "header" else set()
+    )
+
+
+Step = Callable[[str, Json, aiohttp.ClientResponse], tuple[list[Json], str | None]]
+
+
+async def walk_by(
+    session: aiohttp.ClientSession, url: str, auth: dict[str, str], step: Step
+) -> tuple[list[Json], int]:
+    """Every record of a walk from `url`, and its page count; `step` reads each answer's
+    records and the URL of the next page (None: the end)."""
+    walked: list[Json] = []
+    next_url: str | None = url
+    pages = 0
+    while next_url is not None and pages < 100:
+        status, page, resp = await get_json(session, next_url, auth)
+        assert status == 200
+        records_, next_url = step(next_url, page, resp)
+        walked += records_
+        pages += 1
+    return walked, pages
+
+
+@pytest.mark.parametrize("next_cursor_in", ["body", "header"])
+async def test_next_cursor_in_one_place_walks_the_whole_dataset(
+    session: aiohttp.ClientSession, next_cursor_in: Carrier
+) -> None:
+    def step(url: str, page: Json, resp: aiohttp.ClientResponse) -> tuple[list[Json], str | None]:
+        if next_cursor_in == "body":
+            assert "X-Next-Cursor" not in resp.headers
+            cursor = page["next_cursor"]
+        else:
+            assert set(page) == {"data"}
+            cursor = resp.headers.get("X-Next-Cursor")
+        return page["data"], None if cursor is None else f"{first}&cursor={cursor}"
+
+    async with run_demo(DemoSettings(records=1000, next_cursor_in=next_cursor_in)) as demo:
+        first = f"{demo.url}/cursor?limit=300"
+        walked = await walk_by(session, first, await token(session, demo), step)
+    assert walked == (records(0, 1000), 4)
+
+
+@pytest.mark.parametrize("next_link_in", ["body", "header"])
+async def test_next_link_in_one_place_walks_the_whole_dataset(
+    session: aiohttp.ClientSession, next_link_in: Carrier
+) -> None:
+    def step(url: str, page: Json, resp: aiohttp.ClientResponse) -> tuple[list[Json], str | None]:
+        assert page["count"] == 1000
+        if next_link_in == "body":
+            assert "Link" not in resp.headers
+            return page["results"], page["next"]
+        assert set(page) == {"count", "results"}
+        rels = links(resp.headers["Link"])
+        return page["results"], urljoin(url, rels["next"]) if "next" in rels else None
+
+    async with run_demo(DemoSettings(records=1000, next_link_in=next_link_in)) as demo:
+        first = f"{demo.url}/link?limit=300"
+        walked = await walk_by(session, first, await token(session, demo), step)
+    assert walked == (records(0, 1000), 4)
+
+
+async def test_opaque_links_carry_a_token_and_walk_the_whole_dataset(
+    session: aiohttp.ClientSession,
+) -> None:
+    def step(url: str, page: Json, resp: aiohttp.ClientResponse) -> tuple[list[Json], str | None]:
+        for link in filter(None, (page["next"], page["previous"])):
+            assert "after=" in link and "offset=" not in link
+        return page["results"], page["next"]
+
+    async with run_demo(DemoSettings(records=1000, opaque_links=True)) as demo:
+        auth = await token(session, demo)
+        walked = await walk_by(session, f"{demo.url}/link?limit=300", auth, step)
+        status, _, _ = await get_json(session, f"{demo.url}/link?after=bm9wZQ", auth)
+    assert walked == (records(0, 1000), 4)
+    assert status == 400  # a token it did not give
+
+
+def test_the_cli_sets_where_each_family_tells_how_the_data_goes_on() -> None:
+    flags = ["--totals-in", "header", "--next-cursor-in", "body", "--next-link-in", "header"]
+    settings = settings_from(parse_args(flags))
+    assert (settings.totals_in, settings.next_cursor_in, settings.next_link_in) == (
+        "header",
+        "body",
+        "header",
+    )
+    default = settings_from(parse_args([]))
+    assert (default.totals_in, default.next_cursor_in, default.next_link_in) == ("both",) * 3
+    with pytest.raises(SystemExit):
+        parse_args(["--totals-in", "footer"])
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"totals_in": "footer"},
+        {"next_cursor_in": ""},
+        {"next_link_in": "Header"},
+        {"totals_in": "body", "json_meta_header": True},
+    ],
+)
+def test_a_carrier_out_of_its_choices_is_refused(changes: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=next(iter(changes))):
         DemoSettings(**changes)

@@ -20,7 +20,8 @@ A parameter out of its domain is 400 invalid_request. With `loop_cursor_at`, the
 `grow_at` with `grow_by`) change /items answers; `scope_refusal_status` picks 400 or 403 for a
 refused scope. Switches for real servers' ways (harvester.demo.quirks): `inclusive_filters`,
 `json_meta_header`, `range_echo`, `range_empty_past_end`, `range_no_total`, `empty_pages_every`,
-`repeat_last_past_end`, `short_page_at`.
+`repeat_last_past_end`, `short_page_at`. `totals_in`, `next_cursor_in` and `next_link_in` put
+/items's total, /cursor's next cursor and /link's next URL only in the body or only in a header.
 Also: POST /oauth2/token, GET /_stats, GET /health.
 """
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import orjson
 
 from .server import run_demo
-from .settings import RATE_LIMIT_HEADERS, DemoSettings
+from .settings import CARRIERS, RATE_LIMIT_HEADERS, DemoSettings
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -75,6 +75,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="/link: next points at this base, e.g. http://127.0.0.2:8765, not the request's host",
     )
     add_quirk_args(p)
+    add_carrier_args(p)
     p.add_argument("--users", type=int, default=d.users, help="/users: how many")
     p.add_argument("--orders-max", type=int, default=d.orders_max, help="orders per user, at most")
     p.add_argument("--orders-fixed", type=int, help="/users/{id}/orders: this many for every user")
@@ -107,6 +108,18 @@ def add_changes_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--changes-updated", type=int, default=d.changes_updated, help="per generation")
 
 
+def add_carrier_args(p: argparse.ArgumentParser) -> None:
+    """Where /items tells its total, /cursor its next cursor and /link its next URL."""
+    d = DemoSettings()
+    carriers = {
+        "--totals-in": (d.totals_in, "/items: the total in the body, in X-Total-Count, or both"),
+        "--next-cursor-in": (d.next_cursor_in, "/cursor: next_cursor, X-Next-Cursor, or both"),
+        "--next-link-in": (d.next_link_in, "/link: next in the body, the Link header, or both"),
+    }
+    for flag, (default, help_text) in carriers.items():
+        p.add_argument(flag, choices=CARRIERS, default=default, help=help_text)
+
+
 def add_quirk_args(p: argparse.ArgumentParser) -> None:
     """Switches for ways of real third-party servers (harvester.demo.quirks)."""
     flags = {
@@ -116,6 +129,7 @@ def add_quirk_args(p: argparse.ArgumentParser) -> None:
         "--range-empty-past-end": "/range-items: 206 [] instead of 416 past the end",
         "--range-no-total": "/range-items: '*' for the total in Content-Range",
         "--repeat-last-past-end": "/pages, /stream: past the end, the last page again",
+        "--opaque-links": "/link: links carry an opaque token (?after=) instead of ?offset=",
     }
     for flag, help_text in flags.items():
         p.add_argument(flag, action="store_true", help=help_text)
@@ -172,6 +186,10 @@ def settings_from(args: argparse.Namespace) -> DemoSettings:
         empty_pages_every=args.empty_pages_every,
         repeat_last_past_end=args.repeat_last_past_end,
         short_page_at=args.short_page_at,
+        totals_in=args.totals_in,
+        next_cursor_in=args.next_cursor_in,
+        next_link_in=args.next_link_in,
+        opaque_links=args.opaque_links,
         slow_rate=args.slow_rate,
         slow_seconds=args.slow_seconds,
         cut_rate=args.cut_rate,

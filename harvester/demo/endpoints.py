@@ -28,6 +28,7 @@ def items(request: web.Request, state: DemoState) -> Answer:
         records=state.records,
         json_meta_header=s.json_meta_header,
         short_page_at=s.short_page_at,
+        totals_in=s.totals_in,
     )
 
 
@@ -80,6 +81,7 @@ def cursor(request: web.Request, state: DemoState) -> Answer:
         records=state.records,
         inclusive_filters=s.inclusive_filters,
         empty_pages_every=s.empty_pages_every,
+        next_cursor_in=s.next_cursor_in,
     )
 
 
@@ -96,6 +98,8 @@ def link(request: web.Request, state: DemoState) -> Answer:
         records=state.records,
         inclusive_filters=s.inclusive_filters,
         empty_pages_every=s.empty_pages_every,
+        next_link_in=s.next_link_in,
+        opaque=s.opaque_links,
     )
 
 

@@ -14,6 +14,7 @@ from .pages import Answer
 from .params import BadParam, id_window, int_param, optional_int
 from .quirks import empty_page_before
 from .records import EncodedRecords
+from .settings import Carrier
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _PAYLOAD = re.compile(rb"(id|past-empty):(-?[0-9]+)")
@@ -59,8 +60,12 @@ def cursor_page(
     records: EncodedRecords,
     inclusive_filters: bool = False,
     empty_pages_every: int | None = None,
+    next_cursor_in: Carrier = "both",
 ) -> Answer:
     """{"data": [...], "next_cursor": "..." or null} and the same cursor in X-Next-Cursor.
+
+    With `next_cursor_in` the cursor is only in the body (no X-Next-Cursor ever) or only in
+    the header (the body is {"data": [...]} alone).
 
     Up to `limit` records (default 100, capped to max_page_size) with id > the `cursor`'s id or
     > `after` (a raw id; not both), inside the id_from/id_to (id_gte/id_lte with
@@ -88,8 +93,11 @@ def cursor_page(
         and empty_page_before(start - window.start, limit, empty_pages_every)
     ):
         stop, next_cursor = start, encode_cursor(start - 1, past_empty=True)
-    body = b'{"data":%b,"next_cursor":%b}' % (
-        records.json_list(start, stop),
-        orjson.dumps(next_cursor),
-    )
-    return Answer(200, body, {} if next_cursor is None else {"X-Next-Cursor": next_cursor})
+    data = records.json_list(start, stop)
+    if next_cursor_in == "header":
+        body = b'{"data":%b}' % data
+    else:
+        body = b'{"data":%b,"next_cursor":%b}' % (data, orjson.dumps(next_cursor))
+    if next_cursor is None or next_cursor_in == "body":
+        return Answer(200, body)
+    return Answer(200, body, {"X-Next-Cursor": next_cursor})

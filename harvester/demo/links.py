@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 
 import orjson
@@ -10,6 +11,7 @@ from .pages import Answer
 from .params import BadParam, id_window, int_param
 from .quirks import empty_page_before
 from .records import EncodedRecords
+from .settings import Carrier
 
 _FILTERS = ("id_from", "id_to", "id_gte", "id_lte")
 # Marks the link an empty page (empty_pages_every) hands on: it leads to the delayed records.
@@ -28,6 +30,8 @@ def link_page(
     records: EncodedRecords,
     inclusive_filters: bool = False,
     empty_pages_every: int | None = None,
+    next_link_in: Carrier = "both",
+    opaque: bool = False,
 ) -> Answer:
     """{"count", "next", "previous", "results"} and a Link header with rel="next", "prev", "first".
 
@@ -37,9 +41,11 @@ def link_page(
     header's are relative. With `cross_host_next`, next (in both) is an absolute URL on that
     base instead. With `loop_at`, the page at offset loop_at points next to the page before it,
     so a naive client loops. With `empty_pages_every`, every K-th page of the chain is empty and
-    its next link (marked past_empty=1) leads to the records it delayed.
+    its next link (marked past_empty=1) leads to the records it delayed. With `next_link_in`
+    the links are only in the body (no Link header) or only in the Link header (the body is
+    {"count", "results"}). With `opaque`, links carry the offset as a token in `after`.
     """
-    offset = int_param(query, "offset", 0)
+    offset = _opaque_offset(query) if opaque and "after" in query else int_param(query, "offset", 0)
     limit = min(int_param(query, "limit", 100, least=1), max_page_size)
     window = id_window(query, total, by_time=False, inclusive=inclusive_filters)
     count = len(window)
@@ -49,7 +55,8 @@ def link_page(
     carried = "".join(f"&{name}={query[name]}" for name in _FILTERS if name in query)
 
     def relative(at: int, mark: str = "") -> str:
-        return f"{path}?offset={at}&limit={limit}{carried}{mark}"
+        position = f"after={_token(at)}" if opaque else f"offset={at}"
+        return f"{path}?{position}&limit={limit}{carried}{mark}"
 
     next_offset = offset + limit if offset + limit < count else None
     if offset < count and offset == loop_at:
@@ -71,10 +78,30 @@ def link_page(
     header.append(f'<{relative(0)}>; rel="first"')
     start = window.start + min(offset, count)
     stop = window.start + stop_offset
-    body = b'{"count":%d,"next":%b,"previous":%b,"results":%b}' % (
-        count,
-        orjson.dumps(body_next),
-        orjson.dumps(body_previous),
-        records.json_list(start, stop),
-    )
-    return Answer(200, body, {"Link": ", ".join(header)})
+    results = records.json_list(start, stop)
+    if next_link_in == "header":
+        body = b'{"count":%d,"results":%b}' % (count, results)
+    else:
+        body = b'{"count":%d,"next":%b,"previous":%b,"results":%b}' % (
+            count,
+            orjson.dumps(body_next),
+            orjson.dumps(body_previous),
+            results,
+        )
+    return Answer(200, body, {} if next_link_in == "body" else {"Link": ", ".join(header)})
+
+
+def _token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
+
+
+def _opaque_offset(query: Mapping[str, str]) -> int:
+    text = query["after"]
+    try:
+        decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+    except ValueError:
+        decoded = ""
+    tag, _, number = decoded.partition(":")
+    if tag != "o" or not number.isascii() or not number.isdigit():
+        raise BadParam(f"after: not a token this server gave, got {text!r}")
+    return int(number)

@@ -15,6 +15,7 @@ import orjson
 from .params import non_negative_int
 from .quirks import last_page_start, meta_header, short_stop
 from .records import EncodedRecords
+from .settings import Carrier
 
 JSON = "application/json"
 _RANGE = re.compile(r"\s*items\s*=\s*(\d+)\s*-\s*(\d*)\s*", re.IGNORECASE)
@@ -40,11 +41,13 @@ def offset_page(
     records: EncodedRecords,
     json_meta_header: bool = False,
     short_page_at: int | None = None,
+    totals_in: Carrier = "both",
 ) -> Answer:
     """{"items": [...], "total", "offset", "limit"} with the limit capped to max_page_size.
 
-    limit=0 is allowed: it answers the total without records, as many real APIs do. With
-    `json_meta_header` the total is only in X-Pagination (no "total", no X-Total-Count); with
+    limit=0 is allowed: it answers the total without records, as many real APIs do. The total
+    is in the body's "total" and in X-Total-Count, or only in one of them (`totals_in`). With
+    `json_meta_header` it is only in X-Pagination (no "total", no X-Total-Count); with
     `short_page_at`, the page starting there holds half the records asked for.
     """
     offset = non_negative_int(query, "offset", 0)
@@ -60,8 +63,11 @@ def offset_page(
     if json_meta_header:
         body = b'{"items":%b,"offset":%d,"limit":%d}' % (items, offset, limit)
         return Answer(200, body, meta_header(total=total, first=offset, size=limit))
-    body = b'{"items":%b,"total":%d,"offset":%d,"limit":%d}' % (items, total, offset, limit)
-    return Answer(200, body, {"X-Total-Count": str(total)})
+    if totals_in == "header":
+        body = b'{"items":%b,"offset":%d,"limit":%d}' % (items, offset, limit)
+    else:
+        body = b'{"items":%b,"total":%d,"offset":%d,"limit":%d}' % (items, total, offset, limit)
+    return Answer(200, body, {} if totals_in == "body" else {"X-Total-Count": str(total)})
 
 
 def stream_page(

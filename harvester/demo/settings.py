@@ -14,6 +14,10 @@ FAULT_KINDS = ("5xx", "drop", "truncate", "429", "401", "slow", "cut", "429_stor
 # The headers that describe the rate limit on data answers; harvester.demo.ratelimit has each.
 RateLimitHeaders = Literal["none", "x", "ietf", "both"]
 RATE_LIMIT_HEADERS: tuple[RateLimitHeaders, ...] = get_args(RateLimitHeaders)
+# Where /items tells the total, /cursor the next cursor and /link the next URL (totals_in,
+# next_cursor_in, next_link_in): the body, a header, or both as by default.
+Carrier = Literal["both", "body", "header"]
+CARRIERS: tuple[Carrier, ...] = get_args(Carrier)
 DEFAULT_CHARSET = "utf-8"
 
 
@@ -78,6 +82,16 @@ class DemoSettings:
     empty_pages_every: int | None = None
     repeat_last_past_end: bool = False
     short_page_at: int | None = None
+    # Where each family tells how the data goes on, so that a client (harvester init) can be shown
+    # to find each on its own. totals_in: /items's total in the body ("total"), in X-Total-Count,
+    # or both. next_cursor_in: /cursor's next cursor in the body (next_cursor), in X-Next-Cursor,
+    # or both. next_link_in: /link's next URL in the body (next, previous) or the Link header.
+    totals_in: Carrier = "both"
+    next_cursor_in: Carrier = "both"
+    next_link_in: Carrier = "both"
+    # opaque_links: /link's links carry the position as an opaque token (?after=...), as Django
+    # REST framework's CursorPagination does, instead of ?offset= a client could compute.
+    opaque_links: bool = False
     # /users and /users/{id}/orders (harvester.demo.users): how many users; each user's orders
     # (0..orders_max, spread, or orders_fixed each); every K-th user answering 404.
     users: int = 1000
@@ -163,6 +177,18 @@ class DemoSettings:
             raise ValueError(
                 f"rate_limit_headers: must be one of {', '.join(RATE_LIMIT_HEADERS)}, "
                 f"got {self.rate_limit_headers!r}"
+            )
+        for name, carrier in (
+            ("totals_in", self.totals_in),
+            ("next_cursor_in", self.next_cursor_in),
+            ("next_link_in", self.next_link_in),
+        ):
+            if carrier not in CARRIERS:
+                raise ValueError(f"{name}: must be one of {', '.join(CARRIERS)}, got {carrier!r}")
+        if self.json_meta_header and self.totals_in != "both":
+            raise ValueError(
+                f"totals_in: json_meta_header already puts the total only in X-Pagination; "
+                f"leave totals_in at both, got {self.totals_in!r}"
             )
         if self.scope_refusal_status not in (400, 403):
             raise ValueError(

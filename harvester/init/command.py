@@ -7,18 +7,22 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from yarl import URL
 
 # The main command's parser and exit codes, so that both commands answer alike.
-from harvester.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, _Parser, _positive_int
-from harvester.config import Config, parse_config
-from harvester.errors import ConfigError, HarvesterError, carries_secret
+from harvester.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, _Parser, _positive_int
+from harvester.errors import ConfigError, HarvesterError
 from harvester.init.discovery import discover_token_url
-from harvester.init.draft import Auth, Findings, decide_total, document, output_name
+from harvester.init.draft import Findings, decide_total, document, output_name
+from harvester.init.inputs import (
+    DEFAULT_SECRET_VARIABLE,
+    probing_config,
+    probing_document,
+    written_auth,
+)
 from harvester.init.page_size import largest_page
 from harvester.init.paging import Detector, First
 from harvester.init.probe import Budget, InitFailed, Prober, refused
@@ -31,15 +35,6 @@ from harvester.secrets import Secrets
 from harvester.state import write_atomically
 
 log = logging.getLogger("harvester")
-DEFAULT_SECRET_VARIABLE = "HARVESTER_CLIENT_SECRET"
-# Where flags end up in the probing config, to name the flag in an error.
-_FLAGS = {
-    "source.url": "URL",
-    "source.headers": "--header",
-    "auth.token_url": "--token-url",
-    "auth.client_id": "--client-id",
-    "auth.scope": "--scope",
-}
 
 
 def _init_parser() -> argparse.ArgumentParser:
@@ -123,12 +118,12 @@ async def _init(args: argparse.Namespace, secrets: Secrets) -> int:
     folder = _writable_target(target, force=args.force)
     say = _say(secrets)
     environ = os.environ
-    raw = _probing_document(args, environ, token_url=args.token_url)
+    raw = probing_document(args, environ, token_url=args.token_url)
     budget = Budget(limit=args.max_requests, pace=args.pace)
     if args.issuer:
         token_url = await discover_token_url(args.issuer, budget=budget, say=say, secrets=secrets)
         raw["auth"]["token_url"] = token_url
-    config = _probing_config(raw, environ, secrets)
+    config = probing_config(raw, environ, secrets)
     url = URL(config.source.url)
     say(f"asking {args.url} (at most {args.max_requests} requests):")
     async with Prober(config, budget=budget, say=say, secrets=secrets) as prober:
@@ -149,7 +144,7 @@ async def _init(args: argparse.Namespace, secrets: Secrets) -> int:
     findings = Findings(
         url=_written_url(args.url, url, paging.strip),
         headers=dict(raw["source"].get("headers", {})),
-        auth=_auth(raw, args),
+        auth=written_auth(raw, args),
         first=first,
         paging=paging,
         size=size,
@@ -213,62 +208,6 @@ async def _first(prober: Prober, url: URL) -> tuple[URL, First]:
     return url, First(answer, found, key_field(found.records))
 
 
-def _probing_document(
-    args: argparse.Namespace, environ: Mapping[str, str], *, token_url: str | None
-) -> dict[str, Any]:
-    """The config as written so far, ${VAR}s and all: source and auth from the flags."""
-    source: dict[str, Any] = {"url": args.url}
-    headers = dict(_header(text) for text in args.header)
-    if headers:
-        source["headers"] = headers
-    raw: dict[str, Any] = {"source": source, "output": {"path": "init-probe.jsonl"}}
-    if args.token_url or args.issuer:
-        if not args.client_id:
-            raise ConfigError("--client-id: needed with --token-url or --issuer")
-        variable = args.client_secret_env or DEFAULT_SECRET_VARIABLE
-        if variable not in environ:
-            raise ConfigError(
-                f"--client-secret-env: the environment variable {variable} is not set: export "
-                "the client secret in it"
-            )
-        raw["auth"] = {
-            "type": "client_credentials",
-            "token_url": token_url or "https://discovered.invalid/token",
-            "client_id": args.client_id,
-            "client_secret": f"${{{variable}}}",
-            **({"scope": args.scope} if args.scope else {}),
-        }
-    elif args.client_id or args.client_secret_env or args.scope:
-        raise ConfigError(
-            "--client-id, --client-secret-env and --scope need --token-url or --issuer"
-        )
-    return raw
-
-
-def _header(text: str) -> tuple[str, str]:
-    name, colon, value = text.partition(":")
-    name, value = name.strip(), value.strip()
-    if not colon or not name:
-        raise ConfigError(f"--header: must be 'Name: value', got {text!r}")
-    if carries_secret(name) and "${" not in value:
-        raise ConfigError(
-            f"--header {name}: its value would be written into the config: pass it as a "
-            f"variable, --header '{name}: ${{API_TOKEN}}', with API_TOKEN exported"
-        )
-    return name, value
-
-
-def _probing_config(raw: dict[str, Any], environ: Mapping[str, str], secrets: Secrets) -> Config:
-    try:
-        config = parse_config(raw, environ=environ, overrides={"concurrency.workers": 1})
-    except ConfigError as exc:
-        flag = _FLAGS.get(str(exc.key).split("[")[0].rsplit(".", 1)[0] if exc.key else "")
-        flag = _FLAGS.get(str(exc.key), flag)
-        raise ConfigError(f"{flag or exc.key}: {exc.detail}") from None
-    secrets.add_configured(config.named_secrets())
-    return config
-
-
 def _written_url(given: str, used: URL, strip: set[str]) -> str:
     """source.url as the user gave it (its ${VAR}s kept), with what init added, less the paging
     parameters harvester now sends itself."""
@@ -277,19 +216,3 @@ def _written_url(given: str, used: URL, strip: set[str]) -> str:
         return given
     query = {k: v for k, v in used.query.items() if k not in strip}
     return str(base.with_query(query)) if query != dict(base.query) else given
-
-
-def _auth(raw: dict[str, Any], args: argparse.Namespace) -> Auth | None:
-    auth = raw.get("auth")
-    if auth is None:
-        return None
-    return Auth(
-        token_url=auth["token_url"],
-        client_id=auth["client_id"],
-        secret_variable=args.client_secret_env or DEFAULT_SECRET_VARIABLE,
-        scope=auth.get("scope"),
-        issuer=args.issuer,
-    )
-
-
-__all__ = ["EXIT_USAGE", "init_main"]

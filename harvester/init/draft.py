@@ -40,13 +40,15 @@ FILL_IN = "FILL_IN"
 
 @dataclass(frozen=True)
 class Auth:
-    """The client credentials as the config will hold them (the secret as ${VAR})."""
+    """The client credentials (or a bearer token) as the config will hold them: every secret
+    as ${VAR}."""
 
-    token_url: str
-    client_id: str
-    secret_variable: str
+    token_url: str = ""
+    client_id: str = ""
+    secret_variable: str = ""
     scope: str | None = None
     issuer: str | None = None  # the token URL came from this issuer's discovery document
+    bearer: str | None = None  # type: bearer, with this token as written (${API_TOKEN})
 
 
 @dataclass(frozen=True)
@@ -82,15 +84,18 @@ def decide_total(first: First, paging: Paging, size: PageSize) -> Total | None:
                 header = ranged.headers["Content-Range"]
                 return Total("content-range", value, f"an answer said Content-Range: {header}")
         return None
-    in_body = body_total(answer.body, first.found)
-    if in_body is not None:
-        found.append((*in_body, f"the first answer said {in_body[0][5:]}: {in_body[1]}"))
-    in_header = header_total(answer.headers)
-    if in_header is not None:
-        name = in_header[0][7:]
-        found.append(
-            (*in_header, f"the first answer sent {name.split('.')[0]} with {in_header[1]}")
-        )
+    # The first answer, then the one that proved the paging (json-server 0.17 tells the total
+    # only when asked for a page).
+    for which, told in (("the first answer", answer), ("the answer to a page", paging.answer)):
+        if told is None or not told.ok:
+            continue
+        in_body = body_total(told.body, find_records(told.body) or Records("", []))
+        if in_body is not None:
+            found.append((*in_body, f"{which} said {in_body[0][5:]}: {in_body[1]}"))
+        in_header = header_total(told.headers)
+        if in_header is not None:
+            name = in_header[0][7:].split(".")[0]
+            found.append((*in_header, f"{which}'s {name} header said {in_header[1]}"))
     for spec, value, seen in found:
         if _holds_up(spec, value, first, paging, size):
             return Total(spec, value, seen)
@@ -99,8 +104,8 @@ def decide_total(first: First, paging: Paging, size: PageSize) -> Total | None:
 
 def _holds_up(spec: str, value: int, first: First, paging: Paging, size: PageSize) -> bool:
     count = len(first.found.records)
-    if value < count or (paging.style in ("link", "cursor") and value <= count):
-        return False  # a next page with records was proven
+    if value < count or (paging.beyond and value <= count):
+        return False  # a page past the first answer's records was seen: there are more
     big = size.answer
     if big is None or not big.ok:
         return True
@@ -140,10 +145,11 @@ def _source(f: Findings) -> Section:
     source.key("url", f.url)
     count = len(f.first.found.records)
     key = f"; each record's key looks to be {f.first.key}" if f.first.key else ""
-    if f.first.found.path:
-        source.key(
-            "records", f.first.found.path, f"the list of records ({count} in the first answer){key}"
-        )
+    path = f.first.found.path if f.paging.records_path is None else f.paging.records_path
+    if f.paging.records_path is not None:
+        source.key("records", path, f"where pages hold the list of records{key}")
+    elif path:
+        source.key("records", path, f"the list of records ({count} in the first answer){key}")
     else:
         source.note(
             f"records: the body itself is the list of records ({count} in the first answer){key}"
@@ -155,6 +161,10 @@ def _source(f: Findings) -> Section:
 
 def _auth(auth: Auth) -> Section:
     section = Section("auth")
+    if auth.bearer is not None:
+        section.key("type", "bearer", "given to init as --header 'Authorization: Bearer ...'")
+        section.key("token", auth.bearer, "never logged; export the variable before a run")
+        return section
     section.note("type: client_credentials (the default): init got a token this way")
     via = f"from {auth.issuer}'s discovery document" if auth.issuer else ""
     section.key("token_url", auth.token_url, via)

@@ -28,6 +28,7 @@ from harvester.init.shape import (
     header_cursor,
     header_next_url,
     identity,
+    json_headers,
     query_of,
 )
 
@@ -38,8 +39,11 @@ OFFSET_PAIRS = (
 )  # fmt: skip
 PAGE_PAIRS = (
     ("page", "page_size"), ("page", "per_page"), ("page", "size"), ("page", "limit"),
-    ("_page", "_limit"), ("page", "pageSize"), ("pageNumber", "pageSize"),
+    ("_page", "_per_page"), ("_page", "_limit"), ("page", "pageSize"), ("pageNumber", "pageSize"),
 )  # fmt: skip
+# Page-size parameters tried where the API ignored the one asked with (three at most).
+SIZE_NAMES = ("limit", "page_size", "per_page", "size", "pageSize", "_limit", "_per_page")
+_SIZE_TRIES = 3
 CURSOR_PARAMS = ("cursor", "after", "page_token", "pageToken", "next", "starting_after", "token")
 # Requests kept back for the page-size probe and the two-page harvest that verifies the config.
 RESERVED = 5
@@ -66,10 +70,13 @@ class Paging:
     style: str
     keys: dict[str, Any]
     proof: str
-    size_param: str | None = None  # the parameter of the page size, if the API honours one
+    size_param: str | None = None  # the parameter of the page size, if proven to be honoured
+    size_hints: list[str] = field(default_factory=list)  # names a next link or answer suggests
     fixed_size: int | None = None  # the API's own page size, where it takes no parameter
     strip: set[str] = field(default_factory=set)  # paging parameters to drop from source.url
     answer: Answer | None = None  # the answer that proved it
+    records_path: str | None = None  # where pages hold the records, if not where the first did
+    beyond: bool = False  # the proof saw records past the first answer's: the total is more
 
 
 class Detector:
@@ -92,6 +99,9 @@ class Detector:
             found = await attempt()
             if found is not None:
                 found.strip |= set(query_of(str(self._url))) & self._paging_names(found)
+                paged = None if found.answer is None else find_records(found.answer.body)
+                if paged is not None and paged.path != self._first.found.path:
+                    found.records_path = paged.path  # json-server 1: pages are shaped anew
                 return found
         return None
 
@@ -105,9 +115,10 @@ class Detector:
         link = header_next_url(headers)
         in_body = body_next_url(body)
         next_query = query_of(link or (in_body[1] if in_body else ""))
-        offsets = [n for n in OFFSET_NAMES if n in next_query] + echoed(body, OFFSET_NAMES)
-        pages = [n for n in PAGE_NAMES if n in next_query] + echoed(body, PAGE_NAMES)
-        limits = [n for n in LIMIT_NAMES if n in next_query] + echoed(body, LIMIT_NAMES)
+        told = [body, *json_headers(headers)]  # flask-smorest: X-Pagination: {"page": 1, ...}
+        offsets = [n for n in OFFSET_NAMES if n in next_query] + echoed(told, OFFSET_NAMES)
+        pages = [n for n in PAGE_NAMES if n in next_query] + echoed(told, PAGE_NAMES)
+        limits = [n for n in LIMIT_NAMES if n in next_query] + echoed(told, LIMIT_NAMES)
         out: list[tuple[str, Callable[[], Awaitable[Paging | None]]]] = []
 
         def add(name: str, attempt: Callable[[], Awaitable[Paging | None]]) -> None:
@@ -143,7 +154,9 @@ class Detector:
 
     async def _offset(self, offset: str, limit: str) -> Paging | None:
         k, ids = self.k, self._first.ids
-        got = await self._ids(self._with({offset: k, limit: k}), f"is it {offset} and {limit}?")
+        answer, got = await self._ask(
+            self._with({offset: k, limit: k}), f"is it {offset} and {limit}?"
+        )
         if got is None:
             return None
         keys = {"style": "offset", "offset_param": offset, "limit_param": limit}
@@ -151,31 +164,54 @@ class Detector:
             proof = (
                 f"?{offset}={k}&{limit}={k} answered records {k + 1}-{2 * k} of the first answer"
             )
-            return Paging("offset", keys, proof, size_param=limit)
+            return Paging("offset", keys, proof, size_param=limit, answer=answer)
         if len(got) > k and got[: len(ids) - k] == ids[k:]:  # the API ignores the limit
+            honoured = await self._size_param({offset: k}, limit)
+            if honoured is not None:
+                keys["limit_param"] = honoured
+                proof = f"?{offset}={k}&{honoured}={k} answered records {k + 1}-{2 * k}"
+                return Paging("offset", keys, proof, size_param=honoured, answer=answer)
             proof = (
                 f"?{offset}={k} answered the first answer's records from {k + 1} on; {limit} "
                 f"is ignored: the API's pages hold {len(ids)}"
             )
-            return Paging("offset", keys, proof, fixed_size=len(ids))
+            return Paging("offset", keys, proof, fixed_size=len(ids), answer=answer, beyond=True)
+        return None
+
+    async def _size_param(self, position: Mapping[str, Any], ignored: str) -> str | None:
+        """Where the API ignores `ignored`, the page-size parameter it honours, if one of the
+        usual ones (a few requests at most): `position` must then answer records k+1 to 2k."""
+        k, ids = self.k, self._first.ids
+        for name in [n for n in SIZE_NAMES if n != ignored][:_SIZE_TRIES]:
+            if self._prober.left <= RESERVED:
+                break
+            _, got = await self._ask(
+                self._with({**position, name: k}), f"is the size {name}?", anywhere=True
+            )
+            if got == ids[k : 2 * k]:
+                return name
         return None
 
     async def _page(self, page: str, size: str) -> Paging | None:
         k, ids = self.k, self._first.ids
-        got = await self._ids(self._with({page: 2, size: k}), f"is it {page} and {size}?")
+        answer, got = await self._ask(
+            self._with({page: 2, size: k}), f"is it {page} and {size}?", anywhere=True
+        )
         if not got:
             return None
         keys: dict[str, Any] = {"style": "page", "page_param": page, "page_size_param": size}
         asked = f"?{page}=2&{size}={k}"
         if got == ids[k : 2 * k]:
             proof = f"{asked} answered records {k + 1}-{2 * k} of the first answer"
-            return Paging("page", keys, proof, size_param=size)
+            return Paging("page", keys, proof, size_param=size, answer=answer)
         if 3 * k <= len(ids) and got == ids[2 * k : 3 * k]:
             keys["first_page"] = 0
             proof = f"{asked} answered records {2 * k + 1}-{3 * k}: pages count from 0"
-            return Paging("page", keys, proof, size_param=size)
+            return Paging("page", keys, proof, size_param=size, answer=answer)
         if len(got) == len(ids) and not set(got) & set(ids):  # the API's own page size
-            first = await self._ids(self._with({page: 1}), f"does {page} count from 1?")
+            _, first = await self._ask(
+                self._with({page: 1}), f"does {page} count from 1?", anywhere=True
+            )
             if first == ids:
                 proof = f"{page}=1 is the first answer and {page}=2 follows it; {size} is ignored"
             elif first and not set(first) & set(ids):
@@ -183,7 +219,13 @@ class Detector:
                 proof = f"{page}=1 and {page}=2 both follow the first answer: pages count from 0"
             else:
                 return None
-            return Paging("page", keys, proof, fixed_size=len(ids))
+            second = keys.get("first_page", 1) + 1
+            honoured = await self._size_param({page: second}, size)
+            if honoured is not None:
+                keys["page_size_param"] = honoured
+                proof += f"; ?{page}={second}&{honoured}={k} answered records {k + 1}-{2 * k}"
+                return Paging("page", keys, proof, size_param=honoured, answer=answer)
+            return Paging("page", keys, proof, fixed_size=len(ids), answer=answer, beyond=True)
         return None
 
     async def _range(self) -> Paging | None:
@@ -192,7 +234,7 @@ class Detector:
         unit = "items" if unit in ("none", "bytes") else unit
         ask = {"Range": f"{unit}={k}-{2 * k - 1}"}
         answer = await self._prober.get(self._url, headers=ask, why="a Range header?")
-        if answer.status != 206 or self._ids_of(answer) != ids[k : 2 * k]:
+        if answer.status != 206 or self._ids_of(answer, anywhere=True) != ids[k : 2 * k]:
             return None
         keys = {"style": "range", "range_unit": unit}
         proof = f"Range: {ask['Range']} answered 206 with records {k + 1}-{2 * k}"
@@ -200,38 +242,43 @@ class Detector:
 
     async def _link(self, target: str, where: str, limits: list[str]) -> Paging | None:
         url = self._first.answer.url.join(URL(target))
-        got = await self._ids(url, "does the next link continue?")
+        answer, got = await self._ask(url, "does the next link continue?")
         if not got or set(got) & set(self._first.ids):
             return None
         keys: dict[str, Any] = {"style": "link", "next_url": where}
         proof = f"the next link ({where}) answered {len(got)} records the first answer had not"
-        return Paging("link", keys, proof, size_param=limits[0] if limits else None)
+        return Paging("link", keys, proof, size_hints=limits, answer=answer, beyond=True)
 
     async def _cursor(
         self, param: str, cursor: tuple[str, str], limits: list[str]
     ) -> Paging | None:
         where, value = cursor
-        got = await self._ids(self._with({param: value}), f"is the cursor sent as {param}?")
+        answer, got = await self._ask(self._with({param: value}), f"is the cursor sent as {param}?")
         if not got or set(got) & set(self._first.ids):
             return None
         keys = {"style": "cursor", "cursor_param": param, "next_cursor": where}
         proof = f"?{param}=<the cursor in {where}> answered {len(got)} new records"
-        return Paging("cursor", keys, proof, size_param=limits[0] if limits else None)
+        return Paging("cursor", keys, proof, size_hints=limits, answer=answer, beyond=True)
 
     # --- helpers ----------------------------------------------------------------------------------
 
     def _with(self, params: Mapping[str, Any]) -> URL:
         return self._url.update_query({k: str(v) for k, v in params.items()})
 
-    async def _ids(self, url: URL, why: str) -> list[Any] | None:
-        return self._ids_of(await self._prober.get(url, why=why))
+    async def _ask(
+        self, url: URL, why: str, *, anywhere: bool = False
+    ) -> tuple[Answer, list[Any] | None]:
+        """The answer to `url`, and the identities of its records (see _ids_of)."""
+        answer = await self._prober.get(url, why=why)
+        return answer, self._ids_of(answer, anywhere=anywhere)
 
-    def _ids_of(self, answer: Answer) -> list[Any] | None:
-        """The identities of an answer's records at the first answer's path; None if none."""
+    def _ids_of(self, answer: Answer, *, anywhere: bool = False) -> list[Any] | None:
+        """The identities of an answer's records at the first answer's path (`anywhere`: at
+        whatever path it holds them); None if none."""
         if not answer.ok:
             return None
         found = find_records(answer.body)
-        if found is None or found.path != self._first.found.path:
+        if found is None or (found.path != self._first.found.path and not anywhere):
             return None
         return [identity(r, self._first.key) for r in found.records]
 

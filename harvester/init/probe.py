@@ -68,6 +68,7 @@ class Budget:
     pace: float
     sent: int = 0
     last: float = field(default=float("-inf"))
+    hold_until: float = field(default=float("-inf"))  # the API said its budget is spent
 
 
 class Prober:
@@ -191,6 +192,9 @@ class Prober:
         for name, value in headers_seen.items():
             if "ratelimit" in name.lower().replace("-", "") or name.lower() == "retry-after":
                 self.rate_headers[name] = value
+        told = parse_rate_limit(headers_seen)
+        if told is not None and told.remaining == 0 and told.reset is not None:
+            self._budget.hold_until = time.monotonic() + min(told.reset, self._max_wait)
         shown = self._shown(url, headers)
         kind = "JSON" if body is not None else "not JSON"
         self._say(
@@ -208,8 +212,11 @@ class Prober:
 
     async def _space(self) -> None:
         """Keep `pace` seconds between requests, and wait for a budget the API says is spent."""
-        gap = self._budget.last + self._budget.pace - time.monotonic()
+        now = time.monotonic()
+        gap = max(self._budget.last + self._budget.pace, self._budget.hold_until) - now
         if gap > 0:
+            if self._budget.hold_until > now:
+                self._say(f"      the API's rate-limit budget is spent: waiting {gap:.1f} s")
             await asyncio.sleep(gap)
 
     def _wait_for(self, answer: Answer, waited: float) -> float:

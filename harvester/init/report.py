@@ -8,6 +8,7 @@ from pathlib import Path
 
 from harvester.init.draft import Findings
 from harvester.init.verify import Verified
+from harvester.rate_headers import parse_rate_limit
 from harvester.read import encode_records
 
 _WORKERS = 16  # concurrency.workers' default, which init leaves in place
@@ -30,7 +31,8 @@ def summary(f: Findings, verified: Verified, target: Path, *, check: bool) -> st
         f"  requests   {f.requests} (init's probing and the two-page harvest)",
     ]
     if f.rate_headers:
-        lines.append("  rate       " + ", ".join(f"{k}: {v}" for k, v in f.rate_headers.items()))
+        shown = list(f.rate_headers.items())[:3]
+        lines.append("  rate       " + ", ".join(f"{k}: {v}" for k, v in shown))
     if check:
         lines += ["", *_sample(verified), *_plan(f, verified)]
     lines += ["", f"next: harvester {target}"]
@@ -55,6 +57,11 @@ def _plan(f: Findings, verified: Verified) -> list[str]:
     per_page = verified.seconds_per_page
     seconds = pages * per_page if chained else pages * per_page / min(_WORKERS, pages)
     how = "one after another" if chained else f"{_WORKERS} workers in parallel"
+    told = parse_rate_limit(f.rate_headers)
+    if told is not None and told.limit and told.window:  # RateLimit-Policy: 50;w=1
+        rate = told.limit / told.window
+        if pages / rate > seconds:
+            seconds, how = pages / rate, f"held to the API's {rate:g} requests/s"
     return [
         f"plan: {pages + tokens:,} requests ({pages:,} pages of {f.size.size}"
         + (" and a token" if tokens else "")

@@ -28,7 +28,7 @@ KEY_NAMES = ("id", "_id", "uuid", "key", "pk", "ID", "Id")
 TOTAL_NAMES = (
     "total", "count", "totalcount", "totalitems", "totalresults", "totalrecords",
     "totalelements", "filteredtablerowscount", "recordstotal", "numresults", "totalhits",
-    "totalsize", "resultcount", "itemcount", "numfound", "found",
+    "totalsize", "resultcount", "itemcount", "numfound", "found", "items",
 )  # fmt: skip
 TOTAL_PAGE_NAMES = ("totalpages", "pages", "pagecount", "numpages", "lastpage", "pagestotal")
 TOTAL_HEADERS = (
@@ -95,13 +95,13 @@ def find_records(body: Any) -> Records | None:
             continue
         name = _last(path).lower()
         rank = RECORD_NAMES.index(name) if name in RECORD_NAMES else len(RECORD_NAMES)
-        # Objects before arrays, a known name before a long list, shallow before deep.
-        found.append((int(_arrays(value)), rank, path.count("."), path, value))
+        # A known name first, objects before arrays, a long list before a short one.
+        found.append((rank, int(_arrays(value)), path.count("."), path, value))
     if not found:
         empty = [path for path, value in _walk(body) if value == []]
         return Records(empty[0], []) if empty else None
     found.sort(key=lambda f: (f[0], f[1], -len(f[4]), f[2]))
-    arrays, _, _, path, records = found[0]
+    _, arrays, _, path, records = found[0]
     return Records(path, records, arrays=bool(arrays))
 
 
@@ -244,13 +244,28 @@ def header_cursor(headers: Mapping[str, str]) -> tuple[str, str] | None:
     return None
 
 
-def echoed(body: Any, names: tuple[str, ...]) -> list[str]:
-    """Which of `names` the body echoes as numbers (LimitOffsetPage's `limit`, `offset`)."""
+def echoed(bodies: list[Any], names: tuple[str, ...]) -> list[str]:
+    """Which of `names` the bodies echo as numbers (LimitOffsetPage's `limit`, `offset`)."""
     found = []
-    for path, value in _walk(body):
-        if _last(path) in names and isinstance(value, int) and not isinstance(value, bool):
-            found.append(_last(path))
+    for body in bodies:
+        for path, value in _walk(body):
+            if _last(path) in names and isinstance(value, int) and not isinstance(value, bool):
+                found.append(_last(path))
     return sorted(set(found), key=names.index)
+
+
+def json_headers(headers: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The headers whose value is a JSON object (X-Pagination: {"total": 9, "page": 1})."""
+    out = []
+    for value in headers.values():
+        if value.lstrip().startswith("{"):
+            try:
+                parsed = orjson.loads(value)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(parsed, dict):
+                out.append(parsed)
+    return out
 
 
 def query_of(url: str) -> dict[str, str]:

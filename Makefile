@@ -93,6 +93,11 @@ third-party: install ## Harvest json-server, FastAPI, DRF, datasette, flask-smor
 	$(PY) benchmarks/third_party.py $(if $(ONLY),--only $(ONLY))
 	$(PY) benchmarks/third_party_formats.py $(if $(ONLY),--only $(ONLY))
 	$(PY) benchmarks/third_party_resources.py
+	$(PY) benchmarks/third_party_init.py $(if $(ONLY),--only $(ONLY)) --json out/third-party-init.json
+
+.PHONY: third-party-init
+third-party-init: install ## harvester init against the third-party servers, then its config harvested (after make third-party)
+	$(PY) benchmarks/third_party_init.py $(if $(ONLY),--only $(ONLY)) --json out/third-party-init.json
 
 .PHONY: third-party-resources
 third-party-resources: install ## Parent -> child and incremental runs against json-server 0.17 (after make third-party)

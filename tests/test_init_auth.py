@@ -21,6 +21,7 @@ from .test_init import (
     VAR,
     assert_refused,
     assert_written,
+    credentials,
     environment,
     harvest_with,
     run_init,
@@ -98,3 +99,15 @@ async def test_a_literal_secret_header_is_refused_and_not_shown(tmp_path: Path) 
 async def test_client_flags_without_a_token_endpoint_are_refused(tmp_path: Path) -> None:
     init = await run_init("http://127.0.0.1:9/items", tmp_path, "--client-id", "demo")
     assert_refused(init, (2,), "--token-url")
+
+
+async def test_a_next_link_to_another_origin_is_not_followed_with_the_token(
+    tmp_path: Path,
+) -> None:
+    settings = DemoSettings(
+        records=DATASET, opaque_links=True, cross_host_next="http://127.0.0.2:9"
+    )
+    async with run_demo(settings) as demo:
+        init = await run_init(f"{demo.url}/link", tmp_path, *credentials(demo.url), demo=demo)
+    assert_refused(init, (1,), "http://127.0.0.2:9", "not followed")
+    assert "127.0.0.2:9/link" not in init.result.stderr  # never asked

@@ -248,6 +248,9 @@ class Detector:
 
     async def _link(self, target: str, where: str, limits: list[str]) -> Paging | None:
         url = self._first.answer.url.join(URL(target))
+        if url.origin() != self._url.origin():  # the token goes to the API's own origin only
+            self.tried.append(f"(a next link to {url.origin()} was not followed)")
+            return None
         answer, got = await self._ask(url, "does the next link continue?")
         if not got or set(got) & set(self._first.ids):
             return None

@@ -117,7 +117,9 @@ def _incremental_lines(outcome: dict[str, Any]) -> list[str]:
     if outcome["file"] is None:
         added = f"nothing new since {outcome['window_start']}: no file added"
     else:
-        added = f"{outcome['file']} ({outcome['new_records']:,} new records or versions)"
+        count = outcome["new_records"]
+        things = "record or version" if count == 1 else "records or versions"
+        added = f"{outcome['file']} ({count:,} new {things})"
     return [
         f"run file     {added}",
         f"state        {outcome['state_bytes']:,} bytes ({outcome['state_versions']:,} versions "

@@ -24,7 +24,7 @@ from harvester.body import BodyRefused, read_body
 from harvester.config import AuthConfig, ConcurrencyConfig
 from harvester.discovery import discovered_token_url
 from harvester.errors import AuthError, excerpt, redact_url
-from harvester.mtls import client_credential_keys
+from harvester.mtls import CERT_WANTED, client_credential_keys, wants_client_cert
 from harvester.ratelimit import Throttle
 from harvester.retry import (
     REDIRECT_STATUSES,
@@ -222,23 +222,24 @@ class TokenManager:
             payload = _json_object(body)
             if response.status != 200:
                 error = _text(payload.get("error")) if payload else None
+                description = _text(payload.get("error_description")) if payload else None
                 raise AuthError(
-                    self._refusal(response.status, error),
+                    self._refusal(response.status, error, description),
                     url=url,
                     status=response.status,
                     error=error,
-                    error_description=_text(payload.get("error_description"))
-                    if payload
-                    else excerpt(body),
+                    error_description=description if payload else excerpt(body),
                 )
             if payload is None:
                 # No excerpt: a token response cut short holds the start of a token.
                 raise InvalidBody("token response is not a JSON object", body="", status=200)
             return payload
 
-    def _refusal(self, status: int, error: str | None) -> str:
+    def _refusal(self, status: int, error: str | None, description: str | None) -> str:
         """Why the token endpoint refused us, naming the config keys to look at."""
         scope = self._config.scope
+        if wants_client_cert(status, error, description):
+            return f"token request refused: {CERT_WANTED}"
         if error == "invalid_client" or (status == 401 and error is None):
             credential = client_credential_keys(self._config)
             return f"token request refused: auth.client_id or {credential} not accepted"

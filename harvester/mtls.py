@@ -1,5 +1,5 @@
 """Mutual TLS at run time: which config keys a refused client credential points at, and a
-handshake the server ended because no client certificate came (RFC 8705, tls.client_cert).
+refusal that says a client certificate is missing or not accepted (RFC 8705, tls.client_cert).
 
 The certificate itself is checked at config load (harvester/config/client_cert.py) and sent by
 the run's one SSLContext (TlsConfig.ssl_context), on token and data requests alike.
@@ -7,15 +7,14 @@ the run's one SSLContext (TlsConfig.ssl_context), on token and data requests ali
 
 from __future__ import annotations
 
-import ssl
-
 from harvester.config import AuthConfig
 
-__all__ = ["client_credential_keys", "missing_client_cert"]
+__all__ = ["CERT_WANTED", "client_credential_keys", "wants_client_cert"]
 
-# What OpenSSL calls the alerts a server sends when it wanted a certificate and got none (TLS 1.3
-# has its own; TLS 1.2 servers send a handshake failure).
-_CERT_ALERTS = ("CERTIFICATE_REQUIRED", "PEER_DID_NOT_RETURN_A_CERTIFICATE")
+CERT_WANTED = (
+    "the server wants a client certificate, and this run sent none it accepts: set "
+    "tls.client_cert and tls.client_key (mutual TLS)"
+)
 
 
 def client_credential_keys(auth: AuthConfig) -> str:
@@ -25,16 +24,8 @@ def client_credential_keys(auth: AuthConfig) -> str:
     return "auth.client_secret"
 
 
-def missing_client_cert(exc: BaseException) -> bool:
-    """Whether `exc` (or what caused it) is the server's alert that it requires a client
-    certificate."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, ssl.SSLError) and any(
-            alert in str(seen.reason or seen).upper() for alert in _CERT_ALERTS
-        ):
-            return True
-        seen = seen.__cause__ or seen.__context__
-        if seen is exc:
-            break
-    return False
+def wants_client_cert(status: int, error: str | None, description: str | None) -> bool:
+    """Whether a refusal says that a client certificate is missing or not accepted: an error
+    or error_description about a certificate, on a 400, 401 or 403."""
+    said = f"{error or ''} {description or ''}".lower()
+    return status in (400, 401, 403) and "certificate" in said

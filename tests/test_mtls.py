@@ -1,0 +1,202 @@
+"""Mutual TLS through the command line against the demo API on https: tls.client_cert and
+tls.client_key on token and data requests alike, auth_method tls_client_auth (RFC 8705), the
+server refusing a run without a certificate, and every bad file failing at config load naming
+its key. No output holds the client secret, the key's password or a line of the key."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harvester.demo import DemoServer, DemoSettings, run_demo
+from harvester.demo.mtls import CertificateFiles, DemoCertificates
+
+from .conftest import (
+    SECRET,
+    CliResult,
+    assert_one_clear_line,
+    expected_bytes,
+    run_cli,
+    write_config_file,
+)
+
+RECORDS = 300
+PASSWORD = "k3y-PASSWORD-77a1"
+ONLY_CERT: dict[str, Any] = {"auth_method": "tls_client_auth", "client_secret": None}
+
+
+@dataclass(frozen=True)
+class Mtls:
+    certificates: DemoCertificates
+    files: CertificateFiles  # under the config's folder, in tls/
+    tls: dict[str, Any]  # the config's tls section, with paths relative to its folder
+
+
+@pytest.fixture
+def mtls(tmp_path: Path) -> Mtls:
+    certificates = DemoCertificates("demo")
+    files = certificates.write(tmp_path / "tls")
+    tls = {
+        "ca_bundle": "tls/ca.pem",
+        "client_cert": "tls/client.pem",
+        "client_key": "tls/client.key",
+    }
+    return Mtls(certificates, files, tls)
+
+
+@contextlib.asynccontextmanager
+async def mtls_demo(mtls: Mtls, **settings: Any) -> AsyncIterator[DemoServer]:
+    """The demo API on https, asking for a client certificate; client secret SECRET."""
+    context = mtls.certificates.server_context()
+    demo_settings = DemoSettings(records=RECORDS, client_secret=SECRET, **settings)
+    async with run_demo(demo_settings, ssl_context=context) as demo:
+        yield demo
+
+
+def assert_no_key_material(result: CliResult, files: CertificateFiles) -> None:
+    """Neither the password nor any line of the key (as written, or as generated) shows."""
+    assert PASSWORD not in result.output and SECRET not in result.output
+    for line in files.key.read_text().splitlines():
+        if not line.startswith("-----"):
+            assert line not in result.output
+
+
+async def test_tls_client_auth_harvests_with_the_certificate_alone(
+    tmp_path: Path, mtls: Mtls
+) -> None:
+    async with mtls_demo(mtls, client_cert_required="both") as demo:
+        config = write_config_file(tmp_path, demo.url, auth=ONLY_CERT, tls=mtls.tls)
+        result = await run_cli(str(config))
+        issued = demo.stats.tokens_issued
+    assert result.code == 0, result.stderr
+    assert (tmp_path / "out.jsonl").read_bytes() == expected_bytes(RECORDS)
+    assert issued == 1
+    assert_no_key_material(result, mtls.files)
+
+
+async def test_mtls_with_client_secret_basic_and_an_encrypted_key(
+    tmp_path: Path, mtls: Mtls
+) -> None:
+    mtls.certificates.write(tmp_path / "tls", key_password=PASSWORD)
+    tls = {**mtls.tls, "client_key_password": "${KEY_PASSWORD}"}
+    env = {"KEY_PASSWORD": PASSWORD, "PATH": "/usr/bin:/bin"}
+    async with mtls_demo(mtls, client_cert_required="both") as demo:
+        config = write_config_file(tmp_path, demo.url, auth={"client_secret": SECRET}, tls=tls)
+        result = await run_cli(str(config), env=env)
+        printed = await run_cli(str(config), "--print-config", env=env)
+    assert result.code == 0, result.stderr
+    assert (tmp_path / "out.jsonl").read_bytes() == expected_bytes(RECORDS)
+    assert "client_key_password: '***'" in printed.stdout
+    for run in (result, printed):
+        assert_no_key_material(run, mtls.files)
+
+
+async def test_a_missing_client_certificate_is_named_when_the_token_endpoint_refuses(
+    tmp_path: Path, mtls: Mtls
+) -> None:
+    async with mtls_demo(mtls, client_cert_required="token") as demo:
+        tls = {"ca_bundle": "tls/ca.pem"}
+        config = write_config_file(tmp_path, demo.url, auth={"client_secret": SECRET}, tls=tls)
+        result = await run_cli(str(config))
+    assert result.code == 1
+    assert_one_clear_line(result, "client certificate", "tls.client_cert", "invalid_client")
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+async def test_a_data_endpoint_refusing_a_run_without_a_certificate_names_tls_client_cert(
+    tmp_path: Path, mtls: Mtls
+) -> None:
+    async with mtls_demo(mtls, client_cert_required="data") as demo:
+        tls = {"ca_bundle": "tls/ca.pem"}
+        config = write_config_file(tmp_path, demo.url, auth={"client_secret": SECRET}, tls=tls)
+        result = await run_cli(str(config))
+    assert result.code == 1
+    assert_one_clear_line(result, "client certificate", "tls.client_cert", "403", "/items")
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+async def test_a_certificate_for_another_client_is_refused_naming_tls_client_cert(
+    tmp_path: Path, mtls: Mtls
+) -> None:
+    other = mtls.certificates.ca.issue_cert("other.clients.invalid", common_name="other")
+    other.cert_chain_pems[0].write_to_path(str(mtls.files.cert))
+    other.private_key_pem.write_to_path(str(mtls.files.key))
+    async with mtls_demo(mtls, client_cert_required="token") as demo:
+        config = write_config_file(tmp_path, demo.url, auth=ONLY_CERT, tls=mtls.tls)
+        result = await run_cli(str(config))
+    assert result.code == 1
+    assert_one_clear_line(result, "tls.client_cert", "does not match client_id")
+    assert_no_key_material(result, mtls.files)
+
+
+# --- bad files, at config load --------------------------------------------------------------
+
+
+def _break(files: CertificateFiles, how: str) -> dict[str, Any]:
+    """Spoil the client certificate files as `how` says; the tls section's changes."""
+    if how == "missing certificate":
+        files.cert.unlink()
+    elif how == "certificate not PEM":
+        files.cert.write_bytes(b"\x30\x82\x01\x0a not a PEM file")
+    elif how == "key not PEM":
+        files.key.write_text("just some text\n")
+    elif how == "key of another certificate":
+        other = DemoCertificates("demo").client
+        other.private_key_pem.write_to_path(str(files.key))
+    elif how == "wrong password":
+        return {"client_key_password": "not-" + PASSWORD}
+    elif how == "password missing":
+        return {"client_key_password": None}
+    elif how == "password for a plain key":
+        return {"client_key_password": PASSWORD}
+    return {}
+
+
+BAD_FILES = {
+    "missing certificate": ("tls.client_cert", "cannot read", 2),
+    "certificate not PEM": ("tls.client_cert", "no PEM certificate", 2),
+    "key not PEM": ("tls.client_key", "no PEM private key", 2),
+    "key of another certificate": ("tls.client_key", "does not belong to the certificate", 2),
+    "wrong password": ("tls.client_key_password", "does not decrypt", 2),
+    "password missing": ("tls.client_key_password", "is required", 2),
+    "password for a plain key": ("tls.client_key_password", "not encrypted", 2),
+}
+
+
+@pytest.mark.parametrize("how", list(BAD_FILES))
+async def test_a_bad_client_certificate_file_fails_at_load_naming_its_key(
+    tmp_path: Path, mtls: Mtls, how: str
+) -> None:
+    encrypted = how in ("wrong password", "password missing")
+    if encrypted:
+        mtls.certificates.write(tmp_path / "tls", key_password=PASSWORD)
+    tls = {**mtls.tls, **({"client_key_password": PASSWORD} if encrypted else {})}
+    tls.update(_break(mtls.files, how))
+    tls = {key: value for key, value in tls.items() if value is not None}
+    config = write_config_file(tmp_path, "https://127.0.0.1:9", auth=ONLY_CERT, tls=tls)
+    result = await run_cli(str(config))
+    key, words, code = BAD_FILES[how]
+    assert result.code == code
+    line = assert_one_clear_line(result, f"{key}: ", words)
+    assert "Traceback" not in result.output
+    if mtls.files.key.exists():
+        assert_no_key_material(result, mtls.files)
+    assert str(tmp_path) in line or how.startswith("password")
+
+
+async def test_tls_client_auth_needs_a_certificate_and_refuses_a_secret(
+    tmp_path: Path, mtls: Mtls
+) -> None:
+    config = write_config_file(tmp_path, "https://127.0.0.1:9", auth=ONLY_CERT)
+    without = await run_cli(str(config))
+    auth = {**ONLY_CERT, "client_secret": SECRET}
+    config = write_config_file(tmp_path, "https://127.0.0.1:9", auth=auth, tls=mtls.tls)
+    with_secret = await run_cli(str(config))
+    assert without.code == with_secret.code == 2
+    assert_one_clear_line(without, "tls.client_cert: is required", "tls_client_auth")
+    assert_one_clear_line(with_secret, "auth.client_secret: is not sent", "tls_client_auth")

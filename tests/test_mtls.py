@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from harvester.config import load_config
 from harvester.demo import DemoServer, DemoSettings, run_demo
 from harvester.demo.mtls import CertificateFiles, DemoCertificates
 
@@ -200,3 +201,20 @@ async def test_tls_client_auth_needs_a_certificate_and_refuses_a_secret(
     assert without.code == with_secret.code == 2
     assert_one_clear_line(without, "tls.client_cert: is required", "tls_client_auth")
     assert_one_clear_line(with_secret, "auth.client_secret: is not sent", "tls_client_auth")
+
+
+def test_the_readme_s_auth_configs_load(tmp_path: Path, mtls: Mtls) -> None:
+    """Each short config of README's auth section loads as written (the files beside it)."""
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    section = text[text.index("Each method in six lines or fewer") : text.index("**Discovery**")]
+    snippets = [block.split("```", 1)[0] for block in section.split("```yaml\n")[1:]]
+    assert len(snippets) == 3 and all(len(s.strip().splitlines()) <= 6 for s in snippets)
+    mtls.certificates.write(tmp_path, key_password=PASSWORD)
+    rest = "source: {url: https://api.example.com/items}\noutput: {path: out.jsonl}\n"
+    env = {"KEY_PASSWORD": PASSWORD, "CLIENT_SECRET": SECRET}
+    for snippet in snippets:
+        (tmp_path / "config.yaml").write_text(snippet + rest)
+        if "tls_client_auth" not in snippet and "client_key_password" not in snippet:
+            mtls.certificates.write(tmp_path)  # the second one's key is not encrypted
+        config = load_config(tmp_path / "config.yaml", environ=env)
+        assert config.auth.type == "client_credentials"

@@ -95,20 +95,24 @@ async def test_an_issuer_that_lists_no_auth_methods_is_tried_with_a_warning(
     assert any(" WARNING " in line and warning in line for line in result.stderr.splitlines())
 
 
-async def test_issuer_and_token_url_together_are_refused(tmp_path: Path) -> None:
-    auth = {"issuer": "https://login.example.com/tenant", "client_secret": SECRET}
+@pytest.mark.parametrize(
+    ("auth", "said"),
+    [
+        ({"issuer": "https://login.example.com/t"}, "auth.issuer: cannot go with auth.token_url"),
+        (
+            {"issuer": "http://login.example.com/t", "token_url": None},
+            "auth.issuer: would send the client secret over plain http",
+        ),
+    ],
+)
+async def test_an_issuer_with_token_url_or_over_plain_http_is_refused(
+    tmp_path: Path, auth: dict[str, Any], said: str
+) -> None:
+    auth = {**auth, "client_secret": SECRET}
     config = write_config_file(tmp_path, "https://api.example.com", auth=auth)
     result = await run_cli(str(config))
     assert result.code == 2
-    assert_one_clear_line(result, "auth.issuer: cannot go with auth.token_url")
-
-
-async def test_an_issuer_over_plain_http_to_another_machine_is_refused(tmp_path: Path) -> None:
-    auth = {"issuer": "http://login.example.com/tenant", "token_url": None}
-    config = write_config_file(tmp_path, "https://api.example.com", auth=auth)
-    result = await run_cli(str(config))
-    assert result.code == 2
-    assert_one_clear_line(result, "auth.issuer: would send the client secret over plain http")
+    assert_one_clear_line(result, said)
 
 
 async def test_discovery_and_tls_client_auth_over_mutual_tls(tmp_path: Path) -> None:

@@ -97,27 +97,19 @@ async def test_mtls_with_client_secret_basic_and_an_encrypted_key(
         assert_no_key_material(run, mtls.files)
 
 
-async def test_a_missing_client_certificate_is_named_when_the_token_endpoint_refuses(
-    tmp_path: Path, mtls: Mtls
+@pytest.mark.parametrize(
+    ("required", "said"),
+    [("token", ("invalid_client", "/oauth2/token")), ("data", ("status 403", "/items"))],
+)
+async def test_a_missing_client_certificate_is_named_when_the_server_refuses(
+    tmp_path: Path, mtls: Mtls, required: str, said: tuple[str, str]
 ) -> None:
-    async with mtls_demo(mtls, client_cert_required="token") as demo:
+    async with mtls_demo(mtls, client_cert_required=required) as demo:
         tls = {"ca_bundle": "tls/ca.pem"}
         config = write_config_file(tmp_path, demo.url, auth={"client_secret": SECRET}, tls=tls)
         result = await run_cli(str(config))
     assert result.code == 1
-    assert_one_clear_line(result, "client certificate", "tls.client_cert", "invalid_client")
-    assert not (tmp_path / "out.jsonl").exists()
-
-
-async def test_a_data_endpoint_refusing_a_run_without_a_certificate_names_tls_client_cert(
-    tmp_path: Path, mtls: Mtls
-) -> None:
-    async with mtls_demo(mtls, client_cert_required="data") as demo:
-        tls = {"ca_bundle": "tls/ca.pem"}
-        config = write_config_file(tmp_path, demo.url, auth={"client_secret": SECRET}, tls=tls)
-        result = await run_cli(str(config))
-    assert result.code == 1
-    assert_one_clear_line(result, "client certificate", "tls.client_cert", "403", "/items")
+    assert_one_clear_line(result, "client certificate", "tls.client_cert", *said)
     assert not (tmp_path / "out.jsonl").exists()
 
 

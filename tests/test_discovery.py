@@ -9,13 +9,23 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aioresponses import aioresponses
 
 from harvester.demo import DemoServer, DemoSettings, run_demo
 from harvester.demo.mtls import DemoCertificates
-from harvester.discovery import discovery_urls
+from harvester.discovery import discovery_urls, token_endpoint
+from harvester.errors import AuthError
 
-from .conftest import SECRET, assert_one_clear_line, expected_bytes, run_cli, write_config_file
+from .conftest import (
+    SECRET,
+    assert_one_clear_line,
+    expected_bytes,
+    no_wait_policy,
+    run_cli,
+    write_config_file,
+)
 
 RECORDS = 200
 
@@ -149,3 +159,30 @@ async def test_discovery_and_tls_client_auth_over_mutual_tls(tmp_path: Path) -> 
 )
 def test_discovery_urls_follow_openid_then_rfc_8414(issuer: str, openid: str, oauth: str) -> None:
     assert [str(url) for url in discovery_urls(issuer)] == [openid, oauth]
+
+
+ISSUER = "https://login.example.com/tenant"
+OPENID = ISSUER + "/.well-known/openid-configuration"
+DOCUMENT = {"token_endpoint": "https://login.example.com/token"}
+
+
+async def test_a_503_from_the_issuer_is_retried_not_taken_for_no_document(
+    mock_http: aioresponses,
+) -> None:
+    mock_http.get(OPENID, status=503)
+    mock_http.get(OPENID, payload=DOCUMENT)
+    warnings: list[str] = []
+    async with aiohttp.ClientSession() as session:
+        url = await token_endpoint(
+            session, ISSUER, "client_secret_basic", policy=no_wait_policy(), warn=warnings.append
+        )
+    assert url == DOCUMENT["token_endpoint"]
+    assert len(warnings) == 1 and "token_endpoint_auth_methods_supported" in warnings[0]
+
+
+async def test_an_issuer_that_stays_down_fails_as_an_outage(mock_http: aioresponses) -> None:
+    mock_http.get(OPENID, status=503, repeat=True)
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(AuthError, match="could not be read") as caught:
+            await token_endpoint(session, ISSUER, "client_secret_basic", policy=no_wait_policy())
+    assert caught.value.url == OPENID and caught.value.status == 503

@@ -7,7 +7,11 @@ the run's one SSLContext (TlsConfig.ssl_context), on token and data requests ali
 
 from __future__ import annotations
 
+import re
+
 from harvester.config import AuthConfig
+
+_ABOUT_CLIENT_CERT = re.compile(r"client[ _-]?cert|required ssl certificate", re.IGNORECASE)
 
 __all__ = ["CERT_WANTED", "client_credential_keys", "wants_client_cert"]
 
@@ -25,7 +29,8 @@ def client_credential_keys(auth: AuthConfig) -> str:
 
 
 def wants_client_cert(status: int, error: str | None, description: str | None) -> bool:
-    """Whether a refusal says that a client certificate is missing or not accepted: an error
-    or error_description about a certificate, on a 400, 401 or 403."""
-    said = f"{error or ''} {description or ''}".lower()
-    return status in (400, 401, 403) and "certificate" in said
+    """Whether a refusal (400, 401, 403) says that a client certificate is missing or not
+    accepted: "client certificate", "client_cert...", or nginx's "No required SSL certificate
+    was sent"; a mere "certificate" may be the API's own business."""
+    said = f"{error or ''} {description or ''}"
+    return status in (400, 401, 403) and _ABOUT_CLIENT_CERT.search(said) is not None

@@ -16,6 +16,7 @@ import pytest
 from harvester.config import load_config
 from harvester.demo import DemoServer, DemoSettings, run_demo
 from harvester.demo.mtls import CertificateFiles, DemoCertificates
+from harvester.mtls import wants_client_cert
 
 from .conftest import (
     SECRET,
@@ -210,3 +211,19 @@ def test_the_readme_s_auth_configs_load(tmp_path: Path, mtls: Mtls) -> None:
             mtls.certificates.write(tmp_path)  # the second one's key is not encrypted
         config = load_config(tmp_path / "config.yaml", environ=env)
         assert config.auth.type == "client_credentials"
+
+
+@pytest.mark.parametrize(
+    ("status", "said", "wanted"),
+    [
+        (401, "client certificate required", True),
+        (403, '{"error": "client_certificate_required"}', True),
+        (400, "<h1>400 Bad Request</h1> No required SSL certificate was sent", True),
+        (403, "you may not read the certificate inventory", False),  # the API's own business
+        (404, "client certificate required", False),
+    ],
+)
+def test_which_refusals_are_about_a_client_certificate(
+    status: int, said: str, wanted: bool
+) -> None:
+    assert wants_client_cert(status, None, said) is wanted

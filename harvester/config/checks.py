@@ -12,7 +12,7 @@ import yarl
 
 from harvester.config.client_cert import check_client_cert
 from harvester.config.incremental import check_incremental
-from harvester.config.issuer import check_issuer, check_tls_client_auth
+from harvester.config.issuer import check_issuer, check_tls_client_auth, required_auth_keys
 from harvester.config.masking import Secret
 from harvester.config.output import resolve_format
 from harvester.config.schema import (
@@ -87,11 +87,8 @@ def _check_url(url: str, key: str) -> None:
 def _check_auth(auth: AuthConfig) -> None:
     check_issuer(auth)  # before token_url, which issuer may stand in for
     if auth.type == "client_credentials":
-        secret = () if auth.auth_method == "tls_client_auth" else ("client_secret",)
-        for name in ("token_url", "client_id", *secret):
+        for name in required_auth_keys(auth):
             value = getattr(auth, name)
-            if name == "token_url" and auth.issuer is not None:
-                continue
             if value is None or str(value.reveal() if isinstance(value, Secret) else value) == "":
                 raise ConfigError(
                     "is required when auth.type is client_credentials", key=f"auth.{name}"

@@ -8,7 +8,14 @@ from urllib.parse import urlsplit
 from harvester.config.schema import AuthConfig, Config
 from harvester.errors import ConfigError
 
-__all__ = ["check_issuer", "check_tls_client_auth"]
+__all__ = ["check_issuer", "check_tls_client_auth", "required_auth_keys"]
+
+
+def required_auth_keys(auth: AuthConfig) -> list[str]:
+    """The auth keys client_credentials cannot go without: issuer stands in for token_url, and
+    tls_client_auth needs no client_secret (the certificate authenticates)."""
+    names = ["client_id"] if auth.issuer is not None else ["token_url", "client_id"]
+    return names if auth.auth_method == "tls_client_auth" else [*names, "client_secret"]
 
 
 def check_issuer(auth: AuthConfig) -> None:

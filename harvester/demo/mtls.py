@@ -90,8 +90,7 @@ class DemoCertificates:
         self.ca.cert_pem.write_to_path(str(files.ca))
         files.cert.write_bytes(b"".join(pem.bytes() for pem in self.client.cert_chain_pems))
         files.key.write_bytes(encrypted_key(self.client.private_key_pem.bytes(), key_password))
-        for path in (files.key,):
-            path.chmod(0o600)
+        files.key.chmod(0o600)
         return files
 
 

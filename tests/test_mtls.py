@@ -15,6 +15,7 @@ import pytest
 
 from harvester.config import load_config
 from harvester.demo import DemoServer, DemoSettings, run_demo
+from harvester.demo.launch import demo_process
 from harvester.demo.mtls import CertificateFiles, DemoCertificates
 from harvester.mtls import wants_client_cert
 
@@ -227,3 +228,16 @@ def test_which_refusals_are_about_a_client_certificate(
     status: int, said: str, wanted: bool
 ) -> None:
     assert wants_client_cert(status, None, said) is wanted
+
+
+async def test_the_demo_process_serves_https_and_writes_the_client_s_files(tmp_path: Path) -> None:
+    options = ["--port", "0", "--records", str(RECORDS), "--quiet", "--issuer-path", "/tenant"]
+    options += ["--https", str(tmp_path / "tls"), "--client-cert-required", "both"]
+    with demo_process(options) as url:
+        assert url.startswith("https://127.0.0.1:")
+        auth = {**ONLY_CERT, "token_url": None, "issuer": f"{url}/tenant"}
+        tls = {"ca_bundle": "tls/ca.pem", "client_cert": "tls/client.pem"}
+        tls["client_key"] = "tls/client.key"
+        result = await run_cli(str(write_config_file(tmp_path, url, auth=auth, tls=tls)))
+    assert result.code == 0, result.stderr
+    assert (tmp_path / "out.jsonl").read_bytes() == expected_bytes(RECORDS)

@@ -22,7 +22,9 @@ import orjson
 
 from harvester.body import BodyRefused, read_body
 from harvester.config import AuthConfig, ConcurrencyConfig
+from harvester.discovery import discovered_token_url
 from harvester.errors import AuthError, excerpt, redact_url
+from harvester.mtls import CERT_WANTED, client_credential_keys, wants_client_cert
 from harvester.ratelimit import Throttle
 from harvester.retry import (
     REDIRECT_STATUSES,
@@ -96,6 +98,7 @@ class TokenManager:
         # refreshing, because the previous holder has most likely just refreshed.
         self._lock = asyncio.Lock()
         self._token: Token | None = None
+        self._token_url: str | None = None  # auth.issuer's token endpoint, once discovered
         self._generation = 0
         self._accepted = 0  # the newest generation the API has answered with a success
         if config.type == "bearer" and config.token is not None:
@@ -156,8 +159,7 @@ class TokenManager:
         return token.refresh_at is not None and self._clock() >= token.refresh_at
 
     async def _refresh(self) -> Token:
-        assert self._config.token_url is not None
-        url = self._config.token_url
+        url = self._config.token_url or await self._discovered_token_url()
 
         def count_retry(exc: BaseException, wait: float) -> None:
             self._stats.count_retry(f"token_{retry_cause(exc)}")
@@ -177,6 +179,15 @@ class TokenManager:
                 status=answered_status(exc),
             ) from exc
         return self._accept(payload, url)
+
+    async def _discovered_token_url(self) -> str:
+        """auth.issuer's token endpoint, asked once (under the lock, as every refresh is)."""
+        if self._token_url is None:
+            assert self._config.issuer is not None
+            self._token_url = await discovered_token_url(
+                self._config, self._session, self._policy, self._stats
+            )
+        return self._token_url
 
     async def _request_token(self, url: str) -> dict[str, Any]:
         form, headers = self._token_request()
@@ -211,36 +222,42 @@ class TokenManager:
             payload = _json_object(body)
             if response.status != 200:
                 error = _text(payload.get("error")) if payload else None
+                description = _text(payload.get("error_description")) if payload else None
                 raise AuthError(
-                    self._refusal(response.status, error),
+                    self._refusal(response.status, error, description),
                     url=url,
                     status=response.status,
                     error=error,
-                    error_description=_text(payload.get("error_description"))
-                    if payload
-                    else excerpt(body),
+                    error_description=description if payload else excerpt(body),
                 )
             if payload is None:
                 # No excerpt: a token response cut short holds the start of a token.
                 raise InvalidBody("token response is not a JSON object", body="", status=200)
             return payload
 
-    def _refusal(self, status: int, error: str | None) -> str:
+    def _refusal(self, status: int, error: str | None, description: str | None) -> str:
         """Why the token endpoint refused us, naming the config keys to look at."""
         scope = self._config.scope
+        if wants_client_cert(status, error, description):
+            return f"token request refused: {CERT_WANTED}"
         if error == "invalid_client" or (status == 401 and error is None):
-            return "token request refused: auth.client_id or auth.client_secret not accepted"
+            credential = client_credential_keys(self._config)
+            return f"token request refused: auth.client_id or {credential} not accepted"
         if scope and (error == "invalid_scope" or status == 403):
             return f"token request refused: auth.scope {scope!r} not granted"
         return "token request refused"
 
     def _token_request(self) -> tuple[dict[str, str], dict[str, str]]:
         config = self._config
-        assert config.client_id is not None and config.client_secret is not None
+        assert config.client_id is not None
         form = {"grant_type": "client_credentials", **config.extra_params}
         if config.scope:
             form["scope"] = config.scope
         headers = {"Accept": "application/json"}
+        if config.auth_method == "tls_client_auth":  # RFC 8705 2: the certificate authenticates
+            form["client_id"] = config.client_id
+            return form, headers
+        assert config.client_secret is not None
         if config.auth_method == "client_secret_basic":
             # RFC 6749 section 2.3.1: form-encode id and secret before joining them for Basic.
             pair = f"{quote_plus(config.client_id)}:{quote_plus(config.client_secret.reveal())}"

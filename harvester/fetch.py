@@ -14,6 +14,7 @@ from harvester.config import Config
 from harvester.errors import AuthError, PageFetchError, carries_secret, excerpt, redact_url
 from harvester.give_up import give_up
 from harvester.hosts import CheckingResolver, HostPolicy
+from harvester.mtls import CERT_WANTED, wants_client_cert
 from harvester.page_reader import Fetched, PageReader
 from harvester.pagination import PageRequest, Planner
 from harvester.ratelimit import Throttle
@@ -41,7 +42,7 @@ def open_session(config: Config, *, also: Sequence[str] = ()) -> aiohttp.ClientS
     hosts = HostPolicy(
         config.source.url,
         allow_private=config.source.allow_private_hosts,
-        trusted=[*also, *([config.auth.token_url] if config.auth.token_url else [])],
+        trusted=[*also, *(url for url in (config.auth.token_url, config.auth.issuer) if url)],
     )
     connector = aiohttp.TCPConnector(
         limit=config.concurrency.workers + 1,
@@ -267,12 +268,14 @@ class Fetcher:
         if status in self._policy.config.statuses:
             raise refused(status, response.headers, self._tokens.scrub(body))
         if not 200 <= status < 300:
+            shown = excerpt(self._tokens.scrub(body))
+            wanted = wants_client_cert(status, None, shown)  # mutual TLS: say which keys
             raise PageFetchError(
-                "unexpected status",
+                CERT_WANTED if wanted else "unexpected status",
                 page=request.index,
                 url=str(url),
                 status=status,
-                body=excerpt(self._tokens.scrub(body)),
+                body=shown,
             )
         # After a redirect, a relative next link is relative to where the answer came from.
         return self._reader.parse(planner, request, response.url, status, response.headers, body)

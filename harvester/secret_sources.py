@@ -26,7 +26,11 @@ def config_secrets(config: Config) -> dict[str, str]:
     auth, source = config.auth, config.source
     found = {
         key: secret.reveal()
-        for key, secret in (("auth.client_secret", auth.client_secret), ("auth.token", auth.token))
+        for key, secret in (
+            ("auth.client_secret", auth.client_secret),
+            ("auth.token", auth.token),
+            ("tls.client_key_password", config.tls.client_key_password),
+        )
         if secret is not None
     }
     sections = (

@@ -72,7 +72,9 @@ async def test_print_config_shows_the_resolved_config_with_secrets_masked(
     assert shown["auth"]["client_secret"] == "***"
     assert shown["concurrency"]["workers"] == 3 and shown["output"]["path"] == "x.jsonl"
     assert shown["retry"]["max_retry_after"] == 600.0  # defaults filled in
-    assert shown["tls"] == {"verify": True, "ca_bundle": None}
+    assert shown["tls"] == {"verify": True, "ca_bundle": None} | {
+        key: None for key in ("client_cert", "client_key", "client_key_password")
+    }
     assert demo.stats.token_requests == demo.stats.data_requests == 0  # nothing was sent
     assert not (tmp_path / "x.jsonl").exists()
 

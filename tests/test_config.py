@@ -599,7 +599,9 @@ def test_masked_shows_every_secret_as_stars_and_the_rest_as_is() -> None:
     assert (masked["auth"]["client_id"], masked["auth"]["scope"]) == ("demo", "read")
     assert masked["concurrency"]["workers"] == 3  # overrides and defaults are in
     assert masked["retry"]["statuses"] == [408, 429, 500, 502, 503, 504]
-    assert masked["tls"] == {"verify": True, "ca_bundle": None}
+    assert masked["tls"] == {"verify": True, "ca_bundle": None} | {
+        key: None for key in ("client_cert", "client_key", "client_key_password")
+    }
     assert list(masked) == [f.name for f in dataclasses.fields(Config)]
 
 

@@ -10,7 +10,9 @@ from urllib.parse import urlsplit
 
 import yarl
 
+from harvester.config.client_cert import check_client_cert
 from harvester.config.incremental import check_incremental
+from harvester.config.issuer import check_issuer, check_tls_client_auth, required_auth_keys
 from harvester.config.masking import Secret
 from harvester.config.output import resolve_format
 from harvester.config.schema import (
@@ -32,6 +34,7 @@ def _check(config: Config) -> Config:
     _check_auth(config.auth)
     _check_plain_http(config)
     _check_tls(config.tls)
+    check_tls_client_auth(config)
     pagination = _check_pagination(config.pagination)
     _positive("source.timeout", config.source.timeout)
     _positive("source.connect_timeout", config.source.connect_timeout)
@@ -82,15 +85,17 @@ def _check_url(url: str, key: str) -> None:
 
 
 def _check_auth(auth: AuthConfig) -> None:
+    check_issuer(auth)  # before token_url, which issuer may stand in for
     if auth.type == "client_credentials":
-        for name in ("token_url", "client_id", "client_secret"):
+        for name in required_auth_keys(auth):
             value = getattr(auth, name)
             if value is None or str(value.reveal() if isinstance(value, Secret) else value) == "":
                 raise ConfigError(
                     "is required when auth.type is client_credentials", key=f"auth.{name}"
                 )
-        assert auth.token_url is not None
-        _check_url(auth.token_url, "auth.token_url")
+        for name, url in (("token_url", auth.token_url), ("issuer", auth.issuer)):
+            if url is not None:
+                _check_url(url, f"auth.{name}")
     elif auth.type == "bearer" and (auth.token is None or not auth.token.reveal()):
         raise ConfigError("is required when auth.type is bearer", key="auth.token")
     if auth.refresh_margin < 0:
@@ -111,6 +116,7 @@ def _check_plain_http(config: Config) -> None:
 
 
 def _check_tls(tls: TlsConfig) -> None:
+    check_client_cert(tls)
     key = "tls.ca_bundle"
     if tls.ca_bundle is None:
         return

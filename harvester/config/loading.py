@@ -27,7 +27,7 @@ def load_config(
 ) -> Config:
     """Read, expand and validate the config file; `overrides` maps dotted keys to values.
 
-    Relative paths in the file (output.path, tls.ca_bundle) are taken from the file's folder,
+    Relative paths in the file (output.path, the files of tls) are taken from the file's folder,
     so that a run does not depend on the folder it starts in (cron's is the home folder);
     those in `overrides` (the command line's) stay relative to the current folder. With
     `keep_unset` (--print-config), an unset ${VAR} stays as written where text is accepted.
@@ -179,7 +179,12 @@ def _check_shape(raw: Any) -> None:
             stack.extend((v, f"{key}[{i}]", depth + 1) for i, v in enumerate(value))
 
 
-PATH_KEYS = (("output", "path"), ("tls", "ca_bundle"))
+PATH_KEYS = (
+    ("output", "path"),
+    ("tls", "ca_bundle"),
+    ("tls", "client_cert"),
+    ("tls", "client_key"),
+)
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:

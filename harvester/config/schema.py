@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from harvester.config.client_cert import load_client_cert
 from harvester.config.coerce import _set_dotted
 from harvester.config.masking import Secret, _masked, _masked_repr, _url_has_secret
 from harvester.errors import carries_secret, redact_url
@@ -15,7 +16,7 @@ from harvester.secret_sources import config_secrets
 from harvester.secrets import Secrets
 
 AuthType = Literal["client_credentials", "bearer", "none"]
-AuthMethod = Literal["client_secret_basic", "client_secret_post"]
+AuthMethod = Literal["client_secret_basic", "client_secret_post", "tls_client_auth"]
 PaginationStyle = Literal["offset", "range", "page", "cursor", "link"]
 RepeatedPages = Literal["check", "allow"]
 LongQuota = Literal["wait", "fail"]
@@ -66,7 +67,11 @@ class AuthConfig:
     left out.
     """
     token_url: str | None = None
-    """The OAuth2 token endpoint (required for client_credentials)."""
+    """The OAuth2 token endpoint (client_credentials needs it, or issuer)."""
+    issuer: str | None = None
+    """Instead of token_url: the issuer whose discovery document (OpenID, then RFC 8414) names
+    the token endpoint, asked before the first token request.
+    """
     client_id: str | None = None
     """The OAuth2 client id (required for client_credentials)."""
     client_secret: Secret | None = None
@@ -77,7 +82,8 @@ class AuthConfig:
     """Space-separated scopes to ask for."""
     auth_method: AuthMethod = "client_secret_basic"
     """client_secret_basic: HTTP Basic (RFC 6749 2.3.1); client_secret_post: id and secret in the
-    form body.
+    form body; tls_client_auth: client_id in the form, the client certificate (tls.client_cert)
+    authenticates (RFC 8705).
     """
     extra_params: dict[str, str] = field(default_factory=dict)
     """More form fields for the token request (audience, resource, ...)."""
@@ -214,6 +220,16 @@ class TlsConfig:
     """
     ca_bundle: str | None = None
     """A PEM file of the CA certificates to trust instead of the system's."""
+    client_cert: str | None = None
+    """Mutual TLS: a PEM file of the client certificate (its chain may follow), relative to the
+    config file's folder; sent on token and data requests alike.
+    """
+    client_key: str | None = None
+    """Mutual TLS: the PEM file of the client certificate's private key; default: client_cert
+    holds it too.
+    """
+    client_key_password: Secret | None = None
+    """The password of an encrypted client_key; never logged."""
 
     def ssl_context(self) -> ssl.SSLContext:
         """The context every https request of the run uses (token and data alike)."""
@@ -223,6 +239,8 @@ class TlsConfig:
             context = ssl.create_default_context()
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
+        if self.client_cert is not None:
+            load_client_cert(context, self)
         # As in aiohttp's own default contexts: its client speaks HTTP/1.1 and nothing else.
         context.set_alpn_protocols(["http/1.1"])
         return context
@@ -353,6 +371,8 @@ def _secret_destinations(config: Config) -> list[tuple[str, str, str]]:
     found = []
     if auth.type == "client_credentials" and auth.token_url is not None:
         found.append(("auth.token_url", auth.token_url, "the client secret"))
+    if auth.type == "client_credentials" and auth.issuer is not None:  # names where it goes
+        found.append(("auth.issuer", auth.issuer, "the client secret"))
     if auth.type != "none":
         found.append(("source.url", source.url, "the access token"))
     elif any(map(carries_secret, [*source.headers, *source.params])) or _url_has_secret(source.url):

@@ -13,9 +13,12 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import orjson
 
+from .discovery import DISCOVERY_DOCUMENTS
+from .mtls import CLIENT_CERT_REQUIRED, DemoCertificates
 from .server import run_demo
 from .settings import CARRIERS, RATE_LIMIT_HEADERS, DemoSettings
 
@@ -81,6 +84,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--orders-fixed", type=int, help="/users/{id}/orders: this many for every user")
     p.add_argument("--missing-users-every", type=int, metavar="K", help="every K-th user: 404")
     add_changes_args(p)
+    add_tls_args(p)
     p.add_argument(
         "--exact-numbers",
         action="store_true",
@@ -91,6 +95,42 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--access-log", action="store_true", help="log every request to stderr")
     p.add_argument("--quiet", action="store_true", help="print nothing but the listening line")
     return p.parse_args(argv)
+
+
+def add_tls_args(p: argparse.ArgumentParser) -> None:
+    """Switches for https, mutual TLS (harvester.demo.mtls) and discovery (demo.discovery)."""
+    d = DemoSettings()
+    p.add_argument(
+        "--https",
+        metavar="DIR",
+        help="serve https with throwaway certificates (trustme); write ca.pem, client.pem and "
+        "client.key (the client certificate, common name --client-id) to DIR",
+    )
+    p.add_argument(
+        "--client-cert-required",
+        choices=CLIENT_CERT_REQUIRED,
+        default=d.client_cert_required,
+        help="with --https: where a request without a client certificate is refused",
+    )
+    p.add_argument("--issuer-path", default=d.issuer_path, help="the issuer: base URL + this")
+    p.add_argument(
+        "--discovery-documents",
+        nargs="*",
+        choices=DISCOVERY_DOCUMENTS,
+        default=list(d.discovery_documents),
+        help="the discovery documents served: OpenID's, RFC 8414's",
+    )
+    p.add_argument(
+        "--no-discovery-token-endpoint",
+        action="store_true",
+        help="discovery documents without a token_endpoint",
+    )
+    p.add_argument(
+        "--advertised-auth-methods",
+        nargs="*",
+        default=list(d.advertised_auth_methods or ()),
+        help="token_endpoint_auth_methods_supported (none given: the list is left out)",
+    )
 
 
 def add_changes_args(p: argparse.ArgumentParser) -> None:
@@ -198,6 +238,11 @@ def settings_from(args: argparse.Namespace) -> DemoSettings:
         exact_numbers=args.exact_numbers,
         charset=args.charset,
         bom=args.bom,
+        client_cert_required=args.client_cert_required,
+        issuer_path=args.issuer_path,
+        discovery_documents=tuple(args.discovery_documents),
+        discovery_token_endpoint=not args.no_discovery_token_endpoint,
+        advertised_auth_methods=tuple(args.advertised_auth_methods) or None,
     )
 
 
@@ -208,7 +253,14 @@ async def serve(settings: DemoSettings, args: argparse.Namespace) -> None:
         # Not on Windows; there Ctrl-C still ends asyncio.run() with KeyboardInterrupt.
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
-    async with run_demo(settings, args.host, args.port, access_log=args.access_log) as server:
+    context = None
+    if args.https is not None:
+        certificates = DemoCertificates(settings.client_id)
+        certificates.write(Path(args.https))
+        context = certificates.server_context()
+    async with run_demo(
+        settings, args.host, args.port, access_log=args.access_log, ssl_context=context
+    ) as server:
         print(f"demo API listening on {server.url}", flush=True)
         await stop.wait()
     if not args.quiet:

@@ -22,8 +22,9 @@ import orjson
 from aiohttp import web
 from aiohttp.log import access_logger as web_logger
 
-from . import endpoints, users
+from . import discovery, endpoints, users
 from .encodings import encode_answer
+from .mtls import certificate_missing, certificate_refusal
 from .pages import JSON, Answer, error_answer
 from .params import BadParam
 from .settings import DemoSettings, DemoStats
@@ -59,6 +60,8 @@ async def _gate(
     # By route: /users/{user}/orders counted once, not once per user.
     stats.endpoints[route.canonical if route is not None else request.path] += 1
     request.app[RECEIVED].set()
+    if certificate_missing(request, settings.client_cert_required, "data"):
+        return certificate_refusal(), {}
     if stats.data_requests == settings.revoke_tokens_after:
         state.tokens.expire_all()
     storm = state.storm_left()
@@ -160,6 +163,13 @@ async def _token(request: web.Request) -> web.StreamResponse:
     return await token_response(request, state.settings, state.stats, state.tokens)
 
 
+def _discovery(kind: discovery.DiscoveryDocument) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return discovery.document(request, kind, request.app[STATE].settings)
+
+    return handler
+
+
 async def _stats(request: web.Request) -> web.StreamResponse:
     stats = request.app[STATE].stats.as_dict()
     return web.Response(body=orjson.dumps(stats, option=orjson.OPT_NON_STR_KEYS), content_type=JSON)
@@ -205,6 +215,8 @@ def create_app(
     app.router.add_get("/users/{user}/orders", _data_endpoint(users.orders))
     app.router.add_get("/changes", _data_endpoint(endpoints.changes))
     app.router.add_post("/admin/next-generation", _next_generation)
+    for kind, path in discovery.ROUTES:
+        app.router.add_get(path, _discovery(kind))
     app.router.add_get("/_stats", _stats)
     app.router.add_get("/health", _health)
     return app

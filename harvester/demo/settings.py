@@ -9,6 +9,9 @@ from typing import Any, Literal, get_args
 
 from yarl import URL
 
+from .discovery import AUTH_METHODS, DISCOVERY_DOCUMENTS, DiscoveryDocument
+from .mtls import CLIENT_CERT_REQUIRED, ClientCertRequired
+
 # "429_storm" counts the 429s of a storm, apart from the limiter's and the random ones ("429").
 FAULT_KINDS = ("5xx", "drop", "truncate", "429", "401", "slow", "cut", "429_storm")
 # The headers that describe the rate limit on data answers; harvester.demo.ratelimit has each.
@@ -124,6 +127,18 @@ class DemoSettings:
     exact_numbers: bool = False
     charset: str = DEFAULT_CHARSET
     bom: bool = False
+    # Mutual TLS and discovery (harvester.demo.mtls, harvester.demo.discovery). Served over https
+    # with a context that asks for a client certificate, client_cert_required says where one
+    # must come (token endpoint, data endpoints, both); the token endpoint also takes
+    # tls_client_auth (client_id in the form, the certificate's common name the same). The
+    # issuer is the base URL + issuer_path (e.g. /tenant); discovery_documents are served,
+    # naming the token endpoint unless discovery_token_endpoint is false, and listing
+    # advertised_auth_methods (None: no list).
+    client_cert_required: ClientCertRequired = "none"
+    issuer_path: str = ""
+    discovery_documents: tuple[DiscoveryDocument, ...] = DISCOVERY_DOCUMENTS
+    discovery_token_endpoint: bool = True
+    advertised_auth_methods: tuple[str, ...] | None = AUTH_METHODS
 
     def __post_init__(self) -> None:
         self.validate()
@@ -195,11 +210,25 @@ class DemoSettings:
                 f"scope_refusal_status: must be 400 or 403, got {self.scope_refusal_status!r}"
             )
         _check_charset(self.charset, bom=self.bom)
+        _check_mtls_discovery(self)
         if self.cross_host_next is not None and not _is_base_url(self.cross_host_next):
             raise ValueError(
                 f"cross_host_next: must be an http(s) URL like http://127.0.0.2:8765, "
                 f"got {self.cross_host_next!r}"
             )
+
+
+def _check_mtls_discovery(s: DemoSettings) -> None:
+    if s.client_cert_required not in CLIENT_CERT_REQUIRED:
+        raise ValueError(
+            f"client_cert_required: must be one of {', '.join(CLIENT_CERT_REQUIRED)}, "
+            f"got {s.client_cert_required!r}"
+        )
+    if s.issuer_path and (not s.issuer_path.startswith("/") or s.issuer_path.endswith("/")):
+        raise ValueError(f"issuer_path: must be like /tenant, got {s.issuer_path!r}")
+    unknown = set(s.discovery_documents) - set(DISCOVERY_DOCUMENTS)
+    if unknown:
+        raise ValueError(f"discovery_documents: unknown {', '.join(sorted(unknown))}")
 
 
 def _check_charset(charset: str, *, bom: bool) -> None:

@@ -14,6 +14,7 @@ from urllib.parse import unquote_plus
 import orjson
 from aiohttp import web
 
+from .mtls import certificate_missing, client_common_name
 from .settings import DemoSettings, DemoStats
 
 
@@ -97,12 +98,20 @@ async def token_response(
     if settings.token_latency:
         await asyncio.sleep(settings.token_latency)
     form = {key: value for key, value in (await request.post()).items() if isinstance(value, str)}
+    if certificate_missing(request, settings.client_cert_required, "token"):
+        return oauth_error(401, "invalid_client", "client certificate required")
     credentials = client_credentials(request.headers.get("Authorization"), form)
-    if credentials is None:
+    if _is_tls_client_auth(request, form):
+        # RFC 8705 2: the certificate, verified in the handshake, authenticates the client.
+        if client_common_name(request) != settings.client_id or form["client_id"] != (
+            settings.client_id
+        ):
+            return oauth_error(401, "invalid_client", "client certificate does not match client_id")
+    elif credentials is None:
         return oauth_error(
             401, "invalid_client", "client authentication is missing", _BASIC_CHALLENGE
         )
-    if not _is_known_client(credentials, settings):
+    elif not _is_known_client(credentials, settings):
         return oauth_error(
             401, "invalid_client", "unknown client or wrong secret", _BASIC_CHALLENGE
         )
@@ -134,6 +143,16 @@ async def token_response(
         body=orjson.dumps(body),
         content_type="application/json",
         headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
+
+
+def _is_tls_client_auth(request: web.Request, form: Mapping[str, str]) -> bool:
+    """tls_client_auth: a client_id in the form, no secret anywhere, a client certificate."""
+    return (
+        "client_id" in form
+        and "client_secret" not in form
+        and "Authorization" not in request.headers
+        and client_common_name(request) is not None
     )
 
 

@@ -1,59 +1,45 @@
-"""`--issuer`: the token endpoint from the issuer's discovery document (RFC 8414, OpenID
-Connect Discovery), asked before any token is."""
+"""`--issuer`: the token endpoint from the issuer's discovery document (harvester/discovery.py,
+which a run with auth.issuer reads too), asked before any token is."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import aiohttp
-from yarl import URL
 
-from harvester.body import BodyRefused, read_body
-from harvester.errors import ConfigError, redact_url
+from harvester.discovery import Answer, ask_documents, discovery_urls
+from harvester.errors import ConfigError
 from harvester.init.probe import Budget, InitFailed
-from harvester.read import NotJSON, decode_json
 from harvester.secrets import Secrets
 
-WELL_KNOWN = ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server")
-
-
-def discovery_urls(issuer: str) -> list[URL]:
-    """Where an issuer's metadata may be: OpenID's (issuer + path), then RFC 8414's (the
-    well-known path inserted before the issuer's path)."""
-    base = URL(issuer)
-    if base.scheme not in ("http", "https") or not base.host:
-        raise ConfigError(f"--issuer: must be an http(s) URL, got {issuer!r}")
-    path = base.path.rstrip("/")
-    return [
-        base.with_path(path + WELL_KNOWN[0]),
-        base.with_path(WELL_KNOWN[1] + path),
-    ]
+__all__ = ["discover_token_url", "discovery_urls"]
 
 
 async def discover_token_url(
     issuer: str, *, budget: Budget, say: Callable[[str], None], secrets: Secrets
 ) -> str:
     """The issuer's token_endpoint; InitFailed naming the documents asked when there is none."""
-    asked = []
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        for url in discovery_urls(issuer):
-            if budget.sent >= budget.limit:
-                break
+    try:
+        discovery_urls(issuer)
+    except ValueError as exc:
+        raise ConfigError(f"--issuer: {exc}") from None
+    asked: list[Answer] = []
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+        contextlib.aclosing(ask_documents(session, issuer)) as documents,
+    ):
+        while budget.sent < budget.limit:
             budget.sent += 1
-            asked.append(redact_url(str(url)))
-            try:
-                async with session.get(url, allow_redirects=False) as response:
-                    status = response.status
-                    body = await read_body(response, max_bytes=1 << 20, max_ratio=100)
-                    document = decode_json(body, response.headers.get("Content-Type", ""))
-            except (aiohttp.ClientError, TimeoutError, BodyRefused, NotJSON) as exc:
-                say(f"  {budget.sent:>2}. GET {asked[-1]} -> {type(exc).__name__}")
-                continue
-            say(f"  {budget.sent:>2}. GET {asked[-1]} -> {status}")
-            endpoint = document.get("token_endpoint") if isinstance(document, dict) else None
-            if status == 200 and isinstance(endpoint, str) and endpoint.startswith("http"):
-                return secrets.mask(endpoint)
+            answer = await anext(documents, None)
+            if answer is None:
+                budget.sent -= 1  # nothing more was asked
+                break
+            asked.append(answer)
+            say(f"  {budget.sent:>2}. GET {answer.url} -> {answer.outcome.split(',')[0]}")
+            if answer.token_endpoint is not None:
+                return secrets.mask(answer.token_endpoint)
     raise InitFailed(
-        f"--issuer {issuer}: no discovery document with a token_endpoint at {', '.join(asked)}: "
-        "give --token-url instead"
+        f"--issuer {issuer}: no discovery document with a token_endpoint at "
+        f"{', '.join(a.url for a in asked)}: give --token-url instead"
     )

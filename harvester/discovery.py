@@ -71,6 +71,10 @@ class Answer:
         return f"{self.url} ({self.outcome})"
 
 
+# The DEBUG line of each discovery request; harvester init shows these as they come.
+DOCUMENT_ASKED = "discovery document %s answered %d"
+
+
 async def ask_documents(
     session: aiohttp.ClientSession, issuer: str, *, policy: RetryPolicy | None = None
 ) -> AsyncGenerator[Answer, None]:
@@ -107,6 +111,7 @@ async def _ask(
     session: aiohttp.ClientSession, url: URL, shown: str, *, retryable: tuple[int, ...]
 ) -> Answer:
     async with session.get(url, allow_redirects=False) as response:
+        log.debug(DOCUMENT_ASKED, shown, response.status)
         try:
             body = await read_body(response, max_bytes=_MAX_BYTES, max_ratio=_MAX_RATIO)
         except BodyRefused:

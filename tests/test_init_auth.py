@@ -4,6 +4,7 @@ and the flags it refuses; never a secret in the config or in what it says."""
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -52,11 +53,14 @@ async def test_issuer_discovery_fills_in_the_token_url(tmp_path: Path) -> None:
         async with issuer({"issuer": "x", "token_endpoint": token_url}) as (url, asked):
             flags = ["--issuer", url, "--client-id", "demo", "--client-secret-env", VAR]
             init = await run_init(f"{demo.url}/items", tmp_path, *flags, demo=demo)
-        config = assert_written(init)
-        harvested = await harvest_with(init, "items")
-    assert asked == ["/tenant/.well-known/openid-configuration"]
-    assert config["auth"]["token_url"] == token_url
-    assert "discovery document" in init.config.read_text()
+            config = assert_written(init)
+            harvested = await harvest_with(init, "items")
+    # Asked by init, then by the two-page harvest that verified the config (a run reads it too).
+    assert asked[:2] == ["/tenant/.well-known/openid-configuration"] * 2
+    assert config["auth"]["issuer"] == url and "token_url" not in config["auth"]
+    assert f"its discovery document names {token_url}" in init.config.read_text()
+    shown = re.findall(r"(?m)^\s+\d+\. (?:GET|POST) ", init.result.stderr)
+    assert len(shown) == init.requests + 2, init.result.stderr  # + the issuer's two GETs
     assert harvested == expected_bytes(DATASET)
 
 

@@ -166,8 +166,10 @@ def _auth(auth: Auth) -> Section:
         section.key("token", auth.bearer, "never logged; export the variable before a run")
         return section
     section.note("type: client_credentials (the default): init got a token this way")
-    via = f"from {auth.issuer}'s discovery document" if auth.issuer else ""
-    section.key("token_url", auth.token_url, via)
+    if auth.issuer:  # each run reads the token endpoint from the issuer's document
+        section.key("issuer", auth.issuer, f"its discovery document names {auth.token_url}")
+    else:
+        section.key("token_url", auth.token_url)
     section.key("client_id", auth.client_id)
     section.key(
         "client_secret",

@@ -17,6 +17,7 @@ import yaml
 
 from harvester.auth import TOKEN_ASKED
 from harvester.config import parse_config
+from harvester.discovery import DOCUMENT_ASKED
 from harvester.errors import ConfigError, HarvesterError
 from harvester.fetch import ANSWERED
 from harvester.init.paging import First
@@ -93,6 +94,8 @@ class _Shown(logging.Handler):
             line = f"GET {answered[2]} -> {answered[3]}"
         elif asked := _TOKEN_ASKED.fullmatch(text):
             line = f"POST {asked[1]}"
+        elif document := _DOCUMENT_ASKED.fullmatch(text):
+            line = f"GET {document[1]} -> {document[2]}"
         else:
             return
         self.number += 1
@@ -105,6 +108,7 @@ def _pattern(form: str) -> re.Pattern[str]:
 
 
 _ANSWERED, _TOKEN_ASKED = _pattern(ANSWERED), _pattern(TOKEN_ASKED)
+_DOCUMENT_ASKED = _pattern(DOCUMENT_ASKED)
 
 
 @contextlib.contextmanager

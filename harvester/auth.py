@@ -188,8 +188,7 @@ class TokenManager:
         form, headers = self._token_request()
         self._stats.token_requests += 1
         log.debug(TOKEN_ASKED, redact_url(url))
-        proxy = self._proxies.for_url(URL(url))
-        args = proxy.request_args(URL(url), headers) if proxy else {"headers": headers}
+        proxy, args = self._proxies.route(URL(url), headers)
         async with (
             self._throttle.request(counted=False) as ticket,
             proxy_errors(proxy),

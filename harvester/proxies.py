@@ -167,6 +167,11 @@ class Proxies:
             return None
         return proxy
 
+    def route(self, url: URL, headers: Mapping[str, str]) -> tuple[Proxy | None, dict[str, Any]]:
+        """The proxy for `url` (None: direct), and aiohttp's arguments to send it that way."""
+        proxy = self.for_url(url)
+        return proxy, proxy.request_args(url, headers) if proxy else {"headers": dict(headers)}
+
     def _bypassed(self, url: URL) -> bool:
         host = (url.host or "").lower()
         if _in_cidr(host, self._environment.get("no", "")):
@@ -198,8 +203,10 @@ def _in_cidr(host: str, no_proxy: str) -> bool:
 class ProxyError(HarvesterError):
     """A proxy could not be reached, or refused the request (407, or a failed CONNECT)."""
 
-    def __init__(self, message: str, *, proxy: Proxy, status: int | None = None) -> None:
-        super().__init__(f"the proxy {proxy.where} {message}: {proxy.fix()}")
+    def __init__(
+        self, message: str, *, proxy: Proxy, status: int | None = None, fix: str | None = None
+    ) -> None:
+        super().__init__(f"the proxy {proxy.where} {message}: {fix or proxy.fix()}")
         self.proxy = proxy.shown
         self.key = proxy.key
         self.status = status
@@ -220,10 +227,9 @@ def refused_by(proxy: Proxy | None, status: int) -> ProxyError | None:
     if proxy is None or status != 407:
         return None
     if proxy.credential is None:
-        what = "asks for credentials (407): give them as http://user:password@host:port"
-    else:
-        what = "refused the credentials (407)"
-    return ProxyError(what, proxy=proxy, status=407)
+        fix = f"give them in {proxy.key} as http://user:password@host:port"
+        return ProxyError("asks for credentials (407)", proxy=proxy, status=407, fix=fix)
+    return ProxyError("refused the credentials (407)", proxy=proxy, status=407)
 
 
 def connect_refused(proxy: Proxy, exc: aiohttp.ClientHttpProxyError) -> ProxyError:
@@ -271,6 +277,10 @@ def _token_proxies(config: Config) -> Proxies:
     return Proxies(config.auth.proxy, key="auth.proxy")
 
 
+def _where(proxy: Proxy | None) -> str | None:
+    return None if proxy is None else proxy.where
+
+
 def proxy_note(config: Config) -> str:
     """What the start-up line says of proxies: ``, through the proxy http://p:3128
     (HTTPS_PROXY)``, or nothing when data and token requests go directly."""
@@ -279,6 +289,6 @@ def proxy_note(config: Config) -> str:
     token_url = config.auth.token_url if config.auth.type == "client_credentials" else None
     if token_url:
         token = _token_proxies(config).for_url(URL(token_url))
-        if token != data:
+        if _where(token) != _where(data):  # the same proxy for both: said once
             notes.append(f"tokens through {token.where}" if token else "tokens directly")
     return "".join(f", {note}" for note in notes)

@@ -26,7 +26,8 @@ class Redirects:
     ) -> None:
         self._session = session
         self._hosts = hosts
-        self._proxies = proxies
+        # None: the environment's proxies (HTTP_PROXY, NO_PROXY), as without source.proxy.
+        self._proxies = proxies or Proxies(None, key="source.proxy")
 
     @contextlib.asynccontextmanager
     async def get(
@@ -40,11 +41,10 @@ class Redirects:
         """
         target, crossed = url, False
         for hop in range(_MAX_REDIRECTS + 1):
-            proxy = self._proxies.for_url(target) if self._proxies is not None else None
+            proxy, args = self._proxies.route(target, headers)
             if hop > 0 or request.url is not None:
                 what = "redirect" if hop else "next link"
                 await self._check_host(request, url, target, what, proxied=proxy is not None)
-            args = proxy.request_args(target, headers) if proxy else {"headers": headers}
             try:
                 async with proxy_errors(proxy):
                     answer = await self._session.get(target, allow_redirects=False, **args)

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from aiohttp import web
 from yarl import URL
 
 from harvester.config import parse_config
@@ -186,6 +188,44 @@ async def test_a_dead_proxy_fails_in_one_line(
         result, f"the proxy {dead_proxy} (", "could not be reached after 2 attempt(s)", fix
     )
     assert demo.stats.data_requests == 0
+
+
+@pytest.mark.parametrize("attack", ["next-link", "redirect"])
+async def test_through_a_proxy_no_hop_reaches_the_metadata_address(
+    tmp_path: Path, proxy: ProxyServer, attack: str
+) -> None:
+    metadata = "http://169.254.169.254/latest/meta-data/"
+
+    async def first(request: web.Request) -> web.StreamResponse:
+        if attack == "redirect":
+            raise web.HTTPFound(metadata)
+        return web.json_response({"items": [1]}, headers={"Link": f'<{metadata}>; rel="next"'})
+
+    app = web.Application()
+    app.router.add_get("/items", first)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        raw = {
+            "source": {"url": f"{url}/items", "records": "items", "proxy": proxy.url},
+            "pagination": {"style": "link"},
+            "retry": {"max_attempts": 2, "initial_backoff": 0, "max_backoff": 0},
+            "output": {"path": str(tmp_path / "out" / "items.jsonl")},
+        }
+        config = tmp_path / "config.yaml"
+        config.write_text(yaml.safe_dump(raw))
+        result = await run_cli(str(config), env=_environment())
+        forwarded = await proxy.settled(url)
+    finally:
+        await runner.cleanup()
+    assert result.code == 1
+    assert_one_clear_line(result, "169.254.169.254, a link-local address, refused")
+    assert [target.split("/", 1)[1].split("?")[0] for _, target, _ in forwarded] == ["items"]
+    assert not any("REFUSED" in line for line in proxy.log)  # harvester refused it first
+    assert not (tmp_path / "out" / "items.jsonl").exists()
 
 
 # --- which proxy, without a server ---------------------------------------------------------

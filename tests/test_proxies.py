@@ -130,18 +130,21 @@ def _with_credentials(url: str, password: str = PASSWORD) -> str:
     return str(URL(url).with_user("harvester").with_password(password))
 
 
-@pytest.mark.parametrize("password", [None, "wrong-password"])
+@pytest.mark.parametrize(
+    ("key", "password"),
+    [("source.proxy", None), ("source.proxy", "wrong-password"), ("auth.proxy", None)],
+)
 async def test_a_proxy_asking_for_credentials_fails_in_one_line(
-    tmp_path: Path, demo: DemoServer, password: str | None
+    tmp_path: Path, demo: DemoServer, key: str, password: str | None
 ) -> None:
     async with run_proxy(tmp_path, basic_auth=f"harvester:{PASSWORD}") as proxy:
         url = _with_credentials(proxy.url, password) if password else proxy.url
-        config = write_config(tmp_path, demo.url, source__proxy=url, auth__proxy="none")
-        result = await run_cli(str(config), env=_environment())
+        keys = {"source__proxy": "none", "auth__proxy": "none", key.replace(".", "__"): url}
+        result = await run_cli(str(write_config(tmp_path, demo.url, **keys)), env=_environment())
     assert result.code == 1
     shown = proxy.url.replace("://", "://***@") if password else proxy.url
     what = "refused the credentials (407)" if password else "asks for credentials (407)"
-    assert_one_clear_line(result, f"the proxy {shown} (source.proxy) {what}", "source.proxy")
+    assert_one_clear_line(result, f"the proxy {shown} ({key}) {what}", key)
     assert "wrong-password" not in result.output
     assert not (tmp_path / "out" / "items.jsonl").exists()
 

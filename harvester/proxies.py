@@ -136,7 +136,7 @@ class Proxies:
     """
 
     def __init__(self, explicit: str | None, *, key: str) -> None:
-        self._key = key
+        """`explicit`: source.proxy or auth.proxy as configured (None: left out), `key` which."""
         self._fixed: Proxy | None = None
         self._explicit = explicit is not None
         self._by_scheme: dict[str, Proxy] = {}

@@ -19,12 +19,14 @@ from urllib.parse import quote_plus
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from harvester.body import BodyRefused, read_body
 from harvester.config import AuthConfig, ConcurrencyConfig
 from harvester.discovery import discovered_token_url
 from harvester.errors import AuthError, excerpt, redact_url
 from harvester.mtls import CERT_WANTED, client_credential_keys, wants_client_cert
+from harvester.proxies import Proxies, proxy_errors, proxy_failure, refused_by
 from harvester.ratelimit import Throttle
 from harvester.retry import (
     REDIRECT_STATUSES,
@@ -94,6 +96,7 @@ class TokenManager:
                 self._secrets.add_configured({f"auth.{key}": secret.reveal()})
         # Token requests count against the rate and wait out cool-downs like data requests.
         self._throttle = throttle or Throttle(ConcurrencyConfig(), stats)
+        self._proxies = Proxies(config.proxy, key="auth.proxy")
         # Guards _token and the token request: whoever holds it re-checks staleness before
         # refreshing, because the previous holder has most likely just refreshed.
         self._lock = asyncio.Lock()
@@ -173,6 +176,9 @@ class TokenManager:
             if unverified is not None:
                 raise unverified from exc
             attempts = self._policy.config.max_attempts if self._policy.is_retryable(exc) else 1
+            unreachable = proxy_failure(exc, attempts)
+            if unreachable is not None:
+                raise unreachable from None
             raise AuthError(
                 f"{_failure(exc)} after {attempts} attempt(s): {_describe(exc)}",
                 url=url,
@@ -193,13 +199,18 @@ class TokenManager:
         form, headers = self._token_request()
         self._stats.token_requests += 1
         log.debug(TOKEN_ASKED, redact_url(url))
+        proxy, args = self._proxies.route(URL(url), headers)
         async with (
             self._throttle.request(counted=False) as ticket,
+            proxy_errors(proxy),
             self._session.post(
-                url, data=form, headers=headers, timeout=self._timeout, allow_redirects=False
+                url, data=form, timeout=self._timeout, allow_redirects=False, **args
             ) as response,
         ):
             ticket.observe(response.status, response.headers)
+            refusal = refused_by(proxy, response.status)
+            if refusal is not None:
+                raise refusal
             if response.status in REDIRECT_STATUSES:
                 # Not followed: a 307 or 308 would take the client secret along, to wherever the
                 # Location says. The secret goes to auth.token_url and nowhere else.

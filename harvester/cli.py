@@ -25,6 +25,7 @@ from harvester.errors import ConfigError, HarvesterError, Interrupted, redact_ur
 from harvester.interrupts import request_stop
 from harvester.logs import LOG_FORMATS, PROGRESS_FIELDS, setup_logging
 from harvester.progress import Mode, watch
+from harvester.proxies import proxy_note
 from harvester.resources import Totals, check_resource_args, run_resources
 from harvester.runner import Stop, run, run_full_refresh
 from harvester.secrets import Secrets
@@ -231,11 +232,12 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 async def _harvest(config: Config, args: argparse.Namespace, stats: Stats, secrets: Secrets) -> int:
     log.info(
-        "harvesting %s (%s pagination, %s) into %s",
+        "harvesting %s (%s pagination, %s) into %s%s",
         redact_url(config.source.url),
         config.pagination.style,
         "1 worker" if config.concurrency.workers == 1 else f"{config.concurrency.workers} workers",
         config.output.path,
+        proxy_note(config),
     )
     stop = Stop(grace=config.concurrency.stop_grace)
     progress = watch(stats, mode=_progress_mode(args), max_records=args.max_records)
@@ -257,7 +259,8 @@ async def _harvest_resources(
     configs: list[Config], args: argparse.Namespace, stats: Totals, secrets: Secrets
 ) -> int:
     names = ", ".join(str(config.name) for config in configs)
-    log.info("harvesting %s (%d workers in all)", names, configs[0].concurrency.workers)
+    workers = configs[0].concurrency.workers
+    log.info("harvesting %s (%d workers in all)%s", names, workers, proxy_note(configs[0]))
     stop = Stop(grace=configs[0].concurrency.stop_grace)
     progress = watch(stats, mode=_progress_mode(args), max_records=args.max_records)
     with progress, _stopping_on_signals(stop):

@@ -17,6 +17,7 @@ from harvester.hosts import CheckingResolver, HostPolicy
 from harvester.mtls import CERT_WANTED, wants_client_cert
 from harvester.page_reader import Fetched, PageReader
 from harvester.pagination import PageRequest, Planner
+from harvester.proxies import Proxies, proxy_urls
 from harvester.ratelimit import Throttle
 from harvester.redirects import Redirects
 from harvester.retry import InvalidBody, RetryableStatus, RetryPolicy, refused, retry_cause
@@ -42,7 +43,9 @@ def open_session(config: Config, *, also: Sequence[str] = ()) -> aiohttp.ClientS
     hosts = HostPolicy(
         config.source.url,
         allow_private=config.source.allow_private_hosts,
-        trusted=[*also, *(url for url in (config.auth.token_url, config.auth.issuer) if url)],
+        # The proxies are the operator's too, and the only hosts connected to through them.
+        trusted=[*also, *(url for url in (config.auth.token_url, config.auth.issuer) if url)]
+        + proxy_urls(config),
     )
     connector = aiohttp.TCPConnector(
         limit=config.concurrency.workers + 1,
@@ -142,7 +145,9 @@ class Fetcher:
         self._stats = stats
         self._url = URL(config.source.url)
         hosts = HostPolicy(config.source.url, allow_private=config.source.allow_private_hosts)
-        self._redirects = Redirects(session, hosts)
+        self._redirects = Redirects(
+            session, hosts, Proxies(config.source.proxy, key="source.proxy")
+        )
         self._reader = PageReader(config, tokens)
         self._headers = {"Accept": "application/json", **config.source.headers}
 

@@ -10,6 +10,7 @@ from yarl import URL
 from harvester.config import SourceConfig
 from harvester.errors import PageFetchError
 from harvester.pagination import PageRequest
+from harvester.proxies import proxy_failure
 from harvester.retry import (
     RetryPolicy,
     answered_status,
@@ -27,6 +28,9 @@ def give_up(
     if unverified is not None:
         raise unverified from exc
     attempts = policy.config.max_attempts
+    unreachable = proxy_failure(exc, attempts)
+    if unreachable is not None:
+        raise unreachable from None
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None and retry_after > policy.config.max_retry_after:
         reason = (

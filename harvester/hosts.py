@@ -14,6 +14,12 @@ for the run), and again at connect time by CheckingResolver, the session's resol
 very addresses connected to: a name that resolves public for the first check and to the
 metadata service a moment later (DNS rebinding) is refused there. A failed lookup is never
 cached: it says nothing about where the name leads.
+
+Through a proxy (proxies.py) the connection is to the proxy, the operator's and trusted like the
+token endpoint, and the proxy resolves the target itself. A hop is then checked before the
+request only, on what its name resolves to here, and a name that does not resolve here is refused
+(the proxy might resolve it to anything). A name that resolves differently at the proxy (split
+DNS, rebinding) is beyond harvester's sight: there the proxy's own rules decide.
 """
 
 from __future__ import annotations
@@ -93,12 +99,23 @@ class HostPolicy:
         self._source_kinds: frozenset[str] | None = None
         self._kinds: dict[str, frozenset[str]] = {}
 
-    async def check(self, url: URL, *, what: str) -> None:
-        """Raise HostRefused if `url` (`what`: "redirect", "next link") leads somewhere refused."""
+    async def check(self, url: URL, *, what: str, proxied: bool = False) -> None:
+        """Raise HostRefused if `url` (`what`: "redirect", "next link") leads somewhere refused.
+
+        `proxied`: the request goes through a proxy, which resolves the host itself, so no
+        connect-time check follows; a host that does not resolve here is refused then.
+        """
         host = url.host or ""
         if self._allow_private or host == self._source_host:
             return
-        await self._refuse(host, await self._kinds_of(host), what)
+        kinds = await self._kinds_of(host)
+        if kinds is None and proxied:
+            raise HostRefused(
+                f"{what} to {host}, which does not resolve here, refused: the proxy would resolve "
+                "it, and could reach any address (set source.allow_private_hosts: true if the API "
+                "means it)"
+            )
+        await self._refuse(host, kinds or frozenset(), what)
 
     async def check_resolved(self, host: str, addresses: Iterable[IPAddress]) -> None:
         """Raise HostRefused if a connection to `host` at `addresses` (what the resolver just
@@ -125,11 +142,12 @@ class HostPolicy:
         self._source_kinds = frozenset(_kinds(found))
         return self._source_kinds
 
-    async def _kinds_of(self, host: str) -> frozenset[str]:
+    async def _kinds_of(self, host: str) -> frozenset[str] | None:
+        """The kinds of address `host` resolves to; None if it does not resolve now."""
         if host not in self._kinds:
             found = await _addresses(host)
             if found is None:  # unresolvable now: the connection will fail or be checked then
-                return frozenset()
+                return None
             self._kinds[host] = frozenset(_kinds(found))
         return self._kinds[host]
 

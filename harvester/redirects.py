@@ -11,6 +11,7 @@ from yarl import URL
 from harvester.errors import PageFetchError, carries_secret, redact_url
 from harvester.hosts import HostPolicy, HostRefused
 from harvester.pagination import PageRequest
+from harvester.proxies import Proxies, proxy_errors, refused_by
 from harvester.retry import REDIRECT_STATUSES
 
 # As many as aiohttp follows by default.
@@ -20,9 +21,13 @@ _MAX_REDIRECTS = 10
 class Redirects:
     """The answer to a page's GET after its redirects, each hop (and a next link) checked."""
 
-    def __init__(self, session: aiohttp.ClientSession, hosts: HostPolicy) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, hosts: HostPolicy, proxies: Proxies | None = None
+    ) -> None:
         self._session = session
         self._hosts = hosts
+        # None: the environment's proxies (HTTP_PROXY, NO_PROXY), as without source.proxy.
+        self._proxies = proxies or Proxies(None, key="source.proxy")
 
     @contextlib.asynccontextmanager
     async def get(
@@ -36,13 +41,19 @@ class Redirects:
         """
         target, crossed = url, False
         for hop in range(_MAX_REDIRECTS + 1):
+            proxy, args = self._proxies.route(target, headers)
             if hop > 0 or request.url is not None:
-                await self._check_host(request, url, target, "redirect" if hop else "next link")
+                what = "redirect" if hop else "next link"
+                await self._check_host(request, url, target, what, proxied=proxy is not None)
             try:
-                answer = await self._session.get(target, headers=headers, allow_redirects=False)
+                async with proxy_errors(proxy):
+                    answer = await self._session.get(target, allow_redirects=False, **args)
             except HostRefused as exc:  # by the resolver, on the address it would connect to
                 raise PageFetchError(str(exc), page=request.index, url=str(url)) from None
             async with answer:
+                refusal = refused_by(proxy, answer.status)
+                if refusal is not None:
+                    raise refusal
                 location = answer.headers.get("Location")
                 if answer.status not in REDIRECT_STATUSES or location is None:
                     yield answer, crossed
@@ -56,9 +67,11 @@ class Redirects:
             f"redirected more than {_MAX_REDIRECTS} times", page=request.index, url=str(url)
         )
 
-    async def _check_host(self, request: PageRequest, url: URL, target: URL, what: str) -> None:
+    async def _check_host(
+        self, request: PageRequest, url: URL, target: URL, what: str, *, proxied: bool
+    ) -> None:
         try:
-            await self._hosts.check(target, what=what)
+            await self._hosts.check(target, what=what, proxied=proxied)
         except HostRefused as exc:
             raise PageFetchError(str(exc), page=request.index, url=str(url)) from None
 

@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 from yarl import URL
 
 from harvester.errors import carries_secret
+from harvester.proxies import environment_proxies
 
 if TYPE_CHECKING:
     from harvester.config import Config
@@ -45,8 +46,11 @@ def config_secrets(config: Config) -> dict[str, str]:
                 found[f"{section}.{name}"] = value
                 for i, word in enumerate(value.split()[1:], 1):  # "Bearer <token>": the token
                     found[f"{section}.{name}[{i}]"] = word
-    for key, url in (("source.url", source.url), ("auth.token_url", auth.token_url)):
-        found.update(_userinfo(key, url))
+    urls = [("source.url", source.url), ("auth.token_url", auth.token_url)]
+    urls += [("source.proxy", source.proxy), ("auth.proxy", auth.proxy)]
+    urls += [(f"env.{name}", value) for name, value in environment_proxies()]
+    for key, url in urls:
+        found.update(_userinfo(key, url if url is None or "://" in url else f"http://{url}"))
     return found
 
 

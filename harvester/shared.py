@@ -12,6 +12,7 @@ from harvester.auth import TokenManager
 from harvester.config import Config
 from harvester.config.output import resolve_format
 from harvester.fetch import Fetcher, make_throttle, make_tokens, open_session
+from harvester.proxies import proxy_urls
 from harvester.ratelimit import Throttle
 from harvester.retry import RetryPolicy
 from harvester.secrets import Secrets
@@ -47,7 +48,9 @@ def open_shared(
     concurrency are the same (they come from `defaults:`); `stats` counts token requests and
     the throttle's state."""
     first = configs[0]
-    session = open_session(first, also=[config.source.url for config in configs])
+    # Each resource's source and proxies are the operator's (its source.proxy may differ).
+    also = [url for config in configs for url in [config.source.url, *proxy_urls(config)]]
+    session = open_session(first, also=also)
     throttle = make_throttle(first, stats)
     tokens = make_tokens(
         first, session, RetryPolicy(first.retry), stats, secrets=secrets, throttle=throttle

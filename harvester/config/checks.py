@@ -26,6 +26,7 @@ from harvester.config.schema import (
     _secret_destinations,
 )
 from harvester.errors import ConfigError
+from harvester.proxies import check_proxy
 from harvester.stream import is_stream
 
 
@@ -35,6 +36,8 @@ def _check(config: Config) -> Config:
     _check_plain_http(config)
     _check_tls(config.tls)
     check_tls_client_auth(config)
+    check_proxy(config.source.proxy, "source.proxy")
+    check_proxy(config.auth.proxy, "auth.proxy")
     pagination = _check_pagination(config.pagination)
     _positive("source.timeout", config.source.timeout)
     _positive("source.connect_timeout", config.source.connect_timeout)

@@ -55,6 +55,10 @@ class SourceConfig:
     """Let redirects and next links reach loopback, private or link-local addresses even when url
     is not in that kind of range.
     """
+    proxy: str | None = None
+    """The http:// proxy for data requests (http://user:password@host:port), or none for no proxy;
+    left out: HTTP_PROXY, HTTPS_PROXY and NO_PROXY decide, as requests does.
+    """
 
     def __repr__(self) -> str:
         return _masked_repr(self)
@@ -93,6 +97,10 @@ class AuthConfig:
     """The token for type: bearer (e.g. ${API_TOKEN}); never logged."""
     allow_insecure_http: bool = False
     """Allow secrets over plain http to a host that is not loopback; a warning on every run."""
+    proxy: str | None = None
+    """The http:// proxy for token requests, or none for no proxy; left out: the environment decides
+    for auth.token_url (HTTPS_PROXY, NO_PROXY).
+    """
 
     def __repr__(self) -> str:
         return _masked_repr(self)

@@ -21,6 +21,7 @@ from harvester.body import BodyRefused, read_body
 from harvester.config import Config, RetryConfig
 from harvester.errors import AuthError, HarvesterError, redact_url
 from harvester.fetch import make_throttle, make_tokens, open_session
+from harvester.proxies import Proxies, proxy_errors
 from harvester.rate_headers import parse_rate_limit
 from harvester.read import NotJSON, decode_json
 from harvester.retry import RetryPolicy, parse_retry_after
@@ -95,6 +96,7 @@ class Prober:
 
     async def __aenter__(self) -> Prober:
         self._session = open_session(self._config)
+        self._proxies = Proxies(self._config.source.proxy, key="source.proxy")
         policy = RetryPolicy(RetryConfig(max_attempts=1))
         throttle = make_throttle(self._config, self._stats)
         self._tokens = make_tokens(
@@ -167,7 +169,11 @@ class Prober:
         started = time.monotonic()
         self._budget.last = started
         try:
-            async with self._session.get(url, headers=sent, allow_redirects=False) as response:
+            proxy, args = self._proxies.route(url, sent)
+            async with (
+                proxy_errors(proxy),
+                self._session.get(url, allow_redirects=False, **args) as response,
+            ):
                 try:
                     raw = await read_body(
                         response,

@@ -8,19 +8,18 @@ token leads to one refresh, not one per worker.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote_plus
 
 import aiohttp
 import orjson
 
 from harvester.body import BodyRefused, read_body
+from harvester.client_auth import ClientAuth
 from harvester.config import AuthConfig, ConcurrencyConfig
 from harvester.errors import AuthError, excerpt, redact_url
 from harvester.ratelimit import Throttle
@@ -37,6 +36,7 @@ from harvester.retry import (
 )
 from harvester.secrets import Secrets
 from harvester.stats import Stats
+from harvester.token_response import read_token_response
 
 # A refresh_margin longer than half the token's lifetime was meant for longer-lived tokens: kept,
 # it would refresh on nearly every request. Such a margin shrinks to this share of the lifetime.
@@ -54,9 +54,12 @@ class Token:
     generation: int
     # Monotonic time after which the token counts as stale; None: until the API says 401.
     refresh_at: float | None = None
+    # How the API wants it: auth.header, and the scheme (auth.scheme or the token_type).
+    name: str = "Authorization"
+    scheme: str = "Bearer"
 
     def header(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.value}"}
+        return {self.name: f"{self.scheme} {self.value}" if self.scheme else self.value}
 
 
 # A token response is a few hundred bytes: a megabyte, or inflating a hundredfold, is not one.
@@ -77,6 +80,7 @@ class TokenManager:
         clock: Callable[[], float] = time.monotonic,
         secrets: Secrets | None = None,
         throttle: Throttle | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         """`secrets`, the run's registry, learns every secret value this manager makes (tokens,
         the Basic credential) as soon as it exists, so that every output can mask it."""
@@ -86,6 +90,7 @@ class TokenManager:
         self._stats = stats
         self._timeout = timeout
         self._clock = clock
+        self._wall_clock = wall_clock  # for an absolute expiry (auth.expires_at_field)
         self._secrets = secrets if secrets is not None else Secrets()
         for key, secret in (("client_secret", config.client_secret), ("token", config.token)):
             if secret is not None:
@@ -99,8 +104,9 @@ class TokenManager:
         self._generation = 0
         self._accepted = 0  # the newest generation the API has answered with a success
         if config.type == "bearer" and config.token is not None:
-            self._token = Token(config.token.reveal(), generation=1)
+            self._token = Token(config.token.reveal(), generation=1, **self._sent_as("Bearer"))
             self._secrets.add(config.token.reveal(), token=True)
+        self._client_auth = ClientAuth(config, self._secrets) if self.refreshable else None
 
     @property
     def refreshable(self) -> bool:
@@ -229,38 +235,34 @@ class TokenManager:
         """Why the token endpoint refused us, naming the config keys to look at."""
         scope = self._config.scope
         if error == "invalid_client" or (status == 401 and error is None):
-            return "token request refused: auth.client_id or auth.client_secret not accepted"
+            proof = "auth.private_key" if self._config.auth_method == "private_key_jwt" else ""
+            return (
+                f"token request refused: auth.client_id or {proof or 'auth.client_secret'} "
+                "not accepted"
+            )
         if scope and (error == "invalid_scope" or status == 403):
             return f"token request refused: auth.scope {scope!r} not granted"
         return "token request refused"
 
     def _token_request(self) -> tuple[dict[str, str], dict[str, str]]:
         config = self._config
-        assert config.client_id is not None and config.client_secret is not None
-        form = {"grant_type": "client_credentials", **config.extra_params}
+        assert self._client_auth is not None
+        # Made anew for each attempt: a JWT assertion is good for one request only.
+        credentials, headers = self._client_auth.credentials()
+        form = {"grant_type": "client_credentials", **config.extra_params, **credentials}
         if config.scope:
             form["scope"] = config.scope
-        headers = {"Accept": "application/json"}
-        if config.auth_method == "client_secret_basic":
-            # RFC 6749 section 2.3.1: form-encode id and secret before joining them for Basic.
-            pair = f"{quote_plus(config.client_id)}:{quote_plus(config.client_secret.reveal())}"
-            credential = base64.b64encode(pair.encode()).decode()
-            self._secrets.add(credential)  # as good as the secret itself
-            headers["Authorization"] = "Basic " + credential
-        else:
-            form["client_id"] = config.client_id
-            form["client_secret"] = config.client_secret.reveal()
-        return form, headers
+        return form, {"Accept": "application/json", **headers}
 
     def _accept(self, payload: dict[str, Any], url: str) -> Token:
-        value = payload.get("access_token")
-        if not isinstance(value, str) or not value:
-            raise AuthError("token response has no access_token", url=url, status=200)
-        self._secrets.add(value, token=True)  # before any check below fails with it in hand
-        token_type = payload.get("token_type", "bearer")
-        if not isinstance(token_type, str) or token_type.lower() != "bearer":
-            raise AuthError(f"unsupported token_type {token_type!r}", url=url, status=200)
-        lifetime = _expires_in(payload.get("expires_in"), url)
+        answer = read_token_response(
+            payload,
+            self._config,
+            now=self._wall_clock(),
+            url=url,
+            register=lambda value: self._secrets.add(value, token=True),
+        )
+        lifetime = answer.lifetime
         refresh_at = None
         if lifetime is not None:
             margin = self._config.refresh_margin
@@ -268,20 +270,21 @@ class TokenManager:
                 margin = lifetime * _SHORT_TOKEN_MARGIN_SHARE
             refresh_at = self._clock() + lifetime - margin
         self._generation += 1
-        self._token = Token(value, generation=self._generation, refresh_at=refresh_at)
+        self._token = Token(
+            answer.value,
+            generation=self._generation,
+            refresh_at=refresh_at,
+            **self._sent_as(answer.scheme),
+        )
         return self._token
 
-
-def _expires_in(value: Any, url: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise AuthError(f"expires_in is not a number: {value!r}", url=url, status=200) from None
-    if seconds <= 0:
-        raise AuthError(f"expires_in must be positive, got {value!r}", url=url, status=200)
-    return seconds
+    def _sent_as(self, scheme: str) -> dict[str, str]:
+        """Token's name and scheme: auth.header, and auth.scheme over the one given."""
+        config = self._config
+        return {
+            "name": config.header,
+            "scheme": config.scheme if config.scheme is not None else scheme,
+        }
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import yarl
 
+from harvester.client_assertion import JWT_METHODS, signing_key
 from harvester.config.incremental import check_incremental
 from harvester.config.masking import Secret
 from harvester.config.output import resolve_format
@@ -23,6 +24,7 @@ from harvester.config.schema import (
     _insecure,
     _secret_destinations,
 )
+from harvester.config.token_shape import check_token_shape
 from harvester.errors import ConfigError
 from harvester.stream import is_stream
 
@@ -83,7 +85,9 @@ def _check_url(url: str, key: str) -> None:
 
 def _check_auth(auth: AuthConfig) -> None:
     if auth.type == "client_credentials":
-        for name in ("token_url", "client_id", "client_secret"):
+        # private_key_jwt proves the client with auth.private_key instead of a secret.
+        proof = "private_key" if auth.auth_method == "private_key_jwt" else "client_secret"
+        for name in ("token_url", "client_id", proof):
             value = getattr(auth, name)
             if value is None or str(value.reveal() if isinstance(value, Secret) else value) == "":
                 raise ConfigError(
@@ -91,10 +95,13 @@ def _check_auth(auth: AuthConfig) -> None:
                 )
         assert auth.token_url is not None
         _check_url(auth.token_url, "auth.token_url")
+        if auth.auth_method in JWT_METHODS:
+            signing_key(auth)  # loaded once here, so that a bad key fails before any request
     elif auth.type == "bearer" and (auth.token is None or not auth.token.reveal()):
         raise ConfigError("is required when auth.type is bearer", key="auth.token")
     if auth.refresh_margin < 0:
         raise ConfigError("must be >= 0", key="auth.refresh_margin")
+    check_token_shape(auth)
 
 
 def _check_plain_http(config: Config) -> None:

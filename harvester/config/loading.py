@@ -14,6 +14,7 @@ from harvester.config.checks import _check
 from harvester.config.coerce import _build, _join, _set_dotted
 from harvester.config.schema import Config
 from harvester.errors import ConfigError
+from harvester.secret_sources import is_pem
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -179,7 +180,7 @@ def _check_shape(raw: Any) -> None:
             stack.extend((v, f"{key}[{i}]", depth + 1) for i, v in enumerate(value))
 
 
-PATH_KEYS = (("output", "path"), ("tls", "ca_bundle"))
+PATH_KEYS = (("output", "path"), ("tls", "ca_bundle"), ("auth", "private_key"))
 
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> None:
@@ -189,7 +190,8 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
             continue  # not a mapping: validation says so
         value = values.get(key)
         # "-" is stdout; /dev/stdout and other absolute paths stay as they are.
-        if isinstance(value, str) and value.strip() and value != "-":
+        # auth.private_key may be the PEM itself, from ${VAR}: not a path.
+        if isinstance(value, str) and value.strip() and value != "-" and not is_pem(value):
             values[key] = str(base / value)  # an absolute value replaces base
 
 

@@ -235,11 +235,7 @@ class TokenManager:
         """Why the token endpoint refused us, naming the config keys to look at."""
         scope = self._config.scope
         if error == "invalid_client" or (status == 401 and error is None):
-            proof = "auth.private_key" if self._config.auth_method == "private_key_jwt" else ""
-            return (
-                f"token request refused: auth.client_id or {proof or 'auth.client_secret'} "
-                "not accepted"
-            )
+            return f"token request refused: {_proof(self._config.auth_method)} not accepted"
         if scope and (error == "invalid_scope" or status == 403):
             return f"token request refused: auth.scope {scope!r} not granted"
         return "token request refused"
@@ -285,6 +281,15 @@ class TokenManager:
             "name": config.header,
             "scheme": config.scheme if config.scheme is not None else scheme,
         }
+
+
+def _proof(method: str) -> str:
+    """The config keys that prove the client under auth.auth_method `method`."""
+    if method == "private_key_jwt":
+        return "the client assertion (auth.client_id, auth.private_key, auth.key_id, its aud)"
+    if method == "client_secret_jwt":
+        return "the client assertion (auth.client_id, auth.client_secret, its aud)"
+    return "auth.client_id or auth.client_secret"
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:

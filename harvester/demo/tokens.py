@@ -14,7 +14,9 @@ from urllib.parse import unquote_plus
 import orjson
 from aiohttp import web
 
+from .assertions import AssertionRefused, check_assertion
 from .settings import DemoSettings, DemoStats
+from .token_shapes import shaped_token_body
 
 
 class TokenStore:
@@ -23,6 +25,7 @@ class TokenStore:
     def __init__(self) -> None:
         self._expiry: dict[str, float] = {}
         self.issued: list[str] = []  # every token ever issued, for tests that look for leaks
+        self.used_jti: set[str] = set()  # every client assertion's jti spent (no replay)
 
     def issue(self, lifetime: float) -> str:
         now = time.monotonic()
@@ -39,16 +42,6 @@ class TokenStore:
 
     def expire_all(self) -> None:
         self._expiry.clear()
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    """The token from an `Authorization: Bearer ...` header, or None."""
-    if authorization is None:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None
 
 
 def client_credentials(
@@ -97,15 +90,11 @@ async def token_response(
     if settings.token_latency:
         await asyncio.sleep(settings.token_latency)
     form = {key: value for key, value in (await request.post()).items() if isinstance(value, str)}
-    credentials = client_credentials(request.headers.get("Authorization"), form)
-    if credentials is None:
-        return oauth_error(
-            401, "invalid_client", "client authentication is missing", _BASIC_CHALLENGE
-        )
-    if not _is_known_client(credentials, settings):
-        return oauth_error(
-            401, "invalid_client", "unknown client or wrong secret", _BASIC_CHALLENGE
-        )
+    refusal = _authenticate(request, form, settings, store)
+    if refusal is not None:
+        return refusal
+    if stats.token_requests <= settings.token_failures:
+        return oauth_error(503, "temporarily_unavailable", "token_failures")
     if form.get("grant_type") != "client_credentials":
         return oauth_error(
             400, "unsupported_grant_type", "only grant_type=client_credentials is supported"
@@ -131,10 +120,34 @@ async def token_response(
         body["expires_in"] = str(expires_in) if settings.expires_in_as_string else expires_in
     stats.tokens_issued += 1
     return web.Response(
-        body=orjson.dumps(body),
+        body=orjson.dumps(shaped_token_body(body, settings)),
         content_type="application/json",
         headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
     )
+
+
+def _authenticate(
+    request: web.Request, form: Mapping[str, str], settings: DemoSettings, store: TokenStore
+) -> web.Response | None:
+    """The refusal when the request does not prove the client, else None."""
+    assertions = settings.assertion_jwks is not None or settings.secret_assertions
+    if assertions and "client_assertion" in form:
+        endpoint = str(request.url.with_query(None))
+        try:
+            check_assertion(form, endpoint, settings, store.used_jti)
+        except AssertionRefused as exc:
+            return oauth_error(401, "invalid_client", str(exc))
+        return None
+    credentials = client_credentials(request.headers.get("Authorization"), form)
+    if credentials is None:
+        return oauth_error(
+            401, "invalid_client", "client authentication is missing", _BASIC_CHALLENGE
+        )
+    if not _is_known_client(credentials, settings):
+        return oauth_error(
+            401, "invalid_client", "unknown client or wrong secret", _BASIC_CHALLENGE
+        )
+    return None
 
 
 def _is_known_client(credentials: tuple[str, str], settings: DemoSettings) -> bool:

@@ -104,7 +104,8 @@ class TokenManager:
         self._generation = 0
         self._accepted = 0  # the newest generation the API has answered with a success
         if config.type == "bearer" and config.token is not None:
-            self._token = Token(config.token.reveal(), generation=1, **self._sent_as("Bearer"))
+            name, scheme = self._sent_as("Bearer")
+            self._token = Token(config.token.reveal(), generation=1, name=name, scheme=scheme)
             self._secrets.add(config.token.reveal(), token=True)
         self._client_auth = ClientAuth(config, self._secrets) if self.refreshable else None
 
@@ -266,21 +267,20 @@ class TokenManager:
                 margin = lifetime * _SHORT_TOKEN_MARGIN_SHARE
             refresh_at = self._clock() + lifetime - margin
         self._generation += 1
+        name, scheme = self._sent_as(answer.scheme)
         self._token = Token(
             answer.value,
             generation=self._generation,
             refresh_at=refresh_at,
-            **self._sent_as(answer.scheme),
+            name=name,
+            scheme=scheme,
         )
         return self._token
 
-    def _sent_as(self, scheme: str) -> dict[str, str]:
-        """Token's name and scheme: auth.header, and auth.scheme over the one given."""
+    def _sent_as(self, scheme: str) -> tuple[str, str]:
+        """(the header the token goes in, its scheme): auth.header, auth.scheme over `scheme`."""
         config = self._config
-        return {
-            "name": config.header,
-            "scheme": config.scheme if config.scheme is not None else scheme,
-        }
+        return config.header, config.scheme if config.scheme is not None else scheme
 
 
 def _proof(method: str) -> str:

@@ -157,6 +157,7 @@ def _load_private_key(pem: str, password: str | None) -> Any:
 def _check_fit(key: Any, alg: str) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
+    fits: tuple[str, ...]
     if isinstance(key, rsa.RSAPrivateKey):
         kind, fits = f"a {key.key_size}-bit RSA key", ("RS256", "PS256")
         if alg in fits and key.key_size < _SHORTEST_RSA:

@@ -20,7 +20,11 @@ from tests.jwt_keys import body_lines, new_key, pem
 
 PASSWORD = "key-pass-7Hq2"
 TOKEN_URL = "https://login.example.com/oauth2/token"
-GARBLED = "-----BEGIN PRIVATE KEY-----\nTUlJRXZBSUJBREFOQmdrcWhraUc5dzBCQVFFRkFBU0NCS1l3\n-----END PRIVATE KEY-----\n"
+GARBLED = (
+    "-----BEGIN PRIVATE KEY-----\n"
+    "TUlJRXZBSUJBREFOQmdrcWhraUc5dzBCQVFFRkFBU0NCS1l3\n"
+    "-----END PRIVATE KEY-----\n"
+)
 
 
 def jwt_config(**auth: Any) -> dict[str, Any]:
@@ -145,11 +149,11 @@ async def test_a_bad_key_file_is_one_clear_line_through_the_cli(tmp_path: Path) 
     (tmp_path / "client.pem").write_text(text)
     config = tmp_path / "config.yaml"
     config.write_text(
-        f"source: {{url: http://127.0.0.1:9/items}}\n"
-        f"auth: {{token_url: 'http://127.0.0.1:9/token', client_id: svc, "
-        f"auth_method: private_key_jwt, private_key: client.pem, signing_alg: ES256, "
-        f"private_key_password: wrong-password-1}}\n"
-        f"output: {{path: out.jsonl}}\n"
+        "source: {url: http://127.0.0.1:9/items}\n"
+        "auth: {token_url: 'http://127.0.0.1:9/token', client_id: svc, "
+        "auth_method: private_key_jwt, private_key: client.pem, signing_alg: ES256, "
+        "private_key_password: wrong-password-1}\n"
+        "output: {path: out.jsonl}\n"
     )
     result = await run_cli(str(config))
     assert result.code == 2

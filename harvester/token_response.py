@@ -8,15 +8,14 @@ ISO 8601), a token_type other than Bearer that the API expects as the scheme.
 
 from __future__ import annotations
 
-import datetime
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from harvester.config import AuthConfig
+from harvester.config import AuthConfig, parse_timestamp
 from harvester.config.token_shape import is_http_token
-from harvester.errors import AuthError
+from harvester.errors import AuthError, ConfigError
 
 
 @dataclass(frozen=True)
@@ -116,12 +115,9 @@ def _instant(value: Any) -> float | None:
     if not isinstance(value, str):
         return None
     try:
-        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        return parse_timestamp(value, "auth.expires_at_field").timestamp()
+    except ConfigError:  # said by the caller, with the value and where it came from
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.timestamp()
 
 
 def _scheme(token_type: Any, config: AuthConfig, url: str) -> str:

@@ -222,3 +222,22 @@ def test_without_pyjwt_the_method_names_the_extra(
         load(auth_method="client_secret_jwt", client_secret="the-secret-1234")
     assert caught.value.key == "auth.auth_method"
     assert "pip install 'harvester[jwt]'" in str(caught.value)
+
+
+def test_the_readme_shows_each_way_to_authenticate_in_six_lines(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    start = readme.index("Each way to authenticate")
+    section = readme[start : readme.index("JWT client authentication (RFC 7523", start)]
+    blocks = section.split("```yaml\n")[1:]
+    assert len(blocks) == 4
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "svc.pem").write_text(pem(new_key("RS256")))
+    for block in blocks:
+        text = block.split("```")[0]
+        assert len(text.splitlines()) <= 6, text
+        path = tmp_path / "config.yaml"
+        path.write_text(
+            f"source: {{url: https://api.example.com/items}}\n{text}output: {{path: o}}\n"
+        )
+        config = load_config(path, environ={"SECRET": "the-secret-1234"})
+        assert config.auth.client_id == "svc"

@@ -40,6 +40,25 @@ class SigningKey:
     pem: str | None = field(default=None, repr=False)
 
 
+def check_client_auth(auth: AuthConfig) -> None:
+    """ConfigError for a JWT key set where auth.auth_method does not use it, or a signing key
+    that does not do (loaded here, so that a bad one fails before any request)."""
+    misplaced: tuple[str, ...] = ()
+    if auth.auth_method not in JWT_METHODS:  # the secret itself is sent: nothing is signed
+        misplaced = ("signing_alg", "assertion_audience")
+    for name in misplaced:
+        if getattr(auth, name) is not None:
+            raise ConfigError(
+                f"applies only to auth_method {' or '.join(JWT_METHODS)}", key=f"auth.{name}"
+            )
+    if auth.auth_method != "private_key_jwt":
+        for name in ("private_key", "private_key_password", "key_id"):
+            if getattr(auth, name) is not None:
+                raise ConfigError("applies only to auth_method private_key_jwt", key=f"auth.{name}")
+    if auth.auth_method in JWT_METHODS:
+        signing_key(auth)
+
+
 def signing_key(auth: AuthConfig) -> SigningKey:
     """The key auth.auth_method signs with; ConfigError naming the key when it does not do."""
     if auth.auth_method == "client_secret_jwt":

@@ -114,6 +114,24 @@ def written(folder: Path, text: str) -> str:
             "auth.signing_alg",
             "HS256 only",
         ),
+        (
+            lambda d: {
+                "auth_method": "client_secret_basic",
+                "client_secret": "s-1234",
+                "key_id": "k",
+            },
+            "auth.key_id",
+            "applies only to auth_method private_key_jwt",
+        ),
+        (
+            lambda d: {
+                "auth_method": "client_secret_post",
+                "client_secret": "s-1234",
+                "signing_alg": "RS256",
+            },
+            "auth.signing_alg",
+            "applies only to auth_method private_key_jwt or client_secret_jwt",
+        ),
     ],
     ids=[
         "no-pem",
@@ -129,6 +147,8 @@ def written(folder: Path, text: str) -> str:
         "short-rsa",
         "hs256-with-a-key",
         "es256-with-a-secret",
+        "key-id-with-basic",
+        "alg-with-post",
     ],
 )
 def test_a_bad_key_fails_at_load_naming_the_key(

@@ -5,6 +5,8 @@ replay. None of the runs may show key material, a password or an assertion."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 from harvester.client_assertion import make_assertion, signing_key
 from harvester.config import AuthConfig, Secret
 from harvester.demo import DemoSettings, run_demo
+from harvester.demo.launch import demo_process
 from tests.conftest import (
     SECRET,
     CliResult,
@@ -205,3 +208,28 @@ async def test_the_audience_can_be_set_for_providers_that_want_the_issuer(tmp_pa
         result = await run_cli(str(config))
     assert_one_clear_line(wrong, "invalid_client", "Audience")
     assert_harvested(result, tmp_path)
+
+
+def test_the_demo_command_takes_the_switches(tmp_path: Path) -> None:
+    """`python -m harvester.demo` as `make run` starts it: client_secret_jwt, a nested token
+    sent alone in X-Auth-Token."""
+    options = ["--port", "0", "--records", "100", "--secret-assertions"]
+    options += ["--token-field", "data.access_token", "--token-header", "X-Auth-Token"]
+    with demo_process([*options, "--token-scheme", ""]) as url:
+        config = write_config(
+            tmp_path,
+            url,
+            auth__auth_method="client_secret_jwt",
+            auth__client_secret="demo-secret",
+            auth__token_field="data.access_token",
+            auth__header="X-Auth-Token",
+            auth__scheme="",
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "harvester", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "items.jsonl").read_bytes() == expected_bytes(100)

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import yarl
 
-from harvester.client_assertion import JWT_METHODS, signing_key
+from harvester.client_assertion import check_client_auth
 from harvester.config.incremental import check_incremental
 from harvester.config.masking import Secret
 from harvester.config.output import resolve_format
@@ -95,8 +95,7 @@ def _check_auth(auth: AuthConfig) -> None:
                 )
         assert auth.token_url is not None
         _check_url(auth.token_url, "auth.token_url")
-        if auth.auth_method in JWT_METHODS:
-            signing_key(auth)  # loaded once here, so that a bad key fails before any request
+        check_client_auth(auth)
     elif auth.type == "bearer" and (auth.token is None or not auth.token.reveal()):
         raise ConfigError("is required when auth.type is bearer", key="auth.token")
     if auth.refresh_margin < 0:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import orjson
 
+from .auth_options import add_token_args, token_settings
 from .server import run_demo
 from .settings import CARRIERS, RATE_LIMIT_HEADERS, DemoSettings
 
@@ -90,6 +91,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bom", action="store_true", help="JSON bodies begin with the UTF-8 BOM")
     p.add_argument("--access-log", action="store_true", help="log every request to stderr")
     p.add_argument("--quiet", action="store_true", help="print nothing but the listening line")
+    add_token_args(p)
     return p.parse_args(argv)
 
 
@@ -198,6 +200,7 @@ def settings_from(args: argparse.Namespace) -> DemoSettings:
         exact_numbers=args.exact_numbers,
         charset=args.charset,
         bom=args.bom,
+        **token_settings(args),
     )
 
 

@@ -141,7 +141,7 @@ class Fetcher:
         self._stats = stats
         self._url = URL(config.source.url)
         hosts = HostPolicy(config.source.url, allow_private=config.source.allow_private_hosts)
-        self._redirects = Redirects(session, hosts)
+        self._redirects = Redirects(session, hosts, token_header=config.auth.header)
         self._reader = PageReader(config, tokens)
         self._headers = {"Accept": "application/json", **config.source.headers}
 

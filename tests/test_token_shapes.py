@@ -12,8 +12,17 @@ import pytest
 from harvester.config import AuthConfig
 from harvester.demo import DemoSettings, run_demo
 from harvester.errors import AuthError
+from harvester.runner import run
 from harvester.token_response import read_token_response
-from tests.conftest import SECRET, expected_bytes, run_cli, write_config
+from tests.conftest import (
+    SECRET,
+    expected_bytes,
+    make_config,
+    no_wait_policy,
+    run_cli,
+    write_config,
+)
+from tests.test_secrets import TOKEN, items, recorder, redirect, token_and_data
 
 RECORDS = 200
 URL = "https://login.example.com/token"
@@ -169,3 +178,19 @@ def test_a_token_response_that_does_not_do_names_what(
         read(payload, **auth)
     assert needle in str(caught.value)
     assert caught.value.status == 200
+
+
+async def test_a_token_in_a_header_of_any_name_stays_on_its_origin(tmp_path: Path) -> None:
+    """auth.header: X-Session (no secret-looking name): a redirect to another origin still
+    drops it, as it drops Authorization."""
+    async with (
+        recorder(items) as (other, seen),
+        recorder(token_and_data(redirect(other))) as (api, first_seen),
+    ):
+        out = tmp_path / "out.jsonl"
+        config = make_config(api, out, auth={"header": "X-Session", "scheme": ""})
+        await run(config, policy=no_wait_policy())
+    assert out.read_bytes() == b'{"id":0}\n{"id":1}\n'
+    (hop,) = seen
+    assert "X-Session" not in hop.headers
+    assert first_seen[-1].headers["X-Session"] == TOKEN

@@ -130,7 +130,9 @@ def _jwt() -> ModuleType:
 
 def _read_pem(text: str) -> str:
     if is_pem(text):
-        return text
+        # A PEM squeezed onto one line, as .env files and CI variables often hold it ("\n"
+        # written out), is the same PEM.
+        return text if "\n" in text else text.replace("\\n", "\n")
     path = Path(text).expanduser()
     try:
         data = path.read_bytes()

@@ -60,7 +60,7 @@ def pem_secrets(key: str, pem: str) -> dict[str, str]:
     """The PEM under `key`, and each line of its body under key[i]: a message that quotes one
     line of a key shows no more of it than the whole would."""
     found = {key: pem}
-    lines = [line.strip() for line in pem.splitlines()]
+    lines = [line.strip() for line in pem.replace("\\n", "\n").splitlines()]
     body = [line for line in lines if line and not line.startswith("-----") and ":" not in line]
     found.update({f"{key}[{i}]": line for i, line in enumerate(body, 1) if len(line) >= 16})
     return found

@@ -261,3 +261,13 @@ def test_the_readme_shows_each_way_to_authenticate_in_six_lines(tmp_path: Path) 
         )
         config = load_config(path, environ={"SECRET": "the-secret-1234"})
         assert config.auth.client_id == "svc"
+
+
+def test_a_pem_on_one_line_with_its_line_breaks_written_out_loads(tmp_path: Path) -> None:
+    """As an .env file or a CI variable often holds it: "\\n" for each line break."""
+    text = pem(new_key("ES256"))
+    one_line = text.replace("\n", "\\n")
+    config = load({"KEY": one_line}, private_key="${KEY}", signing_alg="ES256")
+    assert signing_key(config.auth).pem == text
+    named = config.named_secrets()
+    assert set(body_lines(text)) <= set(named.values())

@@ -33,9 +33,9 @@ NOW = 1_700_000_000.0
     ("demo", "auth"),
     [
         ({"token_field": "data.access_token"}, {"token_field": "data.access_token"}),
-        ({"expires_in_as_string": True, "token_lifetime": 1.0}, {}),
+        ({"expires_in_as_string": True}, {}),
         (
-            {"expires_at": "epoch", "omit_expires_in": True, "token_lifetime": 1.0},
+            {"expires_at": "epoch", "omit_expires_in": True},
             {"expires_at_field": "expires_at"},
         ),
         (
@@ -67,7 +67,7 @@ async def test_each_token_response_shape_harvests(
     settings = DemoSettings(records=RECORDS, client_secret=SECRET, **demo)
     async with run_demo(settings) as server:
         changes = {f"auth__{key}": value for key, value in auth.items()}
-        config = write_config(tmp_path, server.url, **changes, auth__refresh_margin=0)
+        config = write_config(tmp_path, server.url, **changes)
         result = await run_cli(str(config), "--log-level", "DEBUG")
         issued = server.issued_tokens
         refused = server.stats.faults["401"]

@@ -9,6 +9,7 @@ message about it.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 import warnings
@@ -146,6 +147,9 @@ def _read_pem(text: str) -> str:
     return pem
 
 
+# Loaded at config load and again by the run's ClientAuth: an RSA key's consistency check takes
+# a tenth of a second or more, once is enough. Failures are not cached: they raise.
+@functools.lru_cache(maxsize=8)
 def _load_private_key(pem: str, password: str | None) -> Any:
     from cryptography.hazmat.primitives import serialization
 

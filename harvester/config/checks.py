@@ -133,7 +133,9 @@ def _check_tls(tls: TlsConfig) -> None:
             key=key,
         ) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read {tls.ca_bundle}: {exc.strerror or exc}", key=key) from None
+        raise ConfigError(
+            f"cannot read {tls.ca_bundle!r}: {exc.strerror or exc}", key=key
+        ) from None
     except ValueError:  # a NUL in the name: no file can have it
         raise ConfigError(f"is not a file name: {tls.ca_bundle!r}", key=key) from None
 

@@ -8,20 +8,19 @@ token leads to one refresh, not one per worker.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote_plus
 
 import aiohttp
 import orjson
 from yarl import URL
 
 from harvester.body import BodyRefused, read_body
+from harvester.client_auth import ClientAuth
 from harvester.config import AuthConfig, ConcurrencyConfig
 from harvester.discovery import discovered_token_url
 from harvester.errors import AuthError, excerpt, redact_url
@@ -41,6 +40,7 @@ from harvester.retry import (
 )
 from harvester.secrets import Secrets
 from harvester.stats import Stats
+from harvester.token_response import read_token_response
 
 # A refresh_margin longer than half the token's lifetime was meant for longer-lived tokens: kept,
 # it would refresh on nearly every request. Such a margin shrinks to this share of the lifetime.
@@ -58,9 +58,12 @@ class Token:
     generation: int
     # Monotonic time after which the token counts as stale; None: until the API says 401.
     refresh_at: float | None = None
+    # How the API wants it: auth.header, and the scheme (auth.scheme or the token_type).
+    name: str = "Authorization"
+    scheme: str = "Bearer"
 
     def header(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.value}"}
+        return {self.name: f"{self.scheme} {self.value}" if self.scheme else self.value}
 
 
 # A token response is a few hundred bytes: a megabyte, or inflating a hundredfold, is not one.
@@ -81,6 +84,7 @@ class TokenManager:
         clock: Callable[[], float] = time.monotonic,
         secrets: Secrets | None = None,
         throttle: Throttle | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         """`secrets`, the run's registry, learns every secret value this manager makes (tokens,
         the Basic credential) as soon as it exists, so that every output can mask it."""
@@ -90,6 +94,7 @@ class TokenManager:
         self._stats = stats
         self._timeout = timeout
         self._clock = clock
+        self._wall_clock = wall_clock  # for an absolute expiry (auth.expires_at_field)
         self._secrets = secrets if secrets is not None else Secrets()
         for key, secret in (("client_secret", config.client_secret), ("token", config.token)):
             if secret is not None:
@@ -105,8 +110,10 @@ class TokenManager:
         self._generation = 0
         self._accepted = 0  # the newest generation the API has answered with a success
         if config.type == "bearer" and config.token is not None:
-            self._token = Token(config.token.reveal(), generation=1)
+            name, scheme = self._sent_as("Bearer")
+            self._token = Token(config.token.reveal(), generation=1, name=name, scheme=scheme)
             self._secrets.add(config.token.reveal(), token=True)
+        self._client_auth = ClientAuth(config, self._secrets) if self.refreshable else None
 
     @property
     def refreshable(self) -> bool:
@@ -196,7 +203,7 @@ class TokenManager:
         return self._token_url
 
     async def _request_token(self, url: str) -> dict[str, Any]:
-        form, headers = self._token_request()
+        form, headers = self._token_request(url)
         self._stats.token_requests += 1
         log.debug(TOKEN_ASKED, redact_url(url))
         proxy, args = self._proxies.route(URL(url), headers)
@@ -252,13 +259,15 @@ class TokenManager:
         if wants_client_cert(status, error, description):
             return f"token request refused: {CERT_WANTED}"
         if error == "invalid_client" or (status == 401 and error is None):
+            if self._config.auth_method in ("private_key_jwt", "client_secret_jwt"):
+                return f"token request refused: {_proof(self._config.auth_method)} not accepted"
             credential = client_credential_keys(self._config)
             return f"token request refused: auth.client_id or {credential} not accepted"
         if scope and (error == "invalid_scope" or status == 403):
             return f"token request refused: auth.scope {scope!r} not granted"
         return "token request refused"
 
-    def _token_request(self) -> tuple[dict[str, str], dict[str, str]]:
+    def _token_request(self, url: str) -> tuple[dict[str, str], dict[str, str]]:
         config = self._config
         assert config.client_id is not None
         form = {"grant_type": "client_credentials", **config.extra_params}
@@ -268,27 +277,20 @@ class TokenManager:
         if config.auth_method == "tls_client_auth":  # RFC 8705 2: the certificate authenticates
             form["client_id"] = config.client_id
             return form, headers
-        assert config.client_secret is not None
-        if config.auth_method == "client_secret_basic":
-            # RFC 6749 section 2.3.1: form-encode id and secret before joining them for Basic.
-            pair = f"{quote_plus(config.client_id)}:{quote_plus(config.client_secret.reveal())}"
-            credential = base64.b64encode(pair.encode()).decode()
-            self._secrets.add(credential)  # as good as the secret itself
-            headers["Authorization"] = "Basic " + credential
-        else:
-            form["client_id"] = config.client_id
-            form["client_secret"] = config.client_secret.reveal()
-        return form, headers
+        assert self._client_auth is not None
+        # Made anew for each attempt: a JWT assertion is good for one request only.
+        credentials, more = self._client_auth.credentials(token_url=url)
+        return {**form, **credentials}, {**headers, **more}
 
     def _accept(self, payload: dict[str, Any], url: str) -> Token:
-        value = payload.get("access_token")
-        if not isinstance(value, str) or not value:
-            raise AuthError("token response has no access_token", url=url, status=200)
-        self._secrets.add(value, token=True)  # before any check below fails with it in hand
-        token_type = payload.get("token_type", "bearer")
-        if not isinstance(token_type, str) or token_type.lower() != "bearer":
-            raise AuthError(f"unsupported token_type {token_type!r}", url=url, status=200)
-        lifetime = _expires_in(payload.get("expires_in"), url)
+        answer = read_token_response(
+            payload,
+            self._config,
+            now=self._wall_clock(),
+            url=url,
+            register=lambda value: self._secrets.add(value, token=True),
+        )
+        lifetime = answer.lifetime
         refresh_at = None
         if lifetime is not None:
             margin = self._config.refresh_margin
@@ -296,20 +298,29 @@ class TokenManager:
                 margin = lifetime * _SHORT_TOKEN_MARGIN_SHARE
             refresh_at = self._clock() + lifetime - margin
         self._generation += 1
-        self._token = Token(value, generation=self._generation, refresh_at=refresh_at)
+        name, scheme = self._sent_as(answer.scheme)
+        self._token = Token(
+            answer.value,
+            generation=self._generation,
+            refresh_at=refresh_at,
+            name=name,
+            scheme=scheme,
+        )
         return self._token
 
+    def _sent_as(self, scheme: str) -> tuple[str, str]:
+        """(the header the token goes in, its scheme): auth.header, auth.scheme over `scheme`."""
+        config = self._config
+        return config.header, config.scheme if config.scheme is not None else scheme
 
-def _expires_in(value: Any, url: str) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise AuthError(f"expires_in is not a number: {value!r}", url=url, status=200) from None
-    if seconds <= 0:
-        raise AuthError(f"expires_in must be positive, got {value!r}", url=url, status=200)
-    return seconds
+
+def _proof(method: str) -> str:
+    """The config keys that prove the client under auth.auth_method `method`."""
+    if method == "private_key_jwt":
+        return "the client assertion (auth.client_id, auth.private_key, auth.key_id, its aud)"
+    if method == "client_secret_jwt":
+        return "the client assertion (auth.client_id, auth.client_secret, its aud)"
+    return "auth.client_id or auth.client_secret"
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:

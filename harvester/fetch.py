@@ -146,7 +146,10 @@ class Fetcher:
         self._url = URL(config.source.url)
         hosts = HostPolicy(config.source.url, allow_private=config.source.allow_private_hosts)
         self._redirects = Redirects(
-            session, hosts, Proxies(config.source.proxy, key="source.proxy")
+            session,
+            hosts,
+            Proxies(config.source.proxy, key="source.proxy"),
+            token_header=config.auth.header,
         )
         self._reader = PageReader(config, tokens)
         self._headers = {"Accept": "application/json", **config.source.headers}

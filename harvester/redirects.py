@@ -22,12 +22,18 @@ class Redirects:
     """The answer to a page's GET after its redirects, each hop (and a next link) checked."""
 
     def __init__(
-        self, session: aiohttp.ClientSession, hosts: HostPolicy, proxies: Proxies | None = None
+        self,
+        session: aiohttp.ClientSession,
+        hosts: HostPolicy,
+        proxies: Proxies | None = None,
+        token_header: str = "Authorization",
     ) -> None:
         self._session = session
         self._hosts = hosts
         # None: the environment's proxies (HTTP_PROXY, NO_PROXY), as without source.proxy.
         self._proxies = proxies or Proxies(None, key="source.proxy")
+        # auth.header: the token's header, secret whatever its name (X-Session as well).
+        self._token_header = token_header.lower()
 
     @contextlib.asynccontextmanager
     async def get(
@@ -61,11 +67,14 @@ class Redirects:
             following = _redirect_target(request, target, location)
             if not crossed and following.origin() != target.origin():
                 crossed = True
-                headers = {k: v for k, v in headers.items() if not carries_secret(k)}
+                headers = {k: v for k, v in headers.items() if not self._secret(k)}
             target = following
         raise PageFetchError(
             f"redirected more than {_MAX_REDIRECTS} times", page=request.index, url=str(url)
         )
+
+    def _secret(self, header: str) -> bool:
+        return carries_secret(header) or header.lower() == self._token_header
 
     async def _check_host(
         self, request: PageRequest, url: URL, target: URL, what: str, *, proxied: bool

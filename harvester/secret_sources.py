@@ -51,6 +51,26 @@ def config_secrets(config: Config) -> dict[str, str]:
     urls += [(f"env.{name}", value) for name, value in environment_proxies()]
     for key, url in urls:
         found.update(_userinfo(key, url if url is None or "://" in url else f"http://{url}"))
+    if auth.private_key_password is not None:
+        found["auth.private_key_password"] = auth.private_key_password.reveal()
+    if auth.private_key is not None and is_pem(auth.private_key.reveal()):
+        found.update(pem_secrets("auth.private_key", auth.private_key.reveal()))
+    return found
+
+
+def is_pem(text: str) -> bool:
+    """Whether `text` is PEM itself (auth.private_key from ${VAR}) rather than a file's path."""
+    # A path never holds the dashes of a PEM boundary; a PEM pasted into ${VAR} always does.
+    return "-----BEGIN" in text
+
+
+def pem_secrets(key: str, pem: str) -> dict[str, str]:
+    """The PEM under `key`, and each line of its body under key[i]: a message that quotes one
+    line of a key shows no more of it than the whole would."""
+    found = {key: pem}
+    lines = [line.strip() for line in pem.replace("\\n", "\n").splitlines()]
+    body = [line for line in lines if line and not line.startswith("-----") and ":" not in line]
+    found.update({f"{key}[{i}]": line for i, line in enumerate(body, 1) if len(line) >= 16})
     return found
 
 

@@ -1,8 +1,9 @@
 """The run's one registry of secret values, and the one place that masks them.
 
-Fed by the config (client secret, static token, secret-looking headers and parameters), by the
-Basic credential and by every token issued; each value is known in the forms it takes in a URL
-(raw, percent-encoded, plus-encoded, as yarl writes a query). Every exit path goes through it:
+Fed by the config (client secret, static token, private key and its password, secret-looking
+headers and parameters), by the Basic credential, JWT client assertions and every token issued;
+each value is known in the forms it takes in a URL (raw, percent-encoded, plus-encoded, as yarl
+writes a query). Every exit path goes through it:
 exception messages and their chains, log records (a filter on harvester's loggers, attached for
 the length of a run), stats, checkpoints (placeholders instead of values), --print-config.
 """

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import yarl
 
+from harvester.client_assertion import check_client_auth
 from harvester.config.client_cert import check_client_cert
 from harvester.config.incremental import check_incremental
 from harvester.config.issuer import check_issuer, check_tls_client_auth, required_auth_keys
@@ -25,6 +26,7 @@ from harvester.config.schema import (
     _insecure,
     _secret_destinations,
 )
+from harvester.config.token_shape import check_token_shape
 from harvester.errors import ConfigError
 from harvester.proxies import check_proxy
 from harvester.stream import is_stream
@@ -99,10 +101,12 @@ def _check_auth(auth: AuthConfig) -> None:
         for name, url in (("token_url", auth.token_url), ("issuer", auth.issuer)):
             if url is not None:
                 _check_url(url, f"auth.{name}")
+        check_client_auth(auth)
     elif auth.type == "bearer" and (auth.token is None or not auth.token.reveal()):
         raise ConfigError("is required when auth.type is bearer", key="auth.token")
     if auth.refresh_margin < 0:
         raise ConfigError("must be >= 0", key="auth.refresh_margin")
+    check_token_shape(auth)
 
 
 def _check_plain_http(config: Config) -> None:
@@ -136,7 +140,9 @@ def _check_tls(tls: TlsConfig) -> None:
             key=key,
         ) from None
     except OSError as exc:
-        raise ConfigError(f"cannot read {tls.ca_bundle}: {exc.strerror or exc}", key=key) from None
+        raise ConfigError(
+            f"cannot read {tls.ca_bundle!r}: {exc.strerror or exc}", key=key
+        ) from None
     except ValueError:  # a NUL in the name: no file can have it
         raise ConfigError(f"is not a file name: {tls.ca_bundle!r}", key=key) from None
 

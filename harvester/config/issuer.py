@@ -12,10 +12,14 @@ __all__ = ["check_issuer", "check_tls_client_auth", "required_auth_keys"]
 
 
 def required_auth_keys(auth: AuthConfig) -> list[str]:
-    """The auth keys client_credentials cannot go without: issuer stands in for token_url, and
-    tls_client_auth needs no client_secret (the certificate authenticates)."""
+    """The auth keys client_credentials cannot go without: issuer stands in for token_url,
+    tls_client_auth needs no client_secret (the certificate authenticates), and private_key_jwt
+    a private_key instead."""
     names = ["client_id"] if auth.issuer is not None else ["token_url", "client_id"]
-    return names if auth.auth_method == "tls_client_auth" else [*names, "client_secret"]
+    if auth.auth_method == "tls_client_auth":
+        return names
+    # private_key_jwt proves the client with auth.private_key instead of a secret.
+    return [*names, "private_key" if auth.auth_method == "private_key_jwt" else "client_secret"]
 
 
 def check_issuer(auth: AuthConfig) -> None:

@@ -14,6 +14,7 @@ from harvester.config.checks import _check
 from harvester.config.coerce import _build, _join, _set_dotted
 from harvester.config.schema import Config
 from harvester.errors import ConfigError
+from harvester.secret_sources import is_pem
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -184,6 +185,7 @@ PATH_KEYS = (
     ("tls", "ca_bundle"),
     ("tls", "client_cert"),
     ("tls", "client_key"),
+    ("auth", "private_key"),
 )
 
 
@@ -194,7 +196,8 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
             continue  # not a mapping: validation says so
         value = values.get(key)
         # "-" is stdout; /dev/stdout and other absolute paths stay as they are.
-        if isinstance(value, str) and value.strip() and value != "-":
+        # auth.private_key may be the PEM itself, from ${VAR}: not a path.
+        if isinstance(value, str) and value.strip() and value != "-" and not is_pem(value):
             values[key] = str(base / value)  # an absolute value replaces base
 
 

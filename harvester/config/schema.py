@@ -16,7 +16,14 @@ from harvester.secret_sources import config_secrets
 from harvester.secrets import Secrets
 
 AuthType = Literal["client_credentials", "bearer", "none"]
-AuthMethod = Literal["client_secret_basic", "client_secret_post", "tls_client_auth"]
+AuthMethod = Literal[
+    "client_secret_basic",
+    "client_secret_post",
+    "private_key_jwt",
+    "client_secret_jwt",
+    "tls_client_auth",
+]
+SigningAlg = Literal["RS256", "PS256", "ES256", "EdDSA", "HS256"]
 PaginationStyle = Literal["offset", "range", "page", "cursor", "link"]
 RepeatedPages = Literal["check", "allow"]
 LongQuota = Literal["wait", "fail"]
@@ -86,9 +93,40 @@ class AuthConfig:
     """Space-separated scopes to ask for."""
     auth_method: AuthMethod = "client_secret_basic"
     """client_secret_basic: HTTP Basic (RFC 6749 2.3.1); client_secret_post: id and secret in the
-    form body; tls_client_auth: client_id in the form, the client certificate (tls.client_cert)
+    form body; private_key_jwt, client_secret_jwt: a signed JWT assertion (RFC 7523 2.2);
+    tls_client_auth: client_id in the form, the client certificate (tls.client_cert)
     authenticates (RFC 8705).
     """
+    # private_key_jwt and client_secret_jwt (harvester/client_assertion.py).
+    private_key: Secret | None = None
+    """private_key_jwt: the PEM private key, as a file path or the PEM itself (${VAR}); never
+    logged.
+    """
+    private_key_password: Secret | None = None
+    """The password of an encrypted auth.private_key; never logged."""
+    key_id: str | None = None
+    """The kid header of the client assertion: which of the client's keys signed it."""
+    signing_alg: SigningAlg | None = None
+    """The assertion's algorithm: RS256 (default), PS256, ES256 or EdDSA for private_key_jwt;
+    HS256, the only one, for client_secret_jwt.
+    """
+    assertion_audience: str | None = None
+    """The assertion's aud claim; default auth.token_url (some providers want the issuer)."""
+    # Token responses as they come (harvester/token_response.py).
+    token_field: str = "access_token"
+    """Dotted path to the access token in the token response (data.access_token); expires_in
+    and token_type are looked for beside it, then at the top.
+    """
+    expires_at_field: str | None = None
+    """Dotted path to the token's absolute expiry (epoch seconds or ISO 8601), for providers
+    that send one instead of expires_in.
+    """
+    scheme: str | None = None
+    """The scheme sent before the token; default the response's token_type (Bearer when absent);
+    "" sends the token alone.
+    """
+    header: str = "Authorization"
+    """The request header that carries the token (X-Auth-Token)."""
     extra_params: dict[str, str] = field(default_factory=dict)
     """More form fields for the token request (audience, resource, ...)."""
     refresh_margin: float = 30.0

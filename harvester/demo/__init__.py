@@ -22,6 +22,9 @@ refused scope. Switches for real servers' ways (harvester.demo.quirks): `inclusi
 `json_meta_header`, `range_echo`, `range_empty_past_end`, `range_no_total`, `empty_pages_every`,
 `repeat_last_past_end`, `short_page_at`. `totals_in`, `next_cursor_in` and `next_link_in` put
 /items's total, /cursor's next cursor and /link's next URL only in the body or only in a header.
+The token endpoint can check JWT client assertions (`assertion_jwks`, `secret_assertions`:
+harvester.demo.assertions) and answer tokens in other shapes (`token_field`, `expires_at`,
+`token_type`, `token_header`, `token_scheme`: harvester.demo.token_shapes).
 Also: POST /oauth2/token (client_secret_basic, client_secret_post, and tls_client_auth over
 https with a client certificate: harvester.demo.mtls), the issuer's discovery documents
 (harvester.demo.discovery), GET /_stats, GET /health.

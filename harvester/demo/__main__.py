@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 
+from .auth_options import add_token_args, token_settings
 from .discovery import DISCOVERY_DOCUMENTS
 from .mtls import CLIENT_CERT_REQUIRED, DemoCertificates
 from .server import run_demo
@@ -94,6 +95,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bom", action="store_true", help="JSON bodies begin with the UTF-8 BOM")
     p.add_argument("--access-log", action="store_true", help="log every request to stderr")
     p.add_argument("--quiet", action="store_true", help="print nothing but the listening line")
+    add_token_args(p)
     return p.parse_args(argv)
 
 
@@ -243,6 +245,7 @@ def settings_from(args: argparse.Namespace) -> DemoSettings:
         discovery_documents=tuple(args.discovery_documents),
         discovery_token_endpoint=not args.no_discovery_token_endpoint,
         advertised_auth_methods=tuple(args.advertised_auth_methods) or None,
+        **token_settings(args),
     )
 
 

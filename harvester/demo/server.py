@@ -29,7 +29,8 @@ from .pages import JSON, Answer, error_answer
 from .params import BadParam
 from .settings import DemoSettings, DemoStats
 from .state import DemoState, Fault
-from .tokens import bearer_token, token_response
+from .token_shapes import presented_token
+from .tokens import token_response
 
 __all__ = ["DemoServer", "DemoSettings", "DemoStats", "create_app", "run_demo", "serve"]
 
@@ -73,7 +74,7 @@ async def _gate(
         stats.faults["429"] += 1
         refusal = error_answer(429, "rate_limited", "too many requests", **_retry(state, wait))
         return _send(state, refusal), limit_headers
-    token = bearer_token(request.headers.get("Authorization"))
+    token = presented_token(request.headers, settings)
     if token is None or not state.tokens.is_valid(token):
         stats.faults["401"] += 1
         challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
@@ -242,6 +243,11 @@ class DemoServer:
     def issued_tokens(self) -> list[str]:
         """Every access token the server has issued, expired ones included."""
         return list(self._state.tokens.issued)
+
+    @property
+    def spent_assertions(self) -> int:
+        """How many client assertions (each jti once) the token endpoint has accepted."""
+        return len(self._state.tokens.used_jti)
 
     async def wait_for_requests(self, count: int) -> None:
         """Return once `count` data requests have been received in all, answered or not."""

@@ -39,6 +39,26 @@ class DemoSettings:
     token_lifetime: float = 3600.0
     expires_in_as_string: bool = False
     omit_expires_in: bool = False
+    # JWT client assertions (harvester.demo.assertions): private_key_jwt verified against the
+    # public keys of assertion_jwks (a JWKS the test supplies), client_secret_jwt (HS256 with
+    # client_secret) when secret_assertions; aud must be the token endpoint's URL, or
+    # assertion_audience; exp and iat hold within assertion_leeway seconds of a server clock
+    # assertion_clock_offset seconds ahead. token_failures: the first N token requests answer
+    # 503 after their assertion's jti is spent, as a provider failing midway would.
+    assertion_jwks: dict[str, Any] | None = None
+    secret_assertions: bool = False
+    assertion_audience: str | None = None
+    assertion_leeway: float = 5.0
+    assertion_clock_offset: float = 0.0
+    token_failures: int = 0
+    # Token responses in other shapes (harvester.demo.token_shapes): the token at the dotted
+    # token_field, an absolute expires_at (epoch or iso) beside it, token_type as given; data
+    # requests carry the token in token_header after token_scheme (None: token_type).
+    token_field: str = "access_token"
+    expires_at: Literal["none", "epoch", "iso"] = "none"
+    token_type: str = "Bearer"
+    token_header: str = "Authorization"
+    token_scheme: str | None = None
     latency: float = 0.0
     token_latency: float = 0.0
     max_page_size: int = 1000
@@ -166,6 +186,8 @@ class DemoSettings:
             "latency": (self.latency, 0),
             "token_latency": (self.token_latency, 0),
             "token_lifetime": (self.token_lifetime, 0),
+            "assertion_leeway": (self.assertion_leeway, 0),
+            "token_failures": (self.token_failures, 0),
             "retry_after": (self.retry_after, 0),
             "revoke_tokens_after": (self.revoke_tokens_after, 1),
             "loop_cursor_at": (self.loop_cursor_at, 0),

@@ -14,8 +14,10 @@ from urllib.parse import unquote_plus
 import orjson
 from aiohttp import web
 
+from .assertions import AssertionRefused, check_assertion
 from .mtls import certificate_missing, client_common_name
 from .settings import DemoSettings, DemoStats
+from .token_shapes import shaped_token_body
 
 
 class TokenStore:
@@ -24,6 +26,7 @@ class TokenStore:
     def __init__(self) -> None:
         self._expiry: dict[str, float] = {}
         self.issued: list[str] = []  # every token ever issued, for tests that look for leaks
+        self.used_jti: set[str] = set()  # every client assertion's jti spent (no replay)
 
     def issue(self, lifetime: float) -> str:
         now = time.monotonic()
@@ -40,16 +43,6 @@ class TokenStore:
 
     def expire_all(self) -> None:
         self._expiry.clear()
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    """The token from an `Authorization: Bearer ...` header, or None."""
-    if authorization is None:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None
 
 
 def client_credentials(
@@ -100,21 +93,11 @@ async def token_response(
     form = {key: value for key, value in (await request.post()).items() if isinstance(value, str)}
     if certificate_missing(request, settings.client_cert_required, "token"):
         return oauth_error(401, "invalid_client", "client certificate required")
-    credentials = client_credentials(request.headers.get("Authorization"), form)
-    if _is_tls_client_auth(request, form):
-        # RFC 8705 2: the certificate, verified in the handshake, authenticates the client.
-        if client_common_name(request) != settings.client_id or form["client_id"] != (
-            settings.client_id
-        ):
-            return oauth_error(401, "invalid_client", "client certificate does not match client_id")
-    elif credentials is None:
-        return oauth_error(
-            401, "invalid_client", "client authentication is missing", _BASIC_CHALLENGE
-        )
-    elif not _is_known_client(credentials, settings):
-        return oauth_error(
-            401, "invalid_client", "unknown client or wrong secret", _BASIC_CHALLENGE
-        )
+    refusal = _authenticate(request, form, settings, store)
+    if refusal is not None:
+        return refusal
+    if stats.token_requests <= settings.token_failures:
+        return oauth_error(503, "temporarily_unavailable", "token_failures")
     if form.get("grant_type") != "client_credentials":
         return oauth_error(
             400, "unsupported_grant_type", "only grant_type=client_credentials is supported"
@@ -140,7 +123,7 @@ async def token_response(
         body["expires_in"] = str(expires_in) if settings.expires_in_as_string else expires_in
     stats.tokens_issued += 1
     return web.Response(
-        body=orjson.dumps(body),
+        body=orjson.dumps(shaped_token_body(body, settings)),
         content_type="application/json",
         headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
     )
@@ -154,6 +137,37 @@ def _is_tls_client_auth(request: web.Request, form: Mapping[str, str]) -> bool:
         and "Authorization" not in request.headers
         and client_common_name(request) is not None
     )
+
+
+def _authenticate(
+    request: web.Request, form: Mapping[str, str], settings: DemoSettings, store: TokenStore
+) -> web.Response | None:
+    """The refusal when the request does not prove the client, else None."""
+    if _is_tls_client_auth(request, form):
+        # RFC 8705 2: the certificate, verified in the handshake, authenticates the client.
+        if client_common_name(request) != settings.client_id or form["client_id"] != (
+            settings.client_id
+        ):
+            return oauth_error(401, "invalid_client", "client certificate does not match client_id")
+        return None
+    assertions = settings.assertion_jwks is not None or settings.secret_assertions
+    if assertions and "client_assertion" in form:
+        endpoint = str(request.url.with_query(None))
+        try:
+            check_assertion(form, endpoint, settings, store.used_jti)
+        except AssertionRefused as exc:
+            return oauth_error(401, "invalid_client", str(exc))
+        return None
+    credentials = client_credentials(request.headers.get("Authorization"), form)
+    if credentials is None:
+        return oauth_error(
+            401, "invalid_client", "client authentication is missing", _BASIC_CHALLENGE
+        )
+    if not _is_known_client(credentials, settings):
+        return oauth_error(
+            401, "invalid_client", "unknown client or wrong secret", _BASIC_CHALLENGE
+        )
+    return None
 
 
 def _is_known_client(credentials: tuple[str, str], settings: DemoSettings) -> bool:

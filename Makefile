@@ -95,6 +95,11 @@ third-party: install ## Harvest json-server, FastAPI, DRF, datasette, flask-smor
 	$(PY) benchmarks/third_party_formats.py $(if $(ONLY),--only $(ONLY))
 	$(PY) benchmarks/third_party_resources.py
 	$(PY) benchmarks/third_party_init.py $(if $(ONLY),--only $(ONLY)) --json out/third-party-init.json
+	$(PY) benchmarks/third_party_auth.py
+
+.PHONY: third-party-auth
+third-party-auth: install ## Each client authentication method against authlib's OAuth2 server (after make third-party)
+	$(PY) benchmarks/third_party_auth.py
 
 .PHONY: third-party-init
 third-party-init: install ## harvester init against the third-party servers, then its config harvested (after make third-party)

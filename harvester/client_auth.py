@@ -8,7 +8,7 @@ a fresh one for every token request, retries included, so that no jti is ever se
 from __future__ import annotations
 
 import base64
-from urllib.parse import quote_plus
+from urllib.parse import quote
 
 from harvester.client_assertion import (
     ASSERTION_TYPE,
@@ -62,8 +62,15 @@ class ClientAuth:
                 "client_id": config.client_id,
                 "client_secret": config.client_secret.reveal(),
             }, {}
-        # RFC 6749 section 2.3.1: form-encode id and secret before joining them for Basic.
-        pair = f"{quote_plus(config.client_id)}:{quote_plus(config.client_secret.reveal())}"
+        # RFC 6749 section 2.3.1: form-encode id and secret before joining them for Basic. A space
+        # as %20, not "+": a form decoder reads both as a space, but servers that percent-decode
+        # only (authlib: unquote) would read "+" as a plus and refuse the secret.
+        pair = f"{_form_encoded(config.client_id)}:{_form_encoded(config.client_secret.reveal())}"
         credential = base64.b64encode(pair.encode()).decode()
         self._secrets.add(credential)  # as good as the secret itself
         return {}, {"Authorization": "Basic " + credential}
+
+
+def _form_encoded(value: str) -> str:
+    """`value` encoded for Basic as RFC 6749 2.3.1 has it, every reserved character as %XX."""
+    return quote(value, safe="")

@@ -76,12 +76,18 @@ def pem_lines(pem: str) -> list[str]:
     return [line for line in pem.splitlines() if line and not line.startswith("-----")]
 
 
+def public_jwk(key: PrivateKey) -> dict[str, Any]:
+    """The public half of `key` as a JWK, as the client would register it."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    return ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+
+
 def key_method(name: str, alg: str, make: Callable[[], PrivateKey], work: Path) -> Method:
     """private_key_jwt with a fresh key of `make`; the wrong key is another one of its kind."""
     right, wrong = make(), make()
     kid = f"{name}-1"
-    to_jwk = RSAAlgorithm.to_jwk if alg.startswith(("RS", "PS")) else ECAlgorithm.to_jwk
-    jwk = {**to_jwk(right.public_key(), as_dict=True), "kid": kid, "alg": alg, "use": "sig"}
+    jwk = {**public_jwk(right), "kid": kid, "alg": alg, "use": "sig"}
     paths = {}
     for label, key in (("right", right), ("wrong", wrong)):
         paths[label] = work / f"{name}-{label}.pem"
@@ -136,6 +142,10 @@ class Run:
     token_requests: int
 
 
+def text(part: str | bytes | None) -> str:
+    return part.decode(errors="replace") if isinstance(part, bytes) else part or ""
+
+
 def server_stats(base: str) -> dict[str, int]:
     with urllib.request.urlopen(f"{base}/_stats", timeout=10) as answer:  # noqa: S310 (loopback)
         stats: dict[str, int] = json.load(answer)
@@ -186,7 +196,7 @@ def harvest(base: str, method: Method, auth: dict[str, Any], run_dir: Path) -> R
         code: int | None = done.returncode
         output = done.stdout + done.stderr
     except subprocess.TimeoutExpired as exc:
-        code, output = None, f"{exc.stdout or ''}{exc.stderr or ''}"
+        code, output = None, "".join(text(part) for part in (exc.stdout, exc.stderr))
     (run_dir / "output.txt").write_text(output, encoding="utf-8")
     out = run_dir / "out.jsonl"
     records = None

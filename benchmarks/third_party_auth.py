@@ -18,7 +18,8 @@ a wrong key must fail: exit non-zero, `invalid_client` in its message, no output
 secret or key material (neither the right nor the wrong one) on stdout or stderr.
 
 columns: method; success (ok, or why not); failure (ok: refused as it should be, or why not);
-token requests (what the server counted for the successful run). Exits 1 unless every cell is ok.
+token requests (what the server counted: the successful run / the refused one). Exits 1 unless
+every cell is ok.
 Each run's config and output stay in benchmarks/.third_party/auth/<method>/.
 """
 
@@ -278,7 +279,7 @@ def main() -> int:
             good = harvest(base, method, method.auth, run_dir / "right")
             bad = harvest(base, method, method.wrong, run_dir / "wrong")
             verdicts = (success_verdict(good, expected), failure_verdict(bad, method))
-            rows.append((method.name, *verdicts, str(good.token_requests)))
+            rows.append((method.name, *verdicts, f"{good.token_requests} / {bad.token_requests}"))
     finally:
         server.terminate()
         server.wait(timeout=10)

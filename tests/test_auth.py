@@ -270,7 +270,7 @@ async def test_tokens_never_show_in_reprs(mock_http: aioresponses) -> None:
 async def test_a_token_error_echoing_the_secret_or_credential_is_scrubbed(
     mock_http: aioresponses,
 ) -> None:
-    credential = base64.b64encode(b"my+app:s3cr%3At%26%2B%2F+x").decode()
+    credential = base64.b64encode(b"my%20app:s3cr%3At%26%2B%2F%20x").decode()  # as sent
     echo = f"wrong secret {SECRET} (Basic {credential})"
     mock_http.post(
         TOKEN_URL, status=401, payload={"error": "invalid_client", "error_description": echo}

@@ -32,7 +32,7 @@ MAX_LIMIT = 100
 TOKEN_LIFETIME = 3600
 
 
-class Client(ClientMixin):  # type: ignore[misc]
+class Client(ClientMixin):
     """A registered client allowed one token endpoint auth method and client_credentials."""
 
     def __init__(self, client_id: str, entry: dict[str, Any]) -> None:
@@ -66,7 +66,7 @@ class Client(ClientMixin):  # type: ignore[misc]
         return False
 
 
-class ClientCredentials(grants.ClientCredentialsGrant):  # type: ignore[misc]
+class ClientCredentials(grants.ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = [
         "client_secret_basic",
         "client_secret_post",
@@ -75,7 +75,7 @@ class ClientCredentials(grants.ClientCredentialsGrant):  # type: ignore[misc]
     ]
 
 
-class AssertionAuth(JWTBearerClientAssertion):  # type: ignore[misc]
+class AssertionAuth(JWTBearerClientAssertion):
     """RFC 7523 2.2 client assertions: HS* signed with the client secret (client_secret_jwt),
     any other alg with a key of the client's JWKS (private_key_jwt)."""
 

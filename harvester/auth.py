@@ -198,7 +198,7 @@ class TokenManager:
         if self._token_url is None:
             assert self._config.issuer is not None
             self._token_url = await discovered_token_url(
-                self._config, self._session, self._policy, self._stats
+                self._config, self._session, self._policy, self._stats, proxies=self._proxies
             )
         return self._token_url
 

@@ -19,6 +19,7 @@ from harvester.body import BodyRefused, read_body
 from harvester.config import AuthConfig
 from harvester.config.schema import _insecure
 from harvester.errors import AuthError, ConfigError, redact_url
+from harvester.proxies import Proxies
 from harvester.read import NotJSON, decode_json
 from harvester.retry import RetryableStatus, RetryPolicy, certificate_failure, refused
 from harvester.stats import Stats
@@ -76,7 +77,11 @@ DOCUMENT_ASKED = "discovery document %s answered %d"
 
 
 async def ask_documents(
-    session: aiohttp.ClientSession, issuer: str, *, policy: RetryPolicy | None = None
+    session: aiohttp.ClientSession,
+    issuer: str,
+    *,
+    policy: RetryPolicy | None = None,
+    proxies: Proxies | None = None,
 ) -> AsyncGenerator[Answer, None]:
     """Each discovery document in turn, until the caller stops asking (it found one).
 
@@ -88,11 +93,13 @@ async def ask_documents(
         shown = redact_url(str(url))
         try:
             if policy is None:
-                answer = await _ask(session, url, shown, retryable=())
+                answer = await _ask(session, url, shown, retryable=(), proxies=proxies)
             else:
                 async for attempt in policy.retrying():
                     with attempt:
-                        answer = await _ask(session, url, shown, retryable=policy.config.statuses)
+                        answer = await _ask(
+                            session, url, shown, retryable=policy.config.statuses, proxies=proxies
+                        )
         except (aiohttp.ClientError, TimeoutError, RetryableStatus) as exc:
             unverified = certificate_failure(exc, str(url))
             if unverified is not None:
@@ -108,9 +115,16 @@ async def ask_documents(
 
 
 async def _ask(
-    session: aiohttp.ClientSession, url: URL, shown: str, *, retryable: tuple[int, ...]
+    session: aiohttp.ClientSession,
+    url: URL,
+    shown: str,
+    *,
+    retryable: tuple[int, ...],
+    proxies: Proxies | None = None,
 ) -> Answer:
-    async with session.get(url, allow_redirects=False) as response:
+    # Through auth.proxy (or the environment's) like the token request the document leads to.
+    _, args = proxies.route(url, {}) if proxies is not None else (None, {})
+    async with session.get(url, allow_redirects=False, **args) as response:
         log.debug(DOCUMENT_ASKED, shown, response.status)
         try:
             body = await read_body(response, max_bytes=_MAX_BYTES, max_ratio=_MAX_RATIO)
@@ -134,6 +148,7 @@ async def token_endpoint(
     *,
     policy: RetryPolicy | None = None,
     warn: Callable[[str], None] = log.warning,
+    proxies: Proxies | None = None,
 ) -> str:
     """The token endpoint auth.issuer's discovery document names, once `auth_method` is checked
     against the methods it advertises (token_endpoint_auth_methods_supported).
@@ -144,7 +159,8 @@ async def token_endpoint(
     providers often leave it out, and the token endpoint's answer will tell.
     """
     asked: list[Answer] = []
-    async with contextlib.aclosing(ask_documents(session, issuer, policy=policy)) as documents:
+    asking = ask_documents(session, issuer, policy=policy, proxies=proxies)
+    async with contextlib.aclosing(asking) as documents:
         async for answer in documents:
             asked.append(answer)
             if answer.token_endpoint is not None:
@@ -174,7 +190,12 @@ async def token_endpoint(
 
 
 async def discovered_token_url(
-    auth: AuthConfig, session: aiohttp.ClientSession, policy: RetryPolicy, stats: Stats
+    auth: AuthConfig,
+    session: aiohttp.ClientSession,
+    policy: RetryPolicy,
+    stats: Stats,
+    *,
+    proxies: Proxies | None = None,
 ) -> str:
     """The run's token endpoint from auth.issuer, held to the rule auth.token_url is held to:
     no client secret over plain http to another machine unless auth.allow_insecure_http."""
@@ -184,7 +205,9 @@ async def discovered_token_url(
         log.warning(message)
         stats.warn(message)
 
-    url = await token_endpoint(session, auth.issuer, auth.auth_method, policy=policy, warn=warn)
+    url = await token_endpoint(
+        session, auth.issuer, auth.auth_method, policy=policy, warn=warn, proxies=proxies
+    )
     if _insecure(url) and not auth.allow_insecure_http:
         raise ConfigError(
             f"the discovery document names a token endpoint over plain http ({redact_url(url)}): "

@@ -92,6 +92,16 @@ async def test_the_environment_proxy_carries_every_request(
     assert f"through the proxy {proxy.url} ({variable}, from the environment)" in result.stderr
 
 
+async def test_the_issuers_discovery_document_is_asked_through_the_proxy_too(
+    tmp_path: Path, demo: DemoServer, proxy: ProxyServer
+) -> None:
+    config = write_config(tmp_path, demo.url, auth__token_url=None, auth__issuer=demo.url)
+    result = await run_cli(str(config), env=_environment(HTTP_PROXY=proxy.url))
+    assert result.code == 0, result.output
+    discovery = Counter({"GET /.well-known/openid-configuration": 1})
+    assert _sent(await proxy.settled(demo.url), demo) == ALL + discovery
+
+
 @pytest.mark.parametrize("no_proxy", ["127.0.0.1", "10.0.0.0/8, 127.0.0.0/8", "*"])
 async def test_no_proxy_matching_goes_direct(
     tmp_path: Path, demo: DemoServer, proxy: ProxyServer, no_proxy: str

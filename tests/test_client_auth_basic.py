@@ -26,7 +26,9 @@ def basic_pair(client_id: str, secret: str) -> tuple[str, str]:
         },
         environ={},
     )
-    form, headers = ClientAuth(config.auth, Secrets()).credentials("http://127.0.0.1:1/token")
+    form, headers = ClientAuth(config.auth, Secrets()).credentials(
+        token_url="http://127.0.0.1:1/token"
+    )
     assert form == {}
     scheme, _, credential = headers["Authorization"].partition(" ")
     assert scheme == "Basic"

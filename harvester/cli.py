@@ -11,7 +11,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -124,6 +124,24 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def reported(action: Callable[[], int], secrets: Secrets, *, debug: bool, interrupted: str) -> int:
+    """action(), with a failure said as every subcommand says it: one masked line and its exit
+    code; the traceback only with --debug. `interrupted`: the line for Ctrl-C."""
+    try:
+        return action()
+    except HarvesterError as exc:
+        log.error(secrets.mask(str(exc)), exc_info=debug)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        log.error(interrupted)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: one masked line, the traceback only on --debug
+        error = secrets.mask(f"internal error: {type(exc).__name__}: {exc}")
+        hint = "" if debug else " (run again with --debug for the traceback)"
+        log.error(error + hint, exc_info=debug)
+        return EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

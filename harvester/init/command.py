@@ -13,8 +13,8 @@ from typing import Any
 from yarl import URL
 
 # The main command's parser and exit codes, so that both commands answer alike.
-from harvester.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, _Parser, _positive_int
-from harvester.errors import ConfigError, HarvesterError
+from harvester.cli import EXIT_OK, _Parser, _positive_int, reported
+from harvester.errors import ConfigError
 from harvester.init.discovery import discover_token_url
 from harvester.init.draft import Findings, decide_total, document, output_name
 from harvester.init.inputs import (
@@ -94,19 +94,12 @@ def init_main(argv: list[str]) -> int:
     setup_logging("DEBUG" if args.debug else "WARNING")
     secrets = Secrets()
     with secrets.masking_logs():
-        try:
-            return asyncio.run(_init(args, secrets))
-        except HarvesterError as exc:
-            log.error(secrets.mask(str(exc)), exc_info=args.debug)
-            return exc.exit_code
-        except KeyboardInterrupt:
-            log.error("interrupted: nothing was written")
-            return EXIT_INTERRUPTED
-        except Exception as exc:  # a bug: one masked line, the traceback only on --debug
-            error = secrets.mask(f"internal error: {type(exc).__name__}: {exc}")
-            hint = "" if args.debug else " (run again with --debug for the traceback)"
-            log.error(error + hint, exc_info=args.debug)
-            return EXIT_FAILED
+        return reported(
+            lambda: asyncio.run(_init(args, secrets)),
+            secrets,
+            debug=args.debug,
+            interrupted="interrupted: nothing was written",
+        )
 
 
 def _say(secrets: Secrets) -> Any:

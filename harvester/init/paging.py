@@ -115,7 +115,10 @@ class Detector:
         link = header_next_url(headers)
         in_body = body_next_url(body)
         next_query = query_of(link or (in_body[1] if in_body else ""))
-        told = [body, *json_headers(headers)]  # flask-smorest: X-Pagination: {"page": 1, ...}
+        told = [
+            body,
+            *(value for _, value in json_headers(headers)),
+        ]  # flask-smorest: X-Pagination: {"page": 1, ...}
         offsets = [n for n in OFFSET_NAMES if n in next_query] + echoed(told, OFFSET_NAMES)
         pages = [n for n in PAGE_NAMES if n in next_query] + echoed(told, PAGE_NAMES)
         limits = [n for n in LIMIT_NAMES if n in next_query] + echoed(told, LIMIT_NAMES)

@@ -169,13 +169,7 @@ def header_total(headers: Mapping[str, str]) -> tuple[str, int] | None:
         value = headers.get(name, "").strip()
         if value.isascii() and value.isdigit():
             return f"header:{name}", int(value)
-    for name, value in headers.items():  # a JSON-valued header (X-Pagination: {"total": 9})
-        if not value.lstrip().startswith("{"):
-            continue
-        try:
-            parsed = orjson.loads(value)
-        except orjson.JSONDecodeError:
-            continue
+    for name, parsed in json_headers(headers):  # a JSON-valued header (X-Pagination: {...})
         found = body_total(parsed, Records("\0", []))
         if found is not None:
             return f"header:{name}.{found[0].removeprefix('body:')}", found[1]
@@ -254,17 +248,17 @@ def echoed(bodies: list[Any], names: tuple[str, ...]) -> list[str]:
     return sorted(set(found), key=names.index)
 
 
-def json_headers(headers: Mapping[str, str]) -> list[dict[str, Any]]:
-    """The headers whose value is a JSON object (X-Pagination: {"total": 9, "page": 1})."""
+def json_headers(headers: Mapping[str, str]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, value) of the headers whose value is a JSON object (X-Pagination: {"total": 9})."""
     out = []
-    for value in headers.values():
+    for name, value in headers.items():
         if value.lstrip().startswith("{"):
             try:
                 parsed = orjson.loads(value)
             except orjson.JSONDecodeError:
                 continue
             if isinstance(parsed, dict):
-                out.append(parsed)
+                out.append((name, parsed))
     return out
 
 

@@ -7,9 +7,8 @@ import asyncio
 import logging
 
 # The main command's parser and its argument types, so that both commands answer alike.
-from harvester.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, _Parser, _positive_int
+from harvester.cli import EXIT_OK, _Parser, _positive_int, reported
 from harvester.config import load_config
-from harvester.errors import HarvesterError
 from harvester.logs import setup_logging
 from harvester.secrets import Secrets
 from harvester.tune.ramp import tune
@@ -46,30 +45,24 @@ def tune_main(argv: list[str]) -> int:
     setup_logging(args.log_level)
     secrets = Secrets()
     with secrets.masking_logs():
-        try:
-            config = load_config(args.config)
-            secrets.add_configured(config.named_secrets())
-            for warning in config.warnings():
-                log.warning(warning)
-            tuning = asyncio.run(
-                tune(
-                    config,
-                    max_workers=args.max_workers,
-                    duration=args.duration,
-                    secrets=secrets,
-                    say=lambda line: print(secrets.mask(line), flush=True),
-                )
-            )
-        except HarvesterError as exc:
-            log.error(secrets.mask(str(exc)), exc_info=args.debug)
-            return exc.exit_code
-        except KeyboardInterrupt:
-            log.error("interrupted")
-            return EXIT_INTERRUPTED
-        except Exception as exc:  # a bug: one masked line, the traceback only on --debug
-            error = secrets.mask(f"internal error: {type(exc).__name__}: {exc}")
-            hint = "" if args.debug else " (run again with --debug for the traceback)"
-            log.error(error + hint, exc_info=args.debug)
-            return EXIT_FAILED
-        print("\n" + secrets.mask(summary(tuning)), flush=True)
+        return reported(
+            lambda: _tune(args, secrets), secrets, debug=args.debug, interrupted="interrupted"
+        )
+
+
+def _tune(args: argparse.Namespace, secrets: Secrets) -> int:
+    config = load_config(args.config)
+    secrets.add_configured(config.named_secrets())
+    for warning in config.warnings():
+        log.warning(warning)
+    tuning = asyncio.run(
+        tune(
+            config,
+            max_workers=args.max_workers,
+            duration=args.duration,
+            secrets=secrets,
+            say=lambda line: print(secrets.mask(line), flush=True),
+        )
+    )
+    print("\n" + secrets.mask(summary(tuning)), flush=True)
     return EXIT_OK

@@ -91,7 +91,6 @@ class Prober:
         self._max_wait = max_wait
         self._stats = Stats()
         self._base = URL(config.source.url)
-        self.latencies: list[float] = []
         self.rate_headers: dict[str, str] = {}
 
     async def __aenter__(self) -> Prober:
@@ -193,8 +192,6 @@ class Prober:
         body = None
         with contextlib.suppress(NotJSON):
             body = decode_json(raw, headers_seen.get("Content-Type", ""))
-        if 200 <= status < 300:
-            self.latencies.append(seconds)
         for name, value in headers_seen.items():
             if "ratelimit" in name.lower().replace("-", ""):  # not a 429's Retry-After
                 self.rate_headers[name] = value

@@ -293,10 +293,3 @@ def change_stamp(records: list[Any]) -> str | None:
     ]
     named = [n for n in stamps if _norm(n) in UPDATED_NAMES]
     return named[0] if named else None
-
-
-def timestamp_fields(records: list[Any]) -> list[str]:
-    """Fields of the first record holding ISO-8601 timestamps."""
-    if not _objects(records):
-        return []
-    return [n for n, v in records[0].items() if isinstance(v, str) and _TIMESTAMP.match(v)]

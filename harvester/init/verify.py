@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import re
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -150,8 +149,3 @@ def _check(records: list[Any], first: First, page_size: int, total: int | None) 
             f"two pages with the new config differ from the first answer at record {at + 1}: "
             "the API does not page the way init concluded"
         )
-
-
-def planned_requests(total: int | None, page_size: int) -> int | None:
-    """Pages a whole harvest asks for, when the total is known."""
-    return None if total is None else max(1, math.ceil(total / page_size))

@@ -41,6 +41,12 @@ class ChainPlanner:
     def chains(self) -> int:
         return len(self.windows)
 
+    def only(self, low: int, end: int) -> ChainPlanner:
+        """The planner of windows [low, end) alone (a shard's slice), numbered from 0."""
+        if (low, end) == (0, self.chains):
+            return self
+        return replace(self, windows=self.windows[low:end], bounds=self.bounds[low:end])
+
     def first(self, chain: int) -> PageRequest:
         """The request that starts chain `chain` (window `chain` of the partition)."""
         params = {self.limit_param: str(self.page_size), **self.windows[chain]}

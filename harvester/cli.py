@@ -29,6 +29,7 @@ from harvester.proxies import proxy_note
 from harvester.resources import Totals, check_resource_args, run_resources
 from harvester.runner import Stop, run, run_full_refresh
 from harvester.secrets import Secrets
+from harvester.shard import Shard, parse_shard, shard_path
 from harvester.stats import Stats
 from harvester.stream import is_stdout, is_stream
 
@@ -65,6 +66,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-records", type=_positive_int, metavar="N", help="stop after N records (a sample)"
+    )
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="K/N",
+        help="harvest only shard K (from 0) of N into <stem>.shard-KKKKK-of-NNNNN<ext>; "
+        "harvester merge CONFIG --shards N puts the shards together",
+    )
+    parser.add_argument(
+        "--concurrent-shards",
+        type=_positive_int,
+        metavar="P",
+        help="with --shard: how many shards run at once (default N); concurrency.scope: run "
+        "divides rate_limit and workers among them",
     )
     parser.add_argument(
         "--log-level",
@@ -116,6 +131,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -155,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from harvester.init.command import init_main
 
         return init_main(arguments[1:])
+    if arguments[:1] == ["merge"]:
+        from harvester.merge_command import merge_main
+
+        return merge_main(arguments[1:])
     if arguments[:1] == ["schema"]:
         from harvester.schema_command import schema_main
 
@@ -183,7 +209,10 @@ def _main(args: argparse.Namespace, secrets: Secrets) -> int:
         )
         for each in configs:
             secrets.add_configured(each.named_secrets())
+        shard = _shard_of(args)
         if configs[0].name is not None or args.resource:  # a resources: document
+            if shard is not None:
+                raise ConfigError("--shard splits a config of one endpoint, not resources:")
             picked = check_resource_args(configs, args.resource, output=args.output)
             if args.print_config:
                 shown = {"resources": [{"name": each.name, **each.masked()} for each in picked]}
@@ -206,7 +235,7 @@ def _main(args: argparse.Namespace, secrets: Secrets) -> int:
                         "--stats-json: stdout carries the records (output.path is -): write "
                         "the stats to a file"
                     )
-            code = asyncio.run(_harvest(config, args, stats, secrets))
+            code = asyncio.run(_harvest(config, args, stats, secrets, shard))
             _print_summary(stats, summary_to, args)
     except Interrupted as exc:
         code, error = exc.exit_code, secrets.mask(str(exc))
@@ -248,10 +277,30 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-async def _harvest(config: Config, args: argparse.Namespace, stats: Stats, secrets: Secrets) -> int:
+def _shard_of(args: argparse.Namespace) -> Shard | None:
+    if args.shard is None:
+        if args.concurrent_shards is not None:
+            raise ConfigError("goes with --shard K/N", key="--concurrent-shards")
+        return None
+    if args.full_refresh:
+        raise ConfigError(
+            "cannot go with --shard: an incremental run is not split", key="--full-refresh"
+        )
+    index, count = args.shard
+    return Shard(index=index, count=count, concurrent=args.concurrent_shards or count)
+
+
+async def _harvest(
+    config: Config,
+    args: argparse.Namespace,
+    stats: Stats,
+    secrets: Secrets,
+    shard: Shard | None = None,
+) -> int:
     log.info(
-        "harvesting %s (%s pagination, %s) into %s%s",
+        "harvesting %s%s (%s pagination, %s) into %s%s",
         redact_url(config.source.url),
+        "" if shard is None else f", shard {shard}",
         config.pagination.style,
         "1 worker" if config.concurrency.workers == 1 else f"{config.concurrency.workers} workers",
         config.output.path,
@@ -259,17 +308,28 @@ async def _harvest(config: Config, args: argparse.Namespace, stats: Stats, secre
     )
     stop = Stop(grace=config.concurrency.stop_grace)
     progress = watch(stats, mode=_progress_mode(args), max_records=args.max_records)
-    harvest = run_full_refresh if args.full_refresh else run
     with progress, _stopping_on_signals(stop):
-        await harvest(
-            config,
-            max_records=args.max_records,
-            stats=stats,
-            fresh=args.fresh,
-            stop=stop,
-            secrets=secrets,
-        )
-    log.info("wrote %s", config.output.path)
+        if args.full_refresh:
+            await run_full_refresh(
+                config,
+                max_records=args.max_records,
+                stats=stats,
+                fresh=args.fresh,
+                stop=stop,
+                secrets=secrets,
+            )
+        else:
+            await run(
+                config,
+                max_records=args.max_records,
+                stats=stats,
+                fresh=args.fresh,
+                stop=stop,
+                secrets=secrets,
+                shard=shard,
+            )
+    wrote = config.output.path if shard is None else shard_path(config.output.path, *args.shard)
+    log.info("wrote %s", wrote)
     return EXIT_OK
 
 

@@ -246,3 +246,13 @@ class Interrupted(HarvesterError):
     def __init__(self, message: str, *, signal: str) -> None:
         super().__init__(message)
         self.signal = signal
+
+
+class ShardError(HarvesterError):
+    """A shard's manifest is missing or disagrees with the others (harvester merge)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, shard: str, path: str) -> None:
+        super().__init__(f"shard {shard} ({path}): {message}")
+        self.shard, self.path = shard, path

@@ -29,11 +29,20 @@ from harvester.config import INDEXED_STYLES, Config
 from harvester.errors import ConfigError, Interrupted, OutputError
 from harvester.fanout import harvest_children, parent_fingerprint
 from harvester.fetch import Fetched, Fetcher, make_fetcher, open_session
+from harvester.manifest import (
+    Manifest,
+    file_digest,
+    finished_shard,
+    manifest_path,
+    plain,
+    write_manifest,
+)
 from harvester.output import claim, remove_tree
 from harvester.pagination import IndexedPlanner, PageRequest, make_planner
 from harvester.retry import RetryPolicy
 from harvester.schedule import KnownTotal, OpenEnd, lowered_page_size, plan_known_total
 from harvester.secrets import Secrets
+from harvester.shard import Shard, check_partition, check_shardable, shard_config, slice_of
 from harvester.shared import Shared
 from harvester.sink import OrderedSink, part_path, records_in
 from harvester.stats import Stats
@@ -62,6 +71,7 @@ async def run(
     secrets: Secrets | None = None,
     writer: WriterFactory | None = None,
     shared: Shared | None = None,
+    shard: Shard | None = None,
 ) -> Stats:
     """Harvest the whole dataset `config` describes; the stats say what happened.
 
@@ -81,6 +91,9 @@ async def run(
 
     With `shared` (harvester.resources runs several resources), the session, token manager and
     throttle are those every resource shares, and a child resource fans out over its parent's.
+
+    With `shard`, only that shard's slice is harvested, into its own file and manifest
+    (harvester.shard); a shard whose manifest says it is finished makes no request.
     """
     if not isinstance(config, Config):  # run("config.yaml") would fail deep inside otherwise
         raise TypeError(
@@ -88,6 +101,10 @@ async def run(
             "or a mapping use harvester.harvest(config) (or await harvester.harvest_async(config))"
         )
     stats = stats if stats is not None else Stats()
+    if shard is not None:
+        check_shardable(config, max_records=max_records)
+        check_partition(config, shard)
+        config = shard_config(config, shard)
     if config.incremental is not None:  # a folder of runs: harvester.incremental drives run()
         harvest = functools.partial(run, policy=policy, on_secret=on_secret)
         return await _incremental(
@@ -103,7 +120,7 @@ async def run(
     with secrets.masking_logs():
         try:
             return await _run(
-                config, max_records, stats, policy, fresh, stop, secrets, writer, shared
+                config, max_records, stats, policy, fresh, stop, secrets, writer, shared, shard
             )
         except BaseException as exc:
             masked = secrets.mask_exception(exc)
@@ -173,6 +190,7 @@ async def _run(
     secrets: Secrets,
     writer: WriterFactory | None = None,
     shared: Shared | None = None,
+    shard: Shard | None = None,
 ) -> Stats:
     policy = policy or RetryPolicy(config.retry)
     stop = stop or Stop(grace=config.concurrency.stop_grace)
@@ -188,13 +206,17 @@ async def _run(
             return stats
         place = claim(config.output.path, own_files=_own_files, warn=_warner(stats))
         with place as (output, stream):
-            job = _Job(config, stats, max_records, stop, output, stream, secrets)
+            job = _Job(config, stats, max_records, stop, output, stream, secrets, shard=shard)
+            if shard is not None and not fresh and _finished(job):
+                return stats
             # A parent's children read its records back: from a JSON Lines copy where needed.
             job.copy_records = shared is not None and config.name in shared.parents
             if config.parent is not None:  # a child resumes only over the same parent records
                 job.fingerprint["parent_output"] = parent_fingerprint(_parents(config, shared))
             job.load_checkpoint(fresh=fresh)
             await _harvest(job, policy, secrets, shared)
+            if shard is not None:
+                job.write_manifest()
         if max_records is None and stats.total_records not in (None, stats.records):
             stats.warn(
                 f"the API advertised {stats.total_records} records and {stats.records} were "
@@ -203,6 +225,23 @@ async def _run(
     finally:
         stats.finished = time.monotonic()
     return stats
+
+
+def _finished(job: _Job) -> bool:
+    """Whether the job's shard is finished already (its manifest and file in place): engines
+    run a finished task again, and it must then make no request."""
+    manifest = finished_shard(job.output, plain(job.dataset))
+    if manifest is None:
+        return False
+    job.stats.records, job.stats.bytes = manifest.count, manifest.bytes
+    job.stats.resumed_records = manifest.count
+    job.stats.shard = {"shard": str(job.shard), "file": str(job.output), "finished_before": True}
+    log.info(
+        "shard %s is finished already (%s): nothing to do; --fresh harvests it again",
+        job.shard,
+        manifest_path(job.output),
+    )
+    return True
 
 
 def _warner(stats: Stats) -> Callable[[str], None]:
@@ -270,8 +309,12 @@ class _Job:
         secrets: Secrets,
         *,
         into: WriterFactory | None = None,
+        shard: Shard | None = None,
     ) -> None:
         self.config = config
+        self.shard = shard
+        # What a shard's manifest tells beyond its file: set by the harvest of its slice.
+        self.slice: dict[str, Any] = {}
         self.stats = stats
         self.max_records = max_records
         self.stop = stop
@@ -289,7 +332,10 @@ class _Job:
         self.into = into  # run(writer=...): the pages go to this writer instead
         self.copy_records = False
         self.make_writer()  # now: a format that cannot be written fails before any request
-        self.fingerprint = dataset_fingerprint(config, max_records=max_records)
+        self.dataset = dataset_fingerprint(config, max_records=max_records)
+        # Each shard resumes from its own checkpoint only: K/N is part of what it harvests.
+        shard_key = {} if shard is None else {"--shard": str(shard)}
+        self.fingerprint = {**self.dataset, **shard_key}
         self.fresh = False
         self._sink: Committing | None = None  # the one sink, once made
         self.chained = config.pagination.style not in INDEXED_STYLES
@@ -373,6 +419,35 @@ class _Job:
     def url_of(self, planner: IndexedPlanner) -> Callable[[int], str]:
         return lambda index: str(self.fetcher.url_for(planner.request(index)))
 
+    def write_manifest(self) -> None:
+        """The finished shard's manifest, beside its file (harvester/manifest.py)."""
+        shard = self.shard
+        assert shard is not None
+        size, sha256 = file_digest(self.output)
+        part = self.slice
+        low, end = part["slice"]
+        records = None
+        if part["unit"] == "pages" and part["total"] is not None:
+            first = low * part["page_size"] if part["pages"] > 1 else 0
+            records = (first, first + self.stats.records)
+        manifest = Manifest(
+            dataset=plain(self.dataset),
+            shard=shard.index,
+            shards=shard.count,
+            unit=part["unit"],
+            slice=(low, end),
+            of=part["of"],
+            total=part["total"],
+            page_size=part["page_size"],
+            records=records,
+            count=self.stats.records,
+            bytes=size,
+            sha256=sha256,
+        )
+        write_manifest(self.output, manifest)
+        self.stats.shard = {"shard": str(shard), "file": str(self.output), "finished_before": False}
+        log.info("shard %s finished: %s", shard, manifest_path(self.output))
+
     def make_writer(self) -> Writer:
         """The configured format's writer, into `<output>.part` or the stream; or the one
         `into` makes."""
@@ -406,28 +481,47 @@ async def _harvest_known_total(job: _Job) -> None:
             first = await fetcher.fetch(planner, planner.request(0))
             first_url = job.url_of(planner)(0)
             plan = plan_known_total(planner, first, config.pagination, stats, first_url)
+            if job.shard is not None:
+                # Every shard asks for the first page, so that all agree on the total and the
+                # page size, then takes its own slice of the pages.
+                plan["slice"] = list(slice_of(job.shard, plan["pages"]))
         planner = planner.with_page_size(plan["page_size"]).bounded(plan["total"])
-        total, pages = plan["total"], plan["pages"]
+        pages = plan["pages"]
+        low, end = plan.get("slice", (0, pages))
         schedule = KnownTotal(planner, plan, job.url_of(planner), sink.part)
         if job.resume is None:
             schedule.check(first)
-            await sink.put(first.page)
+            sink.start_at(low)
+            if low == 0 < end:
+                await sink.put(first.page)
         if job.max_records is not None:
-            pages = min(pages, max(1, math.ceil(job.max_records / planner.page_size)))
-        stats.total_records, stats.total_pages = total, pages
+            end = min(end, max(1, math.ceil(job.max_records / planner.page_size)))
+        stats.total_records, stats.total_pages = _slice_records(plan, low, end), end - low
+        job.slice = {"unit": "pages", "slice": (low, end), "of": pages, **plan}
         checkpointer.plan = plan
         start = sink.committed_pages
         await fetch_pages(
             fetcher,
             planner,
             sink,
-            range(start, pages),
-            workers=min(config.concurrency.workers, max(0, pages - start)),
+            range(start, end),
+            workers=min(config.concurrency.workers, max(0, end - start)),
             accept=schedule.check,
             stop=job.stop,
         )
-        job.require_complete(sink.full or sink.committed_pages >= pages)
+        job.require_complete(sink.full or sink.committed_pages >= end)
         await sink.finish()
+
+
+def _slice_records(plan: dict[str, Any], low: int, end: int) -> int | None:
+    """How many records pages [low, end) hold, where the total is known."""
+    total: int | None = plan["total"]
+    size: int = plan["page_size"]
+    if total is None:
+        return None
+    if plan["pages"] == 1:
+        return total if end > low else 0
+    return max(0, min(end * size, total) - low * size)
 
 
 async def _harvest_open_end(job: _Job) -> None:
@@ -503,6 +597,11 @@ async def _harvest_chains(job: _Job) -> None:
     """Cursor and link styles: each partition window is one chain, the windows in parallel."""
     config, stats = job.config, job.stats
     planner = make_chain_planner(config.pagination, config.source)
+    windows = planner.chains
+    low, end = slice_of(job.shard, windows) if job.shard else (0, windows)
+    planner = planner.only(low, end)
+    job.slice = {"unit": "windows", "slice": (low, end), "of": windows, "total": None}
+    job.slice["page_size"] = planner.page_size
     # Each window's total, as its first page told it; kept in the plan for a resumed run.
     plan: dict[str, Any] = {"chains": planner.chains, "totals": [None] * planner.chains}
     if job.resume is not None and len(job.resume.plan.get("totals") or []) == planner.chains:

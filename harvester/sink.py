@@ -125,6 +125,7 @@ class OrderedSink:
         self._resume = resume
         self._pending: dict[int, Page] = {}
         self._next = 0  # the oldest page not written yet
+        self._first = 0  # the first page of the output (a shard's slice starts later)
         self._advanced = asyncio.Condition()
         self._repeats = Repeats(allow=allow_repeats, open_end=open_end)
         self.finished = False
@@ -155,7 +156,7 @@ class OrderedSink:
         state = self._resume
         open_writer(self._writer, state, self.path, self._stats)
         if state is not None:
-            self._next = int(state["pages"])
+            self._next, self._first = int(state["pages"]), int(state.get("first", 0))
             self._repeats = self._repeats.resumed(state.get("last_page"))
         return self
 
@@ -164,6 +165,7 @@ class OrderedSink:
         saved, descriptors = writer_saved(self._writer)
         state = {
             "pages": self._next,
+            **({"first": self._first} if self._first else {}),
             "records": self._stats.records,
             "bytes": self._stats.bytes,
             "last_page": self._repeats.digest,
@@ -180,6 +182,12 @@ class OrderedSink:
         # An unfinished harvest leaves its .part file (partial data to inspect) and never
         # touches the output path.
         self._writer.close()
+
+    def start_at(self, index: int) -> None:
+        """Begin the output at page `index` (a shard's slice of the pages), before any page."""
+        if self._next != self._first or self._pending:
+            raise RuntimeError("start_at() after pages were put")  # a bug, never data
+        self._next = self._first = index
 
     async def wait_for_slot(self, index: int, wanted: Callable[[int], bool] | None = None) -> bool:
         """Wait until page `index` fits in the reorder window; False once it is no longer
@@ -247,7 +255,9 @@ def open_writer(writer: Writer, state: dict[str, Any] | None, path: Path, stats:
     checkpoint = checkpoint_path(path)
     writer.open(None if state is None else resumed_writer_state(state, writer, checkpoint))
     if state is not None:
-        stats.pages, stats.records = int(state["pages"]), int(state["records"])
+        # Pages count from the output's first (a shard's slice starts later).
+        stats.pages = int(state["pages"]) - int(state.get("first", 0))
+        stats.records = int(state["records"])
         stats.bytes = int(state["bytes"])
 
 

@@ -40,6 +40,8 @@ class Stats:
     warnings: list[str] = field(default_factory=list)
     # An incremental run's outcome (harvester.incremental): its file, new records, the state.
     incremental: dict[str, Any] | None = None
+    # A shard's run (--shard K/N): which, its file, and whether it had finished already.
+    shard: dict[str, Any] | None = None
 
     def count_retry(self, cause: str) -> None:
         self.retries[cause] += 1
@@ -82,6 +84,7 @@ class Stats:
             "cool_down_seconds": round(self.cool_down_seconds, 3),
             "warnings": list(self.warnings),
             "incremental": self.incremental,
+            "shard": self.shard,
         }
 
     def summary(self) -> str:
@@ -102,12 +105,16 @@ class Stats:
                 f"cool-downs   {self.cool_downs} ({self.cool_down_seconds:.1f} s paused); "
                 f"rate {self.rate_limit or 'unlimited'}/s, concurrency {self.concurrency_limit}"
             )
-        if self.resumed_records:
+        done_before = self.shard is not None and self.shard["finished_before"]
+        if self.resumed_records and not done_before:
             lines.append(f"resumed      at {self.resumed_records:,} records, from a checkpoint")
         if self.discarded_pages:
             lines.append(f"past the end {self.discarded_pages:,} pages fetched ahead, discarded")
         if self.incremental is not None:
             lines.extend(_incremental_lines(self.incremental))
+        if self.shard is not None:
+            how = "finished before: nothing harvested" if done_before else "finished"
+            lines.append(f"shard        {self.shard['shard']}: {self.shard['file']} ({how})")
         lines.extend(f"warning      {w}" for w in self.warnings)
         return "\n".join(lines)
 

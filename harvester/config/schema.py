@@ -27,6 +27,7 @@ SigningAlg = Literal["RS256", "PS256", "ES256", "EdDSA", "HS256"]
 PaginationStyle = Literal["offset", "range", "page", "cursor", "link"]
 RepeatedPages = Literal["check", "allow"]
 LongQuota = Literal["wait", "fail"]
+Scope = Literal["run", "shard"]
 OutputFormat = Literal["jsonl", "csv", "parquet"]
 Compression = Literal["none", "gzip", "zstd"]
 ExtraColumns = Literal["fail", "json"]
@@ -239,6 +240,12 @@ class ConcurrencyConfig:
     # After SIGINT or SIGTERM, how long pages already in flight may take to finish.
     stop_grace: float = 5.0
     """After SIGINT or SIGTERM, seconds the pages in flight get to finish."""
+    # --shard K/N: whether the API limits per client (one budget, split among the shards that
+    # run at once) or per client address (each shard, from its own address, has the whole).
+    scope: Scope = "run"
+    """Across shards: run divides rate_limit and workers among --concurrent-shards; shard gives
+    each shard the whole budget (an API that limits per client address or connection).
+    """
 
 
 @dataclass(frozen=True, kw_only=True)

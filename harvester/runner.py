@@ -232,6 +232,8 @@ def _finished(job: _Job) -> bool:
     run a finished task again, and it must then make no request."""
     manifest = finished_shard(job.output, plain(job.dataset))
     if manifest is None:
+        # A manifest left from an earlier harvest of this shard no longer tells of its file.
+        remove_tree(manifest_path(job.output))
         return False
     job.stats.records, job.stats.bytes = manifest.count, manifest.bytes
     job.stats.resumed_records = manifest.count

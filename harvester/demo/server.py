@@ -145,6 +145,8 @@ def _data_endpoint(page: Page) -> Handler:
             response = await _fault_response(request, state, gated, page, limit_headers)
         else:
             response = _send(state, _answer(request, state, page))
+            if response.status == 200:
+                state.stats.served[request.path_qs] += 1
         if not response.prepared:
             response.headers.update(limit_headers)
         return response

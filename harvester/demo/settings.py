@@ -281,7 +281,8 @@ class DemoStats:
 
     `statuses` counts every status the data endpoints sent; a dropped connection sends none,
     so it shows only in `faults["drop"]`. A slow answer counts when it goes out, whether or not
-    its client still waits for it. `endpoints` counts data requests by path.
+    its client still waits for it. `endpoints` counts data requests by path; `served`, the
+    pages answered 200 without a fault, by path and query.
     """
 
     token_requests: int = 0
@@ -290,6 +291,9 @@ class DemoStats:
     statuses: Counter[int] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     endpoints: Counter[str] = field(default_factory=Counter)
+    # The pages answered in full (200, no fault), by path and query: what a client was given
+    # more than once, it asked for again.
+    served: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -19,11 +19,14 @@ from harvester.errors import (
     PageFetchError,
     RecordsError,
     ResumeError,
+    ShardError,
     TotalChangedError,
 )
 from harvester.frames import to_arrow, to_pandas
+from harvester.merge import Merged, merge_shards
 from harvester.record_stream import iter_records, stream
 from harvester.runner import Stop, run
+from harvester.shard import Shard
 from harvester.stats import Stats
 
 __version__ = "0.1.0"
@@ -39,7 +42,10 @@ __all__ = [
     "OutputLocked",
     "PageFetchError",
     "RecordsError",
+    "Merged",
     "ResumeError",
+    "Shard",
+    "ShardError",
     "Stats",
     "Stop",
     "TotalChangedError",
@@ -48,6 +54,7 @@ __all__ = [
     "harvest_async",
     "iter_records",
     "load_config",
+    "merge_shards",
     "parse_config",
     "run",
     "stream",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import time
@@ -223,11 +224,59 @@ async def test_every_answer_after_the_limiter_has_them(
     assert answers[4][0] == 200 and limit_headers(answers[4][1]) == set()
 
 
+@contextlib.asynccontextmanager
+async def bound_session(address: str) -> AsyncIterator[aiohttp.ClientSession]:
+    """A session whose connections leave from `address` (all of 127.0.0.0/8 is loopback)."""
+    connector = aiohttp.TCPConnector(local_addr=(address, 0))
+    async with aiohttp.ClientSession(connector=connector) as client:
+        yield client
+
+
+@pytest.mark.parametrize("per_address", [True, False])
+async def test_each_client_address_gets_the_whole_rate_per_address(
+    clock: FakeClock, per_address: bool
+) -> None:
+    settings = DemoSettings(records=10, rate_limit=3.0, rate_limit_per_address=per_address)
+    async with (
+        run_demo(settings, clock=clock) as demo,
+        bound_session("127.0.0.2") as first,
+        bound_session("127.0.0.3") as second,
+    ):
+        statuses: dict[str, list[int]] = {}
+        for name, client in (("127.0.0.2", first), ("127.0.0.3", second)):
+            auth = await token(client, demo)
+            statuses[name] = [(await get(client, demo, auth))[0] for _ in range(4)]
+    assert statuses["127.0.0.2"] == [200, 200, 200, 429]
+    # One bucket for all: the second address finds it spent.
+    assert statuses["127.0.0.3"] == ([200, 200, 200, 429] if per_address else [429] * 4)
+    assert demo.stats.clients == {"127.0.0.2": 4, "127.0.0.3": 4}
+
+
+async def test_clients_on_one_address_share_its_bucket(clock: FakeClock) -> None:
+    settings = DemoSettings(
+        records=10, rate_limit=4.0, rate_limit_per_address=True, rate_limit_headers="ietf"
+    )
+    async with (
+        run_demo(settings, clock=clock) as demo,
+        bound_session("127.0.0.2") as first,
+        bound_session("127.0.0.2") as second,
+        bound_session("127.0.0.3") as other,
+    ):
+        auth = await token(first, demo)
+        answers = [await get(client, demo, auth) for client in (first, second) * 3]
+        elsewhere = await get(other, demo, auth)
+    assert [status for status, _ in answers] == [200] * 4 + [429] * 2
+    assert [headers["RateLimit-Remaining"] for _, headers in answers[:4]] == ["3", "2", "1", "0"]
+    assert elsewhere[0] == 200 and elsewhere[1]["RateLimit-Remaining"] == "3"
+
+
 def test_the_cli_flag_and_the_setting() -> None:
     args = parse_args(["--rate-limit", "50", "--rate-limit-headers", "both"])
     settings = settings_from(args)
     assert settings.rate_limit == 50 and settings.rate_limit_headers == "both"
     assert settings_from(parse_args([])).rate_limit_headers == "none"
+    assert not settings.rate_limit_per_address
+    assert settings_from(parse_args(["--rate-limit-per-address"])).rate_limit_per_address
     with pytest.raises(SystemExit):
         parse_args(["--rate-limit-headers", "github"])
     with pytest.raises(ValueError, match="rate_limit_headers"):

@@ -46,6 +46,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--revoke-tokens-after", type=int, help="revoke all tokens at data request N")
     p.add_argument("--rate-limit", type=float, help="data requests per second, all clients")
     p.add_argument(
+        "--rate-limit-per-address",
+        action="store_true",
+        help="--rate-limit for each client source address, not for all clients together",
+    )
+    p.add_argument(
         "--rate-limit-headers",
         choices=RATE_LIMIT_HEADERS,
         default=d.rate_limit_headers,
@@ -209,6 +214,7 @@ def settings_from(args: argparse.Namespace) -> DemoSettings:
         token_latency=args.token_latency,
         max_page_size=args.max_page_size,
         rate_limit=args.rate_limit,
+        rate_limit_per_address=args.rate_limit_per_address,
         rate_limit_headers=args.rate_limit_headers,
         retry_after=args.retry_after,
         fault_rate=args.fault_rate,

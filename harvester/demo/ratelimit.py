@@ -1,4 +1,5 @@
-"""The demo API's request budget: a token bucket shared by every client, and the headers on it.
+"""The demo API's request budget: a token bucket shared by every client (or one per client source
+address, with `rate_limit_per_address`), and the headers on it.
 
 With `rate_limit` set, `rate_limit_headers` picks which headers describe the bucket as each
 data request left it: "none", "x" (GitHub style), "ietf" (the IETF draft), or "both". Every

@@ -60,6 +60,7 @@ async def _gate(
     route = request.match_info.route.resource
     # By route: /users/{user}/orders counted once, not once per user.
     stats.endpoints[route.canonical if route is not None else request.path] += 1
+    stats.clients[request.remote or ""] += 1
     request.app[RECEIVED].set()
     if certificate_missing(request, settings.client_cert_required, "data"):
         return certificate_refusal(), {}
@@ -69,7 +70,7 @@ async def _gate(
     if storm:
         stats.faults["429_storm"] += 1
         return _send(state, error_answer(429, "rate_limited", "storm", **_retry(state, storm))), {}
-    wait, limit_headers = state.rate_limit()
+    wait, limit_headers = state.rate_limit(request.remote)
     if wait:
         stats.faults["429"] += 1
         refusal = error_answer(429, "rate_limited", "too many requests", **_retry(state, wait))

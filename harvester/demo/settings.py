@@ -63,6 +63,9 @@ class DemoSettings:
     token_latency: float = 0.0
     max_page_size: int = 1000
     rate_limit: float | None = None
+    # One bucket of rate_limit per client source address instead of one for all: an API that
+    # limits per address, which clients bound to distinct addresses (shards) each get whole.
+    rate_limit_per_address: bool = False
     rate_limit_headers: RateLimitHeaders = "none"
     retry_after: float | None = None
     fault_rate: float = 0.0
@@ -282,7 +285,8 @@ class DemoStats:
     `statuses` counts every status the data endpoints sent; a dropped connection sends none,
     so it shows only in `faults["drop"]`. A slow answer counts when it goes out, whether or not
     its client still waits for it. `endpoints` counts data requests by path; `served`, the
-    pages answered 200 without a fault, by path and query.
+    pages answered 200 without a fault, by path and query; `clients`, data requests by the
+    client's source address.
     """
 
     token_requests: int = 0
@@ -294,6 +298,8 @@ class DemoStats:
     # The pages answered in full (200, no fault), by path and query: what a client was given
     # more than once, it asked for again.
     served: Counter[str] = field(default_factory=Counter)
+    # Data requests by the client's source address: which shard asked how much.
+    clients: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -304,4 +310,5 @@ class DemoStats:
             # Every kind present, so a caller can index a fault that never happened.
             "faults": {kind: self.faults[kind] for kind in FAULT_KINDS} | dict(self.faults),
             "endpoints": dict(self.endpoints),
+            "clients": dict(self.clients),
         }

@@ -28,29 +28,33 @@ class DemoState:
         self.records = EncodedRecords()
         self.random = random.Random(settings.seed)
         self._clock = clock
-        self._bucket: TokenBucket | None = None
+        # By client source address with rate_limit_per_address, else one bucket under "".
+        self._buckets: dict[str, TokenBucket] = {}
         self._storm_until = 0.0
         # Set when the server begins to stop: a slow answer stops waiting then, so that it does
         # not hold up the shutdown for slow_seconds.
         self.stopping = asyncio.Event()
 
-    def rate_limit(self) -> tuple[float, dict[str, str]]:
+    def rate_limit(self, remote: str | None = None) -> tuple[float, dict[str, str]]:
         """The seconds until this request fits the rate limit (0.0: now), and its answer's headers.
 
-        Either way the request has been through the bucket; the headers describe the bucket as
-        it left it, in the style `rate_limit_headers` asks for.
+        Either way the request has been through the bucket (the one of `remote`, the client's
+        source address, with rate_limit_per_address); the headers describe the bucket as it left
+        it, in the style `rate_limit_headers` asks for.
         """
         s = self.settings
         if s.rate_limit is None:
             return 0.0, {}
+        key = (remote or "") if s.rate_limit_per_address else ""
+        bucket = self._buckets.get(key)
         # The limit may be changed at run time; a new rate starts a new, full bucket.
-        if self._bucket is None or self._bucket.rate != s.rate_limit:
-            self._bucket = TokenBucket(s.rate_limit, clock=self._clock)
-        wait = self._bucket.acquire()
+        if bucket is None or bucket.rate != s.rate_limit:
+            bucket = self._buckets[key] = TokenBucket(s.rate_limit, clock=self._clock)
+        wait = bucket.acquire()
         if s.rate_limit_headers == "none":
             return wait, {}
         # Taken now, not when the answer goes out: other requests may spend slots meanwhile.
-        return wait, quota_headers(self._bucket.quota(), s.rate_limit_headers, now=time.time())
+        return wait, quota_headers(bucket.quota(), s.rate_limit_headers, now=time.time())
 
     def items_total(self) -> int:
         """The size of the /items dataset now: grow_by records more from data request grow_at."""

@@ -37,7 +37,8 @@ def open_session(config: Config, *, also: Sequence[str] = ()) -> aiohttp.ClientS
     Its TLS context (tls.verify, tls.ca_bundle) serves token and data requests alike. aiohttp's
     own limits on an answer's head stand: a status or header line of at most 8190 bytes, at most
     128 headers (see give_up.py for how an answer past them fails). `also`: the URLs of the
-    other resources sharing the session, trusted like the source.
+    other resources sharing the session, trusted like the source. Its connections leave from
+    source.local_address, if set.
     """
     # The host policy again at connect time, on the addresses connected to (see hosts.py).
     hosts = HostPolicy(
@@ -47,11 +48,14 @@ def open_session(config: Config, *, also: Sequence[str] = ()) -> aiohttp.ClientS
         trusted=[*also, *(url for url in (config.auth.token_url, config.auth.issuer) if url)]
         + proxy_urls(config),
     )
+    local = config.source.local_address
     connector = aiohttp.TCPConnector(
         limit=config.concurrency.workers + 1,
         limit_per_host=0,
         ssl=config.tls.ssl_context(),
         resolver=CheckingResolver(hosts),
+        # Every connection of the session, to a proxy too: the address an API limits on.
+        local_addr=(local, 0) if local is not None else None,
     )
     timeout = aiohttp.ClientTimeout(
         total=config.source.timeout,

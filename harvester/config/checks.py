@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import ipaddress
 import ssl
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -40,6 +41,7 @@ def _check(config: Config) -> Config:
     check_tls_client_auth(config)
     check_proxy(config.source.proxy, "source.proxy")
     check_proxy(config.auth.proxy, "auth.proxy")
+    _check_local_address(config.source.local_address)
     pagination = _check_pagination(config.pagination)
     _positive("source.timeout", config.source.timeout)
     _positive("source.connect_timeout", config.source.connect_timeout)
@@ -76,6 +78,19 @@ def _check_parent_keys(config: Config) -> None:
         for key in ("include_from_parent", "on_missing"):
             if getattr(config, key) != getattr(defaults, key):
                 raise ConfigError("applies only to a resource with a parent", key=key)
+
+
+def _check_local_address(address: str | None) -> None:
+    if address is None:
+        return
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise ConfigError(
+            f"must be an IP address of this machine (e.g. 10.0.0.7 or 2001:db8::7), "
+            f"got {address!r}",
+            key="source.local_address",
+        ) from None
 
 
 def _check_url(url: str, key: str) -> None:

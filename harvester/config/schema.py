@@ -67,6 +67,11 @@ class SourceConfig:
     """The http:// proxy for data requests (http://user:password@host:port), or none for no proxy;
     left out: HTTP_PROXY, HTTPS_PROXY and NO_PROXY decide, as requests does.
     """
+    local_address: str | None = None
+    """The IP address this machine's connections leave from (data, token and proxy connections
+    alike), e.g. one of several addresses, for an API that limits per client address; left out:
+    the system chooses. Must be an address of this machine, of the target's family.
+    """
 
     def __repr__(self) -> str:
         return _masked_repr(self)

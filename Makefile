@@ -64,6 +64,7 @@ bench: install ## Benchmarks against the demo API on loopback (see benchmarks/)
 	$(PY) benchmarks/bench_parquet.py
 	$(PY) benchmarks/bench_api.py
 	$(PY) benchmarks/bench_incremental.py
+	$(PY) benchmarks/bench_shards.py
 	$(PY) benchmarks/init_families.py
 
 crash: install ## SIGKILL the CLI at random moments, resume, compare the bytes (KILLS=25 per style, SEED=1)

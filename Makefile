@@ -51,6 +51,11 @@ lint: install deps ## ruff (lint and format check), mypy --strict and the depend
 	$(VENV)/bin/ruff format --check harvester tests benchmarks
 	$(VENV)/bin/mypy
 
+.PHONY: deploy-check
+deploy-check: install ## Check deploy/kubernetes/*.yaml against the Kubernetes schemas (offline)
+	$(VENV)/bin/kubernetes-validate --strict --kubernetes-version 1.33 deploy/kubernetes/*.yaml
+	$(VENV)/bin/kubernetes-validate --strict deploy/kubernetes/*.yaml
+
 bench: install ## Benchmarks against the demo API on loopback (see benchmarks/)
 	$(PY) benchmarks/bench_core.py --sequential
 	$(PY) benchmarks/bench_cpu.py

@@ -132,6 +132,7 @@ def sha256(path: Path) -> str:
 def run_count(count: int, seconds: float, scope: str, folder: Path) -> Row:
     pages = round(count * RATE * seconds)
     records = pages * PAGE_SIZE
+    print(f"running N = {count}: {records:,} records, {count} shards at once", flush=True)
     folder.mkdir()
     reference = reference_digest(records, folder)
     options = ["--port", "0", "--quiet", "--records", str(records), "--latency", str(LATENCY)]
@@ -201,7 +202,6 @@ def main() -> None:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         for count in counts:
-            print(f"running N = {count}: ~{seconds:g} s", flush=True)
             rows.append(run_count(count, seconds, args.scope, Path(tmp) / f"n{count}"))
     print_table(rows, args.scope)
     if args.quick:

@@ -12,9 +12,11 @@ same dataset against a demo API without a limit: the merged file must have its s
 
 req/s: data requests the demo answered, divided by the span from the first shard's token request
 (its exit time less its elapsed_seconds) to the last shard's exit; Python's start-up is left out,
-the teardown after the last write is not. x single: req/s / (N x the req/s of N = 1), the target
->= 0.9. x limit: req/s / (N x RATE); the bucket's first burst (RATE requests) can put it over 1.
-With --scope run each shard gets RATE / N instead: the whole run keeps to one address's rate.
+the teardown after the last write is not. spread: from the first shard's token request to the
+last's (start-ups sharing the cores), part of the span. x single: req/s / (N x the req/s of
+N = 1), the target >= 0.9. x limit: req/s / (N x RATE); the bucket's first burst (RATE requests)
+can put it over 1. With --scope run each shard gets RATE / N instead: the whole run keeps to one
+address's rate.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Row:
     requests: int  # data requests the demo answered, its 429s included
     throttled: int
     span: float
+    spread: float
     by_address: dict[str, int]
     same_bytes: bool
 
@@ -84,11 +87,13 @@ async def run_shard(config: Path, shard: int, count: int, stats: Path) -> tuple[
     return ended, float(summary["elapsed_seconds"])
 
 
-async def run_shards(config: Path, count: int) -> float:
-    """All `count` shards at once; the span from the first's token request to the last's exit."""
+async def run_shards(config: Path, count: int) -> tuple[float, float]:
+    """All `count` shards at once: the span from the first's token request to the last's exit,
+    and the spread of their token requests (start-ups fighting for the cores)."""
     stats = [config.with_name(f"stats-{k}.json") for k in range(count)]
     ends = await asyncio.gather(*(run_shard(config, k, count, stats[k]) for k in range(count)))
-    return max(end for end, _ in ends) - min(end - elapsed for end, elapsed in ends)
+    starts = [end - elapsed for end, elapsed in ends]
+    return max(end for end, _ in ends) - min(starts), max(starts) - min(starts)
 
 
 def merge(config: Path, count: int) -> None:
@@ -132,14 +137,14 @@ def sha256(path: Path) -> str:
 def run_count(count: int, seconds: float, scope: str, folder: Path) -> Row:
     pages = round(count * RATE * seconds)
     records = pages * PAGE_SIZE
-    print(f"running N = {count}: {records:,} records, {count} shards at once", flush=True)
+    print(f"running N = {count}: {records:,} records", flush=True)
     folder.mkdir()
     reference = reference_digest(records, folder)
     options = ["--port", "0", "--quiet", "--records", str(records), "--latency", str(LATENCY)]
     options += ["--rate-limit", f"{RATE:g}", "--rate-limit-per-address"]
     with demo_process(options) as url:
         config = write_config(url, folder, scope=scope)
-        span = asyncio.run(run_shards(config, count))
+        span, spread = asyncio.run(run_shards(config, count))
         answered = served(url)
     merge(config, count)
     merged = folder / "out" / "data.jsonl"
@@ -154,6 +159,7 @@ def run_count(count: int, seconds: float, scope: str, folder: Path) -> Row:
         requests=answered["data_requests"],
         throttled=answered["statuses"].get("429", 0),
         span=span,
+        spread=spread,
         by_address=answered["clients"],
         same_bytes=sha256(merged) == reference,
     )
@@ -166,8 +172,8 @@ def print_table(rows: list[Row], scope: str) -> None:
         f"pages of {PAGE_SIZE}, {WORKERS} workers per shard"
     )
     print(
-        f"{'N':>2} {'records':>8} {'requests':>8} {'429s':>5} {'span s':>7} {'req/s':>7} "
-        f"{'x single':>8} {'x limit':>7} {'merged = one run':>16}  requests by address"
+        f"{'N':>2} {'records':>8} {'requests':>8} {'429s':>5} {'span s':>7} {'spread':>6} "
+        f"{'req/s':>7} {'x single':>8} {'x limit':>7} {'merged = one run':>16}  requests by address"
     )
     met = True
     for r in rows:
@@ -178,6 +184,7 @@ def print_table(rows: list[Row], scope: str) -> None:
         addresses = ", ".join(f"{a} {n}" for a, n in sorted(r.by_address.items()))
         print(
             f"{r.shards:>2} {r.records:>8,} {r.requests:>8,} {r.throttled:>5,} {r.span:7.2f} "
+            f"{r.spread:6.2f} "
             f"{r.per_second:7.1f} {shown} {limit:7.2f} {'yes' if r.same_bytes else 'NO':>16}  "
             f"{addresses}"
         )

@@ -10,10 +10,12 @@ import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harvester.config import parse_config
+from harvester.config.resources import parse_resources
 from harvester.demo import DemoServer, DemoSettings, run_demo
 from harvester.errors import ConfigError
 from tests.conftest import (
@@ -92,3 +94,20 @@ async def test_the_cli_says_in_one_line_which_key_is_wrong(tmp_path: Path) -> No
     result = await run_cli(str(config))
     assert result.code == 2
     assert_one_clear_line(result, "source.local_address", "my-laptop")
+
+
+def test_resources_share_one_local_address_as_they_share_one_session() -> None:
+    source = {"records": "items", "local_address": "127.0.0.2"}
+    raw: dict[str, Any] = {
+        "defaults": {"auth": {"type": "none"}, "source": source},
+        "resources": [
+            {"name": n, "source": {"url": f"http://127.0.0.1:9/{n}"}, "output": {"path": n}}
+            for n in ("users", "orders")
+        ],
+    }
+    users, orders = parse_resources(raw, environ={})
+    assert users.source.local_address == orders.source.local_address == "127.0.0.2"
+    raw["resources"][1]["source"]["local_address"] = "127.0.0.3"
+    with pytest.raises(ConfigError) as caught:
+        parse_resources(raw, environ={})
+    assert caught.value.key == "resources[1].source.local_address"

@@ -173,6 +173,7 @@ SHARED_VALUES = (
     ("source", "timeout"),
     ("source", "connect_timeout"),
     ("source", "read_timeout"),
+    ("source", "local_address"),
     ("retry", "max_retry_after"),
     ("retry", "on_long_quota"),
 )

@@ -42,14 +42,16 @@ def harvest_args(job: dict[str, Any], index: int = 0) -> list[str]:
 
 
 def mounts(job: dict[str, Any]) -> dict[str, str]:
-    """Where each volume of the Job's pods is mounted, by the claim or config map behind it."""
+    """Where each volume of the Job's pods is mounted, by the claim or config map behind it
+    ("emptyDir" for a scratch volume)."""
     pod = job["spec"]["template"]["spec"]
     paths = {m["name"]: m["mountPath"] for m in container(job)["volumeMounts"]}
     found = {}
     for volume in pod["volumes"]:
-        source = volume.get("persistentVolumeClaim", {}).get("claimName") or volume.get(
-            "configMap", {}
-        ).get("name")
+        claim = volume.get("persistentVolumeClaim", {}).get("claimName")
+        source = (
+            claim or volume.get("configMap", {}).get("name") or next(iter(volume.keys() - {"name"}))
+        )
         found[source] = paths[volume["name"]]
     return found
 
@@ -117,6 +119,9 @@ def test_the_config_loads_and_its_output_is_on_the_shared_volume(tmp_path: Path)
         where = mounts(job)
         assert named == Path(where["harvester-config"]) / "config.yaml"
         assert Path(config.output.path).is_relative_to(where["harvester-data"])
+        # A read-only root, but somewhere for a large body to spill to (harvester/body.py).
+        assert container(job)["securityContext"]["readOnlyRootFilesystem"] is True
+        assert where["emptyDir"] == "/tmp"
 
 
 def test_the_client_secret_comes_from_a_secret_never_the_config_map() -> None:

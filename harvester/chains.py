@@ -13,10 +13,11 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+from harvester.answer_paths import PlanError, read_value
 from harvester.config import PaginationConfig, PartitionConfig, SourceConfig, parse_timestamp
 from harvester.errors import redact_url
 from harvester.numerals import ascii_int
-from harvester.pagination import Answer, PageRecords, PageRequest, PlanError, read_value
+from harvester.pagination import Answer, PageRecords, PageRequest
 
 
 @dataclass(frozen=True)

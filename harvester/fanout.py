@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from harvester.answer_paths import MissingPath, lookup
 from harvester.child_chain import fetch_children
 from harvester.config import Config
 from harvester.config.resources import PLACEHOLDER
 from harvester.errors import HarvesterError, OutputError, PageFetchError, RecordsError
 from harvester.fanout_sink import FanoutSink
 from harvester.page import Page
-from harvester.pagination import MissingPath, lookup
 from harvester.read import ExactNumber, NotJSON, decode_json, encode_records
 from harvester.retry import RetryPolicy
 from harvester.sink import part_path

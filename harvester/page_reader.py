@@ -8,18 +8,11 @@ from typing import Any
 
 from yarl import URL
 
+from harvester.answer_paths import MissingPath, PlanError, extract_records, read_total
 from harvester.auth import TokenManager
 from harvester.config import Config
 from harvester.errors import PageFetchError, RecordsError, excerpt
-from harvester.pagination import (
-    Answer,
-    MissingPath,
-    PageRequest,
-    PlanError,
-    Planner,
-    extract_records,
-    read_total,
-)
+from harvester.pagination import Answer, PageRequest, Planner
 from harvester.read import NotJSON, collector_paused, cut_short, decode_json, encode_records
 from harvester.retry import InvalidBody
 from harvester.sink import Page

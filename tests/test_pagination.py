@@ -8,20 +8,22 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict
 
+from harvester.answer_paths import (
+    MissingPath,
+    PlanError,
+    extract_records,
+    lookup,
+    parse_content_range,
+    read_total,
+)
 from harvester.config import PaginationConfig
 from harvester.pagination import (
     Answer,
-    MissingPath,
     OffsetPlanner,
     PageRecords,
     PageRequest,
-    PlanError,
     RangePlanner,
-    extract_records,
-    lookup,
     make_planner,
-    parse_content_range,
-    read_total,
 )
 
 

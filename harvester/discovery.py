@@ -173,6 +173,7 @@ async def token_endpoint(
         )
     found = asked[-1]
     assert found.token_endpoint is not None and found.document is not None
+    _check_issuer(found, issuer, warn)
     methods = found.document.get("token_endpoint_auth_methods_supported")
     if not isinstance(methods, list):
         warn(
@@ -187,6 +188,25 @@ async def token_endpoint(
             key="auth.auth_method",
         )
     return found.token_endpoint
+
+
+def _check_issuer(found: Answer, issuer: str, warn: Callable[[str], None]) -> None:
+    """ConfigError where the document speaks for another issuer than the one configured: RFC
+    8414 (3.3) and OpenID Connect Discovery (4.3) say such metadata must not be used, since a
+    document served for one issuer could send the client secret to another's token endpoint.
+    A trailing slash is the one difference let through (`https://id.example.com/` is how many
+    providers write the issuer a config names without it)."""
+    said = (found.document or {}).get("issuer")
+    if said is None:
+        warn(f"{found.url} does not name its issuer: its token endpoint is taken as it is")
+        return
+    if not isinstance(said, str) or said.rstrip("/") != issuer.rstrip("/"):
+        raise ConfigError(
+            f"the discovery document {found.url} speaks for the issuer {said!r}, not {issuer!r}, "
+            "so its token endpoint is not used (RFC 8414 3.3); if that is the issuer you trust, "
+            "set auth.issuer to it",
+            key="auth.issuer",
+        )
 
 
 async def discovered_token_url(

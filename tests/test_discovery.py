@@ -16,7 +16,7 @@ from aioresponses import aioresponses
 from harvester.demo import DemoServer, DemoSettings, run_demo
 from harvester.demo.mtls import DemoCertificates
 from harvester.discovery import discovery_urls, token_endpoint
-from harvester.errors import AuthError
+from harvester.errors import AuthError, ConfigError
 
 from .conftest import (
     SECRET,
@@ -163,7 +163,35 @@ def test_discovery_urls_follow_openid_then_rfc_8414(issuer: str, openid: str, oa
 
 ISSUER = "https://login.example.com/tenant"
 OPENID = ISSUER + "/.well-known/openid-configuration"
-DOCUMENT = {"token_endpoint": "https://login.example.com/token"}
+DOCUMENT = {"issuer": ISSUER, "token_endpoint": "https://login.example.com/token"}
+
+
+async def test_a_document_speaking_for_another_issuer_is_not_used(mock_http: aioresponses) -> None:
+    # RFC 8414 3.3: metadata whose issuer is not the one asked about must not be used.
+    mock_http.get(OPENID, payload={**DOCUMENT, "issuer": "https://evil.example.com/tenant"})
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(ConfigError, match="speaks for the issuer") as caught:
+            await token_endpoint(session, ISSUER, "client_secret_basic", warn=lambda _: None)
+    assert caught.value.key == "auth.issuer" and "evil.example.com" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("said", "warned"), [(ISSUER + "/", False), (None, True)], ids=["slash", "unnamed"]
+)
+async def test_a_trailing_slash_is_the_same_issuer_and_an_unnamed_one_warns(
+    mock_http: aioresponses, said: str | None, warned: bool
+) -> None:
+    document = {**DOCUMENT, "token_endpoint_auth_methods_supported": ["client_secret_basic"]}
+    if said is None:
+        del document["issuer"]
+    else:
+        document["issuer"] = said
+    mock_http.get(OPENID, payload=document)
+    warnings: list[str] = []
+    async with aiohttp.ClientSession() as session:
+        url = await token_endpoint(session, ISSUER, "client_secret_basic", warn=warnings.append)
+    assert url == DOCUMENT["token_endpoint"]
+    assert any("does not name its issuer" in w for w in warnings) is warned
 
 
 async def test_a_503_from_the_issuer_is_retried_not_taken_for_no_document(

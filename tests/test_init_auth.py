@@ -31,15 +31,15 @@ from .test_init import (
 
 @contextlib.asynccontextmanager
 async def issuer(document: dict[str, Any] | None) -> AsyncIterator[tuple[str, list[str]]]:
-    """An issuer at /tenant serving `document` at its OpenID discovery path (None: 404
-    everywhere); yields the issuer URL and the paths asked for."""
+    """An issuer at /tenant serving `document` (naming that issuer) at its OpenID discovery
+    path (None: 404 everywhere); yields the issuer URL and the paths asked for."""
     asked: list[str] = []
 
     async def metadata(request: web.Request) -> web.Response:
         asked.append(request.path)
         if document is None:
             raise web.HTTPNotFound()
-        return web.json_response(document)
+        return web.json_response({"issuer": f"{request.url.origin()}/tenant", **document})
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", metadata)
@@ -50,7 +50,7 @@ async def issuer(document: dict[str, Any] | None) -> AsyncIterator[tuple[str, li
 async def test_issuer_discovery_fills_in_the_token_url(tmp_path: Path) -> None:
     async with run_demo(DemoSettings(records=DATASET)) as demo:
         token_url = f"{demo.url}/oauth2/token"
-        async with issuer({"issuer": "x", "token_endpoint": token_url}) as (url, asked):
+        async with issuer({"token_endpoint": token_url}) as (url, asked):
             flags = ["--issuer", url, "--client-id", "demo", "--client-secret-env", VAR]
             init = await run_init(f"{demo.url}/items", tmp_path, *flags, demo=demo)
             config = assert_written(init)

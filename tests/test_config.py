@@ -704,6 +704,17 @@ BEARER = {"type": "bearer", "token": TOKEN}
             "auth.token_url",
             "client secret",
         ),
+        (
+            {
+                "auth": {
+                    **CLIENT_CREDENTIALS,
+                    "token_url": "http://auth.test/t",
+                    "auth_method": "client_secret_jwt",
+                }
+            },
+            "auth.token_url",
+            "signed client assertion",
+        ),
         ({"source": {"url": "http://api.test/x"}, "auth": BEARER}, "source.url", "access token"),
         (
             {"source": {"url": "http://api.test/x"}, "auth": CLIENT_CREDENTIALS},

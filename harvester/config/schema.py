@@ -427,15 +427,25 @@ def _secret_destinations(config: Config) -> list[tuple[str, str, str]]:
     """(key, URL, what) for every URL a secret is sent to: the token endpoint and the API."""
     auth, source = config.auth, config.source
     found = []
+    sent = _token_request_secret(auth.auth_method)
     if auth.type == "client_credentials" and auth.token_url is not None:
-        found.append(("auth.token_url", auth.token_url, "the client secret"))
+        found.append(("auth.token_url", auth.token_url, sent))
     if auth.type == "client_credentials" and auth.issuer is not None:  # names where it goes
-        found.append(("auth.issuer", auth.issuer, "the client secret"))
+        found.append(("auth.issuer", auth.issuer, sent))
     if auth.type != "none":
         found.append(("source.url", source.url, "the access token"))
     elif any(map(carries_secret, [*source.headers, *source.params])) or _url_has_secret(source.url):
         found.append(("source.url", source.url, "a secret header or parameter"))
     return found
+
+
+def _token_request_secret(auth_method: str) -> str:
+    """What a token request sends that an eavesdropper could use, by client auth method."""
+    if auth_method.endswith("_jwt"):
+        return "a signed client assertion (usable by whoever reads it until it expires)"
+    if auth_method == "tls_client_auth":
+        return "the access token, in the token endpoint's answer,"
+    return "the client secret"
 
 
 def _insecure(url: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -308,26 +309,17 @@ async def _harvest(
     )
     stop = Stop(grace=config.concurrency.stop_grace)
     progress = watch(stats, mode=_progress_mode(args), max_records=args.max_records)
+    # --shard with --full-refresh was refused (_shard_of): shard is None for a full refresh.
+    harvest = run_full_refresh if args.full_refresh else functools.partial(run, shard=shard)
     with progress, _stopping_on_signals(stop):
-        if args.full_refresh:
-            await run_full_refresh(
-                config,
-                max_records=args.max_records,
-                stats=stats,
-                fresh=args.fresh,
-                stop=stop,
-                secrets=secrets,
-            )
-        else:
-            await run(
-                config,
-                max_records=args.max_records,
-                stats=stats,
-                fresh=args.fresh,
-                stop=stop,
-                secrets=secrets,
-                shard=shard,
-            )
+        await harvest(
+            config,
+            max_records=args.max_records,
+            stats=stats,
+            fresh=args.fresh,
+            stop=stop,
+            secrets=secrets,
+        )
     wrote = config.output.path if shard is None else shard_path(config.output.path, *args.shard)
     log.info("wrote %s", wrote)
     return EXIT_OK

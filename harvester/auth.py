@@ -20,6 +20,7 @@ import orjson
 from yarl import URL
 
 from harvester.body import BodyRefused, read_body
+from harvester.budget import Issued, TokenSource
 from harvester.client_auth import ClientAuth
 from harvester.config import AuthConfig, ConcurrencyConfig
 from harvester.discovery import discovered_token_url
@@ -85,9 +86,14 @@ class TokenManager:
         secrets: Secrets | None = None,
         throttle: Throttle | None = None,
         wall_clock: Callable[[], float] = time.time,
+        source: TokenSource | None = None,
     ) -> None:
         """`secrets`, the run's registry, learns every secret value this manager makes (tokens,
-        the Basic credential) as soon as it exists, so that every output can mask it."""
+        the Basic credential) as soon as it exists, so that every output can mask it.
+
+        With `source` (budget.py), a refresh takes its token from there rather than asking the
+        token endpoint: one token shared by the shards of a run in several processes."""
+        self._source = source
         self._config = config
         self._session = session
         self._policy = policy
@@ -148,6 +154,16 @@ class TokenManager:
                 current = await self._refresh()
             return current
 
+    async def newer_than(self, stale: int) -> Token:
+        """A token of a generation above `stale`, not stale: the current one if it is such,
+        else a new one (a TokenSource's answer to the shards it serves)."""
+        async with self._lock:
+            token = self._token
+            # Re-checked under the lock: whoever held it last has most likely just refreshed.
+            if token is None or token.generation <= stale or self._stale(token):
+                token = await self._refresh()
+            return token
+
     def accepted(self, token: Token) -> None:
         """Note that the API answered a request made with `token` with a success."""
         self._accepted = max(self._accepted, token.generation)
@@ -169,6 +185,9 @@ class TokenManager:
         return token.refresh_at is not None and self._clock() >= token.refresh_at
 
     async def _refresh(self) -> Token:
+        if self._source is not None:
+            current = self._token
+            return self._adopt(await self._source.fetch(current.generation if current else 0))
         url = self._config.token_url or await self._discovered_token_url()
 
         def count_retry(exc: BaseException, wait: float) -> None:
@@ -305,6 +324,20 @@ class TokenManager:
             refresh_at=refresh_at,
             name=name,
             scheme=scheme,
+        )
+        return self._token
+
+    def _adopt(self, issued: Issued) -> Token:
+        """A token from the source, now this manager's current one."""
+        self._secrets.add(issued.value, token=True)
+        self._generation = max(self._generation, issued.generation)
+        refresh_at = None if issued.refresh_in is None else self._clock() + issued.refresh_in
+        self._token = Token(
+            issued.value,
+            generation=issued.generation,
+            refresh_at=refresh_at,
+            name=issued.name,
+            scheme=issued.scheme,
         )
         return self._token
 

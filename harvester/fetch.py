@@ -10,6 +10,7 @@ from yarl import URL
 
 from harvester.auth import Token, TokenManager
 from harvester.body import BodyRefused, read_body
+from harvester.budget import RateBudget, TokenSource
 from harvester.config import Config
 from harvester.errors import AuthError, PageFetchError, carries_secret, excerpt, redact_url
 from harvester.give_up import give_up
@@ -75,24 +76,31 @@ def make_fetcher(
     *,
     secrets: Secrets | None = None,
     throttle: Throttle | None = None,
+    source: TokenSource | None = None,
+    budget: RateBudget | None = None,
 ) -> Fetcher:
     """The run's Fetcher, with the one Throttle and TokenManager its workers share.
 
     `secrets`, the run's registry, learns each token as it is issued. `throttle`, if given,
     replaces the one the config describes (tune measures with one that holds nothing back).
+    `source` and `budget` (budget.py): the token and the rate shared with other processes.
     """
-    throttle = throttle or make_throttle(config, stats)
-    tokens = make_tokens(config, session, policy, stats, secrets=secrets, throttle=throttle)
+    throttle = throttle or make_throttle(config, stats, budget=budget)
+    tokens = make_tokens(
+        config, session, policy, stats, secrets=secrets, throttle=throttle, source=source
+    )
     return Fetcher(config, session, tokens, policy, stats, throttle)
 
 
-def make_throttle(config: Config, stats: Stats) -> Throttle:
-    """The Throttle `config` describes: rate, cool-downs, concurrency (workers)."""
+def make_throttle(config: Config, stats: Stats, *, budget: RateBudget | None = None) -> Throttle:
+    """The Throttle `config` describes: rate, cool-downs, concurrency (workers); its slots
+    leased from `budget` where one is shared."""
     return Throttle(
         config.concurrency,
         stats,
         max_pause=config.retry.max_retry_after,
         hold_long=config.retry.on_long_quota == "wait",
+        budget=budget,
     )
 
 
@@ -104,8 +112,10 @@ def make_tokens(
     *,
     secrets: Secrets | None,
     throttle: Throttle,
+    source: TokenSource | None = None,
 ) -> TokenManager:
-    """The TokenManager `config.auth` describes, its requests through `throttle`."""
+    """The TokenManager `config.auth` describes, its requests through `throttle`; its tokens
+    from `source` where one is shared."""
     return TokenManager(
         config.auth,
         session,
@@ -114,6 +124,7 @@ def make_tokens(
         timeout=session.timeout,
         secrets=secrets,
         throttle=throttle,
+        source=source,
     )
 
 

@@ -24,9 +24,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from harvester.budget import RateBudget
 from harvester.concurrency import Concurrency, Flight, answered
 from harvester.config import ConcurrencyConfig
 from harvester.cooldown import CoolDown
+from harvester.leases import LeasedPacer
 from harvester.pacing import Pacer
 from harvester.rate_headers import RateLimitInfo, parse_rate_limit
 from harvester.rate_learning import RateLearner
@@ -89,19 +91,28 @@ class Throttle:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         max_pause: float = 600.0,
         hold_long: bool = False,
+        budget: RateBudget | None = None,
     ) -> None:
+        """`budget` (budget.py): the rate and cool-downs are shared with other processes; the
+        slots come from its leases, and each cool-down this throttle begins is reported to it."""
         self._clock = clock
         self._stats = stats
         self._fixed_rate = config.rate_limit
         # Unless a rate is set, the pace is learned; the stated rate caps it, never probed past
         # (every overshoot of a stated limit costs a pause for every worker).
         self._learner = RateLearner(clock())
-        self._pacer = Pacer(config.burst, clock=clock, sleep=sleep)
+        self._budget = budget
+        self._leased = (
+            None if budget is None else LeasedPacer(budget, config.burst, clock=clock, sleep=sleep)
+        )
+        self._pacer = self._leased or Pacer(config.burst, clock=clock, sleep=sleep)
         # A pause asked for beyond max_pause is a long quota: held with a line that says so
         # where `hold_long` (retry.on_long_quota: wait), else not held: the request fails.
         self._cool_down = CoolDown(
             stats, self._pacer, clock=clock, sleep=sleep, max_pause=max_pause, hold_long=hold_long
         )
+        if self._leased is not None:  # a cool-down a lease tells of, held as this one's own
+            self._leased.on_hold = self._cool_down.hold_until
         self._concurrency = Concurrency(
             config.workers, adaptive=config.adaptive, stats=stats, clock=clock
         )
@@ -148,6 +159,11 @@ class Throttle:
                 await self._concurrency.leave()
 
     async def _wait_rate(self) -> None:
+        if self._leased is not None:  # leased slots, with or without a rate of one's own
+            async with self._leased.turn():
+                while not await self._leased.wait(self.rate, self._cool_down.active):
+                    await self._cool_down.wait()
+            return
         if self.rate is None:
             return
         async with self._pacer.turn():
@@ -162,6 +178,13 @@ class Throttle:
         self._stats.rate_limit = round(rate, 2)
 
     def _observe(self, ticket: Ticket, status: int, headers: Mapping[str, str]) -> None:
+        until = self._cool_down.until
+        self._heed(ticket, status, headers)
+        if self._budget is not None and self._cool_down.until > until:
+            # A cool-down begun or lengthened here holds every shard sharing the budget.
+            self._budget.hold(self._cool_down.left(self._clock()))
+
+    def _heed(self, ticket: Ticket, status: int, headers: Mapping[str, str]) -> None:
         now = self._clock()
         info = parse_rate_limit(headers)
         retry_after = parse_retry_after(headers.get("Retry-After")) if status in REFUSALS else None

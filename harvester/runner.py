@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from harvester.budget import RateBudget, TokenSource
 from harvester.chain_sink import ChainSink
 from harvester.chains import ChainPlanner, make_chain_planner
 from harvester.checkpoint import (
@@ -57,6 +58,8 @@ __all__ = ["Stop", "run"]
 log = logging.getLogger("harvester")
 
 WriterFactory = Callable[[Target, Format], Writer]
+# run(tokens=, budget=): the token and the rate shared with other processes, if they are.
+_Outside = tuple[TokenSource | None, RateBudget | None]
 
 
 async def run(
@@ -72,6 +75,8 @@ async def run(
     writer: WriterFactory | None = None,
     shared: Shared | None = None,
     shard: Shard | None = None,
+    tokens: TokenSource | None = None,
+    budget: RateBudget | None = None,
 ) -> Stats:
     """Harvest the whole dataset `config` describes; the stats say what happened.
 
@@ -94,6 +99,10 @@ async def run(
 
     With `shard`, only that shard's slice is harvested, into its own file and manifest
     (harvester.shard); a shard whose manifest says it is finished makes no request.
+
+    `tokens` and `budget` (harvester.budget) share the token and the rate with other processes:
+    a refresh takes its token from `tokens`, and the requests go on slots leased from `budget`,
+    whose cool-downs hold every process (harvester.engines.ray runs shards so).
     """
     if not isinstance(config, Config):  # run("config.yaml") would fail deep inside otherwise
         raise TypeError(
@@ -106,7 +115,9 @@ async def run(
         check_partition(config, shard)
         config = shard_config(config, shard)
     if config.incremental is not None:  # a folder of runs: harvester.incremental drives run()
-        harvest = functools.partial(run, policy=policy, on_secret=on_secret)
+        harvest = functools.partial(
+            run, policy=policy, on_secret=on_secret, tokens=tokens, budget=budget
+        )
         return await _incremental(
             config, max_records, stats, fresh, stop, secrets, writer, harvest=harvest
         )
@@ -120,7 +131,17 @@ async def run(
     with secrets.masking_logs():
         try:
             return await _run(
-                config, max_records, stats, policy, fresh, stop, secrets, writer, shared, shard
+                config,
+                max_records,
+                stats,
+                policy,
+                fresh,
+                stop,
+                secrets,
+                writer,
+                shared,
+                shard,
+                outside=(tokens, budget),
             )
         except BaseException as exc:
             masked = secrets.mask_exception(exc)
@@ -191,6 +212,8 @@ async def _run(
     writer: WriterFactory | None = None,
     shared: Shared | None = None,
     shard: Shard | None = None,
+    *,
+    outside: _Outside = (None, None),
 ) -> Stats:
     policy = policy or RetryPolicy(config.retry)
     stop = stop or Stop(grace=config.concurrency.stop_grace)
@@ -202,7 +225,7 @@ async def _run(
             with tempfile.TemporaryDirectory(prefix="harvester-") as folder:
                 records = Path(folder) / "records"
                 job = _Job(config, stats, max_records, stop, records, None, secrets, into=writer)
-                await _harvest(job, policy, secrets, shared)
+                await _harvest(job, policy, secrets, shared, outside)
             return stats
         place = claim(config.output.path, own_files=_own_files, warn=_warner(stats))
         with place as (output, stream):
@@ -214,7 +237,7 @@ async def _run(
             if config.parent is not None:  # a child resumes only over the same parent records
                 job.fingerprint["parent_output"] = parent_fingerprint(_parents(config, shared))
             job.load_checkpoint(fresh=fresh)
-            await _harvest(job, policy, secrets, shared)
+            await _harvest(job, policy, secrets, shared, outside)
             if shard is not None:
                 job.write_manifest()
         if max_records is None and stats.total_records not in (None, stats.records):
@@ -270,13 +293,20 @@ def _parents(config: Config, shared: Shared | None) -> Path:
 
 
 async def _harvest(
-    job: _Job, policy: RetryPolicy, secrets: Secrets, shared: Shared | None = None
+    job: _Job,
+    policy: RetryPolicy,
+    secrets: Secrets,
+    shared: Shared | None = None,
+    outside: _Outside = (None, None),
 ) -> None:
     config, stop = job.config, job.stop
     async with contextlib.AsyncExitStack() as stack:
         if shared is None:
             session = await stack.enter_async_context(open_session(config))
-            job.fetcher = make_fetcher(config, session, policy, job.stats, secrets=secrets)
+            source, budget = outside
+            job.fetcher = make_fetcher(
+                config, session, policy, job.stats, secrets=secrets, source=source, budget=budget
+            )
         else:
             job.fetcher = shared.fetcher(config, job.stats, policy)
         try:

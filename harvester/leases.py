@@ -1,0 +1,78 @@
+"""Spacing requests on slots leased from a shared RateBudget, not on a rate of one's own.
+
+The Throttle of a shard (budget.py) paces with this instead of its own Pacer: each slot it lets
+a request go at was granted by the budget, which spaces the slots of every shard together. It
+asks for a lease (a handful of slots) when it has none left; a lease may say instead that a
+cool-down is on, which the Throttle then holds as if a refusal of its own had said so.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from harvester.budget import LEASE_SECONDS, RateBudget
+from harvester.pacing import Pacer
+
+# A leased slot this far behind by the time a request could take it (its workers were busy, or
+# the loop was) is let go unused: a slot only ever spent on time keeps every shard's requests
+# spread as the budget spaced them, rather than sent in a burst that makes up for lost time.
+_LATE = LEASE_SECONDS
+
+
+class LeasedPacer(Pacer):
+    """Pacer's interface (turn, wait, defer) on the slots of leases from `budget`."""
+
+    def __init__(
+        self,
+        budget: RateBudget,
+        burst: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        super().__init__(burst, clock=clock, sleep=sleep)
+        self._budget = budget
+        self._slots: deque[float] = deque()  # on this process's clock
+        self._free_until = 0.0  # a lease without a shared rate: own pace until then
+        # The cool-down a lease reports, held by the Throttle as its own (CoolDown.hold_until).
+        self.on_hold: Callable[[float], None] = lambda until: None
+        self.leases = 0
+
+    async def wait(self, rate: float | None, interrupted: Callable[[], bool]) -> bool:
+        """Wait for the next leased slot (within `turn`); `rate` is only this shard's own pace,
+        kept where the budget shares no rate. False: no slot taken (a cool-down is on)."""
+        now = self._clock()
+        while (slot := self._next(now)) is None and self._free_until <= now:
+            lease = await self._budget.lease(LEASE_SECONDS)
+            self.leases += 1
+            now = self._clock()
+            if lease.hold > 0:
+                self.on_hold(now + lease.hold)
+                return False
+            # Nothing granted and nothing held: a budget without a rate, however it says so.
+            granted = lease.free_for if lease.slots or lease.free_for > 0 else LEASE_SECONDS
+            self._free_until = now + (0.0 if lease.slots else granted)
+            self._slots.extend(now + offset for offset in lease.slots)
+        if slot is None:  # no shared rate: this shard's own, if it knows one
+            return True if rate is None else await super().wait(rate, interrupted)
+        if slot > now:
+            await self._sleep_until(slot)
+            if interrupted():
+                return False
+        return True
+
+    def defer(self, until: float) -> None:
+        """No slot before `until` (a cool-down): the leased slots before it are void."""
+        super().defer(until)
+        while self._slots and self._slots[0] < until:
+            self._slots.popleft()
+
+    def _next(self, now: float) -> float | None:
+        """The next leased slot that is not too late to take, taken; None: none left."""
+        while self._slots:
+            slot = self._slots.popleft()
+            if slot >= now - _LATE:
+                return slot
+        return None

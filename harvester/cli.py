@@ -182,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from harvester.merge_command import merge_main
 
         return merge_main(arguments[1:])
+    if arguments[:1] == ["ray"]:
+        from harvester.engines.ray_command import ray_main  # Ray itself only if installed
+
+        return ray_main(arguments[1:])
     if arguments[:1] == ["schema"]:
         from harvester.schema_command import schema_main
 

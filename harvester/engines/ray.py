@@ -1,0 +1,293 @@
+"""Shards as Ray tasks: one token actor and one rate actor for all of them, then the merge.
+
+The only module that imports Ray (the optional extra `harvester[ray]`). Each shard is a Ray task
+calling `harvester.runner.run()` with two small adapters (budget.py's interfaces) onto actors:
+
+- the token actor holds the client's credentials and asks the token endpoint itself, once per
+  token lifetime for every shard together: single-flight (its TokenManager's lock) and
+  generation-checked (`TokenManager.newer_than`: a shard whose token was refused gets a newer
+  one only if nobody has refreshed since). The shards never send the client secret anywhere;
+- the rate actor hands out leases (budget.Ledger): a tenth of a second of `rate_limit` per call
+  (an actor call costs 1-2.5 ms), and holds every shard when one of them is refused.
+
+With `concurrency.scope: shard` (the API limits per client address) the rate is not shared:
+each shard paces itself on the whole budget; the token still is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import ray
+from ray.exceptions import RayError
+
+from harvester.auth import TokenManager
+from harvester.budget import Issued, Lease, Ledger, ManagerSource
+from harvester.config import Config
+from harvester.errors import HarvesterError
+from harvester.fetch import open_session
+from harvester.logs import setup_logging
+from harvester.retry import RetryPolicy
+from harvester.runner import run
+from harvester.secrets import Secrets
+from harvester.shard import Shard
+from harvester.stats import Stats
+
+__all__ = [
+    "Job",
+    "Outcome",
+    "Report",
+    "SharedTokenError",
+    "harvest_on_ray",
+    "run_jobs",
+    "start",
+    "stop",
+]
+
+log = logging.getLogger("harvester")
+
+
+class SharedTokenError(HarvesterError):
+    """The token actor could not get a token: its one line, and the exit code it had."""
+
+    def __init__(self, message: str, *, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """What the token actor answers instead of a token: the failure's one masked line. (A
+    HarvesterError with keyword-only fields does not cross a process boundary as itself.)"""
+
+    message: str
+    exit_code: int
+
+
+@ray.remote(num_cpus=0)
+class TokenActor:
+    """The run's one token, refreshed for every shard; the only holder of the credentials."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._secrets = Secrets.of(config)
+        self._stats = Stats()
+        self._session: aiohttp.ClientSession | None = None
+        self._source: ManagerSource | None = None
+
+    async def fetch(self, stale: int) -> Issued | _Failed:
+        if self._source is None:  # made on the actor's own event loop, at the first call
+            self._session = open_session(self._config)
+            policy = RetryPolicy(self._config.retry)
+            manager = TokenManager(
+                self._config.auth,
+                self._session,
+                policy,
+                self._stats,
+                timeout=self._session.timeout,
+                secrets=self._secrets,
+            )
+            self._source = ManagerSource(manager)
+        try:
+            return await self._source.fetch(stale)
+        except HarvesterError as exc:
+            return _Failed(self._secrets.mask(str(exc)), exc.exit_code)
+
+    def token_requests(self) -> int:
+        return self._stats.token_requests
+
+    def ready(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+@ray.remote(num_cpus=0)
+class RateActor:
+    """The run's one rate and cool-down, leased out to the shards (budget.Ledger)."""
+
+    def __init__(self, rate: float | None, burst: int) -> None:
+        self._ledger = Ledger(rate, burst=burst)
+
+    def lease(self, seconds: float) -> Lease:
+        return self._ledger.lease(seconds)
+
+    def hold(self, seconds: float) -> None:
+        self._ledger.hold(seconds)
+
+    def counts(self) -> tuple[int, int]:
+        """(leases granted, cool-downs reported)."""
+        return self._ledger.leases, self._ledger.holds
+
+
+class ActorTokens:
+    """budget.TokenSource on the token actor."""
+
+    def __init__(self, actor: Any) -> None:
+        self._actor = actor
+
+    async def fetch(self, stale: int) -> Issued:
+        answer = await self._actor.fetch.remote(stale)
+        if isinstance(answer, _Failed):
+            raise SharedTokenError(answer.message, exit_code=answer.exit_code)
+        assert isinstance(answer, Issued)
+        return answer
+
+
+class ActorBudget:
+    """budget.RateBudget on the rate actor."""
+
+    def __init__(self, actor: Any) -> None:
+        self._actor = actor
+
+    async def lease(self, seconds: float) -> Lease:
+        lease = await self._actor.lease.remote(seconds)
+        assert isinstance(lease, Lease)
+        return lease
+
+    def hold(self, seconds: float) -> None:
+        self._actor.hold.remote(seconds)  # sent now, not waited for: the shard has its own
+
+
+@dataclass(frozen=True)
+class Job:
+    """One Ray task: `config` harvested whole, or shard `shard` of it."""
+
+    config: Config
+    shard: Shard | None = None
+
+    @property
+    def label(self) -> str:
+        return f"shard {self.shard}" if self.shard is not None else str(self.config.output.path)
+
+
+@dataclass
+class Outcome:
+    """How one task went; `started` and `finished` on the wall clock (time.time())."""
+
+    label: str
+    exit_code: int = 0
+    error: str = ""
+    records: int = 0
+    requests: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+    token_requests: int = 0  # the shard's own: 0 when the token actor served it
+    started: float = 0.0
+    finished: float = 0.0
+
+
+@dataclass
+class Report:
+    """Every task's outcome, and what the actors did for them all."""
+
+    outcomes: list[Outcome]
+    token_requests: int
+    leases: int
+    holds: int
+
+    @property
+    def exit_code(self) -> int:
+        return max((outcome.exit_code for outcome in self.outcomes), default=0)
+
+
+@ray.remote(num_cpus=1)
+def _harvest_task(job: Job, tokens: Any, rates: Any, log_level: str) -> Outcome:
+    setup_logging(log_level)  # a worker process of Ray's: its lines reach the driver's stderr
+    outcome = Outcome(job.label, started=time.time())
+    budget = ActorBudget(rates) if rates is not None else None
+    sliced: dict[str, Any] = {} if job.shard is None else {"shard": job.shard}
+    try:
+        stats = asyncio.run(run(job.config, tokens=ActorTokens(tokens), budget=budget, **sliced))
+    except HarvesterError as exc:  # already masked by run(); one line, as the CLI shows it
+        outcome.exit_code, outcome.error = exc.exit_code, str(exc)
+    else:
+        outcome.records, outcome.requests = stats.records, stats.requests
+        outcome.statuses = dict(stats.statuses)
+        outcome.token_requests = stats.token_requests
+    outcome.finished = time.time()
+    return outcome
+
+
+def start(address: str | None, *, cpus: int) -> None:
+    """Join the Ray cluster at `address`, or start a local one with `cpus` CPUs (as many as
+    shards run at once, whatever the machine has: shards mostly wait on the network)."""
+    if ray.is_initialized():
+        return
+    quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": True}
+    if address is None:
+        ray.init(num_cpus=cpus, include_dashboard=False, **quiet)
+    else:
+        ray.init(address=address, **quiet)
+
+
+def stop() -> None:
+    """Leave the Ray cluster (a local one started by `start` stops with it)."""
+    ray.shutdown()
+
+
+def run_jobs(
+    jobs: Sequence[Job], *, concurrent: int, shared_rate: bool = True, log_level: str = "WARNING"
+) -> Report:
+    """Run `jobs` as Ray tasks, `concurrent` at a time, on one token and (`shared_rate`) one
+    rate; the jobs' configs share auth and concurrency (the first one's are used)."""
+    first = jobs[0].config
+    tokens = TokenActor.remote(first)  # type: ignore[attr-defined]
+    rate = first.concurrency.rate_limit
+    rates = RateActor.remote(rate, first.concurrency.burst) if shared_rate else None  # type: ignore[attr-defined]
+    try:
+        # Up before any task starts: a task would hold its CPU waiting for them (a new actor
+        # is a new process: a second or so).
+        ray.get([tokens.ready.remote(), *([rates.counts.remote()] if rates is not None else [])])
+        outcomes = _run_all(jobs, tokens, rates, concurrent, log_level)
+        token_requests = int(ray.get(tokens.token_requests.remote()))
+        leases, holds = ray.get(rates.counts.remote()) if rates is not None else (0, 0)
+        ray.get(tokens.close.remote())
+    finally:
+        for actor in (tokens, rates):
+            if actor is not None:
+                ray.kill(actor)
+    return Report(outcomes, token_requests, leases, holds)
+
+
+def _run_all(
+    jobs: Sequence[Job], tokens: Any, rates: Any, concurrent: int, log_level: str
+) -> list[Outcome]:
+    waiting = list(enumerate(jobs))
+    running: dict[Any, tuple[int, Job]] = {}
+    outcomes: list[Outcome | None] = [None] * len(jobs)
+    while waiting or running:
+        while waiting and len(running) < concurrent:
+            index, job = waiting.pop(0)
+            running[_harvest_task.remote(job, tokens, rates, log_level)] = (index, job)
+        done, _ = ray.wait(list(running), num_returns=1)
+        for ref in done:
+            index, job = running.pop(ref)
+            try:
+                outcomes[index] = ray.get(ref)
+            except RayError as exc:  # the task's process died more often than Ray retries
+                message = f"{job.label}: the Ray task failed: {type(exc).__name__}"
+                outcomes[index] = Outcome(job.label, exit_code=1, error=message)
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def harvest_on_ray(config: Config, *, shards: int, concurrent: int | None = None) -> Report:
+    """Harvest `config` as `shards` Ray tasks (`concurrent` at a time, all by default), then
+    merge the shards into output.path once every one of them is complete."""
+    from harvester.merge import merge_shards  # type: ignore[import-not-found,unused-ignore]
+
+    concurrent = concurrent or shards
+    jobs = [Job(config, Shard(index=k, count=shards, concurrent=concurrent)) for k in range(shards)]
+    scope = getattr(config.concurrency, "scope", "run")
+    # scope: shard means the API limits each client address: no rate is shared, each shard has it.
+    report = run_jobs(jobs, concurrent=concurrent, shared_rate=scope == "run")
+    if report.exit_code == 0:
+        merge_shards(config, count=shards)
+    return report

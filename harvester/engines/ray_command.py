@@ -1,0 +1,107 @@
+"""`harvester ray CONFIG --shards N`: its arguments and exit codes (the engine is engines/ray.py).
+
+Ray is imported only once the arguments are read, so that `--help` and a usage error answer
+without it, and a missing extra is one line, not an ImportError's traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from harvester.cli import EXIT_OK, EXIT_USAGE, _Parser, _positive_int, reported
+from harvester.config import load_config
+from harvester.logs import setup_logging
+from harvester.secrets import Secrets
+
+log = logging.getLogger("harvester")
+
+MISSING_EXTRA = "harvester ray needs the ray extra: pip install 'harvester[ray]'"
+
+
+def _ray_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="harvester ray",
+        description="Harvest CONFIG as N shards running as Ray tasks, with one token and one "
+        "rate budget for all of them (a token actor and a rate actor), then merge the shards "
+        "into output.path. Without --address, a local Ray instance is started.",
+    )
+    parser.add_argument("config", help="the YAML config file")
+    parser.add_argument("--shards", type=_positive_int, required=True, metavar="N")
+    parser.add_argument(
+        "--concurrent-shards",
+        type=_positive_int,
+        metavar="P",
+        help="run at most P shards at once (default: all N)",
+    )
+    parser.add_argument(
+        "--address", metavar="ADDR", help="join the Ray cluster at ADDR (e.g. ray://host:10001)"
+    )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="the shards' log level too (default WARNING)",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser
+
+
+def ray_main(argv: list[str]) -> int:
+    """The `harvester ray` command; returns the exit code."""
+    parser = _ray_parser()
+    args = parser.parse_args(argv)
+    if args.concurrent_shards is not None and args.concurrent_shards > args.shards:
+        parser.error(f"--concurrent-shards must be 1 to --shards ({args.shards})")
+    setup_logging(args.log_level)
+    if not _ray_installed():
+        log.error(MISSING_EXTRA)
+        return EXIT_USAGE
+    secrets = Secrets()
+    with secrets.masking_logs():
+        return reported(
+            lambda: _harvest(args, secrets),
+            secrets,
+            debug=args.debug,
+            interrupted="interrupted: run the same command again to resume the shards",
+        )
+
+
+def _ray_installed() -> bool:
+    try:
+        import harvester.engines.ray  # noqa: F401 (imports ray)
+    except ImportError as exc:
+        if exc.name == "ray" or (exc.name or "").startswith("ray."):
+            return False
+        raise
+    return True
+
+
+def _harvest(args: argparse.Namespace, secrets: Secrets) -> int:
+    from harvester.engines import ray as ray_engine
+
+    config = load_config(args.config)
+    secrets.add_configured(config.named_secrets())
+    concurrent = args.concurrent_shards or args.shards
+    ray_engine.start(args.address, cpus=concurrent)
+    try:
+        report = ray_engine.harvest_on_ray(config, shards=args.shards, concurrent=concurrent)
+    finally:
+        ray_engine.stop()
+    for outcome in report.outcomes:
+        line = f"{outcome.label}: {outcome.records:,} records, {outcome.requests:,} requests"
+        if outcome.exit_code:
+            line = f"{outcome.label}: failed: {outcome.error}"
+        print(secrets.mask(line), file=sys.stderr, flush=True)
+    if report.exit_code:
+        return report.exit_code
+    records = sum(outcome.records for outcome in report.outcomes)
+    print(
+        f"merged {args.shards} shards into {config.output.path}: {records:,} records; "
+        f"{report.token_requests} token requests, {report.holds} cool-downs shared",
+        file=sys.stderr,
+        flush=True,
+    )
+    return EXIT_OK

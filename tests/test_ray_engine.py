@@ -1,0 +1,133 @@
+"""The Ray engine (harvester/engines/ray.py) on a local Ray, against the demo API in a process of
+its own: one token and one rate for every task, skewed tasks as fast as even ones.
+
+Skipped without Ray (the ray extra; CI installs it). Ray starts once for the module (3-6 s).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("ray")
+
+from harvester.config import Config, parse_config  # noqa: E402
+from harvester.demo.launch import demo_process  # noqa: E402
+from harvester.engines import ray as engine  # noqa: E402
+from tests.conftest import expected_bytes, raw_config  # noqa: E402
+
+RECORDS = 1_400
+RATE = 50.0  # the API's limit, and the rate every config keeps to: together, not each
+LIFETIME = 2.0  # seconds a token lasts; harvester refreshes 10% of it early (auth.py)
+REFRESH_EVERY = 0.9 * LIFETIME
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    engine.start(None, cpus=4)
+    yield
+    engine.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_url() -> Iterator[str]:
+    options = ["--port", "0", "--records", str(RECORDS), "--rate-limit", str(RATE)]
+    with demo_process([*options, "--token-lifetime", str(LIFETIME)]) as url:
+        yield url
+
+
+def demo_stats(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{url}/_stats") as answer:
+        stats: dict[str, Any] = json.loads(answer.read())
+    return stats
+
+
+def configs(url: str, folder: Path, page_sizes: Sequence[int], **auth: Any) -> list[Config]:
+    """One config per page size, each harvesting every record to a file of its own: the
+    smaller the pages, the more requests the harvest takes."""
+    return [
+        parse_config(
+            raw_config(
+                url,
+                folder / f"out-{k}.jsonl",
+                pagination={"page_size": size},
+                concurrency={"workers": 4, "rate_limit": RATE},
+                auth=auth,
+            ),
+            environ={},
+        )
+        for k, size in enumerate(page_sizes)
+    ]
+
+
+def harvest(
+    url: str, folder: Path, page_sizes: Sequence[int]
+) -> tuple[engine.Report, dict[str, int]]:
+    """Every config as a Ray task, all at once; the report, and what the API saw meanwhile."""
+    before = demo_stats(url)
+    report = engine.run_jobs(
+        [engine.Job(c) for c in configs(url, folder, page_sizes)], concurrent=4
+    )
+    after = demo_stats(url)
+    seen = {
+        "tokens": after["token_requests"] - before["token_requests"],
+        "requests": after["data_requests"] - before["data_requests"],
+        "429": after["statuses"].get("429", 0) - before["statuses"].get("429", 0),
+    }
+    for outcome in report.outcomes:
+        assert outcome.exit_code == 0, outcome.error
+    for k in range(len(page_sizes)):
+        assert (folder / f"out-{k}.jsonl").read_bytes() == expected_bytes(RECORDS)
+    return report, seen
+
+
+def span(report: engine.Report) -> float:
+    """From the first task's start to the last one's end."""
+    return max(o.finished for o in report.outcomes) - min(o.started for o in report.outcomes)
+
+
+def test_tasks_share_one_token_and_one_rate_and_skew_costs_nothing(
+    local_ray: None, demo_url: str, tmp_path: Path
+) -> None:
+    # 200 requests either way: 140 for one task and 20 for each other, or 50 for each. The
+    # skewed first: the first tasks on a fresh Ray wait for its worker processes to start.
+    skewed, skewed_seen = harvest(demo_url, tmp_path / "skewed", [10, 70, 70, 70])
+    even, even_seen = harvest(demo_url, tmp_path / "even", [28, 28, 28, 28])
+
+    for report, seen in ((even, even_seen), (skewed, skewed_seen)):
+        # One token for all: as many token requests as one process makes over the same time
+        # (one per token lifetime), none of them by a task itself.
+        assert seen["tokens"] <= math.floor(span(report) / REFRESH_EVERY) + 1
+        assert report.token_requests == seen["tokens"]
+        assert all(outcome.token_requests == 0 for outcome in report.outcomes)
+        # One rate for all: the API's limit is the sum of the tasks' rates, and it holds.
+        assert seen["429"] <= 0.02 * seen["requests"]
+        assert report.leases >= seen["requests"] / (RATE * 0.1)
+    # The budget goes where the work is: with one rate for all, a task with 7 times the pages
+    # of the others takes the rate they leave, and the whole ends as soon as an even one.
+    ratio = span(skewed) / span(even)
+    print(f"skewed / even: {span(skewed):.2f} s / {span(even):.2f} s = {ratio:.2f}")
+    assert ratio <= 1.2
+
+
+def test_a_refused_client_fails_every_task_with_one_line(
+    local_ray: None, demo_url: str, tmp_path: Path
+) -> None:
+    wrong = configs(demo_url, tmp_path, [100, 100], client_secret="wrong-s3cret")
+    before = demo_stats(demo_url)
+
+    report = engine.run_jobs([engine.Job(c) for c in wrong], concurrent=2)
+
+    assert report.exit_code == 1
+    for outcome in report.outcomes:
+        assert "token request refused: auth.client_id or auth.client_secret" in outcome.error
+        assert "wrong-s3cret" not in outcome.error
+    # Each task asked the actor; the actor asked the token endpoint for each, and the API's
+    # data endpoints were never asked without a token.
+    assert demo_stats(demo_url)["data_requests"] == before["data_requests"]

@@ -1,5 +1,6 @@
 """The Ray engine (harvester/engines/ray.py) on a local Ray, against the demo API in a process of
-its own: one token and one rate for every task, skewed tasks as fast as even ones.
+its own: shards merged to one run's bytes, one token and one rate for every task, skewed tasks
+as fast as even ones, `harvester ray` joining a running Ray.
 
 Skipped without Ray (the ray extra; CI installs it). Ray starts once for the module (3-6 s).
 """
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -15,12 +18,12 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("ray")
+ray = pytest.importorskip("ray")
 
 from harvester.config import Config, parse_config  # noqa: E402
 from harvester.demo.launch import demo_process  # noqa: E402
 from harvester.engines import ray as engine  # noqa: E402
-from tests.conftest import expected_bytes, raw_config  # noqa: E402
+from tests.conftest import expected_bytes, raw_config, write_config_file  # noqa: E402
 
 RECORDS = 1_400
 RATE = 50.0  # the API's limit, and the rate every config keeps to: together, not each
@@ -46,6 +49,29 @@ def demo_stats(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"{url}/_stats") as answer:
         stats: dict[str, Any] = json.loads(answer.read())
     return stats
+
+
+def seen_since(url: str, before: dict[str, Any]) -> dict[str, int]:
+    """What the API saw since `before` (its stats then): token requests, data requests, 429s."""
+    after = demo_stats(url)
+    return {
+        "tokens": after["token_requests"] - before["token_requests"],
+        "requests": after["data_requests"] - before["data_requests"],
+        "429": after["statuses"].get("429", 0) - before["statuses"].get("429", 0),
+    }
+
+
+def assert_one_client(report: engine.Report, seen: dict[str, int]) -> None:
+    """The tasks of `report` looked like one client to the API."""
+    print(f"{seen}, {report.leases} leases, over {span(report):.2f} s")  # pytest -s shows it
+    # One token for all: as many token requests as one process makes over the same time (one
+    # per token lifetime), none of them by a task itself.
+    assert seen["tokens"] <= math.floor(span(report) / REFRESH_EVERY) + 1
+    assert report.token_requests == seen["tokens"]
+    assert all(outcome.token_requests == 0 for outcome in report.outcomes)
+    # One rate for all: the API's limit is the sum of the tasks' rates, and it holds.
+    assert seen["429"] <= 0.02 * seen["requests"]
+    assert report.leases >= seen["requests"] / (RATE * 0.1)
 
 
 def configs(url: str, folder: Path, page_sizes: Sequence[int], **auth: Any) -> list[Config]:
@@ -92,6 +118,21 @@ def span(report: engine.Report) -> float:
     return max(o.finished for o in report.outcomes) - min(o.started for o in report.outcomes)
 
 
+def test_four_shards_merge_to_one_runs_bytes_as_one_client(
+    local_ray: None, demo_url: str, tmp_path: Path
+) -> None:
+    # 200 pages, 50 for each shard; 8 workers, 2 for each.
+    (config,) = configs(demo_url, tmp_path, [7])
+    before = demo_stats(demo_url)
+
+    report = engine.harvest_on_ray(config, shards=4)
+
+    assert_one_client(report, seen_since(demo_url, before))
+    assert report.merged is not None and report.merged.records == RECORDS
+    assert (tmp_path / "out-0.jsonl").read_bytes() == expected_bytes(RECORDS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out-0.jsonl"]  # nothing left behind
+
+
 def test_tasks_share_one_token_and_one_rate_and_skew_costs_nothing(
     local_ray: None, demo_url: str, tmp_path: Path
 ) -> None:
@@ -100,15 +141,8 @@ def test_tasks_share_one_token_and_one_rate_and_skew_costs_nothing(
     skewed, skewed_seen = harvest(demo_url, tmp_path / "skewed", [10, 70, 70, 70])
     even, even_seen = harvest(demo_url, tmp_path / "even", [28, 28, 28, 28])
 
-    for report, seen in ((even, even_seen), (skewed, skewed_seen)):
-        # One token for all: as many token requests as one process makes over the same time
-        # (one per token lifetime), none of them by a task itself.
-        assert seen["tokens"] <= math.floor(span(report) / REFRESH_EVERY) + 1
-        assert report.token_requests == seen["tokens"]
-        assert all(outcome.token_requests == 0 for outcome in report.outcomes)
-        # One rate for all: the API's limit is the sum of the tasks' rates, and it holds.
-        assert seen["429"] <= 0.02 * seen["requests"]
-        assert report.leases >= seen["requests"] / (RATE * 0.1)
+    assert_one_client(skewed, skewed_seen)
+    assert_one_client(even, even_seen)
     # The budget goes where the work is: with one rate for all, a task with 7 times the pages
     # of the others takes the rate they leave, and the whole ends as soon as an even one.
     ratio = span(skewed) / span(even)
@@ -131,3 +165,25 @@ def test_a_refused_client_fails_every_task_with_one_line(
     # Each task asked the actor; the actor asked the token endpoint for each, and the API's
     # data endpoints were never asked without a token.
     assert demo_stats(demo_url)["data_requests"] == before["data_requests"]
+
+
+def test_the_command_joins_a_running_ray_and_runs_shards_two_at_a_time(
+    local_ray: None, demo_url: str, tmp_path: Path
+) -> None:
+    config = write_config_file(
+        tmp_path, demo_url, pagination={"page_size": 100}, concurrency={"rate_limit": RATE}
+    )
+    address = ray.get_runtime_context().gcs_address
+    command = [sys.executable, "-m", "harvester", "ray", str(config), "--shards", "4"]
+
+    done = subprocess.run(
+        [*command, "--concurrent-shards", "2", "--address", address],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out.jsonl").read_bytes() == expected_bytes(RECORDS)
+    assert f"merged 4 shards into {tmp_path / 'out.jsonl'}: {RECORDS:,} records" in done.stdout
+    assert "demo-secret" not in done.stdout + done.stderr

@@ -33,6 +33,7 @@ from harvester.config import Config
 from harvester.errors import HarvesterError
 from harvester.fetch import open_session
 from harvester.logs import setup_logging
+from harvester.merge import Merged, merge_shards
 from harvester.retry import RetryPolicy
 from harvester.runner import run
 from harvester.secrets import Secrets
@@ -192,6 +193,7 @@ class Report:
     token_requests: int
     leases: int
     holds: int
+    merged: Merged | None = None  # harvest_on_ray's merge, once every shard is complete
 
     @property
     def exit_code(self) -> int:
@@ -203,9 +205,10 @@ def _harvest_task(job: Job, tokens: Any, rates: Any, log_level: str) -> Outcome:
     setup_logging(log_level)  # a worker process of Ray's: its lines reach the driver's stderr
     outcome = Outcome(job.label, started=time.time())
     budget = ActorBudget(rates) if rates is not None else None
-    sliced: dict[str, Any] = {} if job.shard is None else {"shard": job.shard}
     try:
-        stats = asyncio.run(run(job.config, tokens=ActorTokens(tokens), budget=budget, **sliced))
+        stats = asyncio.run(
+            run(job.config, shard=job.shard, tokens=ActorTokens(tokens), budget=budget)
+        )
     except HarvesterError as exc:  # already masked by run(); one line, as the CLI shows it
         outcome.exit_code, outcome.error = exc.exit_code, str(exc)
     else:
@@ -278,16 +281,16 @@ def _run_all(
     return [outcome for outcome in outcomes if outcome is not None]
 
 
-def harvest_on_ray(config: Config, *, shards: int, concurrent: int | None = None) -> Report:
+def harvest_on_ray(
+    config: Config, *, shards: int, concurrent: int | None = None, log_level: str = "WARNING"
+) -> Report:
     """Harvest `config` as `shards` Ray tasks (`concurrent` at a time, all by default), then
     merge the shards into output.path once every one of them is complete."""
-    from harvester.merge import merge_shards  # type: ignore[import-not-found,unused-ignore]
-
     concurrent = concurrent or shards
     jobs = [Job(config, Shard(index=k, count=shards, concurrent=concurrent)) for k in range(shards)]
-    scope = getattr(config.concurrency, "scope", "run")
     # scope: shard means the API limits each client address: no rate is shared, each shard has it.
-    report = run_jobs(jobs, concurrent=concurrent, shared_rate=scope == "run")
+    shared_rate = config.concurrency.scope == "run"
+    report = run_jobs(jobs, concurrent=concurrent, shared_rate=shared_rate, log_level=log_level)
     if report.exit_code == 0:
-        merge_shards(config, count=shards)
+        report.merged = merge_shards(config, count=shards)
     return report

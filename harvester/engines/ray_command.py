@@ -87,7 +87,9 @@ def _harvest(args: argparse.Namespace, secrets: Secrets) -> int:
     concurrent = args.concurrent_shards or args.shards
     ray_engine.start(args.address, cpus=concurrent)
     try:
-        report = ray_engine.harvest_on_ray(config, shards=args.shards, concurrent=concurrent)
+        report = ray_engine.harvest_on_ray(
+            config, shards=args.shards, concurrent=concurrent, log_level=args.log_level
+        )
     finally:
         ray_engine.stop()
     for outcome in report.outcomes:
@@ -95,13 +97,20 @@ def _harvest(args: argparse.Namespace, secrets: Secrets) -> int:
         if outcome.exit_code:
             line = f"{outcome.label}: failed: {outcome.error}"
         print(secrets.mask(line), file=sys.stderr, flush=True)
-    if report.exit_code:
+    if report.merged is None:
+        failed = [o for o in report.outcomes if o.exit_code]
+        log.error(
+            "%d of %d shards failed; run the same command again: finished shards are not "
+            "harvested again",
+            len(failed),
+            args.shards,
+        )
         return report.exit_code
-    records = sum(outcome.records for outcome in report.outcomes)
+    merged = report.merged
     print(
-        f"merged {args.shards} shards into {config.output.path}: {records:,} records; "
-        f"{report.token_requests} token requests, {report.holds} cool-downs shared",
-        file=sys.stderr,
+        f"merged {merged.shards} shards into {merged.path}: {merged.records:,} records "
+        f"(sha256 {merged.sha256}); {report.token_requests} token requests for all of them, "
+        f"{report.holds} cool-downs shared",
         flush=True,
     )
     return EXIT_OK

@@ -119,7 +119,9 @@ class TokenManager:
             name, scheme = self._sent_as("Bearer")
             self._token = Token(config.token.reveal(), generation=1, name=name, scheme=scheme)
             self._secrets.add(config.token.reveal(), token=True)
-        self._client_auth = ClientAuth(config, self._secrets) if self.refreshable else None
+        # A manager served by a source asks no token endpoint: it may hold no credentials at all.
+        asks = self.refreshable and source is None
+        self._client_auth = ClientAuth(config, self._secrets) if asks else None
 
     @property
     def refreshable(self) -> bool:

@@ -186,6 +186,21 @@ async def test_a_401_refreshes_once_across_managers(mock_http: aioresponses) -> 
     assert len(token_requests(mock_http)) == 2
 
 
+async def test_a_manager_served_by_a_source_needs_no_credentials(
+    mock_http: aioresponses,
+) -> None:
+    issue_tokens(mock_http)
+    async with aiohttp.ClientSession() as session:
+        source = ManagerSource(TokenManager(auth_config(), session, no_wait_policy(), Stats()))
+        # A signing key it could not load, and no secret: it never asks the token endpoint.
+        bare = auth_config(client_secret=None, auth_method="private_key_jwt")
+        shard = TokenManager(bare, session, no_wait_policy(), Stats(), source=source)
+
+        token = await shard.current()
+
+    assert token is not None and token.value == "tok-1"
+
+
 # --- two harvests in one process, through run() ----------------------------------------------
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import subprocess
 import sys
 import urllib.request
@@ -131,6 +132,13 @@ def test_four_shards_merge_to_one_runs_bytes_as_one_client(
     assert report.merged is not None and report.merged.records == RECORDS
     assert (tmp_path / "out-0.jsonl").read_bytes() == expected_bytes(RECORDS)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out-0.jsonl"]  # nothing left behind
+
+
+def test_the_shards_get_no_credentials(demo_url: str, tmp_path: Path) -> None:
+    (config,) = configs(demo_url, tmp_path, [100])
+
+    assert b"demo-secret" in pickle.dumps(config)  # what the token actor gets
+    assert b"demo-secret" not in pickle.dumps(engine.without_credentials(config))
 
 
 def test_tasks_share_one_token_and_one_rate_and_skew_costs_nothing(

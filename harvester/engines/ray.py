@@ -17,6 +17,7 @@ each shard paces itself on the whole budget; the token still is.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -200,6 +201,17 @@ class Report:
         return max((outcome.exit_code for outcome in self.outcomes), default=0)
 
 
+def without_credentials(config: Config) -> Config:
+    """`config` as a shard gets it: the token actor asks for every token, so the client's
+    credentials (secret, signing key) stay with it and travel to no shard."""
+    if config.auth.type != "client_credentials":
+        return config  # a static token (bearer) is what each shard sends: it needs it
+    auth = dataclasses.replace(
+        config.auth, client_secret=None, private_key=None, private_key_password=None
+    )
+    return dataclasses.replace(config, auth=auth)
+
+
 @ray.remote(num_cpus=1)
 def _harvest_task(job: Job, tokens: Any, rates: Any, log_level: str) -> Outcome:
     setup_logging(log_level)  # a worker process of Ray's: its lines reach the driver's stderr
@@ -237,12 +249,18 @@ def stop() -> None:
 
 
 def run_jobs(
-    jobs: Sequence[Job], *, concurrent: int, shared_rate: bool = True, log_level: str = "WARNING"
+    jobs: Sequence[Job],
+    *,
+    concurrent: int,
+    shared_rate: bool = True,
+    log_level: str = "WARNING",
+    token_config: Config | None = None,
 ) -> Report:
     """Run `jobs` as Ray tasks, `concurrent` at a time, on one token and (`shared_rate`) one
-    rate; the jobs' configs share auth and concurrency (the first one's are used)."""
+    rate; the jobs' configs share auth and concurrency (the first one's are used). `token_config`:
+    the config whose auth the token actor asks with (default: the first job's)."""
     first = jobs[0].config
-    tokens = TokenActor.remote(first)  # type: ignore[attr-defined]
+    tokens = TokenActor.remote(token_config or first)  # type: ignore[attr-defined]
     rate = first.concurrency.rate_limit
     rates = RateActor.remote(rate, first.concurrency.burst) if shared_rate else None  # type: ignore[attr-defined]
     try:
@@ -287,10 +305,20 @@ def harvest_on_ray(
     """Harvest `config` as `shards` Ray tasks (`concurrent` at a time, all by default), then
     merge the shards into output.path once every one of them is complete."""
     concurrent = concurrent or shards
-    jobs = [Job(config, Shard(index=k, count=shards, concurrent=concurrent)) for k in range(shards)]
+    shard_config = without_credentials(config)
+    jobs = [
+        Job(shard_config, Shard(index=k, count=shards, concurrent=concurrent))
+        for k in range(shards)
+    ]
     # scope: shard means the API limits each client address: no rate is shared, each shard has it.
     shared_rate = config.concurrency.scope == "run"
-    report = run_jobs(jobs, concurrent=concurrent, shared_rate=shared_rate, log_level=log_level)
+    report = run_jobs(
+        jobs,
+        concurrent=concurrent,
+        shared_rate=shared_rate,
+        log_level=log_level,
+        token_config=config,
+    )
     if report.exit_code == 0:
         report.merged = merge_shards(config, count=shards)
     return report

@@ -10,7 +10,8 @@ one rate that every shard spends together, with a 429 seen by one shard holding 
   across processes), else a new one, asked for once however many shards ask at the same time.
 - A `RateBudget` hands out leases: a few slots of the rate at once (about `LEASE_SECONDS` of it),
   so that a shard asks once per handful of requests rather than once per request; `hold(seconds)`
-  reports a cool-down, which every shard meets at its next lease.
+  reports a cool-down, and `held(after)` waits for the next one reported: each shard keeps one
+  such call open, so that the cool-down holds it at once, not after the slots it has leased.
 
 Both are optional: without them a run asks for its own token and paces itself (Pacer), as one
 process always has. `Ledger` is the lease arithmetic, kept apart from any engine so that it is
@@ -19,6 +20,7 @@ tested without one; `ManagerSource` serves tokens from a TokenManager of its own
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -75,6 +77,14 @@ class Lease:
     free_for: float = 0.0
 
 
+@dataclass(frozen=True)
+class Hold:
+    """A cool-down reported to a RateBudget: the `number`-th, with `left` seconds to go."""
+
+    number: int
+    left: float
+
+
 class RateBudget(Protocol):
     """One rate and one cool-down shared by every shard of a run."""
 
@@ -85,6 +95,11 @@ class RateBudget(Protocol):
     def hold(self, seconds: float) -> None:
         """No request of any shard for `seconds` from now (a 429 or 503 said so). Returns at
         once: the report goes out while the shard waits out its own cool-down."""
+        ...
+
+    async def held(self, after: int) -> Hold:
+        """Once a cool-down numbered above `after` has been reported (at once if one has),
+        the latest."""
         ...
 
 
@@ -128,19 +143,34 @@ class Ledger:
             # Slots after the cool-down are spaced from its end, not let go in a burst at once.
             self._next_slot = max(self._next_slot, until)
 
+    def held(self, after: int) -> Hold | None:
+        """The latest cool-down if it is numbered above `after`; None if not."""
+        if self.holds <= after:
+            return None
+        return Hold(self.holds, max(0.0, self.until - self._clock()))
+
 
 class LocalBudget:
-    """A RateBudget within one process: a Ledger behind the protocol (tests, several harvests
-    in one process)."""
+    """A RateBudget within one event loop: a Ledger behind the protocol (the rate actor's,
+    and several harvests in one process)."""
 
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
+        # Set (then replaced) at each cool-down reported: wakes every `held` waiting.
+        self._reported = asyncio.Event()
 
     async def lease(self, seconds: float) -> Lease:
         return self.ledger.lease(seconds)
 
     def hold(self, seconds: float) -> None:
         self.ledger.hold(seconds)
+        self._reported.set()
+        self._reported = asyncio.Event()
+
+    async def held(self, after: int) -> Hold:
+        while (hold := self.ledger.held(after)) is None:
+            await self._reported.wait()
+        return hold
 
 
 class ManagerSource:

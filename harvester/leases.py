@@ -2,18 +2,23 @@
 
 The Throttle of a shard (budget.py) paces with this instead of its own Pacer: each slot it lets
 a request go at was granted by the budget, which spaces the slots of every shard together. It
-asks for a lease (a handful of slots) when it has none left; a lease may say instead that a
-cool-down is on, which the Throttle then holds as if a refusal of its own had said so.
+asks for a lease (a handful of slots) when it has none left. A cool-down another shard reported
+is held as if a refusal of this shard's own had said so: as soon as it is reported (a call kept
+open to the budget, `held`, returns with it), or, at the latest, when a lease says it is on.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
 from harvester.budget import LEASE_SECONDS, RateBudget
 from harvester.pacing import Pacer
+
+log = logging.getLogger("harvester")
 
 # A leased slot this far behind by the time a request could take it (its workers were busy, or
 # the loop was) is let go unused: a slot only ever spent on time keeps every shard's requests
@@ -39,10 +44,15 @@ class LeasedPacer(Pacer):
         # The cool-down a lease reports, held by the Throttle as its own (CoolDown.hold_until).
         self.on_hold: Callable[[float], None] = lambda until: None
         self.leases = 0
+        # Listens for the cool-downs reported to the budget, from the first wait on: the slots
+        # leased already would otherwise go out during a cool-down another shard was told of.
+        self._listener: asyncio.Task[None] | None = None
 
     async def wait(self, rate: float | None, interrupted: Callable[[], bool]) -> bool:
         """Wait for the next leased slot (within `turn`); `rate` is only this shard's own pace,
         kept where the budget shares no rate. False: no slot taken (a cool-down is on)."""
+        if self._listener is None:
+            self._listener = asyncio.ensure_future(self._listen())
         now = self._clock()
         while (slot := self._next(now)) is None and self._free_until <= now:
             lease = await self._budget.lease(LEASE_SECONDS)
@@ -68,6 +78,19 @@ class LeasedPacer(Pacer):
         super().defer(until)
         while self._slots and self._slots[0] < until:
             self._slots.popleft()
+
+    async def _listen(self) -> None:
+        """Hold each cool-down reported to the budget, until the event loop ends (or the budget
+        cannot be reached: then the leases still say so)."""
+        seen = 0
+        try:
+            while True:
+                hold = await self._budget.held(seen)
+                seen = hold.number
+                if hold.left > 0:
+                    self.on_hold(self._clock() + hold.left)
+        except Exception as exc:  # any failure of another process's: logged, not raised
+            log.debug("no longer told of cool-downs as they are reported: %s", exc)
 
     def _next(self, now: float) -> float | None:
         """The next leased slot that is not too late to take, taken; None: none left."""

@@ -130,6 +130,18 @@ async def test_a_refusal_seen_by_one_throttle_holds_the_others(fake: FakeTime) -
     assert ledger.holds == 1  # reported once; the other's hold was not echoed back
 
 
+async def test_a_cool_down_reported_voids_the_slots_already_leased(fake: FakeTime) -> None:
+    ledger = Ledger(50.0, clock=fake.clock)  # 5 slots to a lease
+    told, other = shared_throttles(fake, ledger, 2, workers=4, rate_limit=50.0)
+    assert await sent_at(told, fake) == T0  # its lease: T0 to T0 + 0.08
+    assert await sent_at(other, fake) == pytest.approx(T0 + 0.1)  # its own: up to T0 + 0.18
+    async with told.request() as ticket:
+        ticket.observe(429, CIMultiDict({"Retry-After": "5"}))
+
+    # Told while it waits for its next slot: not sent in it, but after the cool-down.
+    assert await sent_at(other, fake) >= T0 + 5.0
+
+
 async def test_a_shared_budget_without_a_rate_still_shares_cool_downs(fake: FakeTime) -> None:
     ledger = Ledger(None, clock=fake.clock)
     told, other = shared_throttles(fake, ledger, 2, workers=4)

@@ -195,3 +195,24 @@ def test_the_command_joins_a_running_ray_and_runs_shards_two_at_a_time(
     assert (tmp_path / "out.jsonl").read_bytes() == expected_bytes(RECORDS)
     assert f"merged 4 shards into {tmp_path / 'out.jsonl'}: {RECORDS:,} records" in done.stdout
     assert "demo-secret" not in done.stdout + done.stderr
+
+
+def test_a_429_one_task_gets_holds_the_others(local_ray: None, tmp_path: Path) -> None:
+    # From the 30th data request on, every request is refused for 1 s (Retry-After: what is
+    # left of it): whichever task is refused first reports it, and the others wait it out too.
+    options = ["--port", "0", "--records", str(RECORDS), "--token-lifetime", "60"]
+    storm = ["--storm-at", "30", "--storm-seconds", "1"]
+    with demo_process([*options, *storm]) as url:
+        report = engine.run_jobs(
+            [engine.Job(c) for c in configs(url, tmp_path, [20, 20, 20, 20])], concurrent=4
+        )
+        refused = demo_stats(url)["statuses"].get("429", 0)
+
+    assert report.exit_code == 0
+    refusals = [outcome.statuses.get(429, 0) for outcome in report.outcomes]
+    print(f"{refused} refused: {refusals}; paused {[o.cool_down_seconds for o in report.outcomes]}")
+    assert report.holds >= 1
+    # Every task paused, and not because each was refused: the cool-down reached the others
+    # as it was reported, before they sent into the storm.
+    assert all(outcome.cool_down_seconds > 0 for outcome in report.outcomes)
+    assert refusals.count(0) >= 2

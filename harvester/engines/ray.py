@@ -29,7 +29,7 @@ import ray
 from ray.exceptions import RayError
 
 from harvester.auth import TokenManager
-from harvester.budget import Issued, Lease, Ledger, ManagerSource
+from harvester.budget import Hold, Issued, Lease, Ledger, LocalBudget, ManagerSource
 from harvester.config import Config
 from harvester.errors import HarvesterError
 from harvester.fetch import open_session
@@ -114,20 +114,24 @@ class TokenActor:
 
 @ray.remote(num_cpus=0)
 class RateActor:
-    """The run's one rate and cool-down, leased out to the shards (budget.Ledger)."""
+    """The run's one rate and cool-down, leased out to the shards (budget.Ledger). Async, so
+    that each shard's `held` call waits on its event loop while leases are granted."""
 
     def __init__(self, rate: float | None, burst: int) -> None:
-        self._ledger = Ledger(rate, burst=burst)
+        self._budget = LocalBudget(Ledger(rate, burst=burst))
 
-    def lease(self, seconds: float) -> Lease:
-        return self._ledger.lease(seconds)
+    async def lease(self, seconds: float) -> Lease:
+        return await self._budget.lease(seconds)
 
-    def hold(self, seconds: float) -> None:
-        self._ledger.hold(seconds)
+    async def hold(self, seconds: float) -> None:
+        self._budget.hold(seconds)
 
-    def counts(self) -> tuple[int, int]:
+    async def held(self, after: int) -> Hold:
+        return await self._budget.held(after)
+
+    async def counts(self) -> tuple[int, int]:
         """(leases granted, cool-downs reported)."""
-        return self._ledger.leases, self._ledger.holds
+        return self._budget.ledger.leases, self._budget.ledger.holds
 
 
 class ActorTokens:
@@ -158,6 +162,11 @@ class ActorBudget:
     def hold(self, seconds: float) -> None:
         self._actor.hold.remote(seconds)  # sent now, not waited for: the shard has its own
 
+    async def held(self, after: int) -> Hold:
+        hold = await self._actor.held.remote(after)
+        assert isinstance(hold, Hold)
+        return hold
+
 
 @dataclass(frozen=True)
 class Job:
@@ -182,6 +191,7 @@ class Outcome:
     requests: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
     token_requests: int = 0  # the shard's own: 0 when the token actor served it
+    cool_down_seconds: float = 0.0  # paused, for its own refusals and those others reported
     started: float = 0.0
     finished: float = 0.0
 
@@ -227,6 +237,7 @@ def _harvest_task(job: Job, tokens: Any, rates: Any, log_level: str) -> Outcome:
         outcome.records, outcome.requests = stats.records, stats.requests
         outcome.statuses = dict(stats.statuses)
         outcome.token_requests = stats.token_requests
+        outcome.cool_down_seconds = stats.cool_down_seconds
     outcome.finished = time.time()
     return outcome
 

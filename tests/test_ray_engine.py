@@ -216,3 +216,18 @@ def test_a_429_one_task_gets_holds_the_others(local_ray: None, tmp_path: Path) -
     # as it was reported, before they sent into the storm.
     assert all(outcome.cool_down_seconds > 0 for outcome in report.outcomes)
     assert refusals.count(0) >= 2
+
+
+def test_a_config_that_cannot_be_sharded_is_refused_before_ray_starts(tmp_path: Path) -> None:
+    config = write_config_file(tmp_path, "http://127.0.0.1:9", pagination={"total": "unknown"})
+
+    done = subprocess.run(
+        [sys.executable, "-m", "harvester", "ray", str(config), "--shards", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert "pagination.total: is unknown, and --shard needs the total" in line

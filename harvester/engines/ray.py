@@ -38,7 +38,7 @@ from harvester.merge import Merged, merge_shards
 from harvester.retry import RetryPolicy
 from harvester.runner import run
 from harvester.secrets import Secrets
-from harvester.shard import Shard
+from harvester.shard import Shard, check_partition, check_shardable
 from harvester.stats import Stats
 
 __all__ = [
@@ -48,6 +48,7 @@ __all__ = [
     "SharedTokenError",
     "harvest_on_ray",
     "run_jobs",
+    "shards_of",
     "start",
     "stop",
 ]
@@ -310,17 +311,25 @@ def _run_all(
     return [outcome for outcome in outcomes if outcome is not None]
 
 
+def shards_of(config: Config, *, shards: int, concurrent: int | None = None) -> list[Shard]:
+    """The `shards` shards of `config`, `concurrent` at a time (all by default); ConfigError
+    (exit 2) if `config` cannot be cut into them, said once here rather than by every task."""
+    concurrent = concurrent or shards
+    every = [Shard(index=k, count=shards, concurrent=concurrent) for k in range(shards)]
+    check_shardable(config, max_records=None)
+    check_partition(config, every[0])
+    return every
+
+
 def harvest_on_ray(
     config: Config, *, shards: int, concurrent: int | None = None, log_level: str = "WARNING"
 ) -> Report:
     """Harvest `config` as `shards` Ray tasks (`concurrent` at a time, all by default), then
     merge the shards into output.path once every one of them is complete."""
-    concurrent = concurrent or shards
+    every = shards_of(config, shards=shards, concurrent=concurrent)
+    concurrent = every[0].concurrent
     shard_config = without_credentials(config)
-    jobs = [
-        Job(shard_config, Shard(index=k, count=shards, concurrent=concurrent))
-        for k in range(shards)
-    ]
+    jobs = [Job(shard_config, shard) for shard in every]
     # scope: shard means the API limits each client address: no rate is shared, each shard has it.
     shared_rate = config.concurrency.scope == "run"
     report = run_jobs(

@@ -85,6 +85,8 @@ def _harvest(args: argparse.Namespace, secrets: Secrets) -> int:
     config = load_config(args.config)
     secrets.add_configured(config.named_secrets())
     concurrent = args.concurrent_shards or args.shards
+    # Refused before Ray starts (seconds), with the one line `--shard` says it with.
+    ray_engine.shards_of(config, shards=args.shards, concurrent=concurrent)
     ray_engine.start(args.address, cpus=concurrent)
     try:
         report = ray_engine.harvest_on_ray(

@@ -134,6 +134,23 @@ def test_four_shards_merge_to_one_runs_bytes_as_one_client(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out-0.jsonl"]  # nothing left behind
 
 
+def test_under_scope_shard_each_shard_paces_itself(
+    local_ray: None, demo_url: str, tmp_path: Path
+) -> None:
+    # An API that limits per client address: no rate actor, the whole rate for each shard.
+    raw = raw_config(demo_url, tmp_path / "out.jsonl", concurrency={"rate_limit": RATE})
+    raw["concurrency"]["scope"] = "shard"
+    config = parse_config(raw, environ={})
+
+    report = engine.harvest_on_ray(config, shards=2)
+
+    assert report.leases == 0
+    # The token is still the one actor's.
+    assert report.token_requests >= 1
+    assert all(outcome.token_requests == 0 for outcome in report.outcomes)
+    assert (tmp_path / "out.jsonl").read_bytes() == expected_bytes(RECORDS)
+
+
 def test_the_shards_get_no_credentials(demo_url: str, tmp_path: Path) -> None:
     (config,) = configs(demo_url, tmp_path, [100])
 

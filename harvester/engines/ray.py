@@ -26,7 +26,7 @@ from typing import Any
 
 import aiohttp
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import RayError, RayTaskError
 
 from harvester.auth import TokenManager
 from harvester.budget import Hold, Issued, Lease, Ledger, LocalBudget, ManagerSource
@@ -52,8 +52,6 @@ __all__ = [
     "start",
     "stop",
 ]
-
-log = logging.getLogger("harvester")
 
 
 class SharedTokenError(HarvesterError):
@@ -85,7 +83,9 @@ class TokenActor:
         self._source: ManagerSource | None = None
 
     async def fetch(self, stale: int) -> Issued | _Failed:
-        if self._source is None:  # made on the actor's own event loop, at the first call
+        # Made on the actor's own event loop, at the first call; nothing is awaited before it
+        # is set, so calls that come at once all find the one manager (and its lock).
+        if self._source is None:
             self._session = open_session(self._config)
             policy = RetryPolicy(self._config.retry)
             manager = TokenManager(
@@ -273,8 +273,10 @@ def run_jobs(
     the config whose auth the token actor asks with (default: the first job's)."""
     first = jobs[0].config
     tokens = TokenActor.remote(token_config or first)  # type: ignore[attr-defined]
-    rate = first.concurrency.rate_limit
-    rates = RateActor.remote(rate, first.concurrency.burst) if shared_rate else None  # type: ignore[attr-defined]
+    rates = None
+    if shared_rate:
+        concurrency = first.concurrency
+        rates = RateActor.remote(concurrency.rate_limit, concurrency.burst)  # type: ignore[attr-defined]
     try:
         # Up before any task starts: a task would hold its CPU waiting for them (a new actor
         # is a new process: a second or so).
@@ -305,10 +307,19 @@ def _run_all(
             index, job = running.pop(ref)
             try:
                 outcomes[index] = ray.get(ref)
-            except RayError as exc:  # the task's process died more often than Ray retries
-                message = f"{job.label}: the Ray task failed: {type(exc).__name__}"
-                outcomes[index] = Outcome(job.label, exit_code=1, error=message)
+            except RayError as exc:
+                outcomes[index] = Outcome(job.label, exit_code=1, error=_failure(exc))
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _failure(exc: RayError) -> str:
+    """One line for a task that raised what is no HarvesterError (a bug: its message is
+    masked by run() already), or whose process died more often than Ray runs it again."""
+    if isinstance(exc, RayTaskError) and exc.cause is not None:
+        cause = exc.cause
+        first = (str(cause).splitlines() or [""])[0]
+        return f"internal error: {type(cause).__name__}: {first}"
+    return f"the Ray task failed: {type(exc).__name__}"
 
 
 def shards_of(config: Config, *, shards: int, concurrent: int | None = None) -> list[Shard]:

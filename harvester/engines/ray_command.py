@@ -28,7 +28,13 @@ def _ray_parser() -> argparse.ArgumentParser:
         "into output.path. Without --address, a local Ray instance is started.",
     )
     parser.add_argument("config", help="the YAML config file")
-    parser.add_argument("--shards", type=_positive_int, required=True, metavar="N")
+    parser.add_argument(
+        "--shards",
+        type=_positive_int,
+        required=True,
+        metavar="N",
+        help="cut the harvest into N shards (as --shard K/N does, K from 0 to N - 1)",
+    )
     parser.add_argument(
         "--concurrent-shards",
         type=_positive_int,

@@ -8,7 +8,8 @@ Every request, data or token, passes `Throttle` first. Three things can hold it:
    sent meanwhile would be refused;
 2. the rate, each request in a slot of its own (pacing.py): `concurrency.rate_limit` requests
    per second, or, when no rate is set, the rate the API states (RateLimit-Policy) or was seen
-   to bear (rate_learning.py);
+   to bear (rate_learning.py); or, where other processes share the budget (budget.py), the
+   slots leased from it (leases.py), every cool-down begun here reported to it;
 3. the concurrency limit (data requests only; concurrency.py).
 
 A refusal teaches the rate (rate_learning) unless it was a limit on requests in flight's; both

@@ -7,6 +7,7 @@ Only what `__all__` lists is the public API; everything else may change.
 """
 
 from harvester.api import harvest, harvest_async
+from harvester.budget import RateBudget, TokenSource
 from harvester.config import Config, load_config, parse_config
 from harvester.errors import (
     AuthError,
@@ -41,6 +42,7 @@ __all__ = [
     "OutputError",
     "OutputLocked",
     "PageFetchError",
+    "RateBudget",
     "RecordsError",
     "Merged",
     "ResumeError",
@@ -48,6 +50,7 @@ __all__ = [
     "ShardError",
     "Stats",
     "Stop",
+    "TokenSource",
     "TotalChangedError",
     "__version__",
     "harvest",

@@ -51,7 +51,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Download a whole dataset from a paginated, OAuth2-protected REST API.",
         epilog="harvester init URL: write a config for an API from its answers (see harvester "
         "init --help). harvester tune CONFIG: measure the concurrency and rate the API admits "
-        "(see harvester tune --help). harvester schema: the config's JSON Schema, for editors. "
+        "(see harvester tune --help). harvester merge CONFIG --shards N: put the shards of "
+        "--shard K/N together. harvester ray CONFIG --shards N: run the shards on Ray (the ray "
+        "extra). harvester schema: the config's JSON Schema, for editors. "
         "Exit codes: 0 done, 1 failed, 2 bad config or usage, "
         "130 interrupted.",
     )

@@ -32,7 +32,7 @@ from harvester.sink import part_path
 from harvester.workers import first_failure
 
 if TYPE_CHECKING:
-    from harvester.runner import _Job
+    from harvester.job import Job
     from harvester.shared import Shared
 
 
@@ -137,7 +137,7 @@ class _Binding:
         return Page(page.index, b"".join(lines), page.count, url=page.url)
 
 
-async def harvest_children(job: _Job, parents: Path, shared: Shared, policy: RetryPolicy) -> None:
+async def harvest_children(job: Job, parents: Path, shared: Shared, policy: RetryPolicy) -> None:
     """Fetch every parent's children into the job's output, in parent order."""
     config, stats, stop = job.config, job.stats, job.stop
     window = 2 * config.concurrency.workers

@@ -1,6 +1,6 @@
 """Shards as Ray tasks: one token actor and one rate actor for all of them, then the merge.
 
-The only module that imports Ray (the optional extra `harvester[ray]`). Each shard is a Ray task
+Only harvester/engines/ imports Ray (the optional extra `harvester[ray]`). Each shard is a Ray task
 calling `harvester.runner.run()` with two small adapters (budget.py's interfaces) onto actors:
 
 - the token actor holds the client's credentials and asks the token endpoint itself, once per
@@ -24,22 +24,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import ray
 from ray.exceptions import RayError, RayTaskError
 
-from harvester.auth import TokenManager
-from harvester.budget import Hold, Issued, Lease, Ledger, LocalBudget, ManagerSource
 from harvester.config import Config
+from harvester.engines.ray_actors import (
+    ActorBudget,
+    ActorTokens,
+    RateActor,
+    SharedTokenError,
+    TokenActor,
+)
 from harvester.errors import HarvesterError
-from harvester.fetch import open_session
 from harvester.logs import setup_logging
 from harvester.merge import Merged, merge_shards
-from harvester.retry import RetryPolicy
 from harvester.runner import run
-from harvester.secrets import Secrets
 from harvester.shard import Shard, check_partition, check_shardable
-from harvester.stats import Stats
 
 __all__ = [
     "Job",
@@ -52,121 +52,6 @@ __all__ = [
     "start",
     "stop",
 ]
-
-
-class SharedTokenError(HarvesterError):
-    """The token actor could not get a token: its one line, and the exit code it had."""
-
-    def __init__(self, message: str, *, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-@dataclass(frozen=True)
-class _Failed:
-    """What the token actor answers instead of a token: the failure's one masked line. (A
-    HarvesterError with keyword-only fields does not cross a process boundary as itself.)"""
-
-    message: str
-    exit_code: int
-
-
-@ray.remote(num_cpus=0)
-class TokenActor:
-    """The run's one token, refreshed for every shard; the only holder of the credentials."""
-
-    def __init__(self, config: Config) -> None:
-        self._config = config
-        self._secrets = Secrets.of(config)
-        self._stats = Stats()
-        self._session: aiohttp.ClientSession | None = None
-        self._source: ManagerSource | None = None
-
-    async def fetch(self, stale: int) -> Issued | _Failed:
-        # Made on the actor's own event loop, at the first call; nothing is awaited before it
-        # is set, so calls that come at once all find the one manager (and its lock).
-        if self._source is None:
-            self._session = open_session(self._config)
-            policy = RetryPolicy(self._config.retry)
-            manager = TokenManager(
-                self._config.auth,
-                self._session,
-                policy,
-                self._stats,
-                timeout=self._session.timeout,
-                secrets=self._secrets,
-            )
-            self._source = ManagerSource(manager)
-        try:
-            return await self._source.fetch(stale)
-        except HarvesterError as exc:
-            return _Failed(self._secrets.mask(str(exc)), exc.exit_code)
-
-    def token_requests(self) -> int:
-        return self._stats.token_requests
-
-    def ready(self) -> bool:
-        return True
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-
-@ray.remote(num_cpus=0)
-class RateActor:
-    """The run's one rate and cool-down, leased out to the shards (budget.Ledger). Async, so
-    that each shard's `held` call waits on its event loop while leases are granted."""
-
-    def __init__(self, rate: float | None, burst: int) -> None:
-        self._budget = LocalBudget(Ledger(rate, burst=burst))
-
-    async def lease(self, seconds: float) -> Lease:
-        return await self._budget.lease(seconds)
-
-    async def hold(self, seconds: float) -> None:
-        self._budget.hold(seconds)
-
-    async def held(self, after: int) -> Hold:
-        return await self._budget.held(after)
-
-    async def counts(self) -> tuple[int, int]:
-        """(leases granted, cool-downs reported)."""
-        return self._budget.ledger.leases, self._budget.ledger.holds
-
-
-class ActorTokens:
-    """budget.TokenSource on the token actor."""
-
-    def __init__(self, actor: Any) -> None:
-        self._actor = actor
-
-    async def fetch(self, stale: int) -> Issued:
-        answer = await self._actor.fetch.remote(stale)
-        if isinstance(answer, _Failed):
-            raise SharedTokenError(answer.message, exit_code=answer.exit_code)
-        assert isinstance(answer, Issued)
-        return answer
-
-
-class ActorBudget:
-    """budget.RateBudget on the rate actor."""
-
-    def __init__(self, actor: Any) -> None:
-        self._actor = actor
-
-    async def lease(self, seconds: float) -> Lease:
-        lease = await self._actor.lease.remote(seconds)
-        assert isinstance(lease, Lease)
-        return lease
-
-    def hold(self, seconds: float) -> None:
-        self._actor.hold.remote(seconds)  # sent now, not waited for: the shard has its own
-
-    async def held(self, after: int) -> Hold:
-        hold = await self._actor.held.remote(after)
-        assert isinstance(hold, Hold)
-        return hold
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from harvester.proxies import proxy_note
 from harvester.resources import Totals, check_resource_args, run_resources
 from harvester.runner import Stop, run, run_full_refresh
 from harvester.secrets import Secrets
-from harvester.shard import Shard, parse_shard, shard_path
+from harvester.shard import Shard, parse_shard, shard_config
 from harvester.stats import Stats
 from harvester.stream import is_stdout, is_stream
 
@@ -219,7 +219,10 @@ def _main(args: argparse.Namespace, secrets: Secrets) -> int:
         shard = _shard_of(args)
         if configs[0].name is not None or args.resource:  # a resources: document
             if shard is not None:
-                raise ConfigError("--shard splits a config of one endpoint, not resources:")
+                raise ConfigError(
+                    "--shard splits a config of one endpoint, not resources: put the resource "
+                    "to shard in a config of its own"
+                )
             picked = check_resource_args(configs, args.resource, output=args.output)
             if args.print_config:
                 shown = {"resources": [{"name": each.name, **each.masked()} for each in picked]}
@@ -304,13 +307,15 @@ async def _harvest(
     secrets: Secrets,
     shard: Shard | None = None,
 ) -> int:
+    shown = config if shard is None else shard_config(config, shard)  # its workers, its file
+    workers = shown.concurrency.workers
     log.info(
         "harvesting %s%s (%s pagination, %s) into %s%s",
         redact_url(config.source.url),
         "" if shard is None else f", shard {shard}",
         config.pagination.style,
-        "1 worker" if config.concurrency.workers == 1 else f"{config.concurrency.workers} workers",
-        config.output.path,
+        "1 worker" if workers == 1 else f"{workers} workers",
+        shown.output.path,
         proxy_note(config),
     )
     stop = Stop(grace=config.concurrency.stop_grace)
@@ -326,8 +331,8 @@ async def _harvest(
             stop=stop,
             secrets=secrets,
         )
-    wrote = config.output.path if shard is None else shard_path(config.output.path, *args.shard)
-    log.info("wrote %s", wrote)
+    if stats.shard is None or not stats.shard["finished_before"]:
+        log.info("wrote %s", shown.output.path)
     return EXIT_OK
 
 

@@ -78,21 +78,25 @@ def make_fetcher(
     throttle: Throttle | None = None,
     source: TokenSource | None = None,
     budget: RateBudget | None = None,
+    share: float = 1.0,
 ) -> Fetcher:
     """The run's Fetcher, with the one Throttle and TokenManager its workers share.
 
     `secrets`, the run's registry, learns each token as it is issued. `throttle`, if given,
     replaces the one the config describes (tune measures with one that holds nothing back).
-    `source` and `budget` (budget.py): the token and the rate shared with other processes.
+    `source` and `budget` (budget.py): the token and the rate shared with other processes;
+    `share`: this process's part of the limits the API states (Throttle).
     """
-    throttle = throttle or make_throttle(config, stats, budget=budget)
+    throttle = throttle or make_throttle(config, stats, budget=budget, share=share)
     tokens = make_tokens(
         config, session, policy, stats, secrets=secrets, throttle=throttle, source=source
     )
     return Fetcher(config, session, tokens, policy, stats, throttle)
 
 
-def make_throttle(config: Config, stats: Stats, *, budget: RateBudget | None = None) -> Throttle:
+def make_throttle(
+    config: Config, stats: Stats, *, budget: RateBudget | None = None, share: float = 1.0
+) -> Throttle:
     """The Throttle `config` describes: rate, cool-downs, concurrency (workers); its slots
     leased from `budget` where one is shared."""
     return Throttle(
@@ -101,6 +105,7 @@ def make_throttle(config: Config, stats: Stats, *, budget: RateBudget | None = N
         max_pause=config.retry.max_retry_after,
         hold_long=config.retry.on_long_quota == "wait",
         budget=budget,
+        share=share,
     )
 
 

@@ -15,7 +15,7 @@ from harvester.fetch import Fetched
 from harvester.job import Job
 from harvester.pagination import IndexedPlanner, PageRequest, make_planner
 from harvester.schedule import KnownTotal, OpenEnd, lowered_page_size, plan_known_total
-from harvester.shard import slice_of
+from harvester.shard import Slice, slice_of
 from harvester.workers import fetch_chains, fetch_pages
 
 
@@ -35,7 +35,7 @@ async def harvest_known_total(job: Job) -> None:
                 # page size, then takes its own slice of the pages.
                 plan["slice"] = list(slice_of(job.shard, plan["pages"]))
         planner = planner.with_page_size(plan["page_size"]).bounded(plan["total"])
-        pages = plan["pages"]
+        total, pages = plan["total"], plan["pages"]
         low, end = plan.get("slice", (0, pages))
         schedule = KnownTotal(planner, plan, job.url_of(planner), sink.part)
         if job.resume is None:
@@ -45,8 +45,14 @@ async def harvest_known_total(job: Job) -> None:
                 await sink.put(first.page)
         if job.max_records is not None:
             end = min(end, max(1, math.ceil(job.max_records / planner.page_size)))
-        stats.total_records, stats.total_pages = _slice_records(plan, low, end), end - low
-        job.slice = {"unit": "pages", "slice": (low, end), "of": pages, **plan}
+        part = Slice(
+            unit="pages", start=low, end=end, of=pages, page_size=plan["page_size"], total=total
+        )
+        if job.shard is not None:
+            job.slice = part
+            records = part.records  # what this shard's slice holds of the advertised total
+            total = None if records is None else records[1] - records[0]
+        stats.total_records, stats.total_pages = total, end - low
         checkpointer.plan = plan
         start = sink.committed_pages
         await fetch_pages(
@@ -60,17 +66,6 @@ async def harvest_known_total(job: Job) -> None:
         )
         job.require_complete(sink.full or sink.committed_pages >= end)
         await sink.finish()
-
-
-def _slice_records(plan: dict[str, Any], low: int, end: int) -> int | None:
-    """How many records pages [low, end) hold, where the total is known."""
-    total: int | None = plan["total"]
-    size: int = plan["page_size"]
-    if total is None:
-        return None
-    if plan["pages"] == 1:
-        return total if end > low else 0
-    return max(0, min(end * size, total) - low * size)
 
 
 async def harvest_open_end(job: Job) -> None:
@@ -149,8 +144,10 @@ async def harvest_chains(job: Job) -> None:
     windows = planner.chains
     low, end = slice_of(job.shard, windows) if job.shard else (0, windows)
     planner = planner.only(low, end)
-    job.slice = {"unit": "windows", "slice": (low, end), "of": windows, "total": None}
-    job.slice["page_size"] = planner.page_size
+    if job.shard is not None:
+        job.slice = Slice(
+            unit="windows", start=low, end=end, of=windows, page_size=planner.page_size
+        )
     # Each window's total, as its first page told it; kept in the plan for a resumed run.
     plan: dict[str, Any] = {"chains": planner.chains, "totals": [None] * planner.chains}
     if job.resume is not None and len(job.resume.plan.get("totals") or []) == planner.chains:

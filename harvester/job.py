@@ -8,6 +8,7 @@ import contextlib
 import glob
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -32,7 +33,7 @@ from harvester.manifest import (
 from harvester.output import remove_tree
 from harvester.pagination import IndexedPlanner
 from harvester.secrets import Secrets
-from harvester.shard import Shard
+from harvester.shard import Shard, Slice
 from harvester.sink import OrderedSink, part_path, records_in
 from harvester.stats import Stats
 from harvester.stop import Stop
@@ -64,7 +65,7 @@ class Job:
         self.config = config
         self.shard = shard
         # What a shard's manifest tells beyond its file: set by the harvest of its slice.
-        self.slice: dict[str, Any] = {}
+        self.slice: Slice | None = None
         self.stats = stats
         self.max_records = max_records
         self.stop = stop
@@ -171,28 +172,23 @@ class Job:
 
     def write_manifest(self) -> None:
         """The finished shard's manifest, beside its file (harvester/manifest.py)."""
-        shard = self.shard
-        assert shard is not None
+        shard, part = self.shard, self.slice
+        assert shard is not None and part is not None
         size, sha256 = file_digest(self.output)
-        part = self.slice
-        low, end = part["slice"]
-        records = None
-        if part["unit"] == "pages" and part["total"] is not None:
-            first = low * part["page_size"] if part["pages"] > 1 else 0
-            records = (first, first + self.stats.records)
         manifest = Manifest(
             dataset=plain(self.dataset),
             shard=shard.index,
             shards=shard.count,
-            unit=part["unit"],
-            slice=(low, end),
-            of=part["of"],
-            total=part["total"],
-            page_size=part["page_size"],
-            records=records,
+            unit=part.unit,
+            slice=(part.start, part.end),
+            of=part.of,
+            total=part.total,
+            page_size=part.page_size,
+            records=part.records,
             count=self.stats.records,
             bytes=size,
             sha256=sha256,
+            harvested_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         write_manifest(self.output, manifest)
         self.stats.shard = {"shard": str(shard), "file": str(self.output), "finished_before": False}

@@ -4,18 +4,20 @@ can check the shards fit together before it concatenates them.
     <shard file>.manifest.json
     {"version": 1, "dataset": {...}, "shard": K, "shards": N, "unit": "pages" or "windows",
      "slice": [start, end], "of": units, "total": records or null, "page_size": n,
-     "records": [first, end] or null, "count": records, "bytes": n, "sha256": hex}
+     "records": [first, end] or null, "count": records, "bytes": n, "sha256": hex,
+     "harvested_at": ISO 8601 UTC}
 
 `dataset` is the dataset's fingerprint (harvester.checkpoint.dataset_fingerprint, which holds no
 secret): every shard of one harvest has the same, and merge checks it against the config's.
-Written atomically after the shard's file is in place; a shard killed in between is harvested
-again by its rerun, never taken for finished.
+Written atomically after the shard's file is in place, and removed before any harvest of the
+shard begins (--fresh too): a shard killed in between is harvested again by its rerun, never
+taken for finished, and a shard with a partial file or a checkpoint beside it is unfinished
+whatever manifest it has.
 """
 
 from __future__ import annotations
 
 import builtins
-import contextlib
 import hashlib
 import os
 from dataclasses import asdict, dataclass
@@ -24,11 +26,13 @@ from typing import Any
 
 import orjson
 
-from harvester.checkpoint import fsync_folder
-from harvester.output import PRIVATE
+from harvester.checkpoint import checkpoint_path, fsync_folder
+from harvester.output import create_private
+from harvester.shard import Unit
+from harvester.sink import part_path
 
 VERSION = 1
-_CHUNK = 1 << 20
+CHUNK = 1 << 20  # bytes read at a time to hash or copy a shard
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,7 +40,7 @@ class Manifest:
     dataset: dict[str, Any]
     shard: int
     shards: int
-    unit: str  # "pages" (known total) or "windows" (partition windows of a chain style)
+    unit: Unit  # "pages" (known total) or "windows" (partition windows of a chain style)
     slice: tuple[int, int]
     of: int
     total: int | None
@@ -45,6 +49,7 @@ class Manifest:
     count: int
     bytes: int
     sha256: str
+    harvested_at: str  # when the shard finished, ISO 8601 UTC: merge says how far apart
     version: int = VERSION
 
     def to_json(self) -> builtins.bytes:
@@ -59,7 +64,7 @@ def file_digest(path: Path) -> tuple[int, str]:
     """(bytes, sha256 hex) of the file at `path`."""
     digest, size = hashlib.sha256(), 0
     with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
+        while chunk := handle.read(CHUNK):
             digest.update(chunk)
             size += len(chunk)
     return size, digest.hexdigest()
@@ -67,13 +72,14 @@ def file_digest(path: Path) -> tuple[int, str]:
 
 def write_manifest(shard_file: Path, manifest: Manifest) -> None:
     """The manifest beside `shard_file`, atomically: a reader sees the whole or none."""
-    path = manifest_path(shard_file)
+    write_atomically(manifest_path(shard_file), manifest.to_json())
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """`data` at `path`, whole or not at all, owner-only, durable once this returns."""
     temporary = path.with_name(path.name + ".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        temporary.unlink()
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, PRIVATE)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(manifest.to_json())
+    with create_private(temporary) as handle:
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
@@ -113,13 +119,19 @@ def finished_shard(shard_file: Path, dataset: dict[str, Any]) -> Manifest | None
         manifest = read_manifest(shard_file)
     except ValueError:
         return None
-    if manifest is None or manifest.dataset != dataset:
+    if manifest is None or manifest.dataset != dataset or in_progress(shard_file):
         return None
     try:
         size = shard_file.stat().st_size
     except OSError:
         return None
     return manifest if size == manifest.bytes else None
+
+
+def in_progress(shard_file: Path) -> bool:
+    """Whether a harvest of the shard is under way or was cut short: its partial file or its
+    checkpoint is there."""
+    return part_path(shard_file).exists() or checkpoint_path(shard_file).exists()
 
 
 def plain(value: dict[str, Any]) -> dict[str, Any]:

@@ -93,9 +93,13 @@ class Throttle:
         max_pause: float = 600.0,
         hold_long: bool = False,
         budget: RateBudget | None = None,
+        share: float = 1.0,
     ) -> None:
         """`budget` (budget.py): the rate and cool-downs are shared with other processes; the
-        slots come from its leases, and each cool-down this throttle begins is reported to it."""
+        slots come from its leases, and each cool-down this throttle begins is reported to it.
+        `share`: this process's part of what the API states for the whole client (a rate, a
+        limit on requests in flight), where shards split one client's budget."""
+        self._share = share
         self._clock = clock
         self._stats = stats
         self._fixed_rate = config.rate_limit
@@ -249,10 +253,10 @@ class Throttle:
         if info.limit and info.remaining is not None and info.reset is None and not info.window:
             # A limit and what remains of it, with no reset and no window: a limit on requests
             # in flight (there is no time at which it comes back). Never more at once.
-            self._concurrency.told(info.limit)
+            self._concurrency.told(max(1, int(info.limit * self._share)))
         window = info.window or 0.0  # 0: none stated
         if info.limit and 0 < window <= _PACED_WINDOW and self._fixed_rate is None:
-            stated = info.limit / window * _STATED_SHARE
+            stated = info.limit / window * _STATED_SHARE * self._share
             if self._learner.stated != stated:
                 self._learner.state(stated)
                 log.info(

@@ -30,7 +30,14 @@ from harvester.manifest import (
 from harvester.output import claim, remove_tree
 from harvester.retry import RetryPolicy
 from harvester.secrets import Secrets
-from harvester.shard import Shard, check_partition, check_shardable, shard_config
+from harvester.shard import (
+    Shard,
+    budget_share,
+    check_partition,
+    check_shardable,
+    shard_config,
+    shard_warnings,
+)
 from harvester.shared import Shared
 from harvester.sink import part_path
 from harvester.stats import Stats
@@ -96,6 +103,9 @@ async def run(
     if shard is not None:
         check_shardable(config, max_records=max_records)
         check_partition(config, shard)
+        for warning in shard_warnings(config, shard):
+            log.warning(warning)
+            stats.warn(warning)
         config = shard_config(config, shard)
     if config.incremental is not None:  # a folder of runs: harvester.incremental drives run()
         harvest = functools.partial(
@@ -205,6 +215,8 @@ async def _run(
         stats.warn(warning)
     try:
         if writer is not None:
+            if shard is not None:  # a stream of one shard's records would merge with nothing
+                raise TypeError("run(): a shard is harvested into its file, not a writer")
             with tempfile.TemporaryDirectory(prefix="harvester-") as folder:
                 records = Path(folder) / "records"
                 job = Job(config, stats, max_records, stop, records, None, secrets, into=writer)
@@ -213,7 +225,7 @@ async def _run(
         place = claim(config.output.path, own_files=_own_files, warn=_warner(stats))
         with place as (output, stream):
             job = Job(config, stats, max_records, stop, output, stream, secrets, shard=shard)
-            if shard is not None and not fresh and _finished(job):
+            if shard is not None and _finished(job, fresh=fresh):
                 return stats
             # A parent's children read its records back: from a JSON Lines copy where needed.
             job.copy_records = shared is not None and config.name in shared.parents
@@ -233,16 +245,16 @@ async def _run(
     return stats
 
 
-def _finished(job: Job) -> bool:
+def _finished(job: Job, *, fresh: bool) -> bool:
     """Whether the job's shard is finished already (its manifest and file in place): engines
-    run a finished task again, and it must then make no request."""
-    manifest = finished_shard(job.output, plain(job.dataset))
+    run a finished task again, and it must then make no request. Otherwise (or with `fresh`)
+    its manifest goes before any request: until the harvest is complete again, nothing may
+    take the shard's file for finished (a rerun, harvester merge)."""
+    manifest = None if fresh else finished_shard(job.output, plain(job.dataset))
     if manifest is None:
-        # A manifest left from an earlier harvest of this shard no longer tells of its file.
         remove_tree(manifest_path(job.output))
         return False
     job.stats.records, job.stats.bytes = manifest.count, manifest.bytes
-    job.stats.resumed_records = manifest.count
     job.stats.shard = {"shard": str(job.shard), "file": str(job.output), "finished_before": True}
     log.info(
         "shard %s is finished already (%s): nothing to do; --fresh harvests it again",
@@ -288,7 +300,14 @@ async def _harvest(
             session = await stack.enter_async_context(open_session(config))
             source, budget = outside
             job.fetcher = make_fetcher(
-                config, session, policy, job.stats, secrets=secrets, source=source, budget=budget
+                config,
+                session,
+                policy,
+                job.stats,
+                secrets=secrets,
+                source=source,
+                budget=budget,
+                share=budget_share(config, job.shard),
             )
         else:
             job.fetcher = shared.fetcher(config, job.stats, policy)

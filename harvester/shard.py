@@ -13,13 +13,27 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from harvester.config import INDEXED_STYLES, Config
 from harvester.config.output import resolve_format
 from harvester.errors import ConfigError
 from harvester.stream import is_stream
 
-__all__ = ["Shard", "parse_shard", "shard_config", "shard_path", "slice_of", "check_shardable"]
+__all__ = [
+    "Shard",
+    "Slice",
+    "check_partition",
+    "check_shardable",
+    "parse_shard",
+    "shard_config",
+    "shard_path",
+    "slice_of",
+    "budget_share",
+    "shard_warnings",
+]
+
+Unit = Literal["pages", "windows"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +86,30 @@ def slice_of(shard: Shard, units: int) -> tuple[int, int]:
     """[start, end) of shard's contiguous slice of `units` pages or windows: the slices differ
     by at most one unit in size, and together cover every unit once, in order."""
     return shard.index * units // shard.count, (shard.index + 1) * units // shard.count
+
+
+@dataclass(frozen=True, kw_only=True)
+class Slice:
+    """What a shard harvested: units [start, end) of `of` (pages of a known total, or partition
+    windows), and the plan every shard agreed on; the one owner of its record range."""
+
+    unit: Unit
+    start: int
+    end: int
+    of: int
+    page_size: int
+    total: int | None = None  # records, where the API tells them (pages only)
+
+    @property
+    def records(self) -> tuple[int, int] | None:
+        """[first, end) of the records the slice holds, counted from the dataset's first; None
+        where no total says (windows, or a page count only)."""
+        if self.unit != "pages" or self.total is None:
+            return None
+        if self.of == 1:  # one page: the whole dataset (a Range server sent it all at once)
+            return (0, self.total) if self.end > self.start else (0, 0)
+        first = min(self.start * self.page_size, self.total)
+        return first, min(self.end * self.page_size, self.total)
 
 
 def check_shardable(config: Config, *, max_records: int | None) -> None:
@@ -129,17 +167,41 @@ def check_partition(config: Config, shard: Shard) -> None:
         )
 
 
+def budget_share(config: Config, shard: Shard | None) -> float:
+    """The part of what the API states for the whole client (a rate, a limit on requests in
+    flight) that one shard may use: 1/P under `concurrency.scope: run`, else all of it."""
+    if shard is None or config.concurrency.scope != "run":
+        return 1.0
+    return 1.0 / shard.concurrent
+
+
+def shard_warnings(config: Config, shard: Shard) -> list[str]:
+    """What a shard's share of the run's budget cannot honour (each shard keeps at least one
+    worker and a burst of one), said on every run."""
+    concurrency, at_once = config.concurrency, shard.concurrent
+    if concurrency.scope != "run" or at_once == 1:
+        return []
+    return [
+        f"concurrency.{key} is {value}, below the {at_once} shards at once (--concurrent-shards)"
+        f": each shard keeps 1, so up to {at_once} may go at once in all; run fewer shards at "
+        "once to stay within it"
+        for key, value in (("workers", concurrency.workers), ("burst", concurrency.burst))
+        if 1 < value < at_once or (key == "workers" and value < at_once)
+    ]
+
+
 def shard_config(config: Config, shard: Shard) -> Config:
     """`config` as shard `shard` runs it: its own output file, and under `concurrency.scope:
     run` its share of rate_limit and workers (the API limits per client, so the shards running
     at once split the budget); under `shard`, the whole budget each."""
     concurrency = config.concurrency
     if concurrency.scope == "run" and shard.concurrent > 1:
-        rate = concurrency.rate_limit
+        rate, share = concurrency.rate_limit, shard.concurrent
         concurrency = dataclasses.replace(
             concurrency,
-            workers=max(1, concurrency.workers // shard.concurrent),
-            rate_limit=None if rate is None else rate / shard.concurrent,
+            workers=max(1, concurrency.workers // share),
+            rate_limit=None if rate is None else rate / share,
+            burst=max(1, concurrency.burst // share),
         )
     output = dataclasses.replace(
         config.output, path=str(shard_path(config.output.path, shard.index, shard.count))

@@ -58,6 +58,8 @@ class Stats:
 
     @property
     def records_per_second(self) -> float:
+        if self.shard is not None and self.shard["finished_before"]:
+            return 0.0  # nothing was harvested: the records are an earlier run's
         elapsed = self.elapsed
         return (self.records - self.resumed_records) / elapsed if elapsed > 0 else 0.0
 

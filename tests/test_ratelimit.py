@@ -701,6 +701,20 @@ async def test_rate_limit_policy_sets_the_rate_a_little_under_the_stated_one(
     assert stats.cool_downs == 0
 
 
+async def test_a_shard_takes_its_share_of_a_stated_rate_and_in_flight_limit(
+    fake: FakeTime,
+) -> None:
+    """Three shards at once splitting one client's budget (concurrency.scope: run): what the
+    API states for the client is divided among them."""
+    throttle = Throttle(
+        ConcurrencyConfig(workers=8), Stats(), clock=fake.clock, sleep=fake.sleep, share=1 / 3
+    )
+    await answer(throttle, 200, RateLimit_Policy="30;w=1")
+    assert throttle.rate == pytest.approx(30 * 0.97 / 3)
+    await answer(throttle, 200, RateLimit_Limit="9", RateLimit_Remaining="8")
+    assert throttle.limit <= 3
+
+
 async def test_an_hourly_policy_is_a_quota_spent_as_it_comes_not_a_pace(fake: FakeTime) -> None:
     """5,000 an hour (GitHub's size): paced at 5000/3600 a harvest of 800 requests would take ten
     minutes; spent as it comes it takes seconds, and the reset is waited out if it runs dry."""

@@ -20,11 +20,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import harvester
+from harvester import merge
+from harvester.config import load_config
 from harvester.demo import DemoServer, DemoSettings, run_demo
 from harvester.manifest import manifest_path
+from harvester.output import OutputLock
 from harvester.shard import Shard, shard_path, slice_of
 
-from .conftest import SECRET, assert_one_clear_line, run_cli, write_config
+from .conftest import SECRET, assert_one_clear_line, expected_bytes, run_cli, write_config
 from .test_crash import cli
 
 # --- the slices -------------------------------------------------------------------------------
@@ -324,7 +328,78 @@ async def test_merge_asked_for_another_count_of_shards_says_so(
 ) -> None:
     config = write_config(tmp_path, demo.url)
     await shards_of(config, 2)
-    await merge_refused(config, 3, "shard 0/3", "has no manifest")
+    await merge_refused(config, 3, "shard 0/3", "has no manifest", "--shards 2?")
+
+
+async def test_a_fresh_reharvest_cut_short_is_never_taken_for_finished(
+    tmp_path: Path, demo: DemoServer
+) -> None:
+    config = write_config(tmp_path, demo.url, pagination__page_size=20)
+    await shards_of(config, 2)
+    async with cli(config, "--log-level", "DEBUG", "--shard", "1/2", "--fresh") as run:
+        await run.line_containing(" answered 200")  # the first page: it has begun
+        run.process.kill()
+        await run.process.communicate()
+    # Its manifest went before its first request: merge refuses, a rerun harvests.
+    await merge_refused(config, 2, "shard 1/2")
+    served = demo.stats.data_requests
+    await shards_of(config, 2, 1)
+    assert demo.stats.data_requests > served
+    merged = await run_cli("merge", str(config), "--shards", "2")
+    assert merged.code == 0, merged.output
+    assert output_in(config).read_bytes() == expected_bytes(600)
+
+
+async def test_a_shard_being_harvested_is_not_merged(tmp_path: Path, demo: DemoServer) -> None:
+    config = write_config(tmp_path, demo.url)
+    await shards_of(config, 2)
+    with OutputLock(shard_path(output_in(config), 1, 2), warn=print):  # as a running harvest
+        await merge_refused(config, 2, "shard 1/2", "is being harvested now")
+
+
+async def test_a_merge_killed_after_its_rename_is_finished_by_the_next(
+    tmp_path: Path, demo: DemoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_config(tmp_path, demo.url)
+    await shards_of(config, 3)
+    removed: list[Path] = []
+    remove = merge.remove_tree
+
+    def dies_on_the_second(path: Path) -> None:
+        if len(removed) == 1:
+            raise KeyboardInterrupt  # as a SIGKILL: nothing after it runs
+        removed.append(path)
+        remove(path)
+
+    monkeypatch.setattr(merge, "remove_tree", dies_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        merge.merge_shards(load_config(config), count=3)
+    monkeypatch.setattr(merge, "remove_tree", remove)
+    assert output_in(config).read_bytes() == expected_bytes(600)
+
+    again = await run_cli("merge", str(config), "--shards", "3")
+    assert again.code == 0, again.output
+    assert "merged already" in again.stderr
+    assert output_in(config).read_bytes() == expected_bytes(600)
+    assert sorted(p.name for p in output_in(config).parent.iterdir()) == ["items.jsonl"]
+
+
+def test_a_shard_cannot_go_to_a_writer(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, "http://127.0.0.1:9"))
+    with pytest.raises(TypeError, match="not a writer"):
+        asyncio.run(
+            harvester.run(config, shard=Shard(index=0, count=2), writer=lambda *_: NotImplemented)
+        )
+
+
+async def test_fewer_workers_than_shards_at_once_is_said(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9", concurrency__workers=4)
+    result = await run_cli(
+        str(config), "--shard", "0/6", "--stats-json", str(tmp_path / "stats.json")
+    )
+    warnings = orjson.loads((tmp_path / "stats.json").read_bytes())["warnings"]
+    assert any("concurrency.workers is 4, below the 6 shards at once" in w for w in warnings)
+    assert result.code == 1  # nothing listens on port 9: the warning came first
 
 
 async def test_scope_shard_gives_each_shard_the_whole_budget(tmp_path: Path) -> None:

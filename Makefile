@@ -102,6 +102,11 @@ third-party: install ## Harvest json-server, FastAPI, DRF, datasette, flask-smor
 	$(PY) benchmarks/third_party_resources.py
 	$(PY) benchmarks/third_party_init.py $(if $(ONLY),--only $(ONLY)) --json out/third-party-init.json
 	$(PY) benchmarks/third_party_auth.py
+	$(PY) benchmarks/third_party_shards.py $(if $(ONLY),--only $(ONLY))
+
+.PHONY: third-party-shards
+third-party-shards: install ## --shard K/N and harvester merge against the third-party servers (after make third-party)
+	$(PY) benchmarks/third_party_shards.py $(if $(ONLY),--only $(ONLY))
 
 .PHONY: third-party-auth
 third-party-auth: install ## Each client authentication method against authlib's OAuth2 server (after make third-party)

@@ -57,9 +57,17 @@ class Document:
 
 
 def scalar(value: Any) -> str:
-    """`value` as a YAML scalar, quoted only where YAML needs it."""
-    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=1 << 30)
-    return text.removesuffix("\n").removesuffix("\n...").strip()
+    """`value` as a YAML scalar, quoted only where YAML needs it; non-ASCII text as it is where
+    it reads back the same, escaped where it would not (PyYAML writes a NEL or a line
+    separator raw inside quotes, and a reader folds it into a space)."""
+    for readable in (True, False):
+        dumped = yaml.safe_dump(
+            value, default_flow_style=True, allow_unicode=readable, width=1 << 30
+        )
+        text = dumped.removesuffix("\n").removesuffix("\n...").strip()
+        if yaml.safe_load(text) == value:
+            break
+    return text
 
 
 def render(document: Document) -> str:

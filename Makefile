@@ -71,6 +71,7 @@ bench: install ## Benchmarks against the demo API on loopback (see benchmarks/)
 	$(PY) benchmarks/bench_incremental.py
 	$(PY) benchmarks/bench_shards.py
 	$(PY) benchmarks/init_families.py
+	$(PY) benchmarks/bench_ray.py
 
 crash: install ## SIGKILL the CLI at random moments, resume, compare the bytes (KILLS=25 per style, SEED=1)
 	$(PY) benchmarks/crash_test.py --kills $(KILLS) --records 50000 --seed $(SEED)

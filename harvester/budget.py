@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 # 2 cores: asking for the next lease ahead, before the last slot, gained nothing and left twice
 # as much unspent as each shard ended.)
 LEASE_SECONDS = 0.1
+# The longest a `held` call stays open without news: a shard that ended leaves its call on the
+# budget's side (Ray does not cancel it), and an actor serves only so many calls at once.
+HELD_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,7 @@ class RateBudget(Protocol):
 
     async def held(self, after: int) -> Hold:
         """Once a cool-down numbered above `after` has been reported (at once if one has),
-        the latest."""
+        the latest; `Hold(after, 0.0)` (no news) after HELD_SECONDS without one: ask again."""
         ...
 
 
@@ -156,8 +159,9 @@ class LocalBudget:
     """A RateBudget within one event loop: a Ledger behind the protocol (the rate actor's,
     and several harvests in one process)."""
 
-    def __init__(self, ledger: Ledger) -> None:
+    def __init__(self, ledger: Ledger, *, held_for: float = HELD_SECONDS) -> None:
         self.ledger = ledger
+        self._held_for = held_for
         # Set (then replaced) at each cool-down reported: wakes every `held` waiting.
         self._reported = asyncio.Event()
 
@@ -170,8 +174,12 @@ class LocalBudget:
         self._reported = asyncio.Event()
 
     async def held(self, after: int) -> Hold:
-        while (hold := self.ledger.held(after)) is None:
-            await self._reported.wait()
+        try:
+            async with asyncio.timeout(self._held_for):
+                while (hold := self.ledger.held(after)) is None:
+                    await self._reported.wait()
+        except TimeoutError:
+            return Hold(after, 0.0)  # no news: the caller asks again, if it is still there
         return hold
 
 

@@ -20,9 +20,11 @@ from harvester.pacing import Pacer
 
 log = logging.getLogger("harvester")
 
-# A leased slot this far behind by the time a request could take it (its workers were busy, or
-# the loop was) is let go unused: a slot only ever spent on time keeps every shard's requests
-# spread as the budget spaced them, rather than sent in a burst that makes up for lost time.
+# A leased slot more than one slot's interval behind by the time a request could take it (its
+# workers were busy, or the loop was) is let go unused: a slot only ever spent on time keeps
+# every shard's requests spread as the budget spaced them, rather than sent in a burst that
+# makes up for lost time (a GCRA limiter of burst 1 refuses any two closer than the interval).
+# Until a lease of two slots tells the interval, a lease's length stands in for it.
 _LATE = LEASE_SECONDS
 
 
@@ -43,7 +45,7 @@ class LeasedPacer(Pacer):
         self._free_until = 0.0  # a lease without a shared rate: own pace until then
         # The cool-down a lease reports, held by the Throttle as its own (CoolDown.hold_until).
         self.on_hold: Callable[[float], None] = lambda until: None
-        self.leases = 0
+        self._late = _LATE  # how far behind a slot may still be taken: one interval, once known
         # Listens for the cool-downs reported to the budget, from the first wait on: the slots
         # leased already would otherwise go out during a cool-down another shard was told of.
         self._listener: asyncio.Task[None] | None = None
@@ -56,7 +58,6 @@ class LeasedPacer(Pacer):
         now = self._clock()
         while (slot := self._next(now)) is None and self._free_until <= now:
             lease = await self._budget.lease(LEASE_SECONDS)
-            self.leases += 1
             now = self._clock()
             if lease.hold > 0:
                 self.on_hold(now + lease.hold)
@@ -65,6 +66,8 @@ class LeasedPacer(Pacer):
             granted = lease.free_for if lease.slots or lease.free_for > 0 else LEASE_SECONDS
             self._free_until = now + (0.0 if lease.slots else granted)
             self._slots.extend(now + offset for offset in lease.slots)
+            if len(lease.slots) > 1:
+                self._late = lease.slots[1] - lease.slots[0]
         if slot is None:  # no shared rate: this shard's own, if it knows one
             return True if rate is None else await super().wait(rate, interrupted)
         if slot > now:
@@ -96,6 +99,6 @@ class LeasedPacer(Pacer):
         """The next leased slot that is not too late to take, taken; None: none left."""
         while self._slots:
             slot = self._slots.popleft()
-            if slot >= now - _LATE:
+            if slot >= now - self._late:
                 return slot
         return None

@@ -13,7 +13,7 @@ from aioresponses import aioresponses
 from multidict import CIMultiDict
 
 from harvester.auth import TokenManager
-from harvester.budget import Issued, Ledger, LocalBudget, ManagerSource
+from harvester.budget import Hold, Issued, Ledger, LocalBudget, ManagerSource
 from harvester.config import ConcurrencyConfig
 from harvester.demo import DemoSettings, run_demo
 from harvester.ratelimit import Throttle
@@ -140,6 +140,30 @@ async def test_a_cool_down_reported_voids_the_slots_already_leased(fake: FakeTim
 
     # Told while it waits for its next slot: not sent in it, but after the cool-down.
     assert await sent_at(other, fake) >= T0 + 5.0
+
+
+async def test_slots_a_stall_left_behind_are_not_sent_in_a_burst(fake: FakeTime) -> None:
+    # A GCRA limiter of burst 1 refuses any two requests closer than the interval (20 ms): the
+    # slots a busy loop missed are let go, not made up for at once.
+    ledger = Ledger(50.0, clock=fake.clock)  # 5 slots to a lease, 20 ms apart
+    (throttle,) = shared_throttles(fake, ledger, 1, workers=4, rate_limit=50.0)
+    times = [await sent_at(throttle, fake)]
+    fake.now += 0.09  # the loop stalled for 90 ms: four slots of the lease are behind
+    times += [await sent_at(throttle, fake) for _ in range(4)]
+
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) > 0  # no two at once (they went four at once before)
+    assert sum(gap < 0.02 - 1e-9 for gap in gaps) <= 1  # one slot late at most
+
+
+async def test_a_held_call_without_news_returns_so_the_caller_asks_again() -> None:
+    # A shard that ended leaves its call open on the budget's side: it must not stay forever
+    # (a Ray actor serves only so many calls at once).
+    budget = LocalBudget(Ledger(10.0), held_for=0.01)
+    assert await budget.held(0) == Hold(0, 0.0)
+    budget.hold(5.0)
+    hold = await budget.held(0)
+    assert hold.number == 1 and hold.left > 4
 
 
 async def test_a_shared_budget_without_a_rate_still_shares_cool_downs(fake: FakeTime) -> None:

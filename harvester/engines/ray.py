@@ -31,6 +31,7 @@ from harvester.config import Config
 from harvester.engines.ray_actors import (
     ActorBudget,
     ActorTokens,
+    Failed,
     RateActor,
     SharedTokenError,
     TokenActor,
@@ -87,7 +88,7 @@ class Report:
     """Every task's outcome, and what the actors did for them all."""
 
     outcomes: list[Outcome]
-    token_requests: int
+    token_requests: int | None  # None: the token actor was gone by the end
     leases: int
     holds: int
     merged: Merged | None = None  # harvest_on_ray's merge, once every shard is complete
@@ -98,12 +99,19 @@ class Report:
 
 
 def without_credentials(config: Config) -> Config:
-    """`config` as a shard gets it: the token actor asks for every token, so the client's
-    credentials (secret, signing key) stay with it and travel to no shard."""
+    """`config` as a shard gets it: the token actor asks for every token, so what only a token
+    request needs (the secret, the signing key, extra token parameters, the token endpoint's
+    proxy and its password) stays with it and travels to no shard. A bearer token, and a TLS
+    client key's password, are what each shard sends itself: those it keeps."""
     if config.auth.type != "client_credentials":
-        return config  # a static token (bearer) is what each shard sends: it needs it
+        return config
     auth = dataclasses.replace(
-        config.auth, client_secret=None, private_key=None, private_key_password=None
+        config.auth,
+        client_secret=None,
+        private_key=None,
+        private_key_password=None,
+        extra_params={},
+        proxy=None,
     )
     return dataclasses.replace(config, auth=auth)
 
@@ -166,15 +174,38 @@ def run_jobs(
         # Up before any task starts: a task would hold its CPU waiting for them (a new actor
         # is a new process: a second or so).
         ray.get([tokens.ready.remote(), *([rates.counts.remote()] if rates is not None else [])])
+        if (token_config or first).auth.type == "client_credentials":
+            _first_token(tokens)
         outcomes = _run_all(jobs, tokens, rates, concurrent, log_level)
-        token_requests = int(ray.get(tokens.token_requests.remote()))
-        leases, holds = ray.get(rates.counts.remote()) if rates is not None else (0, 0)
-        ray.get(tokens.close.remote())
+        token_requests, leases, holds = _counts(tokens, rates)
     finally:
         for actor in (tokens, rates):
             if actor is not None:
                 ray.kill(actor)
     return Report(outcomes, token_requests, leases, holds)
+
+
+def _first_token(tokens: Any) -> None:
+    """The run's first token, before any shard starts: credentials the token endpoint refuses
+    fail the run here, in one line, with one request and no shard file made."""
+    answer = ray.get(tokens.fetch.remote(0))
+    if isinstance(answer, Failed):
+        raise SharedTokenError(answer.message, exit_code=answer.exit_code)
+
+
+def _counts(tokens: Any, rates: Any) -> tuple[int | None, int, int]:
+    """(token requests, leases, cool-downs) as the actors counted them; None and 0 for an
+    actor that is gone: the shards' outcomes stand all the same."""
+    try:
+        token_requests: int | None = int(ray.get(tokens.token_requests.remote()))
+        ray.get(tokens.close.remote())
+    except RayError:
+        token_requests = None
+    try:
+        leases, holds = ray.get(rates.counts.remote()) if rates is not None else (0, 0)
+    except RayError:
+        leases, holds = 0, 0
+    return token_requests, leases, holds
 
 
 def _run_all(

@@ -6,11 +6,14 @@ shard holds). engines/ray.py runs the shards on them.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import ray
+from ray.exceptions import RayActorError
 
 from harvester.auth import TokenManager
 from harvester.budget import Hold, Issued, Lease, Ledger, LocalBudget, ManagerSource
@@ -20,6 +23,8 @@ from harvester.fetch import open_session
 from harvester.retry import RetryPolicy
 from harvester.secrets import Secrets
 from harvester.stats import Stats
+
+T = TypeVar("T")
 
 __all__ = ["ActorBudget", "ActorTokens", "RateActor", "SharedTokenError", "TokenActor"]
 
@@ -33,7 +38,7 @@ class SharedTokenError(HarvesterError):
 
 
 @dataclass(frozen=True)
-class _Failed:
+class Failed:
     """What the token actor answers instead of a token: the failure's one masked line. (A
     HarvesterError with keyword-only fields does not cross a process boundary as itself.)"""
 
@@ -52,7 +57,19 @@ class TokenActor:
         self._session: aiohttp.ClientSession | None = None
         self._source: ManagerSource | None = None
 
-    async def fetch(self, stale: int) -> Issued | _Failed:
+    async def fetch(self, stale: int) -> Issued | Failed:
+        # Every failure comes back as one masked line: an exception raised here would reach
+        # the shard as Ray's multi-line traceback, unmasked by this actor's registry.
+        try:
+            return await self._manager_source().fetch(stale)
+        except HarvesterError as exc:
+            return Failed(self._secrets.mask(str(exc)), exc.exit_code)
+        except Exception as exc:  # a bug, or a node without the tls files: one line all the same
+            first = (str(exc).splitlines() or [""])[0]
+            line = f"the token actor failed: {type(exc).__name__}: {first}"
+            return Failed(self._secrets.mask(line), 1)
+
+    def _manager_source(self) -> ManagerSource:
         # Made on the actor's own event loop, at the first call; nothing is awaited before it
         # is set, so calls that come at once all find the one manager (and its lock).
         if self._source is None:
@@ -67,10 +84,7 @@ class TokenActor:
                 secrets=self._secrets,
             )
             self._source = ManagerSource(manager)
-        try:
-            return await self._source.fetch(stale)
-        except HarvesterError as exc:
-            return _Failed(self._secrets.mask(str(exc)), exc.exit_code)
+        return self._source
 
     def token_requests(self) -> int:
         return self._stats.token_requests
@@ -112,11 +126,11 @@ class ActorTokens:
         self._actor = actor
 
     async def fetch(self, stale: int) -> Issued:
-        answer = await self._actor.fetch.remote(stale)
-        if isinstance(answer, _Failed):
+        with _actor_gone("token"):
+            answer = await self._actor.fetch.remote(stale)
+        if isinstance(answer, Failed):
             raise SharedTokenError(answer.message, exit_code=answer.exit_code)
-        assert isinstance(answer, Issued)
-        return answer
+        return _expected(answer, Issued)
 
 
 class ActorBudget:
@@ -126,14 +140,31 @@ class ActorBudget:
         self._actor = actor
 
     async def lease(self, seconds: float) -> Lease:
-        lease = await self._actor.lease.remote(seconds)
-        assert isinstance(lease, Lease)
-        return lease
+        with _actor_gone("rate"):
+            return _expected(await self._actor.lease.remote(seconds), Lease)
 
     def hold(self, seconds: float) -> None:
         self._actor.hold.remote(seconds)  # sent now, not waited for: the shard has its own
 
     async def held(self, after: int) -> Hold:
-        hold = await self._actor.held.remote(after)
-        assert isinstance(hold, Hold)
-        return hold
+        with _actor_gone("rate"):
+            return _expected(await self._actor.held.remote(after), Hold)
+
+
+@contextlib.contextmanager
+def _actor_gone(which: str) -> Iterator[None]:
+    """A dead actor as one line (SharedTokenError, exit 1), not Ray's paragraph about it."""
+    try:
+        yield
+    except RayActorError as exc:
+        raise SharedTokenError(
+            f"the {which} actor is gone ({type(exc).__name__}): run the same command again; "
+            "the shards that finished are kept and make no request",
+            exit_code=1,
+        ) from None
+
+
+def _expected(answer: object, kind: type[T]) -> T:
+    if not isinstance(answer, kind):  # a real check: asserts go under python -O
+        raise TypeError(f"the actor answered {type(answer).__name__}, not {kind.__name__}")
+    return answer

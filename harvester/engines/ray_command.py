@@ -117,7 +117,8 @@ def _harvest(args: argparse.Namespace, secrets: Secrets) -> int:
     merged = report.merged
     print(
         f"merged {merged.shards} shards into {merged.path}: {merged.records:,} records "
-        f"(sha256 {merged.sha256}); {report.token_requests} token requests for all of them, "
+        f"(sha256 {merged.sha256}); {report.token_requests or 'unknown'} token requests for all "
+        "of them, "
         f"{report.holds} cool-downs shared",
         flush=True,
     )

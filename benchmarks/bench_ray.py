@@ -13,17 +13,16 @@ Ratios, not absolute times: the machine is shared.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 try:
     from harvester.engines import ray as engine
 except ImportError:
     sys.exit("bench_ray needs the ray extra: pip install 'harvester[ray]'")
+
+from common import demo_config, served
 
 from harvester.config import Config, parse_config
 from harvester.demo.launch import demo_process
@@ -32,38 +31,20 @@ RECORDS = 1_400
 
 
 def configs(url: str, folder: Path, page_sizes: list[int], rate: float) -> list[Config]:
-    return [
-        parse_config(
-            {
-                "source": {"url": f"{url}/items", "records": "items"},
-                "auth": {
-                    "type": "client_credentials",
-                    "token_url": f"{url}/oauth2/token",
-                    "client_id": "demo",
-                    "client_secret": "demo-secret",
-                },
-                "pagination": {"page_size": size, "total": "body:total"},
-                "concurrency": {"workers": 4, "rate_limit": rate},
-                "output": {"path": str(folder / f"out-{k}.jsonl")},
-            },
-            environ={},
-        )
-        for k, size in enumerate(page_sizes)
-    ]
-
-
-def stats(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{url}/_stats") as answer:
-        found: dict[str, Any] = json.loads(answer.read())
+    found = []
+    for k, size in enumerate(page_sizes):
+        raw = demo_config(url, folder / f"out-{k}.jsonl", workers=4, page_size=size)
+        raw["concurrency"]["rate_limit"] = rate
+        found.append(parse_config(raw, environ={}))
     return found
 
 
 def one_run(url: str, page_sizes: list[int], rate: float) -> dict[str, float]:
-    before = stats(url)
+    before = served(url)
     with tempfile.TemporaryDirectory() as folder:
         jobs = [engine.Job(c) for c in configs(url, Path(folder), page_sizes, rate)]
         report = engine.run_jobs(jobs, concurrent=len(jobs))
-    after = stats(url)
+    after = served(url)
     if report.exit_code:
         raise SystemExit(f"a task failed: {[o.error for o in report.outcomes if o.error]}")
     spans = [o.finished - o.started for o in report.outcomes]

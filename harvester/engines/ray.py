@@ -165,7 +165,7 @@ def run_jobs(
     rate; the jobs' configs share auth and concurrency (the first one's are used). `token_config`:
     the config whose auth the token actor asks with (default: the first job's)."""
     first = jobs[0].config
-    tokens = TokenActor.remote(token_config or first)  # type: ignore[attr-defined]
+    tokens = TokenActor.remote(token_config or first, log_level)  # type: ignore[attr-defined]
     rates = None
     if shared_rate:
         concurrency = first.concurrency

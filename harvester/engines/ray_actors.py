@@ -20,6 +20,7 @@ from harvester.budget import Hold, Issued, Lease, Ledger, LocalBudget, ManagerSo
 from harvester.config import Config
 from harvester.errors import HarvesterError
 from harvester.fetch import open_session
+from harvester.logs import setup_logging
 from harvester.retry import RetryPolicy
 from harvester.secrets import Secrets
 from harvester.stats import Stats
@@ -50,7 +51,8 @@ class Failed:
 class TokenActor:
     """The run's one token, refreshed for every shard; the only holder of the credentials."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, log_level: str = "WARNING") -> None:
+        setup_logging(log_level)  # a process of Ray's own: its lines reach the driver's stderr
         self._config = config
         self._secrets = Secrets.of(config)
         self._stats = Stats()
@@ -61,7 +63,8 @@ class TokenActor:
         # Every failure comes back as one masked line: an exception raised here would reach
         # the shard as Ray's multi-line traceback, unmasked by this actor's registry.
         try:
-            return await self._manager_source().fetch(stale)
+            with self._secrets.masking_logs():  # a discovery warning, a retry's DEBUG line
+                return await self._manager_source().fetch(stale)
         except HarvesterError as exc:
             return Failed(self._secrets.mask(str(exc)), exc.exit_code)
         except Exception as exc:  # a bug, or a node without the tls files: one line all the same

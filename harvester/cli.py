@@ -39,14 +39,16 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 log = logging.getLogger("harvester")
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
+    """The parser of every subcommand: a usage error is exit 2 with one line, as the main one."""
+
     def error(self, message: str) -> Any:  # argparse's own exits with 2, as we want
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"harvester: error: {message}\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="harvester",
         description="Download a whole dataset from a paginated, OAuth2-protected REST API.",
         epilog="harvester init URL: write a config for an API from its answers (see harvester "
@@ -58,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         "130 interrupted.",
     )
     parser.add_argument("config", help="the YAML config file")
-    parser.add_argument("--workers", type=_positive_int, help="override concurrency.workers")
+    parser.add_argument("--workers", type=positive_int, help="override concurrency.workers")
     parser.add_argument("--output", metavar="PATH", help="override output.path")
     parser.add_argument(
         "--resource",
@@ -68,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run only this resource of a config with resources: (repeatable)",
     )
     parser.add_argument(
-        "--max-records", type=_positive_int, metavar="N", help="stop after N records (a sample)"
+        "--max-records", type=positive_int, metavar="N", help="stop after N records (a sample)"
     )
     parser.add_argument(
         "--shard",
@@ -79,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--concurrent-shards",
-        type=_positive_int,
+        type=positive_int,
         metavar="P",
         help="with --shard: how many shards run at once (default N); concurrency.scope: run "
         "divides rate_limit and workers among them",
@@ -141,7 +143,8 @@ def _shard(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argument type: a whole number of at least 1."""
     try:
         value = int(text)
     except ValueError:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from harvester.cli import EXIT_OK, _Parser, _positive_int, reported
+from harvester.cli import EXIT_OK, Parser, positive_int, reported
 from harvester.config.resources import load_resources
 from harvester.errors import ConfigError
 from harvester.logs import setup_logging
@@ -13,7 +13,7 @@ from harvester.secrets import Secrets
 
 
 def _merge_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="harvester merge",
         description="Check the manifests of the N shards of CONFIG's harvest (harvester CONFIG "
         "--shard K/N) and concatenate the shards, in order, into output.path: the same bytes "
@@ -21,7 +21,7 @@ def _merge_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("config", help="the YAML config file the shards were harvested with")
     parser.add_argument(
-        "--shards", type=_positive_int, required=True, metavar="N", help="how many shards"
+        "--shards", type=positive_int, required=True, metavar="N", help="how many shards"
     )
     parser.add_argument("--output", metavar="PATH", help="override output.path, as the shards did")
     parser.add_argument(

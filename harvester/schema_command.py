@@ -11,12 +11,12 @@ from pathlib import Path
 import orjson
 
 # The main command's parser, so that both commands answer alike.
-from harvester.cli import EXIT_FAILED, EXIT_OK, _Parser
+from harvester.cli import EXIT_FAILED, EXIT_OK, Parser
 from harvester.config.json_schema import config_schema
 
 
 def _schema_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="harvester schema",
         description="Print the JSON Schema of harvester's config file (both shapes: one "
         "endpoint, or defaults + resources), for editors: put `# yaml-language-server: "

@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from harvester.cli import EXIT_OK, EXIT_USAGE, _Parser, _positive_int, reported
+from harvester.cli import EXIT_OK, EXIT_USAGE, Parser, positive_int, reported
 from harvester.config import load_config
 from harvester.logs import setup_logging
 from harvester.secrets import Secrets
@@ -21,7 +21,7 @@ MISSING_EXTRA = "harvester ray needs the ray extra: pip install 'harvester[ray]'
 
 
 def _ray_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="harvester ray",
         description="Harvest CONFIG as N shards running as Ray tasks, with one token and one "
         "rate budget for all of them (a token actor and a rate actor), then merge the shards "
@@ -30,14 +30,14 @@ def _ray_parser() -> argparse.ArgumentParser:
     parser.add_argument("config", help="the YAML config file")
     parser.add_argument(
         "--shards",
-        type=_positive_int,
+        type=positive_int,
         required=True,
         metavar="N",
         help="cut the harvest into N shards (as --shard K/N does, K from 0 to N - 1)",
     )
     parser.add_argument(
         "--concurrent-shards",
-        type=_positive_int,
+        type=positive_int,
         metavar="P",
         help="run at most P shards at once (default: all N)",
     )

@@ -13,7 +13,7 @@ from typing import Any
 from yarl import URL
 
 # The main command's parser and exit codes, so that both commands answer alike.
-from harvester.cli import EXIT_OK, _Parser, _positive_int, reported
+from harvester.cli import EXIT_OK, Parser, positive_int, reported
 from harvester.errors import ConfigError
 from harvester.init.discovery import discover_token_url
 from harvester.init.draft import Findings, decide_total, document, output_name
@@ -38,7 +38,7 @@ log = logging.getLogger("harvester")
 
 
 def _init_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="harvester init",
         description="Ask an API a handful of questions (20 requests at most, each shown) and "
         "write a config that harvests it: where the records are, where the total is, how the "
@@ -76,7 +76,7 @@ def _init_parser() -> argparse.ArgumentParser:
         "--check", action="store_true", help="then show a sample and the planned requests and time"
     )
     parser.add_argument(
-        "--max-requests", type=_positive_int, default=20, metavar="N", help="default 20"
+        "--max-requests", type=positive_int, default=20, metavar="N", help="default 20"
     )
     parser.add_argument(
         "--pace", type=float, default=0.25, metavar="S", help="seconds between requests (0.25)"

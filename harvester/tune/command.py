@@ -7,7 +7,7 @@ import asyncio
 import logging
 
 # The main command's parser and its argument types, so that both commands answer alike.
-from harvester.cli import EXIT_OK, _Parser, _positive_int, reported
+from harvester.cli import EXIT_OK, Parser, positive_int, reported
 from harvester.config import load_config
 from harvester.logs import setup_logging
 from harvester.secrets import Secrets
@@ -18,7 +18,7 @@ log = logging.getLogger("harvester")
 
 
 def _tune_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="harvester tune",
         description="Ramp concurrency (1, 2, 4, ...) against the API for a bounded time, "
         "reading pages without writing them; at the first 429, measure the rate the API "
@@ -27,7 +27,7 @@ def _tune_parser() -> argparse.ArgumentParser:
         "(exit 1) when most requests of a step fail.",
     )
     parser.add_argument("config", help="the YAML config file")
-    parser.add_argument("--max-workers", type=_positive_int, default=64, metavar="N")
+    parser.add_argument("--max-workers", type=positive_int, default=64, metavar="N")
     parser.add_argument(
         "--duration", type=float, default=60.0, metavar="S", help="seconds at most (default 60)"
     )

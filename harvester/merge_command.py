@@ -12,16 +12,22 @@ from harvester.merge import merge_shards
 from harvester.secrets import Secrets
 
 
+def shards_parser(prog: str, description: str, *, shards: str) -> argparse.ArgumentParser:
+    """The parser of a command over a sharded harvest: CONFIG and --shards N (`shards`: its
+    help), as `harvester merge` and `harvester ray` take them."""
+    parser = Parser(prog=prog, description=description)
+    parser.add_argument("config", help="the YAML config file the shards are harvested with")
+    parser.add_argument("--shards", type=positive_int, required=True, metavar="N", help=shards)
+    return parser
+
+
 def _merge_parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="harvester merge",
-        description="Check the manifests of the N shards of CONFIG's harvest (harvester CONFIG "
+    parser = shards_parser(
+        "harvester merge",
+        "Check the manifests of the N shards of CONFIG's harvest (harvester CONFIG "
         "--shard K/N) and concatenate the shards, in order, into output.path: the same bytes "
         "as one uninterrupted run. Exit 2 names a shard that is missing or does not fit.",
-    )
-    parser.add_argument("config", help="the YAML config file the shards were harvested with")
-    parser.add_argument(
-        "--shards", type=positive_int, required=True, metavar="N", help="how many shards"
+        shards="how many shards",
     )
     parser.add_argument("--output", metavar="PATH", help="override output.path, as the shards did")
     parser.add_argument(

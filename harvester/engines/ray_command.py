@@ -10,9 +10,10 @@ import argparse
 import logging
 import sys
 
-from harvester.cli import EXIT_OK, EXIT_USAGE, Parser, positive_int, reported
+from harvester.cli import EXIT_OK, EXIT_USAGE, positive_int, reported
 from harvester.config import load_config
 from harvester.logs import setup_logging
+from harvester.merge_command import shards_parser
 from harvester.secrets import Secrets
 
 log = logging.getLogger("harvester")
@@ -21,19 +22,12 @@ MISSING_EXTRA = "harvester ray needs the ray extra: pip install 'harvester[ray]'
 
 
 def _ray_parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="harvester ray",
-        description="Harvest CONFIG as N shards running as Ray tasks, with one token and one "
-        "rate budget for all of them (a token actor and a rate actor), then merge the shards "
-        "into output.path. Without --address, a local Ray instance is started.",
-    )
-    parser.add_argument("config", help="the YAML config file")
-    parser.add_argument(
-        "--shards",
-        type=positive_int,
-        required=True,
-        metavar="N",
-        help="cut the harvest into N shards (as --shard K/N does, K from 0 to N - 1)",
+    parser = shards_parser(
+        "harvester ray",
+        "Harvest CONFIG as N shards running as Ray tasks, with one token and one rate budget "
+        "for all of them (a token actor and a rate actor), then merge the shards into "
+        "output.path. Without --address, a local Ray instance is started.",
+        shards="cut the harvest into N shards (as --shard K/N does, K from 0 to N - 1)",
     )
     parser.add_argument(
         "--concurrent-shards",

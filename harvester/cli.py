@@ -86,13 +86,7 @@ def _parser() -> argparse.ArgumentParser:
         help="with --shard: how many shards run at once (default N); concurrency.scope: run "
         "divides rate_limit and workers among them",
     )
-    parser.add_argument(
-        "--log-level",
-        default="INFO",
-        type=str.upper,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log level (default INFO)",
-    )
+    add_log_level(parser, default="INFO", help="log level (default INFO)")
     parser.add_argument(
         "--fresh",
         action="store_true",
@@ -141,6 +135,17 @@ def _shard(text: str) -> tuple[int, int]:
         return parse_shard(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_log_level(parser: argparse.ArgumentParser, *, default: str, help: str) -> None:
+    """--log-level, as every command that logs takes it."""
+    parser.add_argument(
+        "--log-level",
+        default=default,
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help=help,
+    )
 
 
 def positive_int(text: str) -> int:

@@ -45,12 +45,11 @@ async def harvest_known_total(job: Job) -> None:
                 await sink.put(first.page)
         if job.max_records is not None:
             end = min(end, max(1, math.ceil(job.max_records / planner.page_size)))
-        part = Slice(
-            unit="pages", start=low, end=end, of=pages, page_size=plan["page_size"], total=total
-        )
         if job.shard is not None:
-            job.slice = part
-            records = part.records  # what this shard's slice holds of the advertised total
+            job.slice = Slice(
+                unit="pages", start=low, end=end, of=pages, page_size=plan["page_size"], total=total
+            )
+            records = job.slice.records  # what this shard's slice holds of the advertised total
             total = None if records is None else records[1] - records[0]
         stats.total_records, stats.total_pages = total, end - low
         checkpointer.plan = plan

@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from harvester.cli import EXIT_OK, EXIT_USAGE, positive_int, reported
+from harvester.cli import EXIT_OK, EXIT_USAGE, add_log_level, positive_int, reported
 from harvester.config import load_config
 from harvester.logs import setup_logging
 from harvester.merge_command import shards_parser
@@ -38,13 +38,7 @@ def _ray_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--address", metavar="ADDR", help="join the Ray cluster at ADDR (e.g. ray://host:10001)"
     )
-    parser.add_argument(
-        "--log-level",
-        default="WARNING",
-        type=str.upper,
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="the shards' log level too (default WARNING)",
-    )
+    add_log_level(parser, default="WARNING", help="the shards' log level too (default WARNING)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     return parser
 

@@ -59,6 +59,10 @@ class CoolDown:
         # The pause of the last refusal without Retry-After: it grows while nothing succeeds.
         self._untold_pause = _UNTOLD_PAUSE
         self._refused_since_success = False
+        # Refusals without Retry-After in a row: when the first came (None: a success since),
+        # and how long the last such streak lasted (a window's spent part: the next is alike).
+        self._streak_from: float | None = None
+        self._last_streak = 0.0
 
     def active(self) -> bool:
         return self.until > self._clock()
@@ -71,9 +75,14 @@ class CoolDown:
         while (left := self.until - self._clock()) > 0:
             await self._sleep(left)
 
-    def succeeded(self) -> None:
-        """A request got through: the next untold pause starts short again."""
-        self._refused_since_success = False
+    def succeeded(self, sent: float) -> None:
+        """A request sent at `sent` got through: the next untold pause starts short again."""
+        if self._streak_from is None:
+            self._refused_since_success = False
+        elif sent >= self._streak_from:  # sent after the streak began: it has ended
+            self._refused_since_success = False
+            self._last_streak = self._clock() - self._streak_from
+            self._streak_from = None
 
     def refused(
         self, episode: int, retry_after: float | None, now: float, rate: float | None
@@ -88,11 +97,14 @@ class CoolDown:
             if first:
                 if self._refused_since_success:
                     # Nothing got through since the last pause: a window is spent. The pause
-                    # doubles, from no less than _UNTOLD_PAUSE whatever the rate.
+                    # doubles, from no less than _UNTOLD_PAUSE whatever the rate, or a quarter
+                    # of the last such streak: a window spent once is spent alike again.
                     grown = _UNTOLD_GROWTH * self._untold_pause
-                    self._untold_pause = min(_UNTOLD_LONGEST, max(_UNTOLD_PAUSE, grown))
+                    least = max(_UNTOLD_PAUSE, self._last_streak / 4)
+                    self._untold_pause = min(_UNTOLD_LONGEST, max(least, grown))
                 else:
                     self._untold_pause = _UNTOLD_PAUSE if rate is None else _UNTOLD_INTERVALS / rate
+                    self._streak_from = now
                 self._refused_since_success = True
             self.hold_until(now + self._untold_pause)
         if first:

@@ -129,18 +129,25 @@ class RateLearner:
                     # cost another long pause: the first success tells a pace (its latency).
                     self._undecided = (now, hold)
                 return self.stated
-        elif not any(t >= self._since for t in self._admitted) or (
-            not self._ramping and now - self._stepped_at < _WHOLE_SPAN
-        ):
+        elif not any(t >= self._since for t in self._admitted):
             # No success since the last pause: the same overload (a storm of 429s), which has
-            # been learned from already, once per overload, not once per 429. Or within a
-            # second of the last step down, after a short pause: what the API still counts (a
-            # sliding log's last second) was sent before it; one step down per second, as TCP
-            # takes one per round trip.
+            # been learned from already, once per overload, not once per 429. The rate does
+            # not grow while every worker waits: it grows with what was sent at it.
+            if self._base is not None and now + hold > self._base_at:
+                self._base = self.rate(now) or self._base
+                self._base_at = max(self._base_at, now + hold)
             self._since = max(self._since, now + hold)
             return self.rate(now)
+        elif not self._ramping and now - self._stepped_at < _WHOLE_SPAN:
+            # Within a second of the last step down, after a short pause: what the API still
+            # counts (a sliding log's last second) was sent before it; one step down per
+            # second, as TCP takes one per round trip. What it admits meanwhile is measured
+            # on: a pause this short leaves no gap to keep out of the measure.
+            if hold >= _MIN_SPAN:
+                self._since = max(self._since, now + hold)
+            return self.rate(now)
         else:
-            learned = self._again(now)
+            learned = self._again(now, hold)
         self._stepped_at = now
         self._learn(learned, now + hold)
         return self.rate(self._base_at)
@@ -195,7 +202,7 @@ class RateLearner:
         # window: what the burst held tells no rate.
         return sequential or seen / max(now - self._counted_from + hold, _WHOLE_SPAN)
 
-    def _again(self, now: float) -> float:
+    def _again(self, now: float, hold: float) -> float:
         pace = self.rate(now) or 0.0
         # What the API admitted since the pause (over at most _HORIZON seconds; in a ramp, over
         # its last step, its pace below the limit before): a burst it saved up during the pause
@@ -222,7 +229,11 @@ class RateLearner:
             learned = pace * _STEP_DOWN
         self._ramping = False
         if measured is not None:
-            learned = min(learned, measured * _SHARE)
+            # Refused a slot at a time (a pause of an interval or two: a bucket's next place),
+            # the requests it refused took slots of the pace the API would have admitted: what
+            # it admitted is low by as many, so one step goes no further than two of _STEP_DOWN.
+            floor = pace * _STEP_DOWN**2 if hold * pace <= 2 else 0.0
+            learned = min(learned, max(measured * _SHARE, floor))
         return learned
 
     def state(self, rate: float) -> None:

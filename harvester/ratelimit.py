@@ -211,7 +211,7 @@ class Throttle:
             if ticket.flight is not None:
                 self._concurrency.admitted(ticket.flight, now)
             self._learner.admitted(now, self._sequential())
-            self._cool_down.succeeded()
+            self._cool_down.succeeded(ticket.sent)
         self._settle(now)
 
     def _settled_in(self) -> float:

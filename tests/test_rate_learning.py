@@ -236,6 +236,64 @@ def test_refusals_within_a_second_of_a_step_down_after_a_short_pause_step_once()
     assert learner.rate(3.32) == pytest.approx(pace, rel=0.01)
 
 
+def test_refusals_with_short_pauses_after_a_step_down_leave_a_second_to_measure() -> None:
+    """A sliding counter refuses every few requests with an exact, short Retry-After while the
+    pace is over it. Those short pauses leave no gap to keep out of the measure: a second
+    after the step down, what the API admitted over that second is the rate, not one more
+    tenth off a pace far above it."""
+    learner = learner_with(80, 700)  # a first window's 80, spent in 0.11 s: 80/s learned
+    learner.refused(80 / 700, hold=1 - 80 / 700, sequential=46.5)
+    for i in range(1, 11):
+        learner.admitted(1.0 + i / 50)
+    learner.refused(1.2, hold=0.02)  # a tenth off: 72/s, where the API admits 50/s
+    assert learner.rate(1.22) == pytest.approx(72.0, rel=0.01)
+    for i in range(1, 51):  # a second at 50/s admitted, a short refusal every 0.1 s
+        learner.admitted(1.22 + i / 50)
+        if i % 5 == 0 and i < 50:
+            learner.refused(1.22 + i / 50, hold=0.02)
+
+    learner.refused(2.25, hold=0.02)
+
+    assert learner.rate(2.27) == pytest.approx(0.97 * 50, rel=0.03)
+
+
+@pytest.mark.parametrize(("hold", "share_of_step"), [(0.1, 1.0), (1.0, None)])
+def test_refused_a_slot_at_a_time_a_step_goes_no_lower_than_two_tenths(
+    hold: float, share_of_step: float | None
+) -> None:
+    """Just over a GCRA's rate with a burst of 1, about every other request is refused, each
+    with a pause of an interval: what the API admitted is half the pace though its limit is
+    just under it. A step after such a refusal goes no lower than 0.81 of the pace; after a
+    long pause (a window's), what the API admitted is the measure."""
+    learner = learner_with(10, 100)
+    learner.refused(0.1, hold=0.9)  # the ramp from 10/s at t = 1
+    for i in range(1, 6):
+        learner.admitted(1.5 + i / 5)  # 5/s admitted in the last step
+    pace = learner.rate(2.5)
+    assert pace is not None
+
+    learner.refused(2.5, hold=hold)
+
+    learned = learner.rate(2.5 + hold)
+    if share_of_step is None:
+        assert learned == pytest.approx(0.97 * 5, rel=0.01)  # t = 1.5 .. 2.5
+    else:
+        assert learned == pytest.approx(pace / 1.25)
+
+
+def test_the_ramp_does_not_grow_while_a_spent_window_is_waited_out() -> None:
+    """Refusals with nothing through between them hold every worker: the ramp grows with what
+    is sent at it, not through the pauses, or a 10 s window would reopen at many times the rate
+    that spent it."""
+    learner = learner_with(10, 100)
+    learner.refused(0.1, hold=0.9)  # the ramp from 10/s at t = 1; nothing admitted since
+
+    learner.refused(1.5, hold=4.0)
+    learner.refused(5.5, hold=4.0)
+
+    assert learner.rate(9.5) == pytest.approx(10 * 1.25**0.5)
+
+
 def test_a_first_refusal_before_any_answer_is_learned_from_the_first_success() -> None:
     learner = RateLearner(0.0)
 

@@ -157,6 +157,38 @@ async def test_a_spent_window_at_a_fast_rate_pauses_from_a_quarter_second_up(
     assert pauses == pytest.approx([0.004, 0.25, 0.5, 1.0])
 
 
+async def test_a_window_spent_again_is_probed_from_a_quarter_of_its_last_spent_stretch(
+    fake: FakeTime,
+) -> None:
+    """A long window spent once (no Retry-After, no headers) is spent alike again: the next
+    stretch of refusals starts its probes from a quarter of the last one's length, not from a
+    quarter of a second, so each window costs a few refusals, not ten."""
+    throttle, _ = throttle_on(fake, workers=4, rate_limit=500.0)
+    first = await untold_pauses(throttle, fake, 7)  # 0.004 + 0.25 + 0.5 + 1 + 2 + 4 + 4 s
+    await answer(throttle, 200)  # sent after the stretch began: the window is back
+    stretch = fake.now - (T0 + 0.002)  # from the first refusal (its slot) to this success
+
+    again = await untold_pauses(throttle, fake, 3)
+
+    assert first == pytest.approx([0.004, 0.25, 0.5, 1.0, 2.0, 4.0, 4.0])
+    assert again == pytest.approx([0.004, stretch / 4, 4.0], rel=0.01)
+
+
+async def test_a_success_sent_before_a_stretch_of_refusals_does_not_end_it(
+    fake: FakeTime,
+) -> None:
+    """Answers of requests sent before the window was spent come back after its first
+    refusals: they tell nothing of the window now, and the pauses go on doubling."""
+    # Not adaptive: refusals would leave no place beside the one still in flight.
+    throttle, _ = throttle_on(fake, workers=4, rate_limit=500.0, adaptive=False)
+    async with throttle.request() as early:
+        pauses = await untold_pauses(throttle, fake, 2)
+        early.observe(200, headers())
+    pauses += await untold_pauses(throttle, fake, 1)
+
+    assert pauses == pytest.approx([0.004, 0.25, 0.5])
+
+
 async def test_retry_after_beyond_max_pause_is_not_held(fake: FakeTime) -> None:
     throttle, stats = throttle_on(fake, workers=4, max_pause=60)
     await answer(throttle, 429, Retry_After="120")

@@ -192,6 +192,10 @@ class RateLearner:
         if told and hold >= _MIN_SPAN:
             span = now - self._counted_from + hold
             if seen >= _QUOTA_SEEN and span <= _SHORT_WINDOW:
+                # Over no less than a second: limits count in whole seconds, and a pause to the
+                # next whole wall second (an HTTP-date), or a sliding counter's first decay,
+                # ends before a quota spent in its first moments is back.
+                span = max(span, _WHOLE_SPAN)
                 # A short window's quota over the window: measured, not guessed, where one
                 # request after another would nearly have found it. Well below that pace it may
                 # be a bucket's burst over the pause instead: ramped, as a guess.

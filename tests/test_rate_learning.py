@@ -36,6 +36,18 @@ def test_the_first_refusal_counts_the_pause_it_asks_for() -> None:
     assert learner.rate(1.0) == pytest.approx(50.0)
 
 
+@pytest.mark.parametrize("hold", [0.5, 0.3])
+def test_a_quota_paused_less_than_a_second_is_counted_over_a_whole_second(hold: float) -> None:
+    """A Retry-After as an HTTP-date pauses to the next whole wall second, which may come a
+    moment after the first window's 50 were spent: 50 over 0.6 s would be 83/s, where the
+    window (and a sliding counter's decay) gives back 50 a second."""
+    learner = learner_with(50, 700)
+
+    learner.refused(50 / 700, hold=hold, sequential=46.5)
+
+    assert learner.rate(50 / 700 + hold) == pytest.approx(50.0)
+
+
 def test_a_short_windows_quota_below_the_sequential_pace_is_the_rate() -> None:
     learner = learner_with(20, 700)  # 20 per one-second window, spent in 29 ms
 

@@ -114,15 +114,17 @@ class RateLearner:
         sequential: float | None = None,
         *,
         told: bool = True,
+        coarse: bool = False,
         in_flight_for: float = 0.0,
     ) -> float | None:
         """Learn from a refusal at `now` that asks for `hold` seconds; the new rate, if any.
         `sequential` is the pace of one request after another (one over the latency); `told`:
-        the API said how long (Retry-After), else `hold` is harvester's own short pause. Heard
+        the API said how long (Retry-After), else `hold` is harvester's own short pause;
+        `coarse`: it said so in whole seconds (delta-seconds, an HTTP-date), rounded up. Heard
         late, successes up to `in_flight_for` after it were in flight when it came (a refusal
         comes back at once, an admitted request takes the API's time)."""
         if self._base is None:
-            learned = self._first(now, hold, sequential, told, now + in_flight_for)
+            learned = self._first(now, hold, sequential, told, now + in_flight_for, coarse)
             if learned is None:
                 if hold >= _LONG_PAUSE:
                     # Refused before any answer came back, and another wave of requests would
@@ -172,7 +174,13 @@ class RateLearner:
         self._base_at = self._since = resume
 
     def _first(
-        self, now: float, hold: float, sequential: float | None, told: bool, answered_by: float
+        self,
+        now: float,
+        hold: float,
+        sequential: float | None,
+        told: bool,
+        answered_by: float,
+        coarse: bool = False,
     ) -> float | None:
         if self.stated is not None:
             # The API states its rate: a refusal is a burst's (the first requests, sent before
@@ -194,13 +202,15 @@ class RateLearner:
             if seen >= _QUOTA_SEEN and span <= _SHORT_WINDOW:
                 # Over no less than a second: limits count in whole seconds, and a pause to the
                 # next whole wall second (an HTTP-date), or a sliding counter's first decay,
-                # ends before a quota spent in its first moments is back.
-                span = max(span, _WHOLE_SPAN)
+                # ends before a quota spent in its first moments is back. A pause in whole
+                # seconds (`coarse`: rounded up, by up to one) may be a second over the
+                # window's end: counted a second shorter, and paced a sliver under it.
+                span = max(span - (1.0 if coarse else 0.0), _WHOLE_SPAN)
                 # A short window's quota over the window: measured, not guessed, where one
                 # request after another would nearly have found it. Well below that pace it may
                 # be a bucket's burst over the pause instead: ramped, as a guess.
                 self._ramping = sequential is None or seen / span < _GUESSED * sequential
-                return seen / span
+                return seen / span * (_SHARE if coarse else 1.0)
             return max(seen / span, sequential or 0.0)
         # A pause of harvester's own, or a short one (a bucket's next place), says nothing of a
         # window: what the burst held tells no rate.

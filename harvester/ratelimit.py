@@ -76,6 +76,7 @@ class _Unheard:
     at: float
     hold: float
     told: bool  # the API said how long (Retry-After)
+    coarse: bool  # in whole seconds (delta-seconds, an HTTP-date): up to a second over
     flying: list[Flight]
     at_once: bool | None = None  # None: not told yet
 
@@ -199,7 +200,9 @@ class Throttle:
             # read with it is then the pause.
             self._read_headers(info, ticket, now, told=bool(retry_after))
         if status in REFUSALS:
-            self._refused(ticket, status, retry_after, now)
+            # Whole seconds (delta-seconds, an HTTP-date): rounded, up to a second over.
+            coarse = retry_after is not None and "." not in headers.get("Retry-After", "")
+            self._refused(ticket, status, retry_after, now, coarse)
             self._settle(now)
             return
         if ticket.flight is not None and not 200 <= status < 300:
@@ -239,6 +242,7 @@ class Throttle:
                 unheard.hold,
                 self._sequential(),
                 told=unheard.told,
+                coarse=unheard.coarse,
                 in_flight_for=self._settled_in(),
             )
             if learned is not None:
@@ -278,7 +282,9 @@ class Throttle:
                 # behind all the others, for a send that lagged its slot a little).
                 self._pacer.defer(min(now + info.reset, ticket.sent + 1.0 / rate))
 
-    def _refused(self, ticket: Ticket, status: int, retry_after: float | None, now: float) -> None:
+    def _refused(
+        self, ticket: Ticket, status: int, retry_after: float | None, now: float, coarse: bool
+    ) -> None:
         first = self._cool_down.refused(ticket.episode, retry_after, now, self.rate)
         # Whether a limit on requests in flight refused it (None: told by its answers).
         at_once: bool | None = False
@@ -295,6 +301,7 @@ class Throttle:
                 at=now,
                 hold=self._cool_down.left(now),
                 told=retry_after is not None,
+                coarse=coarse,
                 flying=self._concurrency.flying(),
                 at_once=at_once,
             )

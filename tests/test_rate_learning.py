@@ -48,6 +48,19 @@ def test_a_quota_paused_less_than_a_second_is_counted_over_a_whole_second(hold: 
     assert learner.rate(50 / 700 + hold) == pytest.approx(50.0)
 
 
+def test_a_quota_paused_in_whole_seconds_is_counted_a_second_shorter() -> None:
+    """A one-second window's 50, spent in its first 90 ms, refused with `Retry-After: 1` (0.91 s
+    rounded up), or an HTTP-date up to a second after the window's end: over 1.09 s that would
+    be 46/s, a tenth under the limit for the rest of the run. Whole seconds are rounded up by
+    up to one: the window is counted a second shorter (no less than a second), and paced a
+    sliver under what that gives."""
+    learner = learner_with(50, 550)
+
+    learner.refused(50 / 550, hold=1.0, sequential=46.5, coarse=True)
+
+    assert learner.rate(1.1) == pytest.approx(0.97 * 50, rel=1e-3)
+
+
 def test_a_short_windows_quota_below_the_sequential_pace_is_the_rate() -> None:
     learner = learner_with(20, 700)  # 20 per one-second window, spent in 29 ms
 

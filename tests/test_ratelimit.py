@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import email.utils
 import math
 import time
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
@@ -638,6 +641,34 @@ async def test_a_429_sets_the_rate_the_api_bore_over_the_run_and_its_pause(
     fake.now = T0 + 3
     assert throttle.rate == pytest.approx(40 / 2.95, rel=0.01)
     assert stats.rate_limit == pytest.approx(40 / 2.95, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "rate"),
+    [
+        ("1", 0.97 * 40),
+        ("1.000", 40 / (1.5 - 1 / 80)),
+        (email.utils.formatdate(T0 + 1.5), 0.97 * 40),
+    ],
+)
+async def test_a_retry_after_in_whole_seconds_is_read_as_rounded_up(
+    fake: FakeTime, retry_after: str, rate: float
+) -> None:
+    """A short window's 40, spent in 0.45 s: `Retry-After: 1` (or an HTTP-date) is rounded up,
+    by up to a second, so the window is counted a second shorter, no less than one; a
+    fractional one is exact."""
+    throttle, _ = throttle_on(fake, workers=8)
+    await successes_at(throttle, fake, 80, 40)  # 40 in 0.5 s, the first sent at 12.5 ms
+
+    class Now(datetime.datetime):  # the HTTP-date is read against the fake clock
+        @classmethod
+        def now(cls, tz: datetime.tzinfo | None = None) -> Now:  # type: ignore[override]
+            return cls.fromtimestamp(fake.now, tz)
+
+    with mock.patch("harvester.retry.datetime", Now):
+        await answer(throttle, 429, Retry_After=retry_after)
+
+    assert throttle.rate == pytest.approx(rate, rel=0.02)
 
 
 async def test_a_learned_rate_spaces_the_requests_after_the_cool_down(fake: FakeTime) -> None:

@@ -24,8 +24,8 @@ No header need say it. What a refusal teaches depends on what came before it:
   Nor is one within a second of a step down after a short pause: what the API still counts
   was sent before the step.
 - Once steady, the rate is probed upwards slowly (a limit may be raised, or was learned low):
-  every refusal costs a pause for every worker, often a whole second, so rarely, and half as
-  eagerly after each probe that crossed the limit.
+  every refusal costs a pause for every worker, often a whole second, so rarely, only after
+  five seconds at the rate learned, and half as eagerly after each probe that crossed it.
 
 A rate the API states (RateLimit-Policy) caps all of it, and is the pace after a first refusal
 (which, under a stated rate, comes from the requests sent before the statement was read).
@@ -50,6 +50,9 @@ _RAMP_STEP = 1.0
 # Once learned, the rate grows by this factor per _PROBE_EVERY seconds without a refusal.
 _PROBE_STEP = 1.02
 _PROBE_EVERY = 10.0
+# ... after this many seconds at the rate learned: a pace found a sliver under the limit is
+# kept a while before it is probed past again (each probe past it costs a pause).
+_PROBE_AFTER = 5.0
 # The longest look back at what the API admitted.
 _HORIZON = 2.0
 _MEMORY = 60.0
@@ -104,7 +107,8 @@ class RateLearner:
         if self._ramping:
             grown = self._base * math.pow(_RAMP_GROWTH, elapsed / _RAMP_STEP)
         else:
-            grown = self._base * math.pow(self._probe, elapsed / _PROBE_EVERY)
+            probed = max(0.0, elapsed - _PROBE_AFTER)
+            grown = self._base * math.pow(self._probe, probed / _PROBE_EVERY)
         return grown if self.stated is None else min(grown, self.stated)
 
     def refused(

@@ -202,7 +202,9 @@ class Throttle:
         if status in REFUSALS:
             # Whole seconds (delta-seconds, an HTTP-date): rounded, up to a second over.
             coarse = retry_after is not None and "." not in headers.get("Retry-After", "")
-            self._refused(ticket, status, retry_after, now, coarse)
+            # "Retry-After: 0" with headers saying nothing remains: the rate, a window spent.
+            spent = info is not None and info.remaining == 0
+            self._refused(ticket, status, retry_after, now, coarse=coarse, spent=spent)
             self._settle(now)
             return
         if ticket.flight is not None and not 200 <= status < 300:
@@ -283,7 +285,14 @@ class Throttle:
                 self._pacer.defer(min(now + info.reset, ticket.sent + 1.0 / rate))
 
     def _refused(
-        self, ticket: Ticket, status: int, retry_after: float | None, now: float, coarse: bool
+        self,
+        ticket: Ticket,
+        status: int,
+        retry_after: float | None,
+        now: float,
+        *,
+        coarse: bool,
+        spent: bool,
     ) -> None:
         first = self._cool_down.refused(ticket.episode, retry_after, now, self.rate)
         # Whether a limit on requests in flight refused it (None: told by its answers).
@@ -294,9 +303,11 @@ class Throttle:
             self._unheard.at_once = False
         if not first:
             return  # sent before this episode began, which has been answered: once per episode
-        # "Retry-After: 0" asks for no pause: whatever refused the request, it was not the rate.
-        # One unheard at a time: with no success since, a later one is the same overload.
-        if self._fixed_rate is None and retry_after != 0 and self._unheard is None:
+        # "Retry-After: 0" asks for no pause: whatever refused the request, it was not the rate,
+        # unless headers read with it say nothing remains (Flask-Limiter's, for a window that
+        # ends within the second). One unheard at a time: with no success since, a later one
+        # is the same overload.
+        if self._fixed_rate is None and (retry_after != 0 or spent) and self._unheard is None:
             self._unheard = _Unheard(
                 at=now,
                 hold=self._cool_down.left(now),

@@ -112,7 +112,9 @@ def test_a_refusal_a_step_into_the_ramp_goes_back_one_step() -> None:
     learner.refused(3.0, hold=1.0)
 
     assert learner.rate(4.0) == pytest.approx(pace / 1.25)  # the ramp a second before
-    assert learner.rate(14.0) == pytest.approx(pace / 1.25 * 1.02)  # no more ramp: a probe
+    # No more ramp: kept for 5 s, then a probe.
+    assert learner.rate(9.0) == pytest.approx(pace / 1.25)
+    assert learner.rate(19.0) == pytest.approx(pace / 1.25 * 1.02)
 
 
 def test_a_refusal_keeps_a_sliver_under_what_the_api_admitted_since_the_pause() -> None:
@@ -166,7 +168,8 @@ def test_a_learned_rate_is_probed_upwards_slowly() -> None:
     learned = learner.rate(4.0)
     assert learned is not None
 
-    assert learner.rate(14.0) == pytest.approx(learned * 1.02)
+    assert learner.rate(9.0) == pytest.approx(learned)  # kept a while first
+    assert learner.rate(19.0) == pytest.approx(learned * 1.02)
 
 
 def test_each_probe_that_crosses_the_limit_makes_the_next_half_as_eager() -> None:
@@ -178,10 +181,10 @@ def test_each_probe_that_crosses_the_limit_makes_the_next_half_as_eager() -> Non
     for probe in (1.02, 1.01, 1.005):
         learned = learner.rate(at)
         assert learned is not None
-        assert learner.rate(at + 10.0) == pytest.approx(learned * probe)
-        for i in range(1, 1201):  # 12 s admitted, then the probe crosses the limit
+        assert learner.rate(at + 15.0) == pytest.approx(learned * probe)
+        for i in range(1, 1701):  # 17 s admitted, then the probe crosses the limit
             learner.admitted(at + i / 100)
-        at += 12.0
+        at += 17.0
         learner.refused(at, hold=1.0)
         at += 1.0
 
@@ -381,7 +384,8 @@ def test_a_short_windows_quota_near_the_sequential_pace_is_not_ramped_past() -> 
     learner.refused(50 / 700, hold=1 - 50 / 700 + 0.04, sequential=46.5)
 
     assert learner.rate(1.04) == pytest.approx(50 / 1.04)
-    assert learner.rate(2.04) == pytest.approx(50 / 1.04 * 1.02**0.1)  # a probe, not a ramp
+    assert learner.rate(2.04) == pytest.approx(50 / 1.04)  # no ramp; a probe only later
+    assert learner.rate(7.04) == pytest.approx(50 / 1.04 * 1.02**0.1)
 
 
 def test_a_quota_well_under_the_sequential_pace_is_ramped_as_a_guess() -> None:

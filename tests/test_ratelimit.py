@@ -267,6 +267,23 @@ async def test_a_refusal_with_retry_after_0_is_held_until_the_reset_read_with_it
     assert await admitted_at(throttle, fake) == pytest.approx(T0 + reset - time.time(), abs=0.1)
 
 
+@pytest.mark.parametrize(("remaining", "learns"), [("0", True), (None, False)])
+async def test_retry_after_0_teaches_the_rate_only_where_nothing_remains(
+    fake: FakeTime, remaining: str | None, learns: bool
+) -> None:
+    """Flask-Limiter's "Retry-After: 0" with nothing remaining is its window spent: the rate is
+    learned from it, or a probe past the limit would be refused at every window from then on.
+    A bare "0" asks for no pause: whatever refused the request, it was not the rate."""
+    throttle, _ = throttle_on(fake, workers=8)
+    await successes_at(throttle, fake, 80, 40)
+    spent = {} if remaining is None else {"X_RateLimit_Remaining": remaining}
+    reset = {} if remaining is None else {"X_RateLimit_Reset": str(math.ceil(time.time()) + 1)}
+
+    await answer(throttle, 429, Retry_After="0", **spent, **reset)
+
+    assert (throttle.rate is not None) is learns
+
+
 async def test_a_refusals_retry_after_is_the_pause_not_a_later_reset_read_with_it(
     fake: FakeTime,
 ) -> None:

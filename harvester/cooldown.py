@@ -77,10 +77,8 @@ class CoolDown:
 
     def succeeded(self, sent: float) -> None:
         """A request sent at `sent` got through: the next untold pause starts short again."""
-        if self._streak_from is None:
-            self._refused_since_success = False
-        elif sent >= self._streak_from:  # sent after the streak began: it has ended
-            self._refused_since_success = False
+        self._refused_since_success = False
+        if self._streak_from is not None and sent >= self._streak_from:
             self._last_streak = self._clock() - self._streak_from
             self._streak_from = None
 

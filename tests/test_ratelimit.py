@@ -177,21 +177,6 @@ async def test_a_window_spent_again_is_probed_from_a_quarter_of_its_last_spent_s
     assert again == pytest.approx([0.004, stretch / 4, 4.0], rel=0.01)
 
 
-async def test_a_success_sent_before_a_stretch_of_refusals_does_not_end_it(
-    fake: FakeTime,
-) -> None:
-    """Answers of requests sent before the window was spent come back after its first
-    refusals: they tell nothing of the window now, and the pauses go on doubling."""
-    # Not adaptive: refusals would leave no place beside the one still in flight.
-    throttle, _ = throttle_on(fake, workers=4, rate_limit=500.0, adaptive=False)
-    async with throttle.request() as early:
-        pauses = await untold_pauses(throttle, fake, 2)
-        early.observe(200, headers())
-    pauses += await untold_pauses(throttle, fake, 1)
-
-    assert pauses == pytest.approx([0.004, 0.25, 0.5])
-
-
 async def test_retry_after_beyond_max_pause_is_not_held(fake: FakeTime) -> None:
     throttle, stats = throttle_on(fake, workers=4, max_pause=60)
     await answer(throttle, 429, Retry_After="120")

@@ -1,6 +1,6 @@
 """The rate-limit matrix in virtual time: harvester's throttle against every limiter, in seconds.
 
-    python benchmarks/rate_sim.py [--quick] [--full] [--only SUBSTRING] [--seeds N]
+    python benchmarks/rate_sim.py [--quick] [--full] [--only SUBSTRING] [--seeds N] [--scale X]
 
 The figures that count come from rate_matrix.py, which runs the real CLI against a real server
 for about 1.5 hours. This runs the same rows in about a minute, for developing the throttle:
@@ -241,10 +241,12 @@ def limit_of(row: Row) -> float:
     return f.rate or f.burst / (LATENCY + OVERHEAD + REFUSAL)
 
 
-def run(row: Row, *, offset: float = 0.0) -> tuple[Served, Served]:
+def run(row: Row, *, offset: float = 0.0, scale: float = 1.0) -> tuple[Served, Served]:
+    """`scale`: the row's requests times this (the quota's window stays): learning amortised,
+    what is left is the steady state."""
     global EPOCH
     EPOCH = 1_800_000_000.37 + offset
-    spec, pages, retry = spec_of(row), row.family.pages, dict(row.retry)
+    spec, pages, retry = spec_of(row), round(row.family.pages * scale), dict(row.retry)
     ours = simulate(lambda: harvester(spec, pages, retry))
     theirs = simulate(lambda: sequential(spec, pages))
     return ours, theirs
@@ -256,6 +258,9 @@ def main() -> None:
     parser.add_argument("--full", action="store_true")
     parser.add_argument("--only", metavar="SUBSTRING")
     parser.add_argument("--seeds", type=int, default=1, help="window phases to try per row")
+    parser.add_argument(
+        "--scale", type=float, default=1.0, help="each row's requests times this (steady state)"
+    )
     parser.add_argument("--trace", action="store_true", help="harvester's INFO lines, timed")
     args = parser.parse_args()
     if args.trace:
@@ -276,7 +281,7 @@ def main() -> None:
         worst = ""
         ok = True
         for seed in range(args.seeds):
-            ours, theirs = run(row, offset=seed * 0.377)
+            ours, theirs = run(row, offset=seed * 0.377, scale=args.scale)
             share, limit = ours.share(limit_of(row)), limit_of(row)
             misses = []
             if ours.failed:

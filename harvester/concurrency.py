@@ -122,14 +122,15 @@ class Concurrency:
             return None
         return self._explain(now)
 
-    def refused(self, flight: Flight, *, first: bool) -> bool | None:
-        """A refusal; `first` of its cool-down episode, which halves the limit. Whether it was a
-        limit on requests in flight's: False, or None: told by verdict()."""
+    def refused(self, flight: Flight, *, first: bool, least: int = 1) -> bool | None:
+        """A refusal; `first` of its cool-down episode, which halves the limit, to no less than
+        `least` (what the pace needs in flight) unless under the ceiling. Whether it was a limit
+        on requests in flight's: False, or None: told by verdict()."""
         flight.admitted = False
         if not self._adaptive:
             return False
         if first:
-            self.limit = max(1, min(self.limit // 2, self._ceiling))
+            self.limit = max(1, min(max(least, self.limit // 2), self._ceiling))
             self._streak = 0
             self._show()
         flying = [f for f in self._flying if f is not flight and f.admitted is not False]

@@ -153,7 +153,8 @@ class RateLearner:
                 self._since = max(self._since, now + hold)
             return self.rate(now)
         else:
-            learned = self._again(now, hold)
+            # An untold pause is harvester's own: the refusals came a place at a time.
+            learned = self._again(now, hold if told else 0.0)
         self._stepped_at = now
         self._learn(learned, now + hold)
         return self.rate(self._base_at)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -298,7 +299,7 @@ class Throttle:
         # Whether a limit on requests in flight refused it (None: told by its answers).
         at_once: bool | None = False
         if ticket.flight is not None:
-            at_once = self._concurrency.refused(ticket.flight, first=first)
+            at_once = self._concurrency.refused(ticket.flight, first=first, least=self._needed())
         if at_once is False and self._unheard is not None:
             self._unheard.at_once = False
         if not first:
@@ -324,6 +325,16 @@ class Throttle:
             "not set" if rate is None else f"{rate:.2f}/s",
             self.limit,
         )
+
+    def _needed(self) -> int:
+        """How many requests in flight the pace needs: twice its rate times the API's time.
+        With a rate known, the pace holds requests back; halving the requests in flight below
+        this at each refusal would slow it further (GCRA with no burst refuses a request now
+        and then however well paced: one at a time, it sent at 60% of its rate)."""
+        rate, latency = self.rate, self._latency
+        if rate is None or latency is None:
+            return 1
+        return max(1, math.ceil(2 * rate * latency))
 
     def _sequential(self) -> float | None:
         """A sequential client's pace, where answers take long enough to tell one."""

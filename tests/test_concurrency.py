@@ -82,6 +82,19 @@ def test_a_refusal_with_fewer_in_flight_than_the_api_once_admitted_together_is_t
     assert limit.limit == 8
 
 
+def test_a_cool_down_halves_no_lower_than_the_pace_needs_unless_under_a_ceiling() -> None:
+    """With a rate known, the pace holds requests back: halving those in flight below what it
+    needs would slow it further at each refusal. A limit on requests in flight still wins."""
+    limit, _ = concurrency()
+    for _ in range(4):
+        limit.refused(limit.send(), first=True, least=3)
+    assert limit.limit == 3
+
+    limit.told(2)  # the API states 2 at once: its ceiling
+    limit.refused(limit.send(), first=True, least=3)
+    assert limit.limit == 2
+
+
 def test_a_ceiling_is_forgotten_a_step_at_a_time() -> None:
     limit, fake = concurrency()
     held, refused = sent(limit, 4), limit.send()

@@ -285,9 +285,11 @@ def test_refusals_with_short_pauses_after_a_step_down_leave_a_second_to_measure(
     assert learner.rate(2.27) == pytest.approx(0.97 * 50, rel=0.03)
 
 
-@pytest.mark.parametrize(("hold", "share_of_step"), [(0.1, 1.0), (1.0, None)])
+@pytest.mark.parametrize(
+    ("hold", "told", "share_of_step"), [(0.1, True, 1.0), (1.0, False, 1.0), (1.0, True, None)]
+)
 def test_refused_a_slot_at_a_time_a_step_goes_no_lower_than_two_tenths(
-    hold: float, share_of_step: float | None
+    hold: float, told: bool, share_of_step: float | None
 ) -> None:
     """Just over a GCRA's rate with a burst of 1, about every other request is refused, each
     with a pause of an interval: what the API admitted is half the pace though its limit is
@@ -300,7 +302,7 @@ def test_refused_a_slot_at_a_time_a_step_goes_no_lower_than_two_tenths(
     pace = learner.rate(2.5)
     assert pace is not None
 
-    learner.refused(2.5, hold=hold)
+    learner.refused(2.5, hold=hold, told=told)  # untold: a pause of harvester's own
 
     learned = learner.rate(2.5 + hold)
     if share_of_step is None:

@@ -59,8 +59,9 @@ class CoolDown:
         # The pause of the last refusal without Retry-After: it grows while nothing succeeds.
         self._untold_pause = _UNTOLD_PAUSE
         self._refused_since_success = False
-        # Refusals without Retry-After in a row: when the first came (None: a success since),
-        # and how long the last such streak lasted (a window's spent part: the next is alike).
+        # Refusals without Retry-After in a row: when the first came (None: ended, by the
+        # success of a request sent after it), and how long the last such streak lasted (a
+        # window's spent part: the next is alike).
         self._streak_from: float | None = None
         self._last_streak = 0.0
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
+from harvester.api_time import ApiTime
 from harvester.budget import RateBudget
 from harvester.concurrency import Concurrency, Flight, answered
 from harvester.config import ConcurrencyConfig
@@ -125,9 +125,7 @@ class Throttle:
         )
         self._unheard: _Unheard | None = None
         self._timed = False  # rate-limit headers told when a budget comes back
-        # The shortest a success took: the API's own time, with no queue (a leaky bucket that
-        # delays answers lengthens the others). One over it is a sequential client's pace.
-        self._latency: float | None = None
+        self._api_time = ApiTime()
         stats.rate_limit = config.rate_limit
 
     @property
@@ -150,7 +148,8 @@ class Throttle:
         flight: Flight | None = None
         try:
             await self._cool_down.wait()
-            if self._unheard is not None and self._clock() - self._unheard.at > self._settled_in():
+            unheard = self._unheard
+            if unheard is not None and self._clock() - unheard.at > self._api_time.settled_in():
                 # A request still in flight this long after the refusal was admitted.
                 self._settle(self._clock(), force=True)
             await self._wait_rate()
@@ -211,19 +210,12 @@ class Throttle:
         if ticket.flight is not None and not 200 <= status < 300:
             self._concurrency.answered(ticket.flight)
         if 200 <= status < 300:
-            latency = now - ticket.sent
-            if self._latency is None or latency < self._latency:
-                self._latency = latency
+            self._api_time.took(now - ticket.sent)
             if ticket.flight is not None:
                 self._concurrency.admitted(ticket.flight, now)
-            self._learner.admitted(now, self._sequential())
+            self._learner.admitted(now, self._api_time.sequential())
             self._cool_down.succeeded(ticket.sent)
         self._settle(now)
-
-    def _settled_in(self) -> float:
-        """How long after a refusal those in flight with it have surely been answered, unless
-        the API admitted them: a few of its latencies."""
-        return 3 * (self._latency or 0.1)
 
     def _settle(self, now: float, *, force: bool = False) -> None:
         """Hear the last refusal once those in flight with it have been answered."""
@@ -243,10 +235,10 @@ class Throttle:
             learned = self._learner.refused(
                 unheard.at,
                 unheard.hold,
-                self._sequential(),
+                self._api_time.sequential(),
                 told=unheard.told,
                 coarse=unheard.coarse,
-                in_flight_for=self._settled_in(),
+                in_flight_for=self._api_time.settled_in(),
             )
             if learned is not None:
                 self._show_rate(learned)
@@ -299,7 +291,8 @@ class Throttle:
         # Whether a limit on requests in flight refused it (None: told by its answers).
         at_once: bool | None = False
         if ticket.flight is not None:
-            at_once = self._concurrency.refused(ticket.flight, first=first, least=self._needed())
+            needed = self._api_time.needed(self.rate)  # in flight, for the pace
+            at_once = self._concurrency.refused(ticket.flight, first=first, least=needed)
         if at_once is False and self._unheard is not None:
             self._unheard.at_once = False
         if not first:
@@ -325,18 +318,3 @@ class Throttle:
             "not set" if rate is None else f"{rate:.2f}/s",
             self.limit,
         )
-
-    def _needed(self) -> int:
-        """How many requests in flight the pace needs: twice its rate times the API's time.
-        With a rate known, the pace holds requests back; halving the requests in flight below
-        this at each refusal would slow it further (GCRA with no burst refuses a request now
-        and then however well paced: one at a time, it sent at 60% of its rate)."""
-        rate, latency = self.rate, self._latency
-        if rate is None or latency is None:
-            return 1
-        return max(1, math.ceil(2 * rate * latency))
-
-    def _sequential(self) -> float | None:
-        """A sequential client's pace, where answers take long enough to tell one."""
-        latency = self._latency or 0.0
-        return 1.0 / latency if latency >= 1e-3 else None

@@ -1,0 +1,41 @@
+"""The API's own time for a request, and what it tells the throttle.
+
+The shortest a success took is the API's time with no queue (a leaky bucket that delays answers
+lengthens the others). From it: a sequential client's pace, how many requests in flight a pace
+needs, and how long after a refusal the requests in flight with it have surely been answered.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+class ApiTime:
+    """The shortest a success took (None: none yet), and the figures that follow from it."""
+
+    def __init__(self) -> None:
+        self.shortest: float | None = None
+
+    def took(self, seconds: float) -> None:
+        """A success took `seconds` from its sending."""
+        if self.shortest is None or seconds < self.shortest:
+            self.shortest = seconds
+
+    def sequential(self) -> float | None:
+        """A sequential client's pace, where answers take long enough to tell one."""
+        latency = self.shortest or 0.0
+        return 1.0 / latency if latency >= 1e-3 else None
+
+    def settled_in(self) -> float:
+        """How long after a refusal those in flight with it have surely been answered, unless
+        the API admitted them: a few of its latencies."""
+        return 3 * (self.shortest or 0.1)
+
+    def needed(self, rate: float | None) -> int:
+        """How many requests in flight a pace of `rate` needs: twice the rate times the API's
+        time. With a rate known, the pace holds requests back; halving the requests in flight
+        below this at each refusal would slow it further (GCRA with no burst refuses a request
+        now and then however well paced: one at a time, it sent at 60% of its rate)."""
+        if rate is None or self.shortest is None:
+            return 1
+        return max(1, math.ceil(2 * rate * self.shortest))

@@ -1,0 +1,36 @@
+"""ApiTime: the API's own time for a request, and the figures the throttle takes from it."""
+
+from __future__ import annotations
+
+import pytest
+
+from harvester.api_time import ApiTime
+
+
+def test_the_shortest_success_is_the_apis_time() -> None:
+    api = ApiTime()
+    assert api.sequential() is None and api.needed(50.0) == 1
+    assert api.settled_in() == pytest.approx(0.3)  # a guess: 0.1 s each
+
+    for seconds in (0.05, 0.02, 0.04):  # a queue lengthens some answers, never shortens
+        api.took(seconds)
+
+    assert api.shortest == 0.02
+    assert api.sequential() == pytest.approx(50.0)
+    assert api.settled_in() == pytest.approx(0.06)
+
+
+def test_a_pace_needs_twice_its_rate_times_the_apis_time_in_flight() -> None:
+    api = ApiTime()
+    api.took(0.021)
+
+    assert api.needed(48.5) == 3  # 2 x 48.5 x 0.021 = 2.04
+    assert api.needed(10.0) == 1
+    assert api.needed(None) == 1
+
+
+def test_answers_too_quick_to_time_tell_no_sequential_pace() -> None:
+    api = ApiTime()
+    api.took(0.0)
+
+    assert api.sequential() is None

@@ -34,7 +34,7 @@ from harvester.leases import LeasedPacer
 from harvester.pacing import Pacer
 from harvester.rate_headers import RateLimitInfo, parse_rate_limit
 from harvester.rate_learning import RateLearner
-from harvester.retry import parse_retry_after
+from harvester.retry import in_whole_seconds, parse_retry_after
 from harvester.stats import Stats
 
 log = logging.getLogger("harvester")
@@ -200,8 +200,7 @@ class Throttle:
             # read with it is then the pause.
             self._read_headers(info, ticket, now, told=bool(retry_after))
         if status in REFUSALS:
-            # Whole seconds (delta-seconds, an HTTP-date): rounded, up to a second over.
-            coarse = retry_after is not None and "." not in headers.get("Retry-After", "")
+            coarse = retry_after is not None and in_whole_seconds(headers["Retry-After"])
             # "Retry-After: 0" with headers saying nothing remains: the rate, a window spent.
             spent = info is not None and info.remaining == 0
             self._refused(ticket, status, retry_after, now, coarse=coarse, spent=spent)

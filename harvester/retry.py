@@ -71,6 +71,12 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - current)
 
 
+def in_whole_seconds(value: str) -> bool:
+    """Whether a Retry-After that parse_retry_after read says its wait in whole seconds
+    (delta-seconds, an HTTP-date): rounded, most often up, by up to a second."""
+    return "." not in value
+
+
 def retry_cause(exc: BaseException) -> str | None:
     """The stats name of a retryable failure, or None when `exc` must not be retried."""
     if isinstance(exc, RetryableStatus):

@@ -17,6 +17,7 @@ from harvester.retry import (
     InvalidBody,
     RetryableStatus,
     RetryPolicy,
+    in_whole_seconds,
     parse_retry_after,
     retry_cause,
 )
@@ -282,3 +283,12 @@ async def test_mixed_causes_are_all_retried() -> None:
     )
     assert await call_with_retries(p, fn) == "done"
     assert (len(calls), sleep.waits) == (4, [0.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    ("value", "whole"),
+    [("1", True), ("120", True), ("Wed, 21 Oct 2026 07:28:00 GMT", True), ("0.25", False)],
+)
+def test_a_retry_after_in_whole_seconds_is_told_from_an_exact_one(value: str, whole: bool) -> None:
+    assert parse_retry_after(value) is not None
+    assert in_whole_seconds(value) is whole

@@ -19,7 +19,8 @@ No header need say it. What a refusal teaches depends on what came before it:
   tells what the API bore, a sliver under that; after a long clean stretch (the probe crossed
   the limit by a sliver, or arrivals bunched): 3% under it. Either way, a sliver under what the
   API admitted since the pause before (over at most `_HORIZON` seconds; in a ramp, its last
-  step).
+  step). Where the first refusal found a bucket's burst, a stretch after a pause that refilled
+  it, paced well above the rate from its start, tells the rate at once (see `_drained`).
 - A refusal with no success since the last pause is the same overload (a storm): nothing new.
   Nor is one within a second of a step down after a short pause: what the API still counts
   was sent before the step.
@@ -88,6 +89,10 @@ class RateLearner:
         # asked for): learned from at the first success, which tells the latency.
         self._undecided: tuple[float, float] | None = None
         self.stated: float | None = None  # RateLimit-Policy, less a sliver
+        # What a first refusal found admitted at once (a bucket's burst), and how long the last
+        # pause was: a stretch after a pause long enough to refill the burst tells the rate.
+        self._burst: int | None = None
+        self._refilled = 0.0
 
     def admitted(self, now: float, sequential: float | None = None) -> None:
         """A success came back at `now`; `sequential` as for refused()."""
@@ -97,7 +102,7 @@ class RateLearner:
         if self._undecided is not None and sequential is not None:
             at, hold = self._undecided
             self._undecided = None
-            self._learn(self._first(at, hold, sequential, True, at), at + hold)
+            self._learn(self._first(at, hold, sequential, True, at), at, hold)
 
     def rate(self, now: float) -> float | None:
         """The pace now: the learned rate, grown by the ramp or the probe since; under `stated`."""
@@ -156,7 +161,7 @@ class RateLearner:
             # An untold pause is harvester's own: the refusals came a place at a time.
             learned = self._again(now, hold if told else 0.0)
         self._stepped_at = now
-        self._learn(learned, now + hold)
+        self._learn(learned, now, hold)
         return self.rate(self._base_at)
 
     def begin(self, now: float) -> None:
@@ -171,12 +176,13 @@ class RateLearner:
         if self._base is None:
             self._counted_from = max(self._counted_from, now + hold)
 
-    def _learn(self, learned: float | None, resume: float) -> None:
-        """`learned` is the rate to keep from `resume`, the end of the pause."""
+    def _learn(self, learned: float | None, now: float, hold: float) -> None:
+        """`learned` is the rate to keep from the end of the pause (`hold` from `now`)."""
         if learned is None:
             return
+        self._refilled = hold
         self._base = max(_SLOWEST, learned)
-        self._base_at = self._since = resume
+        self._base_at = self._since = now + hold
 
     def _first(
         self,
@@ -216,6 +222,8 @@ class RateLearner:
                 # be a bucket's burst over the pause instead: ramped, as a guess.
                 self._ramping = sequential is None or seen / span < _GUESSED * sequential
                 return seen / span * (_SHARE if coarse else 1.0)
+            if seen < _QUOTA_SEEN:
+                self._burst = seen
             return max(seen / span, sequential or 0.0)
         # A pause of harvester's own, or a short one (a bucket's next place), says nothing of a
         # window: what the burst held tells no rate.
@@ -247,6 +255,9 @@ class RateLearner:
             # refusal: the pace is still being found.
             learned = pace * _STEP_DOWN
         self._ramping = False
+        drained = self._drained(now)
+        if drained is not None:
+            learned = min(learned, drained * _SHARE)
         if measured is not None:
             # Refused a slot at a time (a pause of an interval or two: a bucket's next place),
             # the requests it refused took slots of the pace the API would have admitted: what
@@ -254,6 +265,22 @@ class RateLearner:
             floor = pace * _STEP_DOWN**2 if hold * pace <= 2 else 0.0
             learned = min(learned, max(measured * _SHARE, floor))
         return learned
+
+    def _drained(self, now: float) -> float | None:
+        """The rate a bucket refills at, from a stretch that drained it: it held its burst
+        `b` after a pause long enough to refill it, and admitted `n` over the `s` seconds
+        since, but not one more, so b + rate x s lies between n and n + 1. None: no burst seen,
+        the pause too short to refill it, a stretch that admitted no more than the burst, or
+        one not paced well above the rate from its start."""
+        if self._burst is None or self._refilled < _LONG_PAUSE:
+            return None
+        span = now - self._since
+        seen = sum(1 for t in self._admitted if self._since <= t <= now)
+        if span <= 0 or seen <= self._burst or self._base is None:
+            return None
+        rate = (seen + 1 - self._burst) / span
+        # Only a stretch paced above that rate from its start drained the bucket all along.
+        return rate if rate < self._base * _STEP_DOWN else None
 
     def state(self, rate: float) -> None:
         """The API states its rate (RateLimit-Policy): never paced past."""

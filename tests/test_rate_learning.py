@@ -400,3 +400,66 @@ def test_a_quota_well_under_the_sequential_pace_is_ramped_as_a_guess() -> None:
     rate = 10 / (1.0 + 10 / 700)
     assert learner.rate(1.0 + 10 / 700) == pytest.approx(rate)
     assert learner.rate(2.0 + 10 / 700) == pytest.approx(1.25 * rate)
+
+
+def bucket_stretch(
+    learner: RateLearner, start: float, pace: float, rate: float, burst: int
+) -> float:
+    """From `start` (a pause's end, the bucket full), requests at `pace` to a token bucket of
+    `burst` refilled at `rate`: the admitted ones told to the learner. When one is refused."""
+    tokens, last, sent = float(burst), start, start
+    while True:
+        tokens = min(burst, tokens + (sent - last) * rate)
+        last = sent
+        if tokens < 1:
+            return sent
+        tokens -= 1
+        learner.admitted(sent + 0.02)
+        sent += 1 / pace
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(20.0, 5), (20.0, 8), (10.0, 5), (30.0, 3)])
+def test_a_stretch_that_drained_a_buckets_burst_tells_its_rate(rate: float, burst: int) -> None:
+    """A token bucket with a small burst, refused for a whole second each time: the burst the
+    first refusal found, and how soon the pace after the pause drained it, tell the rate within
+    two pauses, not a tenth a pause at a time (20/s was found from 48/s over 14 pauses). A
+    short stretch tells it to within a request over its length: the upper end is kept, and the
+    next, longer stretch, tells it closer."""
+    learner = learner_with(burst, 700)
+    learner.refused(burst / 700, hold=1.0, sequential=48.0, coarse=True)
+    resume = burst / 700 + 1.0
+    assert learner.rate(resume) == pytest.approx(48.0)
+
+    for _ in range(2):
+        pace = learner.rate(resume) or 0.0
+        if pace <= rate:
+            break
+        refused_at = bucket_stretch(learner, resume, pace, rate, burst)
+        learner.refused(refused_at, hold=1.0, sequential=48.0, coarse=True)
+        resume = refused_at + 1.0
+
+    # A sliver over (the upper end of a stretch's bounds) draws one more refusal, after a
+    # stretch long enough to tell the rate closer still; under, it would be kept under.
+    assert 0.9 * rate <= (learner.rate(resume) or 0.0) <= 1.01 * rate
+
+
+def test_a_ramp_that_crossed_a_buckets_rate_from_below_steps_back_a_ramp_step() -> None:
+    """The ramp began under the rate (the bucket stayed full a while): what the stretch
+    admitted is no drained bucket's, and the ramp steps back as before."""
+    learner = learner_with(5, 700)
+    learner.refused(5 / 700, hold=1.0, sequential=46.0, coarse=True)
+    resume = 5 / 700 + 1.0
+    tokens, last, sent = 5.0, resume, resume
+    while True:  # the ramp's pace, growing by a quarter a second, against 50/s with burst 5
+        tokens = min(5.0, tokens + (sent - last) * 50)
+        last = sent
+        if tokens < 1:
+            break
+        tokens -= 1
+        learner.admitted(sent + 0.02)
+        sent += 1 / (learner.rate(sent) or 1.0)
+    pace = learner.rate(sent) or 0.0
+
+    learner.refused(sent, hold=1.0, sequential=46.0, coarse=True)
+
+    assert learner.rate(sent + 1.0) == pytest.approx(pace / 1.25)

@@ -103,6 +103,7 @@ MET = [
     "fixed 1s wall 20/s / headers none / RA ceil",
     "sliding log 1s 20/s / headers none / RA ceil",
     "sliding counter 1s 20/s / headers none / RA ceil",
+    "token bucket 20/s b5 / headers none / RA ceil",
     "quota 600/20s / headers x / RA ceil, max_retry_after: 10",
     "quota 600/20s / headers none / RA ceil, max_retry_after: 10",
     "quota 600/20s / headers none / RA date, max_retry_after: 10",

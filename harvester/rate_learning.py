@@ -199,7 +199,7 @@ class RateLearner:
             return self.stated
         # Admitted before the refusal, answered by then or soon after: a queue (a leaky bucket)
         # that holds answers back admitted the late ones at its own pace, not at once.
-        seen = sum(1 for t in self._admitted if self._counted_from <= t <= answered_by)
+        seen = self._seen(self._counted_from, answered_by)
         if seen == 0 and sequential is None:
             return None
         # A few admitted (a token bucket's burst) tell no rate: the ramp starts no lower than a
@@ -235,7 +235,7 @@ class RateLearner:
         # its last step, its pace below the limit before): a burst it saved up during the pause
         # inflates it; a pace not kept up lowers it.
         since = max(self._since, now - (_RAMP_STEP if self._ramping else _HORIZON))
-        seen = sum(1 for t in self._admitted if since <= t <= now)
+        seen = self._seen(since, now)
         span = now - since
         measured = seen / span if seen >= _MIN_SAMPLE and span >= _MIN_SPAN else None
         if self._ramping and now - self._base_at >= _RAMP_STEP:
@@ -266,6 +266,10 @@ class RateLearner:
             learned = min(learned, max(measured * _SHARE, floor))
         return learned
 
+    def _seen(self, start: float, end: float) -> int:
+        """How many successes came back from `start` to `end`."""
+        return sum(1 for t in self._admitted if start <= t <= end)
+
     def _drained(self, now: float) -> float | None:
         """The rate a bucket refills at, from a stretch that drained it: it held its burst
         `b` after a pause long enough to refill it, and admitted `n` over the `s` seconds
@@ -275,7 +279,7 @@ class RateLearner:
         if self._burst is None or self._refilled < _LONG_PAUSE:
             return None
         span = now - self._since
-        seen = sum(1 for t in self._admitted if self._since <= t <= now)
+        seen = self._seen(self._since, now)
         if span <= 0 or seen <= self._burst or self._base is None:
             return None
         rate = (seen + 1 - self._burst) / span

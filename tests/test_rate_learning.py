@@ -403,10 +403,11 @@ def test_a_quota_well_under_the_sequential_pace_is_ramped_as_a_guess() -> None:
 
 
 def bucket_stretch(
-    learner: RateLearner, start: float, pace: float, rate: float, burst: int
+    learner: RateLearner, start: float, pace: float | None, rate: float, burst: int
 ) -> float:
-    """From `start` (a pause's end, the bucket full), requests at `pace` to a token bucket of
-    `burst` refilled at `rate`: the admitted ones told to the learner. When one is refused."""
+    """From `start` (a pause's end, the bucket full), requests at `pace` (None: the learner's
+    own, as it grows) to a token bucket of `burst` refilled at `rate`: the admitted ones told
+    to the learner. When one is refused."""
     tokens, last, sent = float(burst), start, start
     while True:
         tokens = min(burst, tokens + (sent - last) * rate)
@@ -415,7 +416,7 @@ def bucket_stretch(
             return sent
         tokens -= 1
         learner.admitted(sent + 0.02)
-        sent += 1 / pace
+        sent += 1 / (pace or learner.rate(sent) or 1.0)
 
 
 @pytest.mark.parametrize(("rate", "burst"), [(20.0, 5), (20.0, 8), (10.0, 5), (30.0, 3)])
@@ -448,16 +449,8 @@ def test_a_ramp_that_crossed_a_buckets_rate_from_below_steps_back_a_ramp_step() 
     admitted is no drained bucket's, and the ramp steps back as before."""
     learner = learner_with(5, 700)
     learner.refused(5 / 700, hold=1.0, sequential=46.0, coarse=True)
-    resume = 5 / 700 + 1.0
-    tokens, last, sent = 5.0, resume, resume
-    while True:  # the ramp's pace, growing by a quarter a second, against 50/s with burst 5
-        tokens = min(5.0, tokens + (sent - last) * 50)
-        last = sent
-        if tokens < 1:
-            break
-        tokens -= 1
-        learner.admitted(sent + 0.02)
-        sent += 1 / (learner.rate(sent) or 1.0)
+    # The ramp's pace, growing by a quarter a second, against 50/s with burst 5.
+    sent = bucket_stretch(learner, 5 / 700 + 1.0, None, 50.0, 5)
     pace = learner.rate(sent) or 0.0
 
     learner.refused(sent, hold=1.0, sequential=46.0, coarse=True)

@@ -423,7 +423,7 @@ def bucket_stretch(
 def test_a_stretch_that_drained_a_buckets_burst_tells_its_rate(rate: float, burst: int) -> None:
     """A token bucket with a small burst, refused for a whole second each time: the burst the
     first refusal found, and how soon the pace after the pause drained it, tell the rate within
-    two pauses, not a tenth a pause at a time (20/s was found from 48/s over 14 pauses). A
+    two pauses, not a tenth a pause at a time (20/s was found from 48/s over 12 pauses). A
     short stretch tells it to within a request over its length: the upper end is kept, and the
     next, longer stretch, tells it closer."""
     learner = learner_with(burst, 700)

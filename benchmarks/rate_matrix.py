@@ -1,6 +1,6 @@
 """The rate-limit matrix (issue 10): harvester against every family of real rate limiters.
 
-    python benchmarks/rate_matrix.py [--quick] [--full] [--only SUBSTRING] [--json OUT]
+    python benchmarks/rate_matrix.py [--quick] [--full] [--only SUBSTRING] [--json OUT] [--scale X]
     python benchmarks/rate_matrix.py --tune [--quick] [--only SUBSTRING] [--tune-duration S]
 
 Each row starts benchmarks/limiter_server.py (a loopback API of 10,000 records, 20 ms per
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import re
 import shlex
@@ -491,6 +492,14 @@ def main() -> None:
         help="tell harvester the true limit (rate_limit = SHARE x limit; workers = the "
         "concurrency limit) instead of letting it learn: what pacing alone achieves here",
     )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="each row's requests times this: what learning the limit costs is spread over "
+        "more of them, and the figures tend to the steady state",
+    )
     parser.add_argument("--tune", action="store_true", help="the tune table instead")
     parser.add_argument(
         "--tune-duration", type=float, metavar="S", help="harvester tune --duration"
@@ -506,6 +515,7 @@ def main() -> None:
         "command": shlex.join([sys.executable, *sys.argv]),
         "harvester": str(args.tree.resolve()) if args.tree else _git_head(),
         "oracle": args.oracle,
+        "scale": args.scale,
     }
     with tempfile.TemporaryDirectory(prefix="rate-matrix-") as tmp:
         if args.tune:
@@ -566,7 +576,11 @@ def _git_head() -> str:
 
 
 def _run_matrix(args: argparse.Namespace, folder: Path, document: dict[str, Any]) -> list[Any]:
-    rows = [r for r in matrix(args.quick, args.full) if not args.only or _picked(args.only, r.name)]
+    rows = [
+        dataclasses.replace(r, family=_scaled(r.family, round(r.family.pages * args.scale)))
+        for r in matrix(args.quick, args.full)
+        if not args.only or _picked(args.only, r.name)
+    ]
     print(f"{len(rows)} rows, {args.jobs} at a time", flush=True)
     cache = Sequentials()
     results: dict[int, Result] = {}

@@ -120,7 +120,29 @@ def cast_exactly(values: pa.Array, to: pa.DataType) -> pa.Array | None:
         result: pa.Array = pc.cast(values, to, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
+    try:
+        result.validate()
+    except pa.ArrowInvalid:
+        # Arrow 26 casts a struct holding a list of nulls into a wider struct as an array whose
+        # list offsets overrun their values (invalid; writing it fails): built anew from the
+        # values, and kept only if every value comes back the same.
+        return _rebuilt(values, to)
     return result
+
+
+def _rebuilt(values: pa.Array | pa.ChunkedArray, to: pa.DataType) -> pa.Array | None:
+    """`values` built anew as type `to` from their Python values; None unless all are exact."""
+    sent = values.to_pylist()
+    try:
+        if isinstance(values, pa.ChunkedArray):
+            chunks = [pa.array(chunk.to_pylist(), type=to) for chunk in values.chunks]
+            rebuilt: Any = pa.chunked_array(chunks, type=to)
+        else:
+            rebuilt = pa.array(sent, type=to)
+        rebuilt.validate()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return None
+    return rebuilt if all(map(same, rebuilt.to_pylist(), sent)) else None
 
 
 def array_of(values: list[Any]) -> pa.Array | None:

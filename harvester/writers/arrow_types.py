@@ -130,19 +130,21 @@ def cast_exactly(values: pa.Array, to: pa.DataType) -> pa.Array | None:
     return result
 
 
-def _rebuilt(values: pa.Array | pa.ChunkedArray, to: pa.DataType) -> pa.Array | None:
-    """`values` built anew as type `to` from their Python values; None unless all are exact."""
-    sent = values.to_pylist()
+def _rebuilt(values: pa.Array | pa.ChunkedArray, to: pa.DataType) -> Any:
+    """`values` built anew as type `to` from their Python values, chunk by chunk; None unless
+    every value comes back the same."""
+    chunked = isinstance(values, pa.ChunkedArray)
+    sent = [chunk.to_pylist() for chunk in (values.chunks if chunked else [values])]
     try:
-        if isinstance(values, pa.ChunkedArray):
-            chunks = [pa.array(chunk.to_pylist(), type=to) for chunk in values.chunks]
-            rebuilt: Any = pa.chunked_array(chunks, type=to)
-        else:
-            rebuilt = pa.array(sent, type=to)
-        rebuilt.validate()
+        built = [pa.array(items, type=to) for items in sent]
+        for array in built:
+            array.validate()
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         return None
-    return rebuilt if all(map(same, rebuilt.to_pylist(), sent)) else None
+    for array, items in zip(built, sent, strict=True):
+        if not all(map(same, array.to_pylist(), items)):
+            return None
+    return pa.chunked_array(built, type=to) if chunked else built[0]
 
 
 def array_of(values: list[Any]) -> pa.Array | None:

@@ -275,10 +275,14 @@ class RateLearner:
         `b` after a pause long enough to refill it, and admitted `n` over the `s` seconds
         since, but not one more, so b + rate x s lies between n and n + 1. None: no burst seen,
         the pause too short to refill it, a stretch that admitted no more than the burst, or
-        one not paced well above the rate from its start."""
+        one not paced well above the rate from its start, or one longer than the successes
+        remembered (counted short, it would pass for a drained bucket's: a probe that crossed
+        20/s after two clean minutes stepped down to 12/s)."""
         if self._burst is None or self._refilled < _LONG_PAUSE:
             return None
         span = now - self._since
+        if span > _MEMORY:
+            return None
         seen = self._seen(self._since, now)
         if span <= 0 or seen <= self._burst or self._base is None:
             return None

@@ -456,3 +456,29 @@ def test_a_ramp_that_crossed_a_buckets_rate_from_below_steps_back_a_ramp_step() 
     learner.refused(sent, hold=1.0, sequential=46.0, coarse=True)
 
     assert learner.rate(sent + 1.0) == pytest.approx(pace / 1.25)
+
+
+@pytest.mark.parametrize("clean", [30.0, 59.0, 61.0, 120.0, 600.0])
+def test_a_refusal_after_a_clean_stretch_longer_than_remembered_steps_down_a_little(
+    clean: float,
+) -> None:
+    """A GCRA of 20/s, found, then paced under for `clean` seconds until a probe crosses it: the
+    step down is a sliver, however long the stretch. The successes of a stretch longer than the
+    learner remembers are not all counted: taken for a drained bucket's, the few it remembered
+    over the whole stretch stepped 20/s down to 12/s after two minutes (the real matrix, run
+    four times as long), and halved it after ten."""
+    learner = learner_with(1, 700)
+    learner.refused(1 / 700, hold=1.0, sequential=48.0, coarse=True)  # a burst of 1
+    resume = 1 / 700 + 1.0
+    while (learner.rate(resume) or 0.0) > 20.0:
+        refused_at = bucket_stretch(learner, resume, learner.rate(resume), 20.0, 1)
+        learner.refused(refused_at, hold=1.0, sequential=48.0, coarse=True)
+        resume = refused_at + 1.0
+    for i in range(round(clean * 19)):  # 95% of the rate: every request admitted
+        learner.admitted(resume + i / 19)
+    crossed = resume + clean
+    pace = learner.rate(crossed) or 0.0
+
+    learner.refused(crossed, hold=1.0, sequential=48.0, coarse=True)
+
+    assert (learner.rate(crossed + 1.0) or 0.0) >= 0.97 * min(pace, 19.0) * 0.99

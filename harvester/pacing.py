@@ -16,7 +16,8 @@ The make-up has a price: a rate with no burst (GCRA) refuses two requests closer
 interval, however slow the pace between them, and a late request's successor may be that close.
 Measured on loopback at 20 ms latency, paced at 93% of such a limit: one request in eight was
 refused with the make-up, one in fifty without; but without it a busy loop cost every learned
-pace about 5%.
+pace about 5%. So it is made only where the API may bear it: `strict` (set when the API was
+seen to admit no burst at all) spaces each request a whole interval after the one before.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class Pacer:
         self._next_slot = 0.0  # when the next request may go, burst aside
         self._not_before = 0.0  # no sooner after the last request let through: _CATCH_UP
         self._turn = asyncio.Lock()
+        # The API admits no two requests closer than an interval (no burst): no make-up.
+        self.strict = False
 
     @contextlib.asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
@@ -73,7 +76,7 @@ class Pacer:
             now = self._clock()
         self._next_slot = due + interval
         if self._burst == 1:
-            self._not_before = now + _CATCH_UP * interval
+            self._not_before = now + (1.0 if self.strict else _CATCH_UP) * interval
         return True
 
     def defer(self, until: float) -> None:

@@ -266,6 +266,12 @@ class RateLearner:
             learned = min(learned, max(measured * _SHARE, floor))
         return learned
 
+    @property
+    def no_burst(self) -> bool:
+        """The first refusal came after one request admitted at once: a limit with no burst
+        (GCRA), which refuses any two requests closer than its interval."""
+        return self._burst == 1
+
     def _seen(self, start: float, end: float) -> int:
         """How many successes came back from `start` to `end`."""
         return sum(1 for t in self._admitted if start <= t <= end)

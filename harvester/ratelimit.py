@@ -241,6 +241,7 @@ class Throttle:
             )
             if learned is not None:
                 self._show_rate(learned)
+            self._pacer.strict = self._learner.no_burst
 
     def _read_headers(self, info: RateLimitInfo, ticket: Ticket, now: float, *, told: bool) -> None:
         """`told`: a refusal with Retry-After, which says when to come back: a reset read with it

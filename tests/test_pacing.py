@@ -37,6 +37,34 @@ async def test_a_burst_goes_back_to_back_after_a_quiet_spell() -> None:
     assert times == pytest.approx([1000.0, 1000.0, 1000.0, 1000.1, 1000.2])
 
 
+class LateTime(FakeTime):
+    """A clock whose sleeps end `late` seconds after their moment: a busy loop."""
+
+    late = 0.0
+
+    async def sleep(self, seconds: float) -> None:
+        await super().sleep(seconds + self.late)
+
+
+@pytest.mark.parametrize(("strict", "next_at"), [(False, 1000.22), (True, 1000.23)])
+async def test_a_late_wake_is_made_up_for_unless_the_api_admits_no_burst(
+    strict: bool, next_at: float
+) -> None:
+    """A request let through 30 ms after its slot (the loop woke it late): the next one makes
+    up part of the lag, never closer than 0.9 of an interval; where the API admits no burst (a
+    GCRA, which refuses any two requests closer than its interval) it goes a whole interval
+    after the late one."""
+    fake = LateTime()
+    pacer = Pacer(1, clock=fake.clock, sleep=fake.sleep)
+    pacer.strict = strict
+    await slots(pacer, fake, 10.0, 1)  # at 1000.0; the next slot is 1000.1
+    fake.late = 0.03
+    late = await slots(pacer, fake, 10.0, 1)
+    fake.late = 0.0
+
+    assert late + await slots(pacer, fake, 10.0, 1) == pytest.approx([1000.13, next_at])
+
+
 async def test_no_slot_before_a_deferral() -> None:
     fake = FakeTime()
     pacer = Pacer(1, clock=fake.clock, sleep=fake.sleep)

@@ -733,6 +733,24 @@ async def test_the_first_429_starts_the_rate_no_lower_than_a_sequential_client(
     assert throttle.rate == pytest.approx(1 / 0.05, rel=0.01)  # not 5 over 1.25 s
 
 
+@pytest.mark.parametrize(("burst", "strict"), [(1, True), (2, False), (5, False)])
+async def test_an_api_that_admitted_no_burst_is_paced_a_whole_interval_apart(
+    fake: FakeTime, burst: int, strict: bool
+) -> None:
+    """The first refusal came after one request admitted (a GCRA with no burst, which refuses
+    any two closer than its interval): a request woken late is no longer made up for by the
+    next (pacing.py). After a burst of two or more, it is."""
+    throttle, _ = throttle_on(fake, workers=8)
+    for _ in range(burst):
+        async with throttle.request() as ticket:
+            fake.now += 0.02
+            ticket.observe(200, headers())
+
+    await answer(throttle, 429, Retry_After="1")
+
+    assert throttle._pacer.strict is strict
+
+
 async def test_a_429_with_retry_after_0_does_not_set_a_rate(fake: FakeTime) -> None:
     throttle, stats = throttle_on(fake, workers=8)
     await successes_at(throttle, fake, 20, 40)

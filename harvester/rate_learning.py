@@ -74,6 +74,7 @@ class RateLearner:
 
     def __init__(self, start: float) -> None:
         self._admitted: deque[float] = deque()  # when recent successes came back
+        self._refusals: deque[float] = deque()  # when recent refusals came (one per pause)
         # What a first refusal counts from: the first request (a window may start there), or
         # the end of a pause nothing was learned from (a limit on requests in flight's).
         self._counted_from = start
@@ -132,6 +133,9 @@ class RateLearner:
         `coarse`: it said so in whole seconds (delta-seconds, an HTTP-date), rounded up. Heard
         late, successes up to `in_flight_for` after it were in flight when it came (a refusal
         comes back at once, an admitted request takes the API's time)."""
+        self._refusals.append(now)
+        while self._refusals[0] < now - _MEMORY:
+            self._refusals.popleft()
         if self._base is None:
             learned = self._first(now, hold, sequential, told, now + in_flight_for, coarse)
             if learned is None:
@@ -238,6 +242,10 @@ class RateLearner:
         seen = self._seen(since, now)
         span = now - since
         measured = seen / span if seen >= _MIN_SAMPLE and span >= _MIN_SPAN else None
+        # Refused a slot at a time (a pause of an interval or two: a bucket's next place), the
+        # requests it refused took slots of the pace the API would have admitted: what it
+        # admitted is low by as many, so one step goes no further than two of _STEP_DOWN.
+        floor = pace * _STEP_DOWN**2 if hold * pace <= 2 else 0.0
         if self._ramping and now - self._base_at >= _RAMP_STEP:
             # The ramp crossed the limit within its last step: back to where it was then.
             learned = pace / _RAMP_GROWTH
@@ -248,8 +256,12 @@ class RateLearner:
             learned = pace * _STEADY_STEP
             self._probe = 1 + (self._probe - 1) / 2
         elif measured is not None and span >= _WHOLE_SPAN:
-            # Soon after the last refusal, but what the API bore over a second or more tells.
-            learned = min(pace, measured) * _SHARE
+            # Soon after the last refusal, but what the API bore over a second or more tells,
+            # unless it refused about every other request: a limit with no burst, a sliver
+            # over which every refusal takes a slot it would have admitted, admits half the
+            # pace however close to it its rate is.
+            alternate = 2 * sum(1 for t in self._refusals if since <= t <= now) >= seen
+            learned = max(min(pace, measured) * _SHARE, floor if alternate else 0.0)
         else:
             # Right after the ramp began (the first guess was high), or soon after the last
             # refusal: the pace is still being found.
@@ -259,10 +271,6 @@ class RateLearner:
         if drained is not None:
             learned = min(learned, drained * _SHARE)
         if measured is not None:
-            # Refused a slot at a time (a pause of an interval or two: a bucket's next place),
-            # the requests it refused took slots of the pace the API would have admitted: what
-            # it admitted is low by as many, so one step goes no further than two of _STEP_DOWN.
-            floor = pace * _STEP_DOWN**2 if hold * pace <= 2 else 0.0
             learned = min(learned, max(measured * _SHARE, floor))
         return learned
 

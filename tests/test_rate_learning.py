@@ -482,3 +482,28 @@ def test_a_refusal_after_a_clean_stretch_longer_than_remembered_steps_down_a_lit
     learner.refused(crossed, hold=1.0, sequential=48.0, coarse=True)
 
     assert (learner.rate(crossed + 1.0) or 0.0) >= 0.97 * min(pace, 19.0) * 0.99
+
+
+def test_refused_every_other_request_for_a_second_a_step_goes_no_lower_than_two_tenths() -> None:
+    """A GCRA with no burst, paced a sliver over its rate with exact, short Retry-Afters: it
+    admits every other request, half the pace, though its rate is just under it. A second of
+    that measured at face value halved the pace, and the probe took minutes to climb back (52%
+    of the limit in the simulation's matrix, 59% over four times the requests); a step goes
+    no lower than 0.81 of the pace instead."""
+    learner = learner_with(80, 700)  # a first window's 80, spent in 0.11 s: 80/s learned
+    learner.refused(80 / 700, hold=1 - 80 / 700, sequential=46.5)
+    for i in range(1, 11):
+        learner.admitted(1.0 + i / 50)
+    learner.refused(1.2, hold=0.02)  # a tenth off: 72/s
+    pace = learner.rate(1.22) or 0.0
+    assert pace == pytest.approx(72.0, rel=0.01)
+    # 1.5 s at the pace, every other request admitted; none refused in the 20 ms before a
+    # second has passed since the pause (the first refusal heard counts that whole second).
+    for i in range(1, 109):
+        sent = 1.2528 + i / pace
+        if i % 2:
+            learner.admitted(sent + 0.02)
+        else:
+            learner.refused(sent, hold=0.02)
+
+    assert (learner.rate(2.9) or 0.0) >= 0.81 * pace * 0.99

@@ -21,7 +21,8 @@ from harvester.stats import Stats
 log = logging.getLogger("harvester")
 
 # After this long without a refusal that sets it, the ceiling may grow past the number in
-# flight that drew the last one again, by one each time.
+# flight that drew the last one again, by one each time; twice as long after each such growth
+# that was refused (each costs a pause for every worker, often a whole second).
 _CEILING_MEMORY = 30.0
 
 
@@ -63,6 +64,8 @@ class Concurrency:
         self.limit = workers
         self._ceiling = workers
         self._ceiling_at = clock()
+        self._memory = _CEILING_MEMORY  # doubled at each growth of the ceiling refused
+        self._probing = False  # the ceiling grew since it was last set
         self._told: int | None = None  # a limit on requests in flight the API states
         # Places taken: requests sent, and those waiting for their slot or a cool-down's end.
         self._taken = 0
@@ -162,6 +165,9 @@ class Concurrency:
         # _grow).
         if not self._held_enough(held):
             return False
+        if self._probing:
+            self._memory *= 2
+            self._probing = False
         self._ceiling = min(self._ceiling, held)
         self._ceiling_at = now
         self.limit = min(self.limit, self._ceiling)
@@ -179,9 +185,10 @@ class Concurrency:
 
     def _grow(self, now: float) -> None:
         most = self._workers if self._told is None else min(self._workers, self._told)
-        if now - self._ceiling_at >= _CEILING_MEMORY and self._ceiling < most:
+        if now - self._ceiling_at >= self._memory and self._ceiling < most:
             self._ceiling += 1
             self._ceiling_at = now
+            self._probing = True
         if not self._adaptive or self.limit >= min(self._workers, self._ceiling):
             return
         self._streak += 1

@@ -112,6 +112,39 @@ def test_a_ceiling_is_forgotten_a_step_at_a_time() -> None:
     assert limit.limit == 5
 
 
+def test_each_growth_of_a_ceiling_refused_makes_the_next_wait_twice_as_long() -> None:
+    """An API that holds four at once, its ceiling probed after 30 s of quiet: refused again
+    at five, the next probe waits 60 s, then 120 s (each costs a pause for every worker; a
+    queueing limiter probed every 30 s cost 1.6% of a long run)."""
+    limit, fake = concurrency()
+
+    def refused_past_four() -> None:
+        held, refused = sent(limit, 4), limit.send()
+        limit.refused(refused, first=True)
+        for flight in held:
+            limit.admitted(flight, fake.now)
+        assert limit.verdict(fake.now) is True
+        for flight in [*held, refused]:
+            limit.land(flight)
+
+    def grown_after(seconds: float) -> int:
+        fake.now += seconds
+        for _ in range(50):
+            flight = limit.send()
+            limit.admitted(flight, fake.now)
+            limit.land(flight)
+        return limit.limit
+
+    refused_past_four()
+    assert grown_after(31) == 5
+    refused_past_four()
+    assert grown_after(31) == 4
+    assert grown_after(30) == 5
+    refused_past_four()
+    assert grown_after(61) == 4
+    assert grown_after(60) == 5
+
+
 def test_not_adaptive_never_sets_a_ceiling() -> None:
     limit, fake = concurrency(adaptive=False)
     held, refused = sent(limit, 4), limit.send()

@@ -21,9 +21,11 @@ from harvester.stats import Stats
 log = logging.getLogger("harvester")
 
 # After this long without a refusal that sets it, the ceiling may grow past the number in
-# flight that drew the last one again, by one each time; twice as long after each such growth
-# that was refused (each costs a pause for every worker, often a whole second).
+# flight that drew the last one again, by one each time. Each growth refused again (each costs
+# a pause for every worker, often a whole second) makes every later one wait twice as long, up
+# to _CEILING_MEMORY_MOST: a limit the API raises is still found within that.
 _CEILING_MEMORY = 30.0
+_CEILING_MEMORY_MOST = 600.0
 
 
 class Flight:
@@ -65,7 +67,7 @@ class Concurrency:
         self._ceiling = workers
         self._ceiling_at = clock()
         self._memory = _CEILING_MEMORY  # doubled at each growth of the ceiling refused
-        self._probing = False  # the ceiling grew since it was last set
+        self._grown_from: int | None = None  # the ceiling before its last growth
         self._told: int | None = None  # a limit on requests in flight the API states
         # Places taken: requests sent, and those waiting for their slot or a cool-down's end.
         self._taken = 0
@@ -165,9 +167,12 @@ class Concurrency:
         # _grow).
         if not self._held_enough(held):
             return False
-        if self._probing:
-            self._memory *= 2
-            self._probing = False
+        if held == self._grown_from and now - self._ceiling_at < self._memory:
+            # The last growth was refused within its memory, holding what the ceiling was
+            # before it: the API's limit is where it was (fewer: it came down, which no
+            # growth caused).
+            self._memory = min(2 * self._memory, _CEILING_MEMORY_MOST)
+        self._grown_from = None
         self._ceiling = min(self._ceiling, held)
         self._ceiling_at = now
         self.limit = min(self.limit, self._ceiling)
@@ -186,9 +191,9 @@ class Concurrency:
     def _grow(self, now: float) -> None:
         most = self._workers if self._told is None else min(self._workers, self._told)
         if now - self._ceiling_at >= self._memory and self._ceiling < most:
+            self._grown_from = self._ceiling
             self._ceiling += 1
             self._ceiling_at = now
-            self._probing = True
         if not self._adaptive or self.limit >= min(self._workers, self._ceiling):
             return
         self._streak += 1

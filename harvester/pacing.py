@@ -18,6 +18,7 @@ Measured on loopback at 20 ms latency, paced at 93% of such a limit: one request
 refused with the make-up, one in fifty without; but without it a busy loop cost every learned
 pace about 5%. So it is made only where the API may bear it: `strict` (set when the API was
 seen to admit no burst at all) spaces each request a whole interval after the one before.
+Slots leased from a shared budget (leases.py) are the budget's to space: `strict` leaves them be.
 """
 
 from __future__ import annotations

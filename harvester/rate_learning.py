@@ -74,7 +74,8 @@ class RateLearner:
 
     def __init__(self, start: float) -> None:
         self._admitted: deque[float] = deque()  # when recent successes came back
-        self._refusals: deque[float] = deque()  # when recent refusals came (one per pause)
+        # When recent refusals came (one per pause), and the pause each asked for (untold: inf).
+        self._refusals: deque[tuple[float, float]] = deque()
         # What a first refusal counts from: the first request (a window may start there), or
         # the end of a pause nothing was learned from (a limit on requests in flight's).
         self._counted_from = start
@@ -133,8 +134,8 @@ class RateLearner:
         `coarse`: it said so in whole seconds (delta-seconds, an HTTP-date), rounded up. Heard
         late, successes up to `in_flight_for` after it were in flight when it came (a refusal
         comes back at once, an admitted request takes the API's time)."""
-        self._refusals.append(now)
-        while self._refusals[0] < now - _MEMORY:
+        self._refusals.append((now, hold if told else math.inf))
+        while self._refusals[0][0] < now - _HORIZON:  # no measure looks back further
             self._refusals.popleft()
         if self._base is None:
             learned = self._first(now, hold, sequential, told, now + in_flight_for, coarse)
@@ -257,11 +258,13 @@ class RateLearner:
             self._probe = 1 + (self._probe - 1) / 2
         elif measured is not None and span >= _WHOLE_SPAN:
             # Soon after the last refusal, but what the API bore over a second or more tells,
-            # unless it refused about every other request: a limit with no burst, a sliver
-            # over which every refusal takes a slot it would have admitted, admits half the
-            # pace however close to it its rate is.
-            alternate = 2 * sum(1 for t in self._refusals if since <= t <= now) >= seen
-            learned = max(min(pace, measured) * _SHARE, floor if alternate else 0.0)
+            # unless it refused a request for every two or fewer it admitted, each asking for a
+            # pause under a quarter of an interval: a limit with no burst (GCRA) a sliver under
+            # the pace, at which every refusal takes a slot it would have admitted, admits half
+            # the pace however close to it its rate is. (Twice over it, it admits half the pace
+            # too, but asks for a whole interval.)
+            slivers = sum(1 for t, held in self._refusals if since <= t and held * pace < 0.25)
+            learned = max(min(pace, measured) * _SHARE, floor if 2 * slivers >= seen else 0.0)
         else:
             # Right after the ramp began (the first guess was high), or soon after the last
             # refusal: the pace is still being found.

@@ -143,6 +143,14 @@ def test_each_growth_of_a_ceiling_refused_makes_the_next_wait_twice_as_long() ->
     refused_past_four()
     assert grown_after(61) == 4
     assert grown_after(60) == 5
+    assert grown_after(121) == 6  # not refused: kept, and the memory stays 120 s
+    fake.now += 3600
+    refused_past_four()  # long after: the API's limit came down, no growth of the ceiling's
+    assert grown_after(121) == 5
+    for wait in (240, 480, 600, 600):  # refused again each time: 600 s at most
+        refused_past_four()
+        assert grown_after(wait - 1) == 4
+        assert grown_after(1) == 5
 
 
 def test_not_adaptive_never_sets_a_ceiling() -> None:

@@ -273,11 +273,14 @@ def main() -> None:
             return r
 
         logging.setLogRecordFactory(record)
-    rows = [r for r in matrix(args.quick, args.full) if not args.only or args.only in r.name]
+    # A row that is to fail at once (on_long_quota: fail) is the real matrix's to check.
+    rows = [
+        r
+        for r in matrix(args.quick, args.full)
+        if (not args.only or args.only in r.name) and dict(r.retry).get("on_long_quota") != "fail"
+    ]
     passed = 0
     for row in rows:
-        if dict(row.retry).get("on_long_quota") == "fail":
-            continue
         worst = ""
         ok = True
         for seed in range(args.seeds):

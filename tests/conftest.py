@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import logging
 import os
+import signal
 import sys
 import types
 from collections.abc import AsyncIterator, Iterator
@@ -30,6 +31,13 @@ from harvester.retry import RetryPolicy
 settings.register_profile("ci", derandomize=True)
 if os.environ.get("HARVESTER_CI"):
     settings.load_profile("ci")
+
+# A suite started in the background by a shell without job control (`make test &`, nohup)
+# inherits SIGINT ignored, and harvester rightly leaves an ignored Ctrl-C ignored: the tests of
+# Ctrl-C would fail, and so would the scripts they start, which inherit it too. The suite is
+# run with Ctrl-C as a terminal gives it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # aiohttp 3.14 added a required `stream_writer` to ClientResponse; aioresponses 0.7.9 (the newest)
 # does not pass it (pnuckowski/aioresponses#289). The response it builds has been "sent" already,

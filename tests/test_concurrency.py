@@ -95,15 +95,21 @@ def test_a_cool_down_halves_no_lower_than_the_pace_needs_unless_under_a_ceiling(
     assert limit.limit == 2
 
 
-def test_a_ceiling_is_forgotten_a_step_at_a_time() -> None:
-    limit, fake = concurrency()
-    held, refused = sent(limit, 4), limit.send()
+def refused_past(limit: Concurrency, fake: FakeTime, most: int) -> None:
+    """`most` requests in flight, all admitted, and one more refused at once: a limit on
+    requests in flight of `most`, told as such."""
+    held, refused = sent(limit, most), limit.send()
     limit.refused(refused, first=True)
     for flight in held:
         limit.admitted(flight, fake.now)
     assert limit.verdict(fake.now) is True
     for flight in [*held, refused]:
         limit.land(flight)
+
+
+def test_a_ceiling_is_forgotten_a_step_at_a_time() -> None:
+    limit, fake = concurrency()
+    refused_past(limit, fake, 4)
 
     fake.now += 31  # past the memory of the refusal
     for _ in range(50):
@@ -119,13 +125,7 @@ def test_each_growth_of_a_ceiling_refused_makes_the_next_wait_twice_as_long() ->
     limit, fake = concurrency()
 
     def refused_past_four() -> None:
-        held, refused = sent(limit, 4), limit.send()
-        limit.refused(refused, first=True)
-        for flight in held:
-            limit.admitted(flight, fake.now)
-        assert limit.verdict(fake.now) is True
-        for flight in [*held, refused]:
-            limit.land(flight)
+        refused_past(limit, fake, 4)
 
     def grown_after(seconds: float) -> int:
         fake.now += seconds

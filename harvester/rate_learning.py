@@ -67,6 +67,9 @@ _WHOLE_SPAN = 1.0  # a measure over this long spans a whole second's window
 # A first pause this long is not risked again on a rate still unknown: see refused().
 _LONG_PAUSE = 0.5
 _SLOWEST = 0.1  # requests per second: the floor of any learned rate
+# A refusal asking for less than this share of an interval of the pace: a limit a sliver under
+# the pace (see _again).
+_SLIVER = 0.25
 
 
 class RateLearner:
@@ -263,7 +266,7 @@ class RateLearner:
             # the pace, at which every refusal takes a slot it would have admitted, admits half
             # the pace however close to it its rate is. (Twice over it, it admits half the pace
             # too, but asks for a whole interval.)
-            slivers = sum(1 for t, held in self._refusals if since <= t and held * pace < 0.25)
+            slivers = sum(1 for t, held in self._refusals if since <= t and held * pace < _SLIVER)
             learned = max(min(pace, measured) * _SHARE, floor if 2 * slivers >= seen else 0.0)
         else:
             # Right after the ramp began (the first guess was high), or soon after the last
@@ -294,7 +297,7 @@ class RateLearner:
         the pause too short to refill it, a stretch that admitted no more than the burst, or
         one not paced well above the rate from its start, or one longer than the successes
         remembered (counted short, it would pass for a drained bucket's: a probe that crossed
-        20/s after two clean minutes stepped down to 12/s)."""
+        20/s after 90 clean seconds stepped down to 12/s)."""
         if self._burst is None or self._refilled < _LONG_PAUSE:
             return None
         span = now - self._since

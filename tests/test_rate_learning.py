@@ -465,8 +465,8 @@ def test_a_refusal_after_a_clean_stretch_longer_than_remembered_steps_down_a_lit
     """A GCRA of 20/s, found, then paced under for `clean` seconds until a probe crosses it: the
     step down is a sliver, however long the stretch. The successes of a stretch longer than the
     learner remembers are not all counted: taken for a drained bucket's, the few it remembered
-    over the whole stretch stepped 20/s down to 12/s after two minutes (the real matrix, run
-    four times as long), and halved it after ten."""
+    over the whole stretch stepped 19/s down to 12/s after 90 s (the real matrix, run four times
+    as long), and to under 2/s after ten minutes (the last case here)."""
     learner = learner_with(1, 700)
     learner.refused(1 / 700, hold=1.0, sequential=48.0, coarse=True)  # a burst of 1
     resume = 1 / 700 + 1.0

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import math
 
+# A success that took this much longer than the shortest may have met a busy loop or network,
+# not a queue at the API (loopback answers in a millisecond or two, and vary by as much).
+_NOISE = 0.01
+
 
 class ApiTime:
     """The shortest a success took (None: none yet), and the figures that follow from it."""
@@ -25,6 +29,11 @@ class ApiTime:
         """A sequential client's pace, where answers take long enough to tell one."""
         latency = self.shortest or 0.0
         return 1.0 / latency if latency >= 1e-3 else None
+
+    def queued(self, seconds: float) -> bool:
+        """Whether a success that took `seconds` waited in a queue at the API (a leaky bucket's,
+        an overloaded server's): over twice the shortest, and more than `_NOISE` over it."""
+        return self.shortest is not None and seconds > 2 * self.shortest + _NOISE
 
     def settled_in(self) -> float:
         """How long after a refusal those in flight with it have surely been answered, unless

@@ -109,13 +109,14 @@ class Concurrency:
             # the refusals in flight with it are told without waiting for it.
             flight.admitted = False
 
-    def admitted(self, flight: Flight, now: float) -> None:
+    def admitted(self, flight: Flight, now: float, *, queued: bool = False) -> None:
+        """The API admitted the request; `queued`: its answer waited in a queue at the API."""
         flight.admitted = True
         held = 1 + flight.held_with()
         if held >= self._admitted_at_once or now - self._admitted_at_once_at >= _CEILING_MEMORY:
             self._admitted_at_once = held
             self._admitted_at_once_at = now
-        self._grow(now)
+        self._grow(now, queued)
 
     def verdict(self, now: float, *, force: bool = False) -> bool | None:
         """Whether the refusals not yet explained were a limit on requests in flight's, once
@@ -188,9 +189,11 @@ class Concurrency:
         self.limit = max(1, min(self.limit, most))
         self._show()
 
-    def _grow(self, now: float) -> None:
+    def _grow(self, now: float, queued: bool) -> None:
         most = self._workers if self._told is None else min(self._workers, self._told)
-        if now - self._ceiling_at >= self._memory and self._ceiling < most:
+        # Answers that wait in a queue at the API come no faster with more in flight (the API's
+        # pace sets how fast they come): the ceiling grows on an answer that did not wait.
+        if now - self._ceiling_at >= self._memory and self._ceiling < most and not queued:
             self._grown_from = self._ceiling
             self._ceiling += 1
             self._ceiling_at = now

@@ -209,9 +209,11 @@ class Throttle:
         if ticket.flight is not None and not 200 <= status < 300:
             self._concurrency.answered(ticket.flight)
         if 200 <= status < 300:
-            self._api_time.took(now - ticket.sent)
+            took = now - ticket.sent
+            self._api_time.took(took)
             if ticket.flight is not None:
-                self._concurrency.admitted(ticket.flight, now)
+                queued = self._api_time.queued(took)
+                self._concurrency.admitted(ticket.flight, now, queued=queued)
             self._learner.admitted(now, self._api_time.sequential())
             self._cool_down.succeeded(ticket.sent)
         self._settle(now)

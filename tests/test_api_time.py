@@ -34,3 +34,15 @@ def test_answers_too_quick_to_time_tell_no_sequential_pace() -> None:
     api.took(0.0)
 
     assert api.sequential() is None
+
+
+def test_an_answer_well_over_the_apis_time_waited_in_a_queue() -> None:
+    api = ApiTime()
+    assert not api.queued(5.0)  # no time known yet: nothing to compare with
+
+    api.took(0.02)
+
+    assert not api.queued(0.045)  # a busy loop or network: within 10 ms of twice it
+    assert api.queued(0.06)
+    api.took(0.001)  # loopback: a few milliseconds more is noise, not a queue
+    assert not api.queued(0.008)

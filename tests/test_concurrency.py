@@ -153,6 +153,24 @@ def test_each_growth_of_a_ceiling_refused_makes_the_next_wait_twice_as_long() ->
         assert grown_after(1) == 5
 
 
+def test_a_ceiling_grows_on_an_answer_that_did_not_wait_in_a_queue() -> None:
+    """A queueing limiter (nginx `limit_req`) answers at its own pace whatever is in flight:
+    while its answers wait, one more in flight only draws a refusal past its queue (a pause for
+    every worker, a whole second), so the ceiling grows once an answer comes back unqueued."""
+    limit, fake = concurrency()
+    refused_past(limit, fake, 4)
+
+    fake.now += 31
+    for _ in range(50):
+        limit.admitted(limit.send(), fake.now, queued=True)
+    assert limit.limit == 4
+
+    limit.admitted(limit.send(), fake.now)
+    for _ in range(50):
+        limit.admitted(limit.send(), fake.now, queued=True)
+    assert limit.limit == 5
+
+
 def test_not_adaptive_never_sets_a_ceiling() -> None:
     limit, fake = concurrency(adaptive=False)
     held, refused = sent(limit, 4), limit.send()

@@ -153,3 +153,16 @@ def test_rounded_up_retry_afters_cost_at_most_a_few_pauses(name: str) -> None:
     assert not served.failed
     assert served.share(rate_sim.limit_of(ROWS[name])) >= 0.8
     assert served.refused <= 0.025
+
+
+def test_a_queueing_limiter_is_not_probed_past_its_queue() -> None:
+    """nginx `limit_req` at 20/s with a queue of 10: the first wave finds the queue's end (one
+    refusal, every worker paused), then answers wait in the queue, coming no faster with more
+    in flight. Probing one more past it after 30 s cost another whole-second pause."""
+    row = ROWS["leaky queue 20/s b10 503 / headers none / RA ceil"]
+
+    served = run(row)
+
+    assert not served.failed
+    refusals = sorted(arrival for arrival, _, ok in served.log if not ok)
+    assert refusals[-1] - refusals[0] < 1.0  # all in the first wave

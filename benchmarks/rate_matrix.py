@@ -254,12 +254,14 @@ def run_row(
     cache: Sequentials,
     tree: Path | None = None,
     oracle: float | None = None,
+    sequential: bool = True,
 ) -> Result:
     """One row against a fresh limiter. The sequential client runs once per `cache` key: rows
     that differ only in headers share it (and wait for it, when rows run side by side).
     `oracle`: harvester is told the true limit instead of learning it, `rate_limit` at that
     share of it (for a concurrency limit, `workers` at it): what pacing alone achieves on this
-    machine, which bounds what any learning could."""
+    machine, which bounds what any learning could. Not `sequential`: harvester alone (the
+    sequential client, refused half the time by a limit under its pace, runs six times as long)."""
     f = row.family
     ideal = f.pages / f.rate if f.rate else f.pages * LATENCY
     timeout = max(120.0, 6 * ideal)
@@ -278,7 +280,7 @@ def run_row(
         harvester = run_harvester(url, folder, config, records=records, timeout=timeout, tree=tree)
         if STOPPING.is_set():  # terminated meanwhile: no sequential client starts
             raise SystemExit(143)
-        if row.expects_failure:
+        if row.expects_failure or not sequential:
             return Result(row=row, limit=limit, harvester=harvester, sequential=None)
         with cache.lock:
             ours = key not in cache.runs
@@ -493,6 +495,11 @@ def main() -> None:
         "concurrency limit) instead of letting it learn: what pacing alone achieves here",
     )
     parser.add_argument(
+        "--no-sequential",
+        action="store_true",
+        help="run harvester alone: no sequential client beside it, and no comparison with one",
+    )
+    parser.add_argument(
         "--scale",
         type=float,
         default=1.0,
@@ -592,7 +599,7 @@ def _run_matrix(args: argparse.Namespace, folder: Path, document: dict[str, Any]
         # Each row in a folder of its own: with --jobs, rows run side by side.
         here = folder / f"row-{i}"
         here.mkdir()
-        result = run_row(row, here, cache, args.tree, args.oracle)
+        result = run_row(row, here, cache, args.tree, args.oracle, not args.no_sequential)
         h = result.harvester
         verdict = "pass" if not result.misses() else "FAIL: " + "; ".join(result.misses())
         with lock:

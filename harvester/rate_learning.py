@@ -2,16 +2,13 @@
 
 No header need say it. What a refusal teaches depends on what came before it:
 
-- The first refusal of a run: the API admitted `n` requests from the start until now, and asks
-  for `hold` seconds more. `n / (elapsed + hold)` is what it bore over that time: exact for a
-  window limiter (its quota over its window), low for a token bucket with a small burst (its
-  burst over the pause). So the rate starts there, or at a sequential client's pace if that is
-  higher, and *ramps* up, by a quarter each second, until the next refusal. Where the API did
-  not say how long (no Retry-After), or said a very short time (a bucket's next place), the
-  pause tells no window: the ramp starts at the sequential pace. Refused before any answer
-  came back, with a long pause to wait: the first success tells that pace (a second wave at
-  no pace would cost a second long pause). A refusal by a limit on requests in flight
-  (concurrency.py) teaches nothing here; the first refusal is then counted from its pause.
+- The first refusal of a run (first_refusal.py): what the API admitted from the start until
+  then, over that time and the pause it asks for, or a sequential client's pace if that is
+  higher, ramped up by a quarter each second until the next refusal (unless a short window's
+  quota was measured). Refused before any answer came back, with a long pause to wait: the
+  first success tells that pace (a second wave at no pace would cost a second long pause). A
+  refusal by a limit on requests in flight (concurrency.py) teaches nothing here; the first
+  refusal is then counted from its pause.
 - A refusal a step or more into the ramp: the ramp crossed the limit within its last step, so
   the rate goes back to where the ramp was a step before.
 - A refusal right after the ramp began (the first guess was high), or soon after the last
@@ -21,6 +18,9 @@ No header need say it. What a refusal teaches depends on what came before it:
   API admitted since the pause before (over at most `_HORIZON` seconds; in a ramp, its last
   step). Where the first refusal found a bucket's burst, a stretch after a pause that refilled
   it, paced well above the rate from its start, tells the rate at once (see `_drained`).
+- Where the first refusal found one request admitted at once (a limit with no burst, GCRA),
+  a refusal right after a pause starts a bisection instead (rate_bisection.py): over its rate,
+  a pace is refused at its second request; under it, never.
 - A refusal with no success since the last pause is the same overload (a storm): nothing new.
   Nor is one within a second of a step down after a short pause: what the API still counts
   was sent before the step.
@@ -36,6 +36,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+
+from harvester.first_refusal import MIN_SPAN, WHOLE_SPAN, first_guess
+from harvester.rate_bisection import HELD, Bisection
 
 # The share of a measured rate kept: a little under the limit costs a little speed, a little
 # over costs a pause per overshoot.
@@ -57,13 +60,8 @@ _PROBE_AFTER = 5.0
 # The longest look back at what the API admitted.
 _HORIZON = 2.0
 _MEMORY = 60.0
-# The fewest successes, and the shortest stretch, a rate is measured over.
+# The fewest successes a rate is measured over (and the shortest stretch: MIN_SPAN).
 _MIN_SAMPLE = 5
-_QUOTA_SEEN = 10  # admitted before a first refusal: a window's quota, not a burst
-_GUESSED = 0.8  # a quota's rate under this share of the sequential pace may be a burst's
-_SHORT_WINDOW = 2.0  # seconds
-_MIN_SPAN = 0.25
-_WHOLE_SPAN = 1.0  # a measure over this long spans a whole second's window
 # A first pause this long is not risked again on a rate still unknown: see refused().
 _LONG_PAUSE = 0.5
 _SLOWEST = 0.1  # requests per second: the floor of any learned rate
@@ -98,12 +96,17 @@ class RateLearner:
         # pause was: a stretch after a pause long enough to refill the burst tells the rate.
         self._burst: int | None = None
         self._refilled = 0.0
+        # Against a limit with no burst (no_burst), the rate is bisected (rate_bisection.py).
+        self._bisection = Bisection(_SHARE)
 
     def admitted(self, now: float, sequential: float | None = None) -> None:
         """A success came back at `now`; `sequential` as for refused()."""
         self._admitted.append(now)
         while self._admitted[0] < now - _MEMORY:
             self._admitted.popleft()
+        held = self._bisection.active and self._seen(self._base_at, now) >= HELD
+        if held and self._base is not None:  # the pace tried held: the next, or the rate found
+            self._base, self._base_at = self._bisection.held(self._base), now
         if self._undecided is not None and sequential is not None:
             at, hold = self._undecided
             self._undecided = None
@@ -157,12 +160,12 @@ class RateLearner:
                 self._base_at = max(self._base_at, now + hold)
             self._since = max(self._since, now + hold)
             return self.rate(now)
-        elif not self._ramping and now - self._stepped_at < _WHOLE_SPAN:
+        elif not self._ramping and now - self._stepped_at < WHOLE_SPAN:
             # Within a second of the last step down, after a short pause: what the API still
             # counts (a sliding log's last second) was sent before it; one step down per
             # second, as TCP takes one per round trip. What it admits meanwhile is measured
             # on: a pause this short leaves no gap to keep out of the measure.
-            if hold >= _MIN_SPAN:
+            if hold >= MIN_SPAN:
                 self._since = max(self._since, now + hold)
             return self.rate(now)
         else:
@@ -208,34 +211,14 @@ class RateLearner:
         # Admitted before the refusal, answered by then or soon after: a queue (a leaky bucket)
         # that holds answers back admitted the late ones at its own pace, not at once.
         seen = self._seen(self._counted_from, answered_by)
-        if seen == 0 and sequential is None:
+        elapsed = now - self._counted_from
+        guess = first_guess(seen, elapsed, hold, sequential, told=told, coarse=coarse, share=_SHARE)
+        if guess is None:
             return None
-        # A few admitted (a token bucket's burst) tell no rate: the ramp starts no lower than a
-        # sequential client's pace, which most limits allow, and which one refusal corrects
-        # where not. A short window's quota tells it, even one below that pace: there, every
-        # window overrun costs a pause. A long window's quota is better spent at that pace,
-        # then waited out: one pause per long window.
-        self._ramping = True
-        if told and hold >= _MIN_SPAN:
-            span = now - self._counted_from + hold
-            if seen >= _QUOTA_SEEN and span <= _SHORT_WINDOW:
-                # Over no less than a second: limits count in whole seconds, and a pause to the
-                # next whole wall second (an HTTP-date), or a sliding counter's first decay,
-                # ends before a quota spent in its first moments is back. A pause in whole
-                # seconds (`coarse`: rounded up, by up to one) may be a second over the
-                # window's end: counted a second shorter, and paced a sliver under it.
-                span = max(span - (1.0 if coarse else 0.0), _WHOLE_SPAN)
-                # A short window's quota over the window: measured, not guessed, where one
-                # request after another would nearly have found it. Well below that pace it may
-                # be a bucket's burst over the pause instead: ramped, as a guess.
-                self._ramping = sequential is None or seen / span < _GUESSED * sequential
-                return seen / span * (_SHARE if coarse else 1.0)
-            if seen < _QUOTA_SEEN:
-                self._burst = seen
-            return max(seen / span, sequential or 0.0)
-        # A pause of harvester's own, or a short one (a bucket's next place), says nothing of a
-        # window: what the burst held tells no rate.
-        return sequential or seen / max(now - self._counted_from + hold, _WHOLE_SPAN)
+        self._ramping = guess.ramping
+        if guess.burst is not None:
+            self._burst = guess.burst
+        return guess.rate
 
     def _again(self, now: float, hold: float) -> float:
         pace = self.rate(now) or 0.0
@@ -245,11 +228,17 @@ class RateLearner:
         since = max(self._since, now - (_RAMP_STEP if self._ramping else _HORIZON))
         seen = self._seen(since, now)
         span = now - since
-        measured = seen / span if seen >= _MIN_SAMPLE and span >= _MIN_SPAN else None
+        measured = seen / span if seen >= _MIN_SAMPLE and span >= MIN_SPAN else None
         # Refused a slot at a time (a pause of an interval or two: a bucket's next place), the
         # requests it refused took slots of the pace the API would have admitted: what it
         # admitted is low by as many, so one step goes no further than two of _STEP_DOWN.
         floor = pace * _STEP_DOWN**2 if hold * pace <= 2 else 0.0
+        bisecting = self._bisection.active or (measured is None and not self._bisection.done)
+        if self.no_burst and bisecting:
+            # A limit with no burst, refused at once after the pause, or while bisecting: what
+            # it admitted over slower paces tried before tells nothing more.
+            self._ramping = False
+            return self._bisection.refused(pace)
         if self._ramping and now - self._base_at >= _RAMP_STEP:
             # The ramp crossed the limit within its last step: back to where it was then.
             learned = pace / _RAMP_GROWTH
@@ -259,7 +248,7 @@ class RateLearner:
             # probe past the limit costs a pause for every worker, often a whole second).
             learned = pace * _STEADY_STEP
             self._probe = 1 + (self._probe - 1) / 2
-        elif measured is not None and span >= _WHOLE_SPAN:
+        elif measured is not None and span >= WHOLE_SPAN:
             # Soon after the last refusal, but what the API bore over a second or more tells,
             # unless it refused a request for every two or fewer it admitted, each asking for a
             # pause under a quarter of an interval: a limit with no burst (GCRA) a sliver under

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from harvester.rate_learning import RateLearner
@@ -514,3 +516,37 @@ def test_refused_every_other_request_for_a_second_the_pauses_tell_how_far_over(
             learner.refused(sent, hold=1 / limit - 1 / pace)
 
     assert low <= (learner.rate(2.9) or 0.0) <= high
+
+
+def gcra_run(learner: RateLearner, start: float, rate: float, seconds: float) -> tuple[int, float]:
+    """From `start`, requests at the learner's pace to a GCRA of `rate` with no burst, each
+    refusal answered with `Retry-After: 1` and a whole second's pause, for `seconds`: how many
+    pauses it cost, and the pace at the end."""
+    sent, last, pauses = start, -math.inf, 0
+    while sent < start + seconds:
+        if sent - last >= 1 / rate:
+            last = sent
+            learner.admitted(sent + 0.02, sequential=48.0)
+            sent += 1 / (learner.rate(sent) or 48.0)
+        else:
+            learner.refused(sent, hold=1.0, sequential=48.0, coarse=True)
+            pauses += 1
+            sent += 1.0
+    return pauses, learner.rate(sent) or 0.0
+
+
+def test_a_limit_with_no_burst_is_bisected_not_stepped_down_a_tenth_a_pause() -> None:
+    """A GCRA of 20/s with no burst, met at a sequential client's 48/s: every pace over it is
+    refused at its second request, each refusal a whole second's pause for every worker. A
+    tenth a pause took nine pauses to get under it (the real matrix: 77% of the limit); a pace
+    held tells the rate is over it, so it is bisected between the fastest held and the slowest
+    refused."""
+    learner = learner_with(1, 700)
+    learner.refused(1 / 700, hold=1.0, sequential=48.0, coarse=True)  # a burst of 1
+
+    pauses, pace = gcra_run(learner, 1 / 700 + 1.0, 20.0, 10.0)
+
+    # Refused at 48/s and 24/s; held at 12/s and 17/s; refused at 20.3/s; held at 18.6/s and
+    # 19.4/s: 18.8/s kept.
+    assert pauses <= 5
+    assert 0.92 * 20 <= pace <= 20  # a sliver under the fastest pace held

@@ -1,0 +1,64 @@
+"""What the first refusal of a run teaches: the rate to start from, and whether to ramp past it.
+
+The API admitted `seen` requests from the start until the refusal, `elapsed` seconds, and asks
+for `hold` seconds more. `seen / (elapsed + hold)` is what it bore over that time: exact for a
+window limiter (its quota over its window), low for a token bucket with a small burst (its
+burst over the pause). A few admitted (a bucket's burst) tell no rate: the ramp starts no lower
+than a sequential client's pace, which most limits allow, and which one refusal corrects where
+not. A short window's quota tells it, even one below that pace: there, every window overrun
+costs a pause. A long window's quota is better spent at that pace, then waited out: one pause
+per long window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+QUOTA_SEEN = 10  # admitted before a first refusal: a window's quota, not a burst
+_GUESSED = 0.8  # a quota's rate under this share of the sequential pace may be a burst's
+_SHORT_WINDOW = 2.0  # seconds
+MIN_SPAN = 0.25  # the shortest stretch a rate is measured over
+WHOLE_SPAN = 1.0  # a measure over this long spans a whole second's window
+
+
+@dataclass(frozen=True)
+class FirstGuess:
+    rate: float
+    ramping: bool  # a guess, ramped up from until the next refusal; else measured
+    burst: int | None = None  # what was admitted at once: a token bucket's burst
+
+
+def first_guess(
+    seen: int,
+    elapsed: float,
+    hold: float,
+    sequential: float | None,
+    *,
+    told: bool,
+    coarse: bool,
+    share: float,
+) -> FirstGuess | None:
+    """`told`: the API said how long (Retry-After), else `hold` is harvester's own pause;
+    `coarse`: in whole seconds, rounded up; `share`: of a quota's rate kept when it is coarse.
+    None: nothing admitted and no sequential pace known (no answer came back yet)."""
+    if seen == 0 and sequential is None:
+        return None
+    if told and hold >= MIN_SPAN:
+        span = elapsed + hold
+        if seen >= QUOTA_SEEN and span <= _SHORT_WINDOW:
+            # Over no less than a second: limits count in whole seconds, and a pause to the
+            # next whole wall second (an HTTP-date), or a sliding counter's first decay, ends
+            # before a quota spent in its first moments is back. A pause in whole seconds
+            # (`coarse`: rounded up, by up to one) may be a second over the window's end:
+            # counted a second shorter, and paced a sliver under it.
+            span = max(span - (1.0 if coarse else 0.0), WHOLE_SPAN)
+            # A short window's quota over the window: measured, not guessed, where one request
+            # after another would nearly have found it. Well below that pace it may be a
+            # bucket's burst over the pause instead: ramped, as a guess.
+            ramping = sequential is None or seen / span < _GUESSED * sequential
+            return FirstGuess(seen / span * (share if coarse else 1.0), ramping)
+        burst = seen if seen < QUOTA_SEEN else None
+        return FirstGuess(max(seen / span, sequential or 0.0), True, burst)
+    # A pause of harvester's own, or a short one (a bucket's next place), says nothing of a
+    # window: what the burst held tells no rate.
+    return FirstGuess(sequential or seen / max(elapsed + hold, WHOLE_SPAN), True)

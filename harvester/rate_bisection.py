@@ -1,0 +1,58 @@
+"""The rate of a limit with no burst (GCRA), found by bisection.
+
+Such a limit refuses any two requests closer than its interval, however slow the pace between
+them, and admits every request at a pace under its rate: a pace over the rate is refused at its
+second request after a pause, a pace under it never. So each pace tried tells on which side of
+the rate it lies, a refused one at the price of a pause (often a whole second, for every
+worker), a held one at the price of a few requests sent slower than need be.
+
+A tenth a pause, a GCRA of 20/s met at a sequential client's 48/s took nine pauses to get under
+(77% of the limit over 1,000 requests, the real matrix). Bisected: halved while no pace has
+held, then halfway (geometrically) between the fastest pace held and the slowest refused, until
+they are within `_FOUND`; a sliver under the one held is kept.
+"""
+
+from __future__ import annotations
+
+import math
+
+_STEP = 0.5  # while no pace has held
+HELD = 8  # successes at a pace, none refused: under the rate
+_FOUND = 1.05
+
+
+class Bisection:
+    """The fastest pace held and the slowest refused, while the rate is between them."""
+
+    def __init__(self, share: float) -> None:
+        self._share = share  # of the pace held, kept once found
+        self._held: float | None = None
+        self._over: float | None = None
+        self.done = False  # found: a later refusal is a probe's, a sliver over it
+
+    @property
+    def active(self) -> bool:
+        return self._over is not None
+
+    def refused(self, pace: float) -> float:
+        """Refused at `pace`: the next pace to try."""
+        self._over = pace if self._over is None else min(self._over, pace)
+        if self._held is not None and self._held >= self._over:
+            self._held = None  # held by luck (the requests' way varies): no bound
+        if self._held is None:
+            return pace * _STEP
+        if self._over <= self._held * _FOUND:
+            return self._found(self._held)
+        return math.sqrt(self._held * self._over)
+
+    def held(self, pace: float) -> float:
+        """`pace` held for HELD successes: the next pace to try, or the one found."""
+        self._held = max(self._held or 0.0, pace)
+        if self._over is None or self._over <= self._held * _FOUND:
+            return self._found(self._held)
+        return math.sqrt(self._held * self._over)
+
+    def _found(self, held: float) -> float:
+        self._held = self._over = None
+        self.done = True
+        return held * self._share

@@ -1,0 +1,44 @@
+"""Bisection: the rate of a limit with no burst, from which paces it refused and which held."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harvester.rate_bisection import Bisection
+
+
+def bisect(rate: float, start: float) -> tuple[float, int]:
+    """Paces tried from `start` against a limit of `rate` that refuses any pace over it and
+    holds any pace under it: the pace found, and how many were refused (each a pause)."""
+    bisection, pace, refused = Bisection(0.97), start, 0
+    while True:
+        if pace > rate:
+            refused += 1
+            pace = bisection.refused(pace)
+        else:
+            pace = bisection.held(pace)
+        if bisection.done:
+            return pace, refused
+
+
+@given(st.floats(min_value=0.5, max_value=47.0))
+def test_the_rate_is_found_within_five_percent_in_few_refusals(rate: float) -> None:
+    found, refused = bisect(rate, 48.0)
+
+    assert 0.97 * rate / 1.05 <= found <= 0.97 * rate
+    # Halving to under the rate, then bisecting a factor of two down to 5%: log2(log 2 /
+    # log 1.05) = 3.8 steps, about half of them refused.
+    assert refused <= math.ceil(math.log2(48.0 / rate)) + 4
+
+
+def test_a_pace_held_by_luck_over_one_refused_is_no_bound() -> None:
+    """The requests' way varies: a pace may hold for a few requests over the rate, and a pace
+    under it be refused. What held is dropped where a slower pace was refused since."""
+    bisection = Bisection(0.97)
+    bisection.refused(40.0)  # 20/s next
+    assert bisection.held(20.0) == math.sqrt(20.0 * 40.0)
+    assert bisection.refused(18.0) == 9.0  # under what held: the bound is dropped, halved
+    assert not bisection.done

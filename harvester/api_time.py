@@ -32,7 +32,7 @@ class ApiTime:
 
     def queued(self, seconds: float) -> bool:
         """Whether a success that took `seconds` waited in a queue at the API (a leaky bucket's,
-        an overloaded server's): over twice the shortest, and more than `_NOISE` over it."""
+        an overloaded server's): over twice the shortest, and `_NOISE` more."""
         return self.shortest is not None and seconds > 2 * self.shortest + _NOISE
 
     def settled_in(self) -> float:

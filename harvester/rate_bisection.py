@@ -17,8 +17,17 @@ from __future__ import annotations
 import math
 
 _STEP = 0.5  # while no pace has held
-HELD = 8  # successes at a pace, none refused: under the rate
+# Successes at a pace, none refused, that tell it is under the rate: a few, as the requests'
+# way varies by a few milliseconds, or a second's worth where that is fewer (an interval so
+# long that a few milliseconds are nothing to it), but no fewer than _HELD_FEWEST.
+_HELD = 8
+_HELD_FEWEST = 3
 _FOUND = 1.05
+
+
+def held_after(pace: float) -> int:
+    """How many successes at `pace`, none refused, tell that it is under the rate."""
+    return max(_HELD_FEWEST, min(_HELD, math.ceil(pace)))
 
 
 class Bisection:
@@ -46,7 +55,7 @@ class Bisection:
         return math.sqrt(self._held * self._over)
 
     def held(self, pace: float) -> float:
-        """`pace` held for HELD successes: the next pace to try, or the one found."""
+        """`pace` held (held_after): the next pace to try, or the one found."""
         self._held = max(self._held or 0.0, pace)
         if self._over is None or self._over <= self._held * _FOUND:
             return self._found(self._held)

@@ -18,8 +18,9 @@ No header need say it. What a refusal teaches depends on what came before it:
   API admitted since the pause before (over at most `_HORIZON` seconds; in a ramp, its last
   step). Where the first refusal found a bucket's burst, a stretch after a pause that refilled
   it, paced well above the rate from its start, tells the rate at once (see `_drained`).
-- Where the first refusal found one request admitted at once (a limit with no burst, GCRA),
-  a refusal right after a pause starts a bisection instead (rate_bisection.py): over its rate,
+- Where the first refusal (told a pause of a quarter second or more) found one request
+  admitted at once (a limit with no burst, GCRA), a refusal right after a pause starts a
+  bisection instead (rate_bisection.py): over its rate,
   a pace is refused at its second request; under it, never.
 - A refusal with no success since the last pause is the same overload (a storm): nothing new.
   Nor is one within a second of a step down after a short pause: what the API still counts
@@ -38,7 +39,7 @@ import math
 from collections import deque
 
 from harvester.first_refusal import MIN_SPAN, WHOLE_SPAN, first_guess
-from harvester.rate_bisection import HELD, Bisection
+from harvester.rate_bisection import Bisection, held_after
 
 # The share of a measured rate kept: a little under the limit costs a little speed, a little
 # over costs a pause per overshoot.
@@ -104,7 +105,8 @@ class RateLearner:
         self._admitted.append(now)
         while self._admitted[0] < now - _MEMORY:
             self._admitted.popleft()
-        held = self._bisection.active and self._seen(self._base_at, now) >= HELD
+        held = self._bisection.active and self._base is not None
+        held = held and self._seen(self._base_at, now) >= held_after(self._base or 0.0)
         if held and self._base is not None:  # the pace tried held: the next, or the rate found
             self._base, self._base_at = self._bisection.held(self._base), now
         if self._undecided is not None and sequential is not None:
@@ -119,6 +121,8 @@ class RateLearner:
         elapsed = max(0.0, now - self._base_at)
         if self._ramping:
             grown = self._base * math.pow(_RAMP_GROWTH, elapsed / _RAMP_STEP)
+        elif self._bisection.active:
+            grown = self._base  # a pace on trial: probed past, it would never be seen to hold
         else:
             probed = max(0.0, elapsed - _PROBE_AFTER)
             grown = self._base * math.pow(self._probe, probed / _PROBE_EVERY)

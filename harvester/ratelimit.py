@@ -209,9 +209,9 @@ class Throttle:
         if ticket.flight is not None and not 200 <= status < 300:
             self._concurrency.answered(ticket.flight)
         if 200 <= status < 300:
-            took = now - ticket.sent
-            self._api_time.took(took)
-            if ticket.flight is not None:
+            if ticket.flight is not None:  # a data request's time (a token's is another's)
+                took = now - ticket.sent
+                self._api_time.took(took)
                 queued = self._api_time.queued(took)
                 self._concurrency.admitted(ticket.flight, now, queued=queued)
             self._learner.admitted(now, self._api_time.sequential())

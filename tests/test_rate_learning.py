@@ -520,8 +520,8 @@ def test_refused_every_other_request_for_a_second_the_pauses_tell_how_far_over(
 
 def gcra_run(learner: RateLearner, start: float, rate: float, seconds: float) -> tuple[int, float]:
     """From `start`, requests at the learner's pace to a GCRA of `rate` with no burst, each
-    refusal answered with `Retry-After: 1` and a whole second's pause, for `seconds`: how many
-    pauses it cost, and the pace at the end."""
+    refusal answered with a Retry-After in whole seconds (the wait rounded up) and paused so
+    long, for `seconds`: how many pauses it cost, and the pace at the end."""
     sent, last, pauses = start, -math.inf, 0
     while sent < start + seconds:
         if sent - last >= 1 / rate:
@@ -529,9 +529,10 @@ def gcra_run(learner: RateLearner, start: float, rate: float, seconds: float) ->
             learner.admitted(sent + 0.02, sequential=48.0)
             sent += 1 / (learner.rate(sent) or 48.0)
         else:
-            learner.refused(sent, hold=1.0, sequential=48.0, coarse=True)
+            hold = float(math.ceil(last + 1 / rate - sent))
+            learner.refused(sent, hold=hold, sequential=48.0, coarse=True)
             pauses += 1
-            sent += 1.0
+            sent += hold
     return pauses, learner.rate(sent) or 0.0
 
 
@@ -550,3 +551,21 @@ def test_a_limit_with_no_burst_is_bisected_not_stepped_down_a_tenth_a_pause() ->
     # 19.4/s: 18.8/s kept.
     assert pauses <= 5
     assert 0.92 * 20 <= pace <= 20  # a sliver under the fastest pace held
+
+
+@pytest.mark.parametrize(("rate", "pauses"), [(0.2, 14), (2.0, 11), (45.0, 6)])
+def test_a_slow_or_fast_limit_with_no_burst_is_bisected_to_its_end(
+    rate: float, pauses: int
+) -> None:
+    """Under the probe, a pace on trial a sliver under a slow rate was pushed over it before
+    it could hold (8 successes at 0.2/s take 40 s): refused each time, the bisection never
+    ended. A pace on trial is not probed, and a second's worth of successes (three at least)
+    tells a slow one held. Over 300 s: halved from 48/s to under the rate, bisected, then
+    probed past now and then (at 0.2/s, 19 pauses and no end before)."""
+    learner = learner_with(1, 700)
+    learner.refused(1 / 700, hold=1.0, sequential=48.0, coarse=True)
+
+    paid, pace = gcra_run(learner, 1 / 700 + 1.0, rate, 300.0)
+
+    assert paid <= pauses
+    assert 0.92 * rate <= pace <= rate

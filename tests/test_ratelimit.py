@@ -1040,3 +1040,20 @@ def test_no_request_goes_before_a_retry_after_has_passed(
                 held_until = max(held_until, fake.now + float(retry_after))
 
     asyncio.run(scenario())
+
+
+async def test_a_tokens_time_is_not_the_apis_time_for_a_page(fake: FakeTime) -> None:
+    """The token endpoint answering in a millisecond says nothing of how long a page takes:
+    taken for the API's time, it made a sequential client's pace 1,000/s (where a rate is
+    first guessed) and every page look queued (where a ceiling grows)."""
+    throttle, _ = throttle_on(fake)
+    async with throttle.request(counted=False) as ticket:
+        fake.now += 0.001
+        ticket.observe(200, headers())
+    async with throttle.request() as ticket:
+        fake.now += 0.02
+        ticket.observe(200, headers())
+
+    await answer(throttle, 429)  # untold: the ramp starts at a sequential client's pace
+
+    assert throttle.rate == pytest.approx(50.0)

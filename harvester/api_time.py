@@ -12,6 +12,7 @@ import math
 # A success that took this much longer than the shortest may have met a busy loop or network,
 # not a queue at the API (loopback answers in a millisecond or two, and vary by as much).
 _NOISE = 0.01
+_NEAR = 0.85  # see near_sequential
 
 
 class ApiTime:
@@ -34,6 +35,12 @@ class ApiTime:
         """Whether a success that took `seconds` waited in a queue at the API (a leaky bucket's,
         an overloaded server's): over twice the shortest, and `_NOISE` more."""
         return self.shortest is not None and seconds > 2 * self.shortest + _NOISE
+
+    def near_sequential(self, rate: float | None) -> bool:
+        """Whether a pace of `rate` is near what one request at a time gives (a sequential
+        client's pace): within `_NEAR` of it, or over it."""
+        sequential = self.sequential()
+        return rate is not None and sequential is not None and rate >= _NEAR * sequential
 
     def settled_in(self) -> float:
         """How long after a refusal those in flight with it have surely been answered, unless

@@ -79,11 +79,13 @@ class Concurrency:
         self._admitted_at_once_at = clock()
         self._unexplained: list[_Refusal] = []
         self._changed = asyncio.Condition()
+        # One at a time, whatever the limit (ratelimit.py sets it: a limit with no burst).
+        self.single = False
         stats.concurrency_limit = self.limit
 
     async def enter(self) -> None:
         async with self._changed:
-            await self._changed.wait_for(lambda: self._taken < self.limit)
+            await self._changed.wait_for(lambda: self._taken < (1 if self.single else self.limit))
             self._taken += 1
 
     async def leave(self) -> None:

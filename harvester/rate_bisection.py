@@ -1,4 +1,4 @@
-"""The rate of a limit with no burst (GCRA), found by bisection.
+"""A limit with no burst (GCRA): how it is told from a first refusal, and its rate bisected.
 
 Such a limit refuses any two requests closer than its interval, however slow the pace between
 them, and admits every request at a pace under its rate: a pace over the rate is refused at its
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 
+from harvester.first_refusal import QUOTA_SEEN
+
 _STEP = 0.5  # while no pace has held
 # Successes at a pace, none refused, that tell it is under the rate: a few, as the requests'
 # way varies by a few milliseconds, or a second's worth where that is fewer (an interval so
@@ -23,6 +25,25 @@ _STEP = 0.5  # while no pace has held
 _HELD = 8
 _HELD_FEWEST = 3
 _FOUND = 1.05
+
+
+def no_burst(seen: int, sent: list[float], sequential: float | None) -> bool:
+    """Whether a first refusal came from a limit with no burst: it admitted `seen`, one, or a
+    few sent one at a time (`sent`: when every success so far was sent), none together. (Against
+    GCRA 50/s at 20 ms, the first wave spreads over 30 ms: it admits two, the second sent after
+    the first was answered.)"""
+    if not sent:  # not told: one admitted
+        return seen == 1
+    return 0 < seen < QUOTA_SEEN and not _together(sent, sequential)
+
+
+def _together(sent: list[float], sequential: float | None) -> bool:
+    """Whether two of these requests were sent together: closer than a quarter of the API's
+    time (unknown: together, as a burst's are)."""
+    if sequential is None:
+        return True
+    ordered = sorted(sent)
+    return any(b - a < 0.25 / sequential for a, b in zip(ordered, ordered[1:], strict=False))
 
 
 def held_after(pace: float) -> int:

@@ -39,7 +39,7 @@ import math
 from collections import deque
 
 from harvester.first_refusal import MIN_SPAN, WHOLE_SPAN, first_guess
-from harvester.rate_bisection import Bisection, held_after
+from harvester.rate_bisection import Bisection, held_after, no_burst
 
 # The share of a measured rate kept: a little under the limit costs a little speed, a little
 # over costs a pause per overshoot.
@@ -96,13 +96,21 @@ class RateLearner:
         # What a first refusal found admitted at once (a bucket's burst), and how long the last
         # pause was: a stretch after a pause long enough to refill the burst tells the rate.
         self._burst: int | None = None
+        # When the successes before the first rate was learned were sent: sent together (a
+        # burst), or one at a time (a limit with no burst admits no two together).
+        self._sent: list[float] = []
+        self._no_burst = False
         self._refilled = 0.0
         # Against a limit with no burst (no_burst), the rate is bisected (rate_bisection.py).
         self._bisection = Bisection(_SHARE)
 
-    def admitted(self, now: float, sequential: float | None = None) -> None:
-        """A success came back at `now`; `sequential` as for refused()."""
+    def admitted(
+        self, now: float, sequential: float | None = None, *, sent: float | None = None
+    ) -> None:
+        """A success came back at `now`, `sent` when; `sequential` as for refused()."""
         self._admitted.append(now)
+        if self._base is None and sent is not None:
+            self._sent.append(sent)
         while self._admitted[0] < now - _MEMORY:
             self._admitted.popleft()
         held = self._bisection.active and self._base is not None
@@ -222,6 +230,7 @@ class RateLearner:
         self._ramping = guess.ramping
         if guess.burst is not None:
             self._burst = guess.burst
+        self._no_burst = no_burst(seen, self._sent, sequential)
         return guess.rate
 
     def _again(self, now: float, hold: float) -> float:
@@ -275,9 +284,9 @@ class RateLearner:
 
     @property
     def no_burst(self) -> bool:
-        """The first refusal came after one request admitted at once: a limit with no burst
-        (GCRA), which refuses any two requests closer than its interval."""
-        return self._burst == 1
+        """The first refusal came from a limit with no burst (GCRA; rate_bisection.no_burst),
+        which refuses any two requests closer than its interval."""
+        return self._no_burst
 
     def _seen(self, start: float, end: float) -> int:
         """How many successes came back from `start` to `end`."""

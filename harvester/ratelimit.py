@@ -144,6 +144,15 @@ class Throttle:
     async def request(self, *, counted: bool = True) -> AsyncIterator[Ticket]:
         """Wait for a place (concurrency, cool-down, rate); hold it for the request."""
         if counted:
+            # A limit with no burst refuses two requests closer than its interval, and the
+            # requests' way varies: several in flight, paced, may arrive closer than sent. One
+            # at a time cannot (each goes once the one before is answered, so arrives the API's
+            # time after it), and costs little where the pace is near that of one at a time.
+            self._concurrency.single = (
+                self._fixed_rate is None
+                and self._learner.no_burst
+                and self._api_time.near_sequential(self.rate)
+            )
             await self._concurrency.enter()
         flight: Flight | None = None
         try:
@@ -214,7 +223,7 @@ class Throttle:
                 self._api_time.took(took)
                 queued = self._api_time.queued(took)
                 self._concurrency.admitted(ticket.flight, now, queued=queued)
-            self._learner.admitted(now, self._api_time.sequential())
+            self._learner.admitted(now, self._api_time.sequential(), sent=ticket.sent)
             self._cool_down.succeeded(ticket.sent)
         self._settle(now)
 

@@ -7,7 +7,7 @@ import math
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harvester.rate_bisection import Bisection
+from harvester.rate_bisection import Bisection, no_burst
 
 
 def bisect(rate: float, start: float) -> tuple[float, int]:
@@ -42,3 +42,15 @@ def test_a_pace_held_by_luck_over_one_refused_is_no_bound() -> None:
     assert bisection.held(20.0) == math.sqrt(20.0 * 40.0)
     assert bisection.refused(18.0) == 9.0  # under what held: the bound is dropped, halved
     assert not bisection.done
+
+
+def test_a_limit_with_no_burst_admits_no_two_sent_together() -> None:
+    """As measured on loopback at 20 ms (a sequential pace of 46/s): GCRA 50/s admitted the
+    first request and one sent 22 ms later; a token bucket of burst 5 admitted five sent within
+    a millisecond; a window, ten or more however sent."""
+    assert no_burst(1, [], None)  # sends not told: one admitted
+    assert not no_burst(2, [], None)
+    assert no_burst(2, [0.0, 0.0216], 46.0)
+    assert not no_burst(6, [0.0, 0.0244, 0.0248, 0.0252, 0.0256, 0.0259, 0.0472], 46.0)
+    assert not no_burst(10, [i * 0.03 for i in range(10)], 46.0)
+    assert not no_burst(2, [0.0, 0.0216], None)  # the API's time unknown: taken as together

@@ -733,17 +733,26 @@ async def test_the_first_429_starts_the_rate_no_lower_than_a_sequential_client(
     assert throttle.rate == pytest.approx(1 / 0.05, rel=0.01)  # not 5 over 1.25 s
 
 
-@pytest.mark.parametrize(("burst", "strict"), [(1, True), (2, False), (5, False)])
+@pytest.mark.parametrize(
+    ("burst", "apart", "strict"),
+    [(1, 0.0, True), (2, 0.0, False), (5, 0.0, False), (2, 0.02, True), (3, 0.002, False)],
+)
 async def test_an_api_that_admitted_no_burst_is_paced_a_whole_interval_apart(
-    fake: FakeTime, burst: int, strict: bool
+    fake: FakeTime, burst: int, apart: float, strict: bool
 ) -> None:
-    """The first refusal came after one request admitted (a GCRA with no burst, which refuses
-    any two closer than its interval): a request woken late is no longer made up for by the
-    next (pacing.py). After a burst of two or more, it is."""
+    """The first refusal came after one request admitted, or a few sent one at a time (a GCRA
+    with no burst, which refuses any two closer than its interval; against GCRA 50/s the first
+    wave admits two, 20 ms apart): a request woken late is no longer made up for by the next
+    (pacing.py). After a burst of two or more sent together (closer than a quarter of the
+    API's time), it is."""
     throttle, _ = throttle_on(fake, workers=8)
-    for _ in range(burst):
-        async with throttle.request() as ticket:
-            fake.now += 0.02
+    async with contextlib.AsyncExitStack() as stack:
+        tickets = []
+        for _ in range(burst):
+            tickets.append(await stack.enter_async_context(throttle.request()))
+            fake.now += apart
+        fake.now += 0.02
+        for ticket in tickets:
             ticket.observe(200, headers())
 
     await answer(throttle, 429, Retry_After="1")
@@ -1057,3 +1066,31 @@ async def test_a_tokens_time_is_not_the_apis_time_for_a_page(fake: FakeTime) -> 
     await answer(throttle, 429)  # untold: the ramp starts at a sequential client's pace
 
     assert throttle.rate == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize(("burst", "single"), [(1, True), (2, False)])
+async def test_a_limit_with_no_burst_near_the_sequential_pace_is_met_one_at_a_time(
+    fake: FakeTime, burst: int, single: bool
+) -> None:
+    """GCRA 50/s at 20 ms: paced 21 ms apart with several in flight, requests arrive closer
+    than 20 ms now and then, each refused (real matrix: 68-86% of the limit). One at a time,
+    each goes once the one before is answered, so arrives 20 ms or more after it. After a
+    burst of two admitted together, several go at once as before."""
+    throttle, _ = throttle_on(fake, workers=8)
+    async with contextlib.AsyncExitStack() as stack:
+        tickets = [await stack.enter_async_context(throttle.request()) for _ in range(burst)]
+        fake.now += 0.02
+        for ticket in tickets:
+            ticket.observe(200, headers())
+    await answer(throttle, 429, Retry_After="1")  # refused: the pace is a sequential client's
+    fake.now += 1.0
+
+    async with contextlib.AsyncExitStack() as stack:
+        first = await stack.enter_async_context(throttle.request())
+        second = asyncio.create_task(admitted_at(throttle, fake))
+        for _ in range(10):
+            await asyncio.sleep(0)
+
+        assert second.done() is not single  # one in flight at a time
+        first.observe(200, headers())
+    await second

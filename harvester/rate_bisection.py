@@ -15,6 +15,7 @@ they are within `_FOUND`; a sliver under the one held is kept.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 from harvester.first_refusal import QUOTA_SEEN
 
@@ -27,9 +28,9 @@ _HELD_FEWEST = 3
 _FOUND = 1.05
 
 
-def no_burst(seen: int, sent: list[float], sequential: float | None) -> bool:
+def no_burst(seen: int, sent: Collection[float], sequential: float | None) -> bool:
     """Whether a first refusal came from a limit with no burst: it admitted `seen`, one, or a
-    few sent one at a time (`sent`: when every success so far was sent), none together. (Against
+    few sent one at a time (`sent`: when the last successes were sent), none together. (Against
     GCRA 50/s at 20 ms, the first wave spreads over 30 ms: it admits two, the second sent after
     the first was answered.)"""
     if not sent:  # not told: one admitted
@@ -37,7 +38,7 @@ def no_burst(seen: int, sent: list[float], sequential: float | None) -> bool:
     return 0 < seen < QUOTA_SEEN and not _together(sent, sequential)
 
 
-def _together(sent: list[float], sequential: float | None) -> bool:
+def _together(sent: Collection[float], sequential: float | None) -> bool:
     """Whether two of these requests were sent together: closer than a quarter of the API's
     time (unknown: together, as a burst's are)."""
     if sequential is None:

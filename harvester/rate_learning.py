@@ -18,10 +18,10 @@ No header need say it. What a refusal teaches depends on what came before it:
   API admitted since the pause before (over at most `_HORIZON` seconds; in a ramp, its last
   step). Where the first refusal found a bucket's burst, a stretch after a pause that refilled
   it, paced well above the rate from its start, tells the rate at once (see `_drained`).
-- Where the first refusal (told a pause of a quarter second or more) found one request
-  admitted at once (a limit with no burst, GCRA), a refusal right after a pause starts a
-  bisection instead (rate_bisection.py): over its rate,
-  a pace is refused at its second request; under it, never.
+- Where the first refusal came from a limit with no burst (GCRA: one request admitted, or a
+  few sent one at a time, none together), a refusal right after a pause starts a bisection
+  instead (rate_bisection.py): over its rate, a pace is refused at its second request; under
+  it, never.
 - A refusal with no success since the last pause is the same overload (a storm): nothing new.
   Nor is one within a second of a step down after a short pause: what the API still counts
   was sent before the step.
@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from harvester.first_refusal import MIN_SPAN, WHOLE_SPAN, first_guess
+from harvester.first_refusal import MIN_SPAN, QUOTA_SEEN, WHOLE_SPAN, first_guess
 from harvester.rate_bisection import Bisection, held_after, no_burst
 
 # The share of a measured rate kept: a little under the limit costs a little speed, a little
@@ -96,9 +96,9 @@ class RateLearner:
         # What a first refusal found admitted at once (a bucket's burst), and how long the last
         # pause was: a stretch after a pause long enough to refill the burst tells the rate.
         self._burst: int | None = None
-        # When the successes before the first rate was learned were sent: sent together (a
+        # When the last successes before the first rate was learned were sent: together (a
         # burst), or one at a time (a limit with no burst admits no two together).
-        self._sent: list[float] = []
+        self._sent: deque[float] = deque(maxlen=QUOTA_SEEN)
         self._no_burst = False
         self._refilled = 0.0
         # Against a limit with no burst (no_burst), the rate is bisected (rate_bisection.py).
@@ -216,13 +216,14 @@ class RateLearner:
         answered_by: float,
         coarse: bool = False,
     ) -> float | None:
+        # Admitted before the refusal, answered by then or soon after: a queue (a leaky bucket)
+        # that holds answers back admitted the late ones at its own pace, not at once.
+        seen = self._seen(self._counted_from, answered_by)
+        self._no_burst = no_burst(seen, self._sent, sequential)
         if self.stated is not None:
             # The API states its rate: a refusal is a burst's (the first requests, sent before
             # the statement came), not news of a lower rate. Paced at the statement from here.
             return self.stated
-        # Admitted before the refusal, answered by then or soon after: a queue (a leaky bucket)
-        # that holds answers back admitted the late ones at its own pace, not at once.
-        seen = self._seen(self._counted_from, answered_by)
         elapsed = now - self._counted_from
         guess = first_guess(seen, elapsed, hold, sequential, told=told, coarse=coarse, share=_SHARE)
         if guess is None:
@@ -230,7 +231,6 @@ class RateLearner:
         self._ramping = guess.ramping
         if guess.burst is not None:
             self._burst = guess.burst
-        self._no_burst = no_burst(seen, self._sent, sequential)
         return guess.rate
 
     def _again(self, now: float, hold: float) -> float:

@@ -12,7 +12,7 @@ import math
 # A success that took this much longer than the shortest may have met a busy loop or network,
 # not a queue at the API (loopback answers in a millisecond or two, and vary by as much).
 _NOISE = 0.01
-_NEAR = 0.85  # see near_sequential
+_NEAR, _NEAR_ABOVE = 0.85, 1.25  # see near_sequential
 
 
 class ApiTime:
@@ -38,9 +38,12 @@ class ApiTime:
 
     def near_sequential(self, rate: float | None) -> bool:
         """Whether a pace of `rate` is near what one request at a time gives (a sequential
-        client's pace): within `_NEAR` of it, or over it."""
+        client's pace): from `_NEAR` of it to `_NEAR_ABOVE` times it. Well over it, one at a
+        time would cap the pace there, and a rate ramped or probed past it is never tried."""
         sequential = self.sequential()
-        return rate is not None and sequential is not None and rate >= _NEAR * sequential
+        if rate is None or sequential is None:
+            return False
+        return _NEAR * sequential <= rate <= _NEAR_ABOVE * sequential
 
     def settled_in(self) -> float:
         """How long after a refusal those in flight with it have surely been answered, unless

@@ -46,3 +46,19 @@ def test_an_answer_well_over_the_apis_time_waited_in_a_queue() -> None:
     assert api.queued(0.06)
     api.took(0.001)  # loopback: a few milliseconds more is noise, not a queue
     assert not api.queued(0.008)
+
+
+def test_a_pace_near_one_at_a_time_is_within_a_sixth_under_it_to_a_quarter_over() -> None:
+    api = ApiTime()
+    assert not api.near_sequential(50.0)  # no time known
+
+    api.took(0.02)  # one at a time: 50/s
+
+    assert [api.near_sequential(r) for r in (40.0, 43.0, 50.0, 62.0, 63.0)] == [
+        False,
+        True,
+        True,
+        True,
+        False,  # one at a time would cap it: a limit of 100/s was held to 50/s
+    ]
+    assert not api.near_sequential(None)

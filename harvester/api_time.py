@@ -8,11 +8,14 @@ needs, and how long after a refusal the requests in flight with it have surely b
 from __future__ import annotations
 
 import math
+import statistics
+from collections import deque
 
 # A success that took this much longer than the shortest may have met a busy loop or network,
 # not a queue at the API (loopback answers in a millisecond or two, and vary by as much).
 _NOISE = 0.01
 _NEAR, _NEAR_ABOVE = 0.85, 1.25  # see near_sequential
+_RECENT = 21  # the successes whose median time is a typical one
 
 
 class ApiTime:
@@ -20,9 +23,11 @@ class ApiTime:
 
     def __init__(self) -> None:
         self.shortest: float | None = None
+        self._recent: deque[float] = deque(maxlen=_RECENT)
 
     def took(self, seconds: float) -> None:
         """A success took `seconds` from its sending."""
+        self._recent.append(seconds)
         if self.shortest is None or seconds < self.shortest:
             self.shortest = seconds
 
@@ -37,13 +42,16 @@ class ApiTime:
         return self.shortest is not None and seconds > 2 * self.shortest + _NOISE
 
     def near_sequential(self, rate: float | None) -> bool:
-        """Whether a pace of `rate` is near what one request at a time gives (a sequential
-        client's pace): from `_NEAR` of it to `_NEAR_ABOVE` times it. Well over it, one at a
+        """Whether a pace of `rate` is near what one request at a time gives: one over a
+        typical success's time (the median of the last few; the shortest would overstate it
+        where times vary), from `_NEAR` of it to `_NEAR_ABOVE` times it. Well over it, one at a
         time would cap the pace there, and a rate ramped or probed past it is never tried."""
-        sequential = self.sequential()
-        if rate is None or sequential is None:
+        if rate is None or not self._recent:
             return False
-        return _NEAR * sequential <= rate <= _NEAR_ABOVE * sequential
+        typical = statistics.median(self._recent)
+        if typical < 1e-3:
+            return False
+        return _NEAR / typical <= rate <= _NEAR_ABOVE / typical
 
     def settled_in(self) -> float:
         """How long after a refusal those in flight with it have surely been answered, unless

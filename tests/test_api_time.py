@@ -62,3 +62,15 @@ def test_a_pace_near_one_at_a_time_is_within_a_sixth_under_it_to_a_quarter_over(
         False,  # one at a time would cap it: a limit of 100/s was held to 50/s
     ]
     assert not api.near_sequential(None)
+
+
+def test_one_at_a_time_is_near_a_typical_answers_pace_not_the_fastest() -> None:
+    """One fast answer among slow ones: one at a time would give one over the typical time
+    (25/s here), not over the fastest (50/s); a rate of 45/s is not near it."""
+    api = ApiTime()
+    api.took(0.02)
+    for _ in range(20):
+        api.took(0.04)
+
+    assert not api.near_sequential(45.0)
+    assert api.near_sequential(25.0)

@@ -28,12 +28,22 @@ _HELD_FEWEST = 3
 _FOUND = 1.05
 
 
-def no_burst(seen: int, sent: Collection[float], sequential: float | None) -> bool:
-    """Whether a first refusal came from a limit with no burst: it admitted `seen`, one, or a
-    few sent one at a time (`sent`: when the last successes were sent), none together. (Against
-    GCRA 50/s at 20 ms, the first wave spreads over 30 ms: it admits two, the second sent after
-    the first was answered.)"""
-    if not sent:  # not told: one admitted
+def no_burst(
+    seen: int,
+    sent: Collection[float],
+    wave: Collection[float],
+    sequential: float | None,
+    *,
+    stated: bool = False,
+) -> bool:
+    """Whether a first refusal came from a limit with no burst: of requests sent together
+    (`wave`: when each was sent, admitted or not), it admitted `seen`, one, or a few sent one at
+    a time (`sent`: when the last successes were sent), none together. (Against GCRA 50/s at
+    20 ms, the first wave spreads over 30 ms: it admits two, the second sent after the first
+    was answered.) Requests never sent together (one worker, or one in flight at a time) tell
+    nothing by their spacing, as a bucket's burst comes one at a time too; unless they were
+    paced under a rate the API states (`stated`), all of which a bucket admits."""
+    if not sent or not (stated or _together(wave, sequential)):  # one admitted tells
         return seen == 1
     return 0 < seen < QUOTA_SEEN and not _together(sent, sequential)
 

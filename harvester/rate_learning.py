@@ -65,6 +65,7 @@ _MEMORY = 60.0
 _MIN_SAMPLE = 5
 # A first pause this long is not risked again on a rate still unknown: see refused().
 _LONG_PAUSE = 0.5
+_WAVE = 64  # sends remembered before the first rate is learned: a first wave's
 _SLOWEST = 0.1  # requests per second: the floor of any learned rate
 # A refusal asking for less than this share of an interval of the pace: a limit a sliver under
 # the pace (see _again).
@@ -99,6 +100,7 @@ class RateLearner:
         # When the last successes before the first rate was learned were sent: together (a
         # burst), or one at a time (a limit with no burst admits no two together).
         self._sent: deque[float] = deque(maxlen=QUOTA_SEEN)
+        self._wave: deque[float] = deque(maxlen=_WAVE)  # every request's, admitted or not
         self._no_burst = False
         self._refilled = 0.0
         # Against a limit with no burst (no_burst), the rate is bisected (rate_bisection.py).
@@ -188,7 +190,10 @@ class RateLearner:
         return self.rate(self._base_at)
 
     def begin(self, now: float) -> None:
-        """The first request was sent: what came before (a token, a connection) is no window's."""
+        """A data request was sent at `now`. The first: what came before (a token, a
+        connection) is no window's."""
+        if self._base is None:
+            self._wave.append(now)
         if not self._begun:
             self._begun = True
             self._counted_from = max(self._counted_from, now)
@@ -219,7 +224,9 @@ class RateLearner:
         # Admitted before the refusal, answered by then or soon after: a queue (a leaky bucket)
         # that holds answers back admitted the late ones at its own pace, not at once.
         seen = self._seen(self._counted_from, answered_by)
-        self._no_burst = no_burst(seen, self._sent, sequential)
+        wave = [t for t in self._wave if t >= self._counted_from]
+        stated = self.stated is not None
+        self._no_burst = no_burst(seen, self._sent, wave, sequential, stated=stated)
         if self.stated is not None:
             # The API states its rate: a refusal is a burst's (the first requests, sent before
             # the statement came), not news of a lower rate. Paced at the statement from here.

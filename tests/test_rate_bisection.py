@@ -48,9 +48,27 @@ def test_a_limit_with_no_burst_admits_no_two_sent_together() -> None:
     """As measured on loopback at 20 ms (a sequential pace of 46/s): GCRA 50/s admitted the
     first request and one sent 22 ms later; a token bucket of burst 5 admitted five sent within
     a millisecond; a window, ten or more however sent."""
-    assert no_burst(1, [], None)  # sends not told: one admitted
-    assert not no_burst(2, [], None)
-    assert no_burst(2, [0.0, 0.0216], 46.0)
-    assert not no_burst(6, [0.0, 0.0244, 0.0248, 0.0252, 0.0256, 0.0259, 0.0472], 46.0)
-    assert not no_burst(10, [i * 0.03 for i in range(10)], 46.0)
-    assert not no_burst(2, [0.0, 0.0216], None)  # the API's time unknown: taken as together
+    wave = [0.0] * 16  # sixteen workers' first requests
+    assert no_burst(1, [], wave, None)  # sends not told: one admitted
+    assert not no_burst(2, [], wave, None)
+    assert no_burst(2, [0.0, 0.0216], wave, 46.0)
+    assert not no_burst(6, [0.0, 0.0244, 0.0248, 0.0252, 0.0256, 0.0259, 0.0472], wave, 46.0)
+    assert not no_burst(10, [i * 0.03 for i in range(10)], wave, 46.0)
+    assert not no_burst(2, [0.0, 0.0216], wave, None)  # the API's time unknown: together
+
+
+def test_requests_never_sent_together_tell_nothing_of_a_burst_by_their_spacing() -> None:
+    """One worker against a token bucket of burst 5 at 20 ms: five admitted one after
+    another, as far apart as a limit with no burst's would be; only one admitted tells."""
+    one_at_a_time = [i * 0.05 for i in range(6)]
+    assert not no_burst(5, one_at_a_time[:5], one_at_a_time, 20.0)
+    assert no_burst(1, one_at_a_time[:1], one_at_a_time[:2], 20.0)
+
+
+def test_requests_paced_under_a_stated_rate_and_refused_tell_no_burst() -> None:
+    """GCRA 50/s stating its rate (IETF RateLimit-Policy) at 20 ms, as simulated: paced at the
+    statement less a sliver, 21.6 ms apart, eight admitted and the ninth refused (its way
+    shorter than the one before's). A bucket admits every request paced under its rate."""
+    paced = [i * 0.0216 for i in range(9)]
+    assert no_burst(8, paced[:8], paced, 46.0, stated=True)
+    assert not no_burst(8, paced[:8], paced, 46.0)

@@ -747,6 +747,7 @@ async def test_an_api_that_admitted_no_burst_is_paced_a_whole_interval_apart(
     API's time), it is."""
     throttle, _ = throttle_on(fake, workers=8)
     async with contextlib.AsyncExitStack() as stack:
+        refused = await stack.enter_async_context(throttle.request())  # sent with the first
         tickets = []
         for _ in range(burst):
             tickets.append(await stack.enter_async_context(throttle.request()))
@@ -754,10 +755,26 @@ async def test_an_api_that_admitted_no_burst_is_paced_a_whole_interval_apart(
         fake.now += 0.02
         for ticket in tickets:
             ticket.observe(200, headers())
+        refused.observe(429, headers(Retry_After="1"))
+
+    assert throttle._pacer.strict is strict
+
+
+async def test_one_worker_admitted_a_burst_one_at_a_time_is_not_taken_for_no_burst(
+    fake: FakeTime,
+) -> None:
+    """A token bucket of burst 5 met by one worker at 20 ms: five admitted 20 ms apart, as a
+    limit with no burst's would be, but never two sent together, so the spacing tells
+    nothing; five admitted tell a burst."""
+    throttle, _ = throttle_on(fake, workers=1)
+    for _ in range(5):
+        async with throttle.request() as ticket:
+            fake.now += 0.02
+            ticket.observe(200, headers())
 
     await answer(throttle, 429, Retry_After="1")
 
-    assert throttle._pacer.strict is strict
+    assert not throttle._pacer.strict
 
 
 async def test_a_429_with_retry_after_0_does_not_set_a_rate(fake: FakeTime) -> None:

@@ -15,6 +15,7 @@ they are within `_FOUND`; a sliver under the one held is kept.
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Collection
 
 from harvester.first_refusal import QUOTA_SEEN
@@ -26,6 +27,7 @@ _STEP = 0.5  # while no pace has held
 _HELD = 8
 _HELD_FEWEST = 3
 _FOUND = 1.05
+_WAVE = 64  # sends remembered before the first rate is learned (a first wave's, and more)
 
 
 def no_burst(
@@ -36,16 +38,47 @@ def no_burst(
     *,
     stated: bool = False,
 ) -> bool:
-    """Whether a first refusal came from a limit with no burst: of requests sent together
-    (`wave`: when each was sent, admitted or not), it admitted `seen`, one, or a few sent one at
-    a time (`sent`: when the last successes were sent), none together. (Against GCRA 50/s at
-    20 ms, the first wave spreads over 30 ms: it admits two, the second sent after the first
-    was answered.) Requests never sent together (one worker, or one in flight at a time) tell
-    nothing by their spacing, as a bucket's burst comes one at a time too; unless they were
-    paced under a rate the API states (`stated`), all of which a bucket admits."""
+    """Whether a first refusal came from a limit with no burst: of the requests sent since the
+    count began (`wave`: when each was sent, admitted or not), some together, it admitted
+    `seen`, one, or a few sent one at a time (`sent`: when the last successes were sent), none
+    together. (Against GCRA 50/s at 20 ms, the first wave spreads over 30 ms: it admits two, the
+    second sent after the first was answered.) Requests never sent together (one worker, or one
+    in flight at a time) tell nothing by their spacing, as a bucket's burst comes one at a time
+    too; unless they were paced under a rate the API states (`stated`), all of which a bucket
+    admits."""
     if not sent or not (stated or _together(wave, sequential)):  # one admitted tells
         return seen == 1
     return 0 < seen < QUOTA_SEEN and not _together(sent, sequential)
+
+
+class Sends:
+    """What the sends before the first rate was learned tell of a burst (no_burst): when each
+    data request was sent, when the last successes were, and when the API first stated its
+    rate."""
+
+    def __init__(self) -> None:
+        self._wave: deque[float] = deque(maxlen=_WAVE)
+        self._admitted: deque[float] = deque(maxlen=QUOTA_SEEN)
+        self._stated_at: float | None = None
+
+    def sent(self, now: float) -> None:
+        self._wave.append(now)
+
+    def admitted(self, sent: float) -> None:
+        self._admitted.append(sent)
+
+    def stated(self, now: float) -> None:
+        if self._stated_at is None:
+            self._stated_at = now
+
+    def no_burst(self, seen: int, since: float, sequential: float | None) -> bool:
+        """no_burst, for a first refusal counted from `since` that found `seen` admitted."""
+        wave = [t for t in self._wave if t >= since]
+        # Paced under a statement: every send but the first came after it was read (one read
+        # with the refusal paced nothing).
+        at = self._stated_at
+        stated = at is not None and sum(1 for t in wave if t < at) <= 1
+        return no_burst(seen, self._admitted, wave, sequential, stated=stated)
 
 
 def _together(sent: Collection[float], sequential: float | None) -> bool:

@@ -18,8 +18,9 @@ No header need say it. What a refusal teaches depends on what came before it:
   API admitted since the pause before (over at most `_HORIZON` seconds; in a ramp, its last
   step). Where the first refusal found a bucket's burst, a stretch after a pause that refilled
   it, paced well above the rate from its start, tells the rate at once (see `_drained`).
-- Where the first refusal came from a limit with no burst (GCRA: one request admitted, or a
-  few sent one at a time, none together), a refusal right after a pause starts a bisection
+- Where the first refusal came from a limit with no burst (GCRA: one request admitted; or, of
+  requests sent together or paced under a stated rate, a few, none of them sent together:
+  rate_bisection.no_burst), a refusal right after a pause starts a bisection
   instead (rate_bisection.py): over its rate, a pace is refused at its second request; under
   it, never.
 - A refusal with no success since the last pause is the same overload (a storm): nothing new.
@@ -38,8 +39,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from harvester.first_refusal import MIN_SPAN, QUOTA_SEEN, WHOLE_SPAN, first_guess
-from harvester.rate_bisection import Bisection, held_after, no_burst
+from harvester.first_refusal import MIN_SPAN, WHOLE_SPAN, first_guess
+from harvester.rate_bisection import Bisection, Sends, held_after
 
 # The share of a measured rate kept: a little under the limit costs a little speed, a little
 # over costs a pause per overshoot.
@@ -65,7 +66,6 @@ _MEMORY = 60.0
 _MIN_SAMPLE = 5
 # A first pause this long is not risked again on a rate still unknown: see refused().
 _LONG_PAUSE = 0.5
-_WAVE = 64  # sends remembered before the first rate is learned: a first wave's
 _SLOWEST = 0.1  # requests per second: the floor of any learned rate
 # A refusal asking for less than this share of an interval of the pace: a limit a sliver under
 # the pace (see _again).
@@ -97,10 +97,9 @@ class RateLearner:
         # What a first refusal found admitted at once (a bucket's burst), and how long the last
         # pause was: a stretch after a pause long enough to refill the burst tells the rate.
         self._burst: int | None = None
-        # When the last successes before the first rate was learned were sent: together (a
-        # burst), or one at a time (a limit with no burst admits no two together).
-        self._sent: deque[float] = deque(maxlen=QUOTA_SEEN)
-        self._wave: deque[float] = deque(maxlen=_WAVE)  # every request's, admitted or not
+        # When requests before the first rate was learned were sent: together (a burst), or
+        # one at a time (a limit with no burst admits no two together).
+        self._sends = Sends()
         self._no_burst = False
         self._refilled = 0.0
         # Against a limit with no burst (no_burst), the rate is bisected (rate_bisection.py).
@@ -112,7 +111,7 @@ class RateLearner:
         """A success came back at `now`, `sent` when; `sequential` as for refused()."""
         self._admitted.append(now)
         if self._base is None and sent is not None:
-            self._sent.append(sent)
+            self._sends.admitted(sent)
         while self._admitted[0] < now - _MEMORY:
             self._admitted.popleft()
         held = self._bisection.active and self._base is not None
@@ -193,7 +192,7 @@ class RateLearner:
         """A data request was sent at `now`. The first: what came before (a token, a
         connection) is no window's."""
         if self._base is None:
-            self._wave.append(now)
+            self._sends.sent(now)
         if not self._begun:
             self._begun = True
             self._counted_from = max(self._counted_from, now)
@@ -224,9 +223,7 @@ class RateLearner:
         # Admitted before the refusal, answered by then or soon after: a queue (a leaky bucket)
         # that holds answers back admitted the late ones at its own pace, not at once.
         seen = self._seen(self._counted_from, answered_by)
-        wave = [t for t in self._wave if t >= self._counted_from]
-        stated = self.stated is not None
-        self._no_burst = no_burst(seen, self._sent, wave, sequential, stated=stated)
+        self._no_burst = self._sends.no_burst(seen, self._counted_from, sequential)
         if self.stated is not None:
             # The API states its rate: a refusal is a burst's (the first requests, sent before
             # the statement came), not news of a lower rate. Paced at the statement from here.
@@ -319,8 +316,9 @@ class RateLearner:
         # Only a stretch paced above that rate from its start drained the bucket all along.
         return rate if rate < self._base * _STEP_DOWN else None
 
-    def state(self, rate: float) -> None:
-        """The API states its rate (RateLimit-Policy): never paced past."""
+    def state(self, rate: float, now: float = 0.0) -> None:
+        """The API states its rate (RateLimit-Policy), read at `now`: never paced past."""
+        self._sends.stated(now)
         self.stated = rate
         if self._base is not None and math.isfinite(rate):
             self._base = min(self._base, rate)

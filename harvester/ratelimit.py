@@ -268,7 +268,7 @@ class Throttle:
         if info.limit and 0 < window <= _PACED_WINDOW and self._fixed_rate is None:
             stated = info.limit / window * _STATED_SHARE * self._share
             if self._learner.stated != stated:
-                self._learner.state(stated)
+                self._learner.state(stated, now)
                 log.info(
                     "the API states a limit of %d requests per %g s: rate at most %.2f/s",
                     info.limit,

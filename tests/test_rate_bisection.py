@@ -66,9 +66,10 @@ def test_requests_never_sent_together_tell_nothing_of_a_burst_by_their_spacing()
 
 
 def test_requests_paced_under_a_stated_rate_and_refused_tell_no_burst() -> None:
-    """GCRA 50/s stating its rate (IETF RateLimit-Policy) at 20 ms, as simulated: paced at the
-    statement less a sliver, 21.6 ms apart, eight admitted and the ninth refused (its way
-    shorter than the one before's). A bucket admits every request paced under its rate."""
+    """GCRA 50/s stating its rate (IETF RateLimit-Policy) at 20 ms, as simulated: sent under
+    the statement, 21.6 ms apart (a page's time: one at a time), eight admitted and the ninth
+    refused (its way shorter than the one before's). A bucket admits every request paced under
+    its rate."""
     paced = [i * 0.0216 for i in range(9)]
     assert no_burst(8, paced[:8], paced, 46.0, stated=True)
     assert not no_burst(8, paced[:8], paced, 46.0)

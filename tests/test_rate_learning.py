@@ -209,6 +209,26 @@ def test_a_stated_rate_caps_the_ramp() -> None:
     assert learner.rate(10.0) == pytest.approx(12.0)
 
 
+def test_no_burst_is_judged_by_the_sends_since_an_in_flight_pause() -> None:
+    """Four sent together, one admitted, three refused by a limit on requests in flight; after
+    its pause, one at a time, five admitted 20 ms apart, then refused: a bucket's burst, which
+    one at a time cannot tell from no burst. The four together came before the count began."""
+    learner = RateLearner(0.0)
+    for _ in range(4):
+        learner.begin(0.0)
+    learner.admitted(0.02, 50.0, sent=0.0)
+    learner.paused(0.02, 1.0)
+    at = 1.02
+    for _ in range(5):
+        learner.begin(at)
+        learner.admitted(at + 0.02, 50.0, sent=at)
+        at += 0.02
+    learner.begin(at)
+    learner.refused(at + 0.02, 1.0, 50.0)
+
+    assert not learner.no_burst
+
+
 def test_a_stated_rate_alone_is_the_pace() -> None:
     learner = RateLearner(0.0)
     learner.state(48.5)

@@ -777,6 +777,25 @@ async def test_one_worker_admitted_a_burst_one_at_a_time_is_not_taken_for_no_bur
     assert not throttle._pacer.strict
 
 
+@pytest.mark.parametrize(("on_200", "strict"), [(False, False), (True, True)])
+async def test_one_worker_paced_under_a_stated_rate_tells_no_burst_only_if_paced_so(
+    fake: FakeTime, on_200: bool, strict: bool
+) -> None:
+    """Five admitted 20 ms apart, one at a time, then refused. Where the API stated its rate
+    on every answer, they were paced under it, which a bucket admits all of: no burst. Where
+    it stated it only with the refusal, nothing was paced by it: a bucket's burst of 5."""
+    throttle, _ = throttle_on(fake, workers=1)
+    policy = {"RateLimit_Policy": "100;w=1"}  # over the pace: paced at it, never held back
+    for _ in range(5):
+        async with throttle.request() as ticket:
+            fake.now += 0.02
+            ticket.observe(200, headers(**(policy if on_200 else {})))
+
+    await answer(throttle, 429, Retry_After="1", **policy)
+
+    assert throttle._pacer.strict is strict
+
+
 async def test_a_429_with_retry_after_0_does_not_set_a_rate(fake: FakeTime) -> None:
     throttle, stats = throttle_on(fake, workers=8)
     await successes_at(throttle, fake, 20, 40)

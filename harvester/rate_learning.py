@@ -316,7 +316,7 @@ class RateLearner:
         # Only a stretch paced above that rate from its start drained the bucket all along.
         return rate if rate < self._base * _STEP_DOWN else None
 
-    def state(self, rate: float, now: float = 0.0) -> None:
+    def state(self, rate: float, now: float) -> None:
         """The API states its rate (RateLimit-Policy), read at `now`: never paced past."""
         self._sends.stated(now)
         self.stated = rate

@@ -193,7 +193,7 @@ def test_each_probe_that_crosses_the_limit_makes_the_next_half_as_eager() -> Non
 
 def test_under_a_stated_rate_a_first_refusal_paces_at_the_statement() -> None:
     learner = learner_with(10, 100)
-    learner.state(30.0)
+    learner.state(30.0, 0.0)
     learner.refused(0.1, hold=0.9)  # the burst sent before the statement was read
 
     assert learner.rate(1.0) == pytest.approx(30.0)
@@ -203,7 +203,7 @@ def test_under_a_stated_rate_a_first_refusal_paces_at_the_statement() -> None:
 def test_a_stated_rate_caps_the_ramp() -> None:
     learner = learner_with(10, 100)
     learner.refused(0.1, hold=0.9)
-    learner.state(12.0)
+    learner.state(12.0, 0.1)
 
     assert learner.rate(1.0) == pytest.approx(10.0)
     assert learner.rate(10.0) == pytest.approx(12.0)
@@ -231,7 +231,7 @@ def test_no_burst_is_judged_by_the_sends_since_an_in_flight_pause() -> None:
 
 def test_a_stated_rate_alone_is_the_pace() -> None:
     learner = RateLearner(0.0)
-    learner.state(48.5)
+    learner.state(48.5, 0.0)
 
     assert learner.rate(0.0) == 48.5
 

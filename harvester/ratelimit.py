@@ -223,7 +223,8 @@ class Throttle:
                 self._api_time.took(took)
                 queued = self._api_time.queued(took)
                 self._concurrency.admitted(ticket.flight, now, queued=queued)
-            self._learner.admitted(now, self._api_time.sequential(), sent=ticket.sent)
+            sent = ticket.sent if ticket.flight is not None else None  # a data request's
+            self._learner.admitted(now, self._api_time.sequential(), sent=sent)
             self._cool_down.succeeded(ticket.sent)
         self._settle(now)
 

@@ -760,6 +760,25 @@ async def test_an_api_that_admitted_no_burst_is_paced_a_whole_interval_apart(
     assert throttle._pacer.strict is strict
 
 
+async def test_a_token_request_sent_with_the_first_wave_is_no_part_of_its_spacing(
+    fake: FakeTime,
+) -> None:
+    """A GCRA's first wave: two data requests sent together, one admitted, one refused. A
+    token request sent with them (to the token endpoint, another budget) and answered is not
+    one of the API's admitted requests sent together."""
+    throttle, _ = throttle_on(fake, workers=8)
+    async with contextlib.AsyncExitStack() as stack:
+        refused = await stack.enter_async_context(throttle.request())
+        admitted = await stack.enter_async_context(throttle.request())
+        token = await stack.enter_async_context(throttle.request(counted=False))
+        fake.now += 0.02
+        token.observe(200, headers())
+        admitted.observe(200, headers())
+        refused.observe(429, headers(Retry_After="1"))
+
+    assert throttle._pacer.strict
+
+
 async def test_one_worker_admitted_a_burst_one_at_a_time_is_not_taken_for_no_burst(
     fake: FakeTime,
 ) -> None:

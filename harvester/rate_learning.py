@@ -114,10 +114,13 @@ class RateLearner:
             self._sends.admitted(sent)
         while self._admitted[0] < now - _MEMORY:
             self._admitted.popleft()
-        held = self._bisection.active and self._base is not None
-        held = held and self._seen(self._base_at, now) >= held_after(self._base or 0.0)
-        if held and self._base is not None:  # the pace tried held: the next, or the rate found
-            self._base, self._base_at = self._bisection.held(self._base), now
+        base = self._base
+        if (
+            base is not None
+            and self._bisection.active
+            and self._seen(self._base_at, now) >= held_after(base)
+        ):  # the pace tried held: the next, or the rate found
+            self._base, self._base_at = self._bisection.held(base), now
         if self._undecided is not None and sequential is not None:
             at, hold = self._undecided
             self._undecided = None

@@ -1,7 +1,9 @@
 """How many data requests go at once: additive increase, multiplicative decrease, and a ceiling.
 
-The limit starts at `workers`, is halved once per cool-down and raised by one after a run of
-successes, between 1 and `workers`. An API that limits requests in flight (rather than per
+The limit starts low and doubles each round trip (slow start) until a refusal or an answer that
+waited in a queue at the API; then it is halved once per cool-down and raised by one after a run
+of successes that did not wait in a queue (more in flight would only wait longer there), between
+1 and `workers`. An API that limits requests in flight (rather than per
 second) refuses whenever more than its limit are in flight, so the limit is also kept under a
 *ceiling*: the number the API held when it refused one more, where it never admitted a request
 alongside as many. What "held" means is counted, not guessed: a refusal comes back at once, an
@@ -26,6 +28,12 @@ log = logging.getLogger("harvester")
 # to _CEILING_MEMORY_MOST: a limit the API raises is still found within that.
 _CEILING_MEMORY = 30.0
 _CEILING_MEMORY_MOST = 600.0
+# A run starts with this many in flight, and one more per success (twice as many each round trip)
+# until a refusal or an answer that waited in a queue at the API (slow start). A first wave of
+# 16 overran a queueing limiter's queue of 10 (nginx `limit_req`), whose whole-second pause
+# left a run at 20/s behind a sequential client; four fit the small bursts and queues limiters
+# keep, and double to 16 in two round trips.
+_SLOW_START_FROM = 4
 
 
 class Flight:
@@ -58,12 +66,20 @@ class Concurrency:
     """The number of data requests let go at once; its places are taken with `enter`."""
 
     def __init__(
-        self, workers: int, *, adaptive: bool, stats: Stats, clock: Callable[[], float]
+        self,
+        workers: int,
+        *,
+        adaptive: bool,
+        stats: Stats,
+        clock: Callable[[], float],
+        slow_start: bool = True,
     ) -> None:
+        """`slow_start` (where `adaptive`): `_SLOW_START_FROM` in flight at first."""
         self._workers = workers
         self._adaptive = adaptive
         self._stats = stats
-        self.limit = workers
+        self._slow = adaptive and slow_start
+        self.limit = min(workers, _SLOW_START_FROM) if self._slow else workers
         self._ceiling = workers
         self._ceiling_at = clock()
         self._memory = _CEILING_MEMORY  # doubled at each growth of the ceiling refused
@@ -138,6 +154,7 @@ class Concurrency:
         if not self._adaptive:
             return False
         if first:
+            self._slow = False
             self.limit = max(1, min(max(least, self.limit // 2), self._ceiling))
             self._streak = 0
             self._show()
@@ -200,6 +217,15 @@ class Concurrency:
             self._ceiling += 1
             self._ceiling_at = now
         if not self._adaptive or self.limit >= min(self._workers, self._ceiling):
+            return
+        if self._slow:
+            if queued:
+                self._slow = False
+            else:
+                self.limit += 1
+                self._show()
+            return
+        if queued:
             return
         self._streak += 1
         if self._streak >= self.limit:  # about one success per place: one round trip

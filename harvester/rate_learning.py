@@ -77,6 +77,7 @@ class RateLearner:
 
     def __init__(self, start: float) -> None:
         self._admitted: deque[float] = deque()  # when recent successes came back
+        self._sent_ok = -math.inf  # when the latest success was sent (a token's: answered)
         # When recent refusals came (one per pause), and the pause each asked for (untold: inf).
         self._refusals: deque[tuple[float, float]] = deque()
         # What a first refusal counts from: the first request (a window may start there), or
@@ -110,6 +111,8 @@ class RateLearner:
     ) -> None:
         """A success came back at `now`, `sent` when; `sequential` as for refused()."""
         self._admitted.append(now)
+        # A success sent before the last pause ended tells nothing of what the API bears after.
+        self._sent_ok = max(self._sent_ok, now if sent is None else sent)
         if self._base is None and sent is not None:
             self._sends.admitted(sent)
         while self._admitted[0] < now - _MEMORY:
@@ -167,7 +170,7 @@ class RateLearner:
                     # cost another long pause: the first success tells a pace (its latency).
                     self._undecided = (now, hold)
                 return self.stated
-        elif not any(t >= self._since for t in self._admitted):
+        elif self._sent_ok < self._since:
             # No success since the last pause: the same overload (a storm of 429s), which has
             # been learned from already, once per overload, not once per 429. The rate does
             # not grow while every worker waits: it grows with what was sent at it.

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -96,6 +97,7 @@ class Throttle:
         hold_long: bool = False,
         budget: RateBudget | None = None,
         share: float = 1.0,
+        slow_start: bool = True,
     ) -> None:
         """`budget` (budget.py): the rate and cool-downs are shared with other processes; the
         slots come from its leases, and each cool-down this throttle begins is reported to it.
@@ -121,9 +123,16 @@ class Throttle:
         if self._leased is not None:  # a cool-down a lease tells of, held as this one's own
             self._leased.on_hold = self._cool_down.hold_until
         self._concurrency = Concurrency(
-            config.workers, adaptive=config.adaptive, stats=stats, clock=clock
+            config.workers,
+            adaptive=config.adaptive,
+            stats=stats,
+            clock=clock,
+            slow_start=slow_start,
         )
         self._unheard: _Unheard | None = None
+        # When the learner last heard of a refusal: one drawn by a request sent before then was
+        # sent at a pace it has learned from already.
+        self._heard_at = -math.inf
         self._timed = False  # rate-limit headers told when a budget comes back
         self._api_time = ApiTime()
         stats.rate_limit = config.rate_limit
@@ -239,6 +248,7 @@ class Throttle:
         if not force and not answered(unheard.flying):
             return
         self._unheard = None
+        self._heard_at = now
         # An API whose headers tell when its budget comes back limits a rate.
         if unheard.at_once and not self._timed:
             self._learner.paused(unheard.at, unheard.hold)
@@ -313,7 +323,12 @@ class Throttle:
         # unless headers read with it say nothing remains (Flask-Limiter's, for a window that
         # ends within the second). One unheard at a time: with no success since, a later one
         # is the same overload.
-        if self._fixed_rate is None and (retry_after != 0 or spent) and self._unheard is None:
+        if (
+            self._fixed_rate is None
+            and (retry_after != 0 or spent)
+            and self._unheard is None
+            and ticket.sent >= self._heard_at
+        ):
             self._unheard = _Unheard(
                 at=now,
                 hold=self._cool_down.left(now),

@@ -16,7 +16,17 @@ from tests.conftest import FakeTime
 
 def concurrency(workers: int = 16, *, adaptive: bool = True) -> tuple[Concurrency, FakeTime]:
     fake = FakeTime()
-    return Concurrency(workers, adaptive=adaptive, stats=Stats(), clock=fake.clock), fake
+    # The first wave at full width (slow start is tested on its own).
+    limit = Concurrency(
+        workers, adaptive=adaptive, stats=Stats(), clock=fake.clock, slow_start=False
+    )
+    return limit, fake
+
+
+def throttle_on(fake: FakeTime) -> Throttle:
+    """16 workers, the first wave at full width."""
+    config = ConcurrencyConfig(workers=16)
+    return Throttle(config, Stats(), clock=fake.clock, sleep=fake.sleep, slow_start=False)
 
 
 def sent(limit: Concurrency, n: int) -> list[Flight]:
@@ -207,7 +217,7 @@ def test_a_request_that_got_no_answer_does_not_hold_a_verdict_back() -> None:
 
 async def test_a_limit_on_requests_in_flight_teaches_the_throttle_no_rate() -> None:
     fake = FakeTime()
-    throttle = Throttle(ConcurrencyConfig(workers=16), Stats(), clock=fake.clock, sleep=fake.sleep)
+    throttle = throttle_on(fake)
     async with contextlib.AsyncExitStack() as stack:
         held = [await stack.enter_async_context(throttle.request()) for _ in range(4)]
         refused = [await stack.enter_async_context(throttle.request()) for _ in range(4)]
@@ -225,7 +235,7 @@ async def test_a_refusal_is_learned_once_those_in_flight_tell_it_was_the_rates()
     """While others are in flight, a refusal may be a limit on requests in flight's; the rate
     learns of it once their answers tell it was not."""
     fake = FakeTime()
-    throttle = Throttle(ConcurrencyConfig(workers=16), Stats(), clock=fake.clock, sleep=fake.sleep)
+    throttle = throttle_on(fake)
     for _ in range(5):  # one at a time, 50 ms each: a sequential pace of 20/s
         async with throttle.request() as ticket:
             fake.now += 0.05

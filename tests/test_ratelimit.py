@@ -44,6 +44,7 @@ def throttle_on(
         sleep=fake.sleep,
         max_pause=max_pause,
         hold_long=hold_long,
+        slow_start=False,  # the first wave at full width (slow start: test_slow_start.py)
     )
     return throttle, stats
 
@@ -854,7 +855,12 @@ async def test_a_shard_takes_its_share_of_a_stated_rate_and_in_flight_limit(
     """Three shards at once splitting one client's budget (concurrency.scope: run): what the
     API states for the client is divided among them."""
     throttle = Throttle(
-        ConcurrencyConfig(workers=8), Stats(), clock=fake.clock, sleep=fake.sleep, share=1 / 3
+        ConcurrencyConfig(workers=8),
+        Stats(),
+        clock=fake.clock,
+        sleep=fake.sleep,
+        share=1 / 3,
+        slow_start=False,
     )
     await answer(throttle, 200, RateLimit_Policy="30;w=1")
     assert throttle.rate == pytest.approx(30 * 0.97 / 3)

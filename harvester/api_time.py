@@ -24,6 +24,7 @@ class ApiTime:
     def __init__(self) -> None:
         self.shortest: float | None = None
         self._recent: deque[float] = deque(maxlen=_RECENT)
+        self._first_queued: float | None = None  # what the first success that waited took
 
     def took(self, seconds: float) -> None:
         """A success took `seconds` from its sending."""
@@ -38,8 +39,20 @@ class ApiTime:
 
     def queued(self, seconds: float) -> bool:
         """Whether a success that took `seconds` waited in a queue at the API (a leaky bucket's,
-        an overloaded server's): over twice the shortest, and `_NOISE` more."""
-        return self.shortest is not None and seconds > 2 * self.shortest + _NOISE
+        an overloaded server's): over twice the shortest, and `_NOISE` more. (Or the shortest was
+        a cheap page's, which no later one matches: see lengthened.)"""
+        waited = self.shortest is not None and seconds > 2 * self.shortest + _NOISE
+        if waited and self._first_queued is None:
+            self._first_queued = seconds
+        return waited
+
+    def lengthened(self, seconds: float) -> bool:
+        """Whether a success that took `seconds` waited over twice as long as the first that
+        waited (queued): in a queue, more requests in flight only lengthen the wait, so the
+        queue has grown since. A cheap first page makes every later one look queued, but not
+        lengthened: they take what the first of them took."""
+        first = self._first_queued
+        return first is not None and seconds > 2 * first + _NOISE
 
     def near_sequential(self, rate: float | None) -> bool:
         """Whether a pace of `rate` is near what one request at a time gives: one over a

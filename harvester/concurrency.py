@@ -1,14 +1,16 @@
 """How many data requests go at once: additive increase, multiplicative decrease, and a ceiling.
 
-The limit starts low and doubles each round trip (slow start) until a refusal or an answer that
-waited in a queue at the API; then it is halved once per cool-down and raised by one after a run
-of successes that did not wait in a queue (more in flight would only wait longer there), between
-1 and `workers`. An API that limits requests in flight (rather than per
-second) refuses whenever more than its limit are in flight, so the limit is also kept under a
-*ceiling*: the number the API held when it refused one more, where it never admitted a request
-alongside as many. What "held" means is counted, not guessed: a refusal comes back at once, an
-admitted request takes the API's time, so the requests in flight when a refusal came back that
-turn out admitted (or are still in flight at the next success) are what the API held.
+The limit starts low and doubles each round trip (slow start) until a cool-down or an answer
+that waited in a queue at the API; then it is halved once per cool-down and raised by one after
+a run of successes (none of which waited longer than the first that waited: a queue at the API
+grown by more in flight), between 1 and `workers`.
+
+An API that limits requests in flight (rather than per second) refuses whenever more than its
+limit are in flight, so the limit is also kept under a *ceiling*: the number the API held when it
+refused one more, where it never admitted a request alongside as many. What "held" means is
+counted, not guessed: a refusal comes back at once, an admitted request takes the API's time, so
+the requests in flight when a refusal came back that turn out admitted (or are still in flight at
+the next success) are what the API held.
 """
 
 from __future__ import annotations
@@ -127,14 +129,17 @@ class Concurrency:
             # the refusals in flight with it are told without waiting for it.
             flight.admitted = False
 
-    def admitted(self, flight: Flight, now: float, *, queued: bool = False) -> None:
-        """The API admitted the request; `queued`: its answer waited in a queue at the API."""
+    def admitted(
+        self, flight: Flight, now: float, *, queued: bool = False, lengthened: bool = False
+    ) -> None:
+        """The API admitted the request; `queued`: its answer waited in a queue at the API;
+        `lengthened`: longer than when a queue was first seen (ApiTime.lengthened)."""
         flight.admitted = True
         held = 1 + flight.held_with()
         if held >= self._admitted_at_once or now - self._admitted_at_once_at >= _CEILING_MEMORY:
             self._admitted_at_once = held
             self._admitted_at_once_at = now
-        self._grow(now, queued)
+        self._grow(now, queued, lengthened)
 
     def verdict(self, now: float, *, force: bool = False) -> bool | None:
         """Whether the refusals not yet explained were a limit on requests in flight's, once
@@ -199,6 +204,10 @@ class Concurrency:
         self._show()
         return True
 
+    def cooled(self) -> None:
+        """A cool-down began (a token request's refusal among them): the slow start is over."""
+        self._slow = False
+
     def told(self, most: int) -> None:
         """The API states a limit on requests in flight: never more at once."""
         if self._told is None and most < self._workers:
@@ -208,7 +217,7 @@ class Concurrency:
         self.limit = max(1, min(self.limit, most))
         self._show()
 
-    def _grow(self, now: float, queued: bool) -> None:
+    def _grow(self, now: float, queued: bool, lengthened: bool) -> None:
         most = self._workers if self._told is None else min(self._workers, self._told)
         # Answers that wait in a queue at the API come no faster with more in flight (the API's
         # pace sets how fast they come): the ceiling grows on an answer that did not wait.
@@ -225,7 +234,9 @@ class Concurrency:
                 self.limit += 1
                 self._show()
             return
-        if queued:
+        if lengthened:
+            # The queue has grown since it was first seen: one more in flight would only wait
+            # longer (and, past its end, draw a refusal that pauses every worker).
             return
         self._streak += 1
         if self._streak >= self.limit:  # about one success per place: one round trip

@@ -57,7 +57,7 @@ def first_guess(
             # bucket's burst over the pause instead: ramped, as a guess.
             ramping = sequential is None or seen / span < _GUESSED * sequential
             return FirstGuess(seen / span * (share if coarse else 1.0), ramping)
-        burst = seen if seen < QUOTA_SEEN else None
+        burst = seen if 0 < seen < QUOTA_SEEN else None
         return FirstGuess(max(seen / span, sequential or 0.0), True, burst)
     # A pause of harvester's own, or a short one (a bucket's next place), says nothing of a
     # window: what the burst held tells no rate.

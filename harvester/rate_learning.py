@@ -77,7 +77,7 @@ class RateLearner:
 
     def __init__(self, start: float) -> None:
         self._admitted: deque[float] = deque()  # when recent successes came back
-        self._sent_ok = -math.inf  # when the latest success was sent (a token's: answered)
+        self._sent_ok = -math.inf  # when the latest success was sent
         # When recent refusals came (one per pause), and the pause each asked for (untold: inf).
         self._refusals: deque[tuple[float, float]] = deque()
         # What a first refusal counts from: the first request (a window may start there), or
@@ -107,13 +107,19 @@ class RateLearner:
         self._bisection = Bisection(_SHARE)
 
     def admitted(
-        self, now: float, sequential: float | None = None, *, sent: float | None = None
+        self,
+        now: float,
+        sequential: float | None = None,
+        *,
+        sent: float | None = None,
+        data: bool = True,
     ) -> None:
-        """A success came back at `now`, `sent` when; `sequential` as for refused()."""
+        """A success came back at `now`, `sent` when (None: unknown, taken as `now`);
+        `sequential` as for refused(); `data`: a data request's, not a token request's."""
         self._admitted.append(now)
         # A success sent before the last pause ended tells nothing of what the API bears after.
         self._sent_ok = max(self._sent_ok, now if sent is None else sent)
-        if self._base is None and sent is not None:
+        if self._base is None and sent is not None and data:
             self._sends.admitted(sent)
         while self._admitted[0] < now - _MEMORY:
             self._admitted.popleft()
@@ -234,7 +240,9 @@ class RateLearner:
             # The API states its rate: a refusal is a burst's (the first requests, sent before
             # the statement came), not news of a lower rate. Paced at the statement from here.
             return self.stated
-        elapsed = now - self._counted_from
+        # A refusal from before the count began (a token request's, refused before any data
+        # request went): nothing was admitted over no time.
+        elapsed = max(0.0, now - self._counted_from)
         guess = first_guess(seen, elapsed, hold, sequential, told=told, coarse=coarse, share=_SHARE)
         if guess is None:
             return None

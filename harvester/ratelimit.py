@@ -231,9 +231,10 @@ class Throttle:
                 took = now - ticket.sent
                 self._api_time.took(took)
                 queued = self._api_time.queued(took)
-                self._concurrency.admitted(ticket.flight, now, queued=queued)
-            sent = ticket.sent if ticket.flight is not None else None  # a data request's
-            self._learner.admitted(now, self._api_time.sequential(), sent=sent)
+                lengthened = self._api_time.lengthened(took)
+                self._concurrency.admitted(ticket.flight, now, queued=queued, lengthened=lengthened)
+            data = ticket.flight is not None  # a token's time is another endpoint's
+            self._learner.admitted(now, self._api_time.sequential(), sent=ticket.sent, data=data)
             self._cool_down.succeeded(ticket.sent)
         self._settle(now)
 
@@ -310,6 +311,8 @@ class Throttle:
         spent: bool,
     ) -> None:
         first = self._cool_down.refused(ticket.episode, retry_after, now, self.rate)
+        if first:
+            self._concurrency.cooled()
         # Whether a limit on requests in flight refused it (None: told by its answers).
         at_once: bool | None = False
         if ticket.flight is not None:

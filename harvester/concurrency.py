@@ -236,7 +236,10 @@ class Concurrency:
             return
         if lengthened:
             # The queue has grown since it was first seen: one more in flight would only wait
-            # longer (and, past its end, draw a refusal that pauses every worker).
+            # longer (and, past its end, draw a refusal that pauses every worker). The run of
+            # successes starts again: a few shorter waits (the queue's length varies as
+            # answers come) are no reason to grow it.
+            self._streak = 0
             return
         self._streak += 1
         if self._streak >= self.limit:  # about one success per place: one round trip

@@ -195,3 +195,20 @@ def test_a_queue_first_seen_and_then_lengthened_stops_the_growth() -> None:
 
     assert queue.lengthened(0.25) and not queue.lengthened(0.2)
     assert cheap.queued(0.04) and not cheap.lengthened(0.04)
+
+
+def test_answers_that_wait_longer_than_the_first_that_waited_hold_the_limit() -> None:
+    """A queueing limiter (nginx `limit_req`): its queue's length varies as answers come, so a
+    few answers wait less, but a run of successes long enough to grow the limit never comes
+    without one that waited longer (the real 50/s rows drew one refusal past the queue when
+    the few counted across those)."""
+    limit, fake = slow()
+    round_trip(limit, fake)
+    round_trip(limit, fake, queued=True)
+    for i in range(200):
+        flight = limit.send()
+        limit.admitted(flight, fake.now, queued=True, lengthened=i % 5 != 0)
+        limit.land(flight)
+        fake.now += 0.02
+
+    assert limit.limit == 9  # one more on the round that found the queue, then none

@@ -31,6 +31,8 @@ class ApiTime:
         self._recent.append(seconds)
         if self.shortest is None or seconds < self.shortest:
             self.shortest = seconds
+        if self._first_queued is None and self.queued(seconds):
+            self._first_queued = seconds
 
     def sequential(self) -> float | None:
         """A sequential client's pace, where answers take long enough to tell one."""
@@ -41,10 +43,7 @@ class ApiTime:
         """Whether a success that took `seconds` waited in a queue at the API (a leaky bucket's,
         an overloaded server's): over twice the shortest, and `_NOISE` more. (Or the shortest was
         a cheap page's, which no later one matches: see lengthened.)"""
-        waited = self.shortest is not None and seconds > 2 * self.shortest + _NOISE
-        if waited and self._first_queued is None:
-            self._first_queued = seconds
-        return waited
+        return self.shortest is not None and seconds > 2 * self.shortest + _NOISE
 
     def lengthened(self, seconds: float) -> bool:
         """Whether a success that took `seconds` waited over twice as long as the first that

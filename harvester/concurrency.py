@@ -159,7 +159,7 @@ class Concurrency:
         if not self._adaptive:
             return False
         if first:
-            self._slow = False
+            self.cooled()
             self.limit = max(1, min(max(least, self.limit // 2), self._ceiling))
             self._streak = 0
             self._show()

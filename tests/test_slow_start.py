@@ -188,10 +188,8 @@ def test_a_queue_first_seen_and_then_lengthened_stops_the_growth() -> None:
     queue, cheap = ApiTime(), ApiTime()
     for took in (0.02, 0.05, 0.1):  # the third waited: the first queued
         queue.took(took)
-        queue.queued(took)
     for took in (0.005, 0.04):
         cheap.took(took)
-        cheap.queued(took)
 
     assert queue.lengthened(0.25) and not queue.lengthened(0.2)
     assert cheap.queued(0.04) and not cheap.lengthened(0.04)

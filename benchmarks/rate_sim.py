@@ -252,6 +252,11 @@ def run(row: Row, *, offset: float = 0.0, scale: float = 1.0) -> tuple[Served, S
     return ours, theirs
 
 
+def _set_latency(seconds: float) -> None:
+    global LATENCY
+    LATENCY = seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -262,7 +267,14 @@ def main() -> None:
         "--scale", type=float, default=1.0, help="each row's requests times this (steady state)"
     )
     parser.add_argument("--trace", action="store_true", help="harvester's INFO lines, timed")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=LATENCY,
+        help=f"the API's time per admitted request, seconds (the real matrix's: {LATENCY})",
+    )
     args = parser.parse_args()
+    _set_latency(args.latency)
     if args.trace:
         logging.basicConfig(level=logging.INFO, format="%(vtime)7.3f %(message)s")
         old = logging.getLogRecordFactory()

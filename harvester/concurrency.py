@@ -3,7 +3,8 @@
 The limit starts low and doubles each round trip (slow start) until a cool-down or an answer
 that waited in a queue at the API; then it is halved once per cool-down and raised by one after
 a run of successes (none of which waited longer than the first that waited: a queue at the API
-grown by more in flight), between 1 and `workers`.
+grown by more in flight), or at once to what a pace the throttle keeps needs, between 1 and
+`workers`.
 
 An API that limits requests in flight (rather than per second) refuses whenever more than its
 limit are in flight, so the limit is also kept under a *ceiling*: the number the API held when it
@@ -130,16 +131,23 @@ class Concurrency:
             flight.admitted = False
 
     def admitted(
-        self, flight: Flight, now: float, *, queued: bool = False, lengthened: bool = False
+        self,
+        flight: Flight,
+        now: float,
+        *,
+        queued: bool = False,
+        lengthened: bool = False,
+        least: int = 1,
     ) -> None:
         """The API admitted the request; `queued`: its answer waited in a queue at the API;
-        `lengthened`: longer than when a queue was first seen (ApiTime.lengthened)."""
+        `lengthened`: longer than when a queue was first seen (ApiTime.lengthened); `least`:
+        what the pace kept needs in flight."""
         flight.admitted = True
         held = 1 + flight.held_with()
         if held >= self._admitted_at_once or now - self._admitted_at_once_at >= _CEILING_MEMORY:
             self._admitted_at_once = held
             self._admitted_at_once_at = now
-        self._grow(now, queued, lengthened)
+        self._grow(now, queued, lengthened, least)
 
     def verdict(self, now: float, *, force: bool = False) -> bool | None:
         """Whether the refusals not yet explained were a limit on requests in flight's, once
@@ -217,7 +225,7 @@ class Concurrency:
         self.limit = max(1, min(self.limit, most))
         self._show()
 
-    def _grow(self, now: float, queued: bool, lengthened: bool) -> None:
+    def _grow(self, now: float, queued: bool, lengthened: bool, least: int) -> None:
         most = self._workers if self._told is None else min(self._workers, self._told)
         # Answers that wait in a queue at the API come no faster with more in flight (the API's
         # pace sets how fast they come): the ceiling grows on an answer that did not wait.
@@ -233,6 +241,13 @@ class Concurrency:
             else:
                 self.limit += 1
                 self._show()
+            return
+        if least > self.limit and not queued:
+            # A pace is kept (the throttle spaces requests at a rate): more in flight adds no
+            # load, and fewer than the pace needs would slow it where answers take long (one
+            # more per round trip took 18 s to reach a 10/s pace at 1.6 s an answer).
+            self.limit = min(least, self._workers, self._ceiling)
+            self._show()
             return
         if lengthened:
             # The queue has grown since it was first seen: one more in flight would only wait

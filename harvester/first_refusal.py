@@ -59,6 +59,11 @@ def first_guess(
             return FirstGuess(seen / span * (share if coarse else 1.0), ramping)
         burst = seen if 0 < seen < QUOTA_SEEN else None
         return FirstGuess(max(seen / span, sequential or 0.0), True, burst)
-    # A pause of harvester's own, or a short one (a bucket's next place), says nothing of a
-    # window: what the burst held tells no rate.
-    return FirstGuess(sequential or seen / max(elapsed + hold, WHOLE_SPAN), True)
+    # A pause of harvester's own, or a short one (a bucket's next place: an interval or two at
+    # what the API bore), says nothing of a window: what the burst held tells no rate. A told
+    # pause longer than that is a window's end near (the next wall-clock second): what the API
+    # bore over a second is its quota, a better start for the ramp than a sequential client's
+    # pace where answers take long (10/s at 100 ms, whose ramp took 7 s to reach 50/s).
+    bore = seen / max(elapsed + hold, WHOLE_SPAN)
+    window = told and hold * bore > 2
+    return FirstGuess(max(sequential or 0.0, bore) if window else sequential or bore, True)

@@ -105,6 +105,10 @@ class RateLearner:
         self._refilled = 0.0
         # Against a limit with no burst (no_burst), the rate is bisected (rate_bisection.py).
         self._bisection = Bisection(_SHARE)
+        # The API's time for a request with no queue, as of the last refusal: what is sent at
+        # t is answered from t + lag, so what it admitted over a stretch of sends is counted a
+        # lag later (at 200 ms an answer, a 10/s bucket counted over the stretch looked 7/s).
+        self._lag = 0.0
 
     def admitted(
         self,
@@ -158,14 +162,17 @@ class RateLearner:
         told: bool = True,
         coarse: bool = False,
         in_flight_for: float = 0.0,
+        lag: float = 0.0,
     ) -> float | None:
         """Learn from a refusal at `now` that asks for `hold` seconds; the new rate, if any.
         `sequential` is the pace of one request after another (one over the latency); `told`:
         the API said how long (Retry-After), else `hold` is harvester's own short pause;
         `coarse`: it said so in whole seconds (delta-seconds, an HTTP-date), rounded up. Heard
         late, successes up to `in_flight_for` after it were in flight when it came (a refusal
-        comes back at once, an admitted request takes the API's time)."""
+        comes back at once, an admitted request takes the API's time). `lag`: the API's time with no
+        queue (what is sent at t is answered from t + lag)."""
         self._refusals.append((now, hold if told else math.inf))
+        self._lag = lag
         while self._refusals[0][0] < now - _HORIZON:  # no measure looks back further
             self._refusals.popleft()
         if self._base is None:
@@ -257,7 +264,7 @@ class RateLearner:
         # its last step, its pace below the limit before): a burst it saved up during the pause
         # inflates it; a pace not kept up lowers it.
         since = max(self._since, now - (_RAMP_STEP if self._ramping else _HORIZON))
-        seen = self._seen(since, now)
+        seen = self._seen(since + self._lag, now + self._lag)
         span = now - since
         measured = seen / span if seen >= _MIN_SAMPLE and span >= MIN_SPAN else None
         # Refused a slot at a time (a pause of an interval or two: a bucket's next place), the
@@ -323,7 +330,7 @@ class RateLearner:
         span = now - self._since
         if span > _MEMORY:
             return None
-        seen = self._seen(self._since, now)
+        seen = self._seen(self._since + self._lag, now + self._lag)
         if span <= 0 or seen <= self._burst or self._base is None:
             return None
         rate = (seen + 1 - self._burst) / span

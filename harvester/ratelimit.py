@@ -232,7 +232,13 @@ class Throttle:
                 self._api_time.took(took)
                 queued = self._api_time.queued(took)
                 lengthened = self._api_time.lengthened(took)
-                self._concurrency.admitted(ticket.flight, now, queued=queued, lengthened=lengthened)
+                self._concurrency.admitted(
+                    ticket.flight,
+                    now,
+                    queued=queued,
+                    lengthened=lengthened,
+                    least=self._api_time.needed(self._learner.rate(now)),
+                )
             data = ticket.flight is not None  # a token's time is another endpoint's
             self._learner.admitted(now, self._api_time.sequential(), sent=ticket.sent, data=data)
             self._cool_down.succeeded(ticket.sent)
@@ -261,6 +267,7 @@ class Throttle:
                 told=unheard.told,
                 coarse=unheard.coarse,
                 in_flight_for=self._api_time.settled_in(),
+                lag=self._api_time.shortest or 0.0,
             )
             if learned is not None:
                 self._show_rate(learned)

@@ -105,6 +105,28 @@ def test_a_cool_down_halves_no_lower_than_the_pace_needs_unless_under_a_ceiling(
     assert limit.limit == 2
 
 
+def test_a_success_raises_the_limit_at_once_to_what_the_pace_needs() -> None:
+    """Answers that take long need many in flight for a pace the throttle keeps: one more per
+    round trip took 18 s to reach 16 in flight for 10/s at 1.6 s an answer. Paced, more in
+    flight adds no load; a queued answer (the API's own pace sets when answers come), the
+    workers and a ceiling still bound it."""
+    limit, fake = concurrency()
+    for _ in range(3):
+        limit.refused(limit.send(), first=True)
+    assert limit.limit == 2
+
+    limit.admitted(limit.send(), fake.clock(), queued=True, least=12)
+    assert limit.limit == 2
+    limit.admitted(limit.send(), fake.clock(), least=12)
+    assert limit.limit == 12
+    limit.admitted(limit.send(), fake.clock(), least=40)
+    assert limit.limit == 16
+
+    limit.told(5)
+    limit.admitted(limit.send(), fake.clock(), least=12)
+    assert limit.limit == 5
+
+
 def refused_past(limit: Concurrency, fake: FakeTime, most: int) -> None:
     """`most` requests in flight, all admitted, and one more refused at once: a limit on
     requests in flight of `most`, told as such."""

@@ -425,11 +425,16 @@ def test_a_quota_well_under_the_sequential_pace_is_ramped_as_a_guess() -> None:
 
 
 def bucket_stretch(
-    learner: RateLearner, start: float, pace: float | None, rate: float, burst: int
+    learner: RateLearner,
+    start: float,
+    pace: float | None,
+    rate: float,
+    burst: int,
+    latency: float = 0.02,
 ) -> float:
     """From `start` (a pause's end, the bucket full), requests at `pace` (None: the learner's
     own, as it grows) to a token bucket of `burst` refilled at `rate`: the admitted ones told
-    to the learner. When one is refused."""
+    to the learner, each `latency` after it was sent. When one is refused."""
     tokens, last, sent = float(burst), start, start
     while True:
         tokens = min(burst, tokens + (sent - last) * rate)
@@ -437,7 +442,7 @@ def bucket_stretch(
         if tokens < 1:
             return sent
         tokens -= 1
-        learner.admitted(sent + 0.02)
+        learner.admitted(sent + latency)
         sent += 1 / (pace or learner.rate(sent) or 1.0)
 
 
@@ -464,6 +469,37 @@ def test_a_stretch_that_drained_a_buckets_burst_tells_its_rate(rate: float, burs
     # A sliver over (the upper end of a stretch's bounds) draws one more refusal, after a
     # stretch long enough to tell the rate closer still; under, it would be kept under.
     assert 0.9 * rate <= (learner.rate(resume) or 0.0) <= 1.01 * rate
+
+
+@pytest.mark.parametrize(("latency", "rate"), [(0.2, 10.0), (0.5, 5.0), (0.1, 50.0)])
+def test_a_drained_bucket_is_measured_by_when_its_requests_were_sent(
+    latency: float, rate: float
+) -> None:
+    """Answers take `latency`: what a stretch sent from the pause's end is answered from a
+    latency later, and what was in flight at the refusal a latency after it. Counted by when
+    the answers came over the stretch, a bucket of 10/s at 200 ms looked like 7/s."""
+    burst = 5
+    learner = learner_with(burst, 700)
+    learner.refused(burst / 700, hold=1.0, sequential=3 * rate, coarse=True)
+    resume = burst / 700 + 1.0
+    refused_at = bucket_stretch(learner, resume, 1.5 * rate, rate, burst, latency)
+
+    learner.refused(refused_at, hold=1.0, sequential=1 / latency, coarse=True, lag=latency)
+
+    assert 0.93 * rate <= (learner.rate(refused_at + 1.0) or 0.0) <= 1.01 * rate
+
+
+def test_a_short_told_pause_after_a_windows_quota_starts_at_what_it_bore() -> None:
+    """50 admitted in half a second at 100 ms an answer, then asked to wait 0.1 s (to the next
+    wall-clock second): too long for a bucket's next place at what the API bore (an interval
+    or two), so a window's end. Its quota over a second is a better start than a sequential
+    client's 10/s, from which the ramp took 7 s to reach 50/s."""
+    learner = learner_with(50, 100)
+
+    learner.refused(0.5, hold=0.1, sequential=10.0)
+
+    assert learner.rate(0.6) == pytest.approx(50.0)
+    assert learner.rate(1.6) == pytest.approx(62.5)
 
 
 def test_a_ramp_that_crossed_a_buckets_rate_from_below_steps_back_a_ramp_step() -> None:

@@ -191,3 +191,27 @@ def test_a_limit_with_no_burst_at_the_latency_is_met_no_slower_than_sequentially
     assert not served.failed
     assert served.span <= alone.span
     assert served.refused <= 0.02
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "fixed 1s wall 50/s / headers none / RA date",
+        "fixed 1s wall 50/s / headers none / RA exact",
+        "sliding counter 1s 50/s / headers none / RA exact",
+    ],
+)
+def test_answers_that_take_100_ms_meet_the_bar(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An API whose answers take 100 ms (a sequential client's pace: 10/s) behind a one-second
+    window of 50/s, told to wait to the window's end: the first refusal's short pause is a
+    window's, and the ramp starts at what the API bore, not at 10/s (7 s of ramp: 81-84%).
+    Paced, the requests in flight rise at once to what the pace needs, and a stretch is
+    measured by when its requests were sent."""
+    monkeypatch.setattr(rate_sim, "LATENCY", 0.1)
+    row = ROWS[name]
+
+    served = run(row)
+
+    assert not served.failed
+    assert served.share(rate_sim.limit_of(row)) >= 0.9
+    assert served.refused <= 0.02

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 QUOTA_SEEN = 10  # admitted before a first refusal: a window's quota, not a burst
 _GUESSED = 0.8  # a quota's rate under this share of the sequential pace may be a burst's
+_FEW_FOR_A_QUOTA = 16  # ... as may a quota of fewer: see first_guess
 _SHORT_WINDOW = 2.0  # seconds
 MIN_SPAN = 0.25  # the shortest stretch a rate is measured over
 WHOLE_SPAN = 1.0  # a measure over this long spans a whole second's window
@@ -54,8 +55,14 @@ def first_guess(
             span = max(span - (1.0 if coarse else 0.0), WHOLE_SPAN)
             # A short window's quota over the window: measured, not guessed, where one request
             # after another would nearly have found it. Well below that pace it may be a
-            # bucket's burst over the pause instead: ramped, as a guess.
-            ramping = sequential is None or seen / span < _GUESSED * sequential
+            # bucket's burst over the pause instead: ramped, as a guess. So may a quota of a
+            # few where answers take long: a slow start's first round trips span long enough
+            # for a bucket to refill its burst between them (50/s with a burst of 5, at 100 ms
+            # an answer, admitted 11 in two; kept at 11/s, 23% of its rate). A window of so
+            # few costs one more pause, the ramp's.
+            ramping = (
+                sequential is None or seen / span < _GUESSED * sequential or seen < _FEW_FOR_A_QUOTA
+            )
             return FirstGuess(seen / span * (share if coarse else 1.0), ramping)
         burst = seen if 0 < seen < QUOTA_SEEN else None
         return FirstGuess(max(seen / span, sequential or 0.0), True, burst)

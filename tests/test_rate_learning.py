@@ -489,6 +489,18 @@ def test_a_drained_bucket_is_measured_by_when_its_requests_were_sent(
     assert 0.93 * rate <= (learner.rate(refused_at + 1.0) or 0.0) <= 1.01 * rate
 
 
+def test_a_quota_of_a_few_near_the_sequential_pace_is_ramped_as_a_guess() -> None:
+    """At 100 ms an answer, a token bucket of 50/s with a burst of 5 admitted 11 in the slow
+    start's first two round trips, then asked for a whole second. Taken as a window's quota of
+    11/s near the sequential pace (10/s), it was kept, not ramped: 23% of the limit."""
+    learner = learner_with(11, 55)
+
+    learner.refused(0.2, hold=1.0, sequential=10.0, coarse=True)
+
+    assert learner.rate(1.2) == pytest.approx(11 * 0.97)
+    assert learner.rate(2.2) == pytest.approx(11 * 0.97 * 1.25)
+
+
 def test_a_short_told_pause_after_a_windows_quota_starts_at_what_it_bore() -> None:
     """50 admitted in half a second at 100 ms an answer, then asked to wait 0.1 s (to the next
     wall-clock second): too long for a bucket's next place at what the API bore (an interval

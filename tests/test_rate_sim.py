@@ -215,3 +215,20 @@ def test_answers_that_take_100_ms_meet_the_bar(name: str, monkeypatch: pytest.Mo
     assert not served.failed
     assert served.share(rate_sim.limit_of(row)) >= 0.9
     assert served.refused <= 0.02
+
+
+def test_a_small_burst_where_answers_take_long_is_ramped_past(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A token bucket of 50/s with a burst of 5, at 100 ms an answer, refused for a whole
+    second: the 11 it admitted in the slow start's first round trips looked like a window's
+    quota of 11/s, kept for the whole run (23% of the limit). Ramped from it as a guess, the
+    ramp's 7 s to reach 50/s are what remains (about 78%)."""
+    monkeypatch.setattr(rate_sim, "LATENCY", 0.1)
+    row = ROWS["token bucket 50/s b5 / headers none / RA ceil"]
+
+    served = run(row)
+
+    assert not served.failed
+    assert served.share(rate_sim.limit_of(row)) >= 0.7
+    assert served.refused <= 0.02

@@ -507,6 +507,13 @@ def main() -> None:
         help="each row's requests times this: what learning the limit costs is spread over "
         "more of them, and the figures tend to the steady state",
     )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=LATENCY,
+        metavar="S",
+        help=f"the API's time per admitted request, seconds (the issue's matrix: {LATENCY})",
+    )
     parser.add_argument("--tune", action="store_true", help="the tune table instead")
     parser.add_argument(
         "--tune-duration", type=float, metavar="S", help="harvester tune --duration"
@@ -517,8 +524,10 @@ def main() -> None:
             if not args.only or _picked(args.only, row.name):
                 print(row.name)
         return
+    _set_latency(args.latency)
     started = time.perf_counter()
     document: dict[str, Any] = {
+        "latency": LATENCY,
         "command": shlex.join([sys.executable, *sys.argv]),
         "harvester": str(args.tree.resolve()) if args.tree else _git_head(),
         "oracle": args.oracle,
@@ -534,6 +543,11 @@ def main() -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_bytes(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+
+
+def _set_latency(seconds: float) -> None:
+    global LATENCY
+    LATENCY = seconds
 
 
 # Set on SIGTERM: rows side by side (--jobs) start no more.

@@ -234,6 +234,7 @@ class Fetcher:
             await self._tokens.current()
         async with self._throttle.request() as ticket:
             token = await self._tokens.current() if request.send_token else None
+            ticket.sending()  # a token refresh may have taken a while: the API's time starts now
             if token is not None and request.url is not None:
                 # A next link that carries a token (Graph-API style) carries the one of its
                 # moment; send the current one (a resumed link holds a stand-in for it).

@@ -65,6 +65,10 @@ class Ticket:
         self.sent = sent  # when it was let through
         self.flight = flight  # a data request's place among those in flight (None: a token's)
 
+    def sending(self) -> None:
+        """The request goes now, later than it was let through (it waited for a token)."""
+        self.sent = self._throttle._clock()
+
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
         self._throttle._observe(self, status, headers)
 
@@ -333,8 +337,12 @@ class Throttle:
         # unless headers read with it say nothing remains (Flask-Limiter's, for a window that
         # ends within the second). One unheard at a time: with no success since, a later one
         # is the same overload.
+        # A token request's refusal holds every request (none goes without a token), but tells
+        # nothing of the data's rate: the token endpoint is often another server, with a budget
+        # of its own (a few requests a minute at some identity providers).
         if (
             self._fixed_rate is None
+            and ticket.flight is not None
             and (retry_after != 0 or spent)
             and self._unheard is None
             and ticket.sent >= self._heard_at

@@ -1158,3 +1158,25 @@ async def test_a_limit_with_no_burst_near_the_sequential_pace_is_met_one_at_a_ti
         assert second.done() is not single  # one in flight at a time
         first.observe(200, headers())
     await second
+
+
+async def test_a_token_requests_refusal_holds_every_request_but_teaches_no_rate(
+    fake: FakeTime,
+) -> None:
+    """The token endpoint is often another server with a budget of its own (a few requests a
+    minute at some identity providers): its 429 holds every worker (none goes without a
+    token), but the pace of pages is not learned from it."""
+    throttle, _ = throttle_on(fake)
+    for _ in range(20):
+        async with throttle.request() as ticket:
+            fake.now += 0.02
+            ticket.observe(200, headers())
+
+    async with throttle.request(counted=False) as ticket:
+        ticket.observe(429, headers(Retry_After="2"))
+    refused_at = fake.now
+
+    assert await admitted_at(throttle, fake) == pytest.approx(refused_at + 2)
+    for _ in range(5):
+        await answer(throttle, 200)
+    assert throttle.rate is None

@@ -210,3 +210,23 @@ def test_answers_that_wait_longer_than_the_first_that_waited_hold_the_limit() ->
         fake.now += 0.02
 
     assert limit.limit == 9  # one more on the round that found the queue, then none
+
+
+async def test_a_pages_time_starts_when_it_is_sent_not_when_let_through() -> None:
+    """A worker let through the throttle may still wait for a token refresh (a cool-down
+    outlasted the token): counted from the throttle, its page looked queued at the API,
+    which ends the slow start, and sent before a pause it never met."""
+    fake = FakeTime()
+    throttle = Throttle(ConcurrencyConfig(workers=16), Stats(), clock=fake.clock, sleep=fake.sleep)
+    first = await send(throttle)
+    fake.now += 0.02
+    await first.answer(200)
+    limit = throttle.limit
+
+    async with throttle.request() as ticket:
+        fake.now += 1.0  # the token refresh
+        ticket.sending()
+        fake.now += 0.02
+        ticket.observe(200, CIMultiDict())
+
+    assert throttle.limit == limit + 1  # not queued: the slow start goes on

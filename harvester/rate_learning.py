@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 from collections import deque
 
+from harvester.admissions import Admissions
 from harvester.first_refusal import MIN_SPAN, WHOLE_SPAN, first_guess
 from harvester.rate_bisection import Bisection, Sends, held_after
 
@@ -61,7 +62,6 @@ _PROBE_EVERY = 10.0
 _PROBE_AFTER = 5.0
 # The longest look back at what the API admitted.
 _HORIZON = 2.0
-_MEMORY = 60.0
 # The fewest successes a rate is measured over (and the shortest stretch: MIN_SPAN).
 _MIN_SAMPLE = 5
 # A first pause this long is not risked again on a rate still unknown: see refused().
@@ -76,7 +76,7 @@ class RateLearner:
     """Rates learned at refusals; `rate(now)` is the pace to keep now (None: no limit seen)."""
 
     def __init__(self, start: float) -> None:
-        self._admitted: deque[float] = deque()  # when recent successes came back
+        self._admitted = Admissions()
         self._sent_ok = -math.inf  # when the latest success was sent
         # When recent refusals came (one per pause), and the pause each asked for (untold: inf).
         self._refusals: deque[tuple[float, float]] = deque()
@@ -105,10 +105,6 @@ class RateLearner:
         self._refilled = 0.0
         # Against a limit with no burst (no_burst), the rate is bisected (rate_bisection.py).
         self._bisection = Bisection(_SHARE)
-        # The API's time for a request with no queue, as of the last refusal: what is sent at
-        # t is answered from t + lag, so what it admitted over a stretch of sends is counted a
-        # lag later (at 200 ms an answer, a 10/s bucket counted over the stretch looked 7/s).
-        self._lag = 0.0
 
     def admitted(
         self,
@@ -120,18 +116,16 @@ class RateLearner:
     ) -> None:
         """A success came back at `now`, `sent` when (None: unknown, taken as `now`);
         `sequential` as for refused(); `data`: a data request's, not a token request's."""
-        self._admitted.append(now)
+        self._admitted.add(now)
         # A success sent before the last pause ended tells nothing of what the API bears after.
         self._sent_ok = max(self._sent_ok, now if sent is None else sent)
         if self._base is None and sent is not None and data:
             self._sends.admitted(sent)
-        while self._admitted[0] < now - _MEMORY:
-            self._admitted.popleft()
         base = self._base
         if (
             base is not None
             and self._bisection.active
-            and self._seen(self._base_at, now) >= held_after(base)
+            and self._admitted.answered(self._base_at, now) >= held_after(base)
         ):  # the pace tried held: the next, or the rate found
             self._base, self._base_at = self._bisection.held(base), now
         if self._undecided is not None and sequential is not None:
@@ -172,7 +166,7 @@ class RateLearner:
         comes back at once, an admitted request takes the API's time). `lag`: the API's time with no
         queue (what is sent at t is answered from t + lag)."""
         self._refusals.append((now, hold if told else math.inf))
-        self._lag = lag
+        self._admitted.lag = lag
         while self._refusals[0][0] < now - _HORIZON:  # no measure looks back further
             self._refusals.popleft()
         if self._base is None:
@@ -241,7 +235,7 @@ class RateLearner:
     ) -> float | None:
         # Admitted before the refusal, answered by then or soon after: a queue (a leaky bucket)
         # that holds answers back admitted the late ones at its own pace, not at once.
-        seen = self._seen(self._counted_from, answered_by)
+        seen = self._admitted.answered(self._counted_from, answered_by)
         self._no_burst = self._sends.no_burst(seen, self._counted_from, sequential)
         if self.stated is not None:
             # The API states its rate: a refusal is a burst's (the first requests, sent before
@@ -264,7 +258,7 @@ class RateLearner:
         # its last step, its pace below the limit before): a burst it saved up during the pause
         # inflates it; a pace not kept up lowers it.
         since = max(self._since, now - (_RAMP_STEP if self._ramping else _HORIZON))
-        seen = self._seen(since + self._lag, now + self._lag)
+        seen = self._admitted.of_sends(since, now)
         span = now - since
         measured = seen / span if seen >= _MIN_SAMPLE and span >= MIN_SPAN else None
         # Refused a slot at a time (a pause of an interval or two: a bucket's next place), the
@@ -313,29 +307,15 @@ class RateLearner:
         which refuses any two requests closer than its interval."""
         return self._no_burst
 
-    def _seen(self, start: float, end: float) -> int:
-        """How many successes came back from `start` to `end`."""
-        return sum(1 for t in self._admitted if start <= t <= end)
-
     def _drained(self, now: float) -> float | None:
-        """The rate a bucket refills at, from a stretch that drained it: it held its burst
-        `b` after a pause long enough to refill it, and admitted `n` over the `s` seconds
-        since, but not one more, so b + rate x s lies between n and n + 1. None: no burst seen,
-        the pause too short to refill it, a stretch that admitted no more than the burst, or
-        one not paced well above the rate from its start, or one longer than the successes
-        remembered (counted short, it would pass for a drained bucket's: a probe that crossed
-        20/s after 90 clean seconds stepped down to 12/s)."""
-        if self._burst is None or self._refilled < _LONG_PAUSE:
+        """The rate a bucket refills at, from the stretch since the last pause that drained it
+        (Admissions.drained). None: no burst seen, the pause too short to refill it, or a
+        stretch not paced well above that rate from its start (the bucket did not drain all
+        along)."""
+        if self._burst is None or self._refilled < _LONG_PAUSE or self._base is None:
             return None
-        span = now - self._since
-        if span > _MEMORY:
-            return None
-        seen = self._seen(self._since + self._lag, now + self._lag)
-        if span <= 0 or seen <= self._burst or self._base is None:
-            return None
-        rate = (seen + 1 - self._burst) / span
-        # Only a stretch paced above that rate from its start drained the bucket all along.
-        return rate if rate < self._base * _STEP_DOWN else None
+        rate = self._admitted.drained(self._since, now, self._burst)
+        return rate if rate is not None and rate < self._base * _STEP_DOWN else None
 
     def state(self, rate: float, now: float) -> None:
         """The API states its rate (RateLimit-Policy), read at `now`: never paced past."""

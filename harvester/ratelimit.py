@@ -13,7 +13,8 @@ Every request, data or token, passes `Throttle` first. Three things can hold it:
 3. the concurrency limit (data requests only; concurrency.py).
 
 A refusal teaches the rate (rate_learning) unless it was a limit on requests in flight's; both
-are known once the requests in flight with it are answered, so the learner hears of it then.
+are known once the requests in flight with it are answered, so the learner hears of it then
+(hearing.py).
 """
 
 from __future__ import annotations
@@ -21,16 +22,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
 
 from harvester.api_time import ApiTime
 from harvester.budget import RateBudget
-from harvester.concurrency import Concurrency, Flight, answered
+from harvester.concurrency import Concurrency, Flight
 from harvester.config import ConcurrencyConfig
 from harvester.cooldown import CoolDown
+from harvester.hearing import Hearing
 from harvester.leases import LeasedPacer
 from harvester.pacing import Pacer
 from harvester.rate_headers import RateLimitInfo, parse_rate_limit
@@ -71,20 +71,6 @@ class Ticket:
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
         self._throttle._observe(self, status, headers)
-
-
-@dataclass
-class _Unheard:
-    """A refusal the learner hears of once the requests in flight with it are answered: only
-    then is it known what the API admitted before it, and whether it was a limit on requests in
-    flight's (which teaches the rate nothing)."""
-
-    at: float
-    hold: float
-    told: bool  # the API said how long (Retry-After)
-    coarse: bool  # in whole seconds (delta-seconds, an HTTP-date): up to a second over
-    flying: list[Flight]
-    at_once: bool | None = None  # None: not told yet
 
 
 class Throttle:
@@ -133,12 +119,10 @@ class Throttle:
             clock=clock,
             slow_start=slow_start,
         )
-        self._unheard: _Unheard | None = None
-        # When the learner last heard of a refusal: one drawn by a request sent before then was
-        # sent at a pace it has learned from already.
-        self._heard_at = -math.inf
-        self._timed = False  # rate-limit headers told when a budget comes back
         self._api_time = ApiTime()
+        self._hearing = Hearing(
+            self._learner, self._concurrency, self._api_time, on_learned=self._learned
+        )
         stats.rate_limit = config.rate_limit
 
     @property
@@ -170,10 +154,9 @@ class Throttle:
         flight: Flight | None = None
         try:
             await self._cool_down.wait()
-            unheard = self._unheard
-            if unheard is not None and self._clock() - unheard.at > self._api_time.settled_in():
+            if self._hearing.overdue(self._clock()):
                 # A request still in flight this long after the refusal was admitted.
-                self._settle(self._clock(), force=True)
+                self._hearing.settle(self._clock(), force=True)
             await self._wait_rate()
             now = self._clock()
             if counted:
@@ -226,7 +209,7 @@ class Throttle:
             # "Retry-After: 0" with headers saying nothing remains: the rate, a window spent.
             spent = info is not None and info.remaining == 0
             self._refused(ticket, status, retry_after, now, coarse=coarse, spent=spent)
-            self._settle(now)
+            self._hearing.settle(now)
             return
         if ticket.flight is not None and not 200 <= status < 300:
             self._concurrency.answered(ticket.flight)
@@ -246,43 +229,18 @@ class Throttle:
             data = ticket.flight is not None  # a token's time is another endpoint's
             self._learner.admitted(now, self._api_time.sequential(), sent=ticket.sent, data=data)
             self._cool_down.succeeded(ticket.sent)
-        self._settle(now)
+        self._hearing.settle(now)
 
-    def _settle(self, now: float, *, force: bool = False) -> None:
-        """Hear the last refusal once those in flight with it have been answered."""
-        at_once = self._concurrency.verdict(now, force=force)  # sets the ceiling, if told
-        unheard = self._unheard
-        if unheard is None:
-            return
-        if at_once is not None:
-            unheard.at_once = at_once
-        if not force and not answered(unheard.flying):
-            return
-        self._unheard = None
-        self._heard_at = now
-        # An API whose headers tell when its budget comes back limits a rate.
-        if unheard.at_once and not self._timed:
-            self._learner.paused(unheard.at, unheard.hold)
-        else:
-            learned = self._learner.refused(
-                unheard.at,
-                unheard.hold,
-                self._api_time.sequential(),
-                told=unheard.told,
-                coarse=unheard.coarse,
-                in_flight_for=self._api_time.settled_in(),
-                lag=self._api_time.shortest or 0.0,
-            )
-            if learned is not None:
-                self._show_rate(learned)
-            self._pacer.strict = self._learner.no_burst
+    def _learned(self, rate: float) -> None:
+        self._show_rate(rate)
+        self._pacer.strict = self._learner.no_burst
 
     def _read_headers(self, info: RateLimitInfo, ticket: Ticket, now: float, *, told: bool) -> None:
         """`told`: a refusal with Retry-After, which says when to come back: a reset read with it
         (often rounded up to a whole Unix second, so up to a second later) does not lengthen the
         pause. Each says no later than the budget is back; the Retry-After is about this
         request, and is never shortened."""
-        self._timed = self._timed or bool(info.reset or info.window)
+        self._hearing.timed = self._hearing.timed or bool(info.reset or info.window)
         if info.limit and info.remaining is not None and info.reset is None and not info.window:
             # A limit and what remains of it, with no reset and no window: a limit on requests
             # in flight (there is no time at which it comes back). Never more at once.
@@ -329,30 +287,23 @@ class Throttle:
         if ticket.flight is not None:
             needed = self._api_time.needed(self.rate)  # in flight, for the pace
             at_once = self._concurrency.refused(ticket.flight, first=first, least=needed)
-        if at_once is False and self._unheard is not None:
-            self._unheard.at_once = False
+        if at_once is False:
+            self._hearing.not_at_once()
         if not first:
             return  # sent before this episode began, which has been answered: once per episode
         # "Retry-After: 0" asks for no pause: whatever refused the request, it was not the rate,
         # unless headers read with it say nothing remains (Flask-Limiter's, for a window that
-        # ends within the second). One unheard at a time: with no success since, a later one
-        # is the same overload.
-        # A token request's refusal holds every request (none goes without a token), but tells
-        # nothing of the data's rate: the token endpoint is often another server, with a budget
-        # of its own (a few requests a minute at some identity providers).
-        if (
-            self._fixed_rate is None
-            and ticket.flight is not None
-            and (retry_after != 0 or spent)
-            and self._unheard is None
-            and ticket.sent >= self._heard_at
-        ):
-            self._unheard = _Unheard(
-                at=now,
-                hold=self._cool_down.left(now),
+        # ends within the second). A token request's refusal holds every request (none goes
+        # without a token), but tells nothing of the data's rate: the token endpoint is often
+        # another server, with a budget of its own (a few requests a minute at some identity
+        # providers).
+        if self._fixed_rate is None and ticket.flight is not None and (retry_after != 0 or spent):
+            self._hearing.refused(
+                ticket.sent,
+                now,
+                self._cool_down.left(now),
                 told=retry_after is not None,
                 coarse=coarse,
-                flying=self._concurrency.flying(),
                 at_once=at_once,
             )
         rate = self.rate

@@ -32,7 +32,8 @@ https with a client certificate: harvester.demo.mtls), the issuer's discovery do
 
 from .records import expected_record, expected_records
 from .server import DemoServer, create_app, run_demo
-from .settings import DemoSettings, DemoStats
+from .settings import DemoSettings
+from .stats import DemoStats
 
 __all__ = [
     "DemoSettings",

@@ -56,6 +56,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=d.rate_limit_headers,
         help="with --rate-limit: X-RateLimit-* (x), the IETF draft's RateLimit* (ietf), or both",
     )
+    p.add_argument(
+        "--rate-limit-queue",
+        type=int,
+        default=d.rate_limit_queue,
+        metavar="N",
+        help="with --rate-limit: queue up to N requests over the rate, answered late at its pace, "
+        "as nginx's limit_req burst=N without nodelay; refuse only when the queue is full",
+    )
+    p.add_argument(
+        "--rate-limit-status",
+        type=int,
+        choices=(429, 503),
+        default=d.rate_limit_status,
+        help="the status of the limiter's refusals (nginx's limit_req: 503)",
+    )
     p.add_argument("--retry-after", type=float, help="Retry-After on 429; unset: from the limiter")
     p.add_argument("--fault-rate", type=float, default=d.fault_rate, help="fraction: 5xx")
     p.add_argument("--drop-rate", type=float, default=d.drop_rate, help="fraction: no answer")
@@ -216,6 +231,8 @@ def settings_from(args: argparse.Namespace) -> DemoSettings:
         rate_limit=args.rate_limit,
         rate_limit_per_address=args.rate_limit_per_address,
         rate_limit_headers=args.rate_limit_headers,
+        rate_limit_queue=args.rate_limit_queue,
+        rate_limit_status=args.rate_limit_status,
         retry_after=args.retry_after,
         fault_rate=args.fault_rate,
         drop_rate=args.drop_rate,

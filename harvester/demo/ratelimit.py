@@ -24,7 +24,9 @@ passes the limiter, before any latency. For rate r and burst b = max(1, r):
           RateLimit: limit=L, remaining=R, reset=reset
     both  all of the above
 
-Retry-After on the limiter's 429 is separate: whole seconds until one request fits.
+Retry-After on the limiter's 429 (or `rate_limit_status`) is separate: whole seconds until one
+request fits. With `rate_limit_queue`, a queue takes the bucket's place and sends none of these
+headers (harvester.demo.queue).
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """The demo API: an aiohttp app that behaves like the APIs harvester is for, faults included.
 
 Every data request (/items, /range-items, /pages, /stream, /cursor, /link) passes the same gate,
-in this order: it is counted; a 429 storm; the rate limit (429); the bearer token (401); the
+in this order: it is counted; a 429 storm; the rate limit (429, or rate_limit_status; with
+rate_limit_queue, a wait for its turn: harvester.demo.queue); the bearer token (401); the
 latency; one random draw for a fault (5xx, dropped connection, truncated body, 429, a slow
 answer, a body cut off in transit); then the real answer, where a query parameter the page cannot
 use (BadParam) is 400 invalid_request. Every answer after the rate limit, the limiter's own 429
 included, carries the rate-limit headers that `rate_limit_headers` asks for (see
-harvester.demo.ratelimit).
+harvester.demo.ratelimit; a queue sends none).
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from .encodings import encode_answer
 from .mtls import certificate_missing, certificate_refusal
 from .pages import JSON, Answer, error_answer
 from .params import BadParam
-from .settings import DemoSettings, DemoStats
+from .settings import DemoSettings
 from .state import DemoState, Fault
+from .stats import DemoStats
 from .token_shapes import presented_token
 from .tokens import token_response
 
@@ -70,10 +72,13 @@ async def _gate(
     if storm:
         stats.faults["429_storm"] += 1
         return _send(state, error_answer(429, "rate_limited", "storm", **_retry(state, storm))), {}
-    wait, limit_headers = state.rate_limit(request.remote)
-    if wait:
-        stats.faults["429"] += 1
-        refusal = error_answer(429, "rate_limited", "too many requests", **_retry(state, wait))
+    refusal, limit_headers = await state.pass_rate_limit(
+        request.remote, hung_up=lambda: _hung_up(request)
+    )
+    if refusal == "gone":
+        _close(request)
+        return web.Response(), {}  # never written: its client hung up while it waited its turn
+    if refusal is not None:
         return _send(state, refusal), limit_headers
     token = presented_token(request.headers, settings)
     if token is None or not state.tokens.is_valid(token):
@@ -128,6 +133,10 @@ async def _cut(
     await response.write(answer.body[: len(answer.body) // 2])
     _close(request)
     return response
+
+
+def _hung_up(request: web.Request) -> bool:
+    return request.transport is None or request.transport.is_closing()
 
 
 def _close(request: web.Request) -> None:
@@ -258,6 +267,12 @@ class DemoServer:
             # Nothing runs between the check, the clear and the wait: no request slips by unseen.
             self._received.clear()
             await self._received.wait()
+
+    async def wait_for_queue(self, most: int = 0) -> None:
+        """Return once at most `most` data requests wait their turn in the rate limit's queue."""
+        while self._state.queued_now > most:
+            self._state.queue_moved.clear()
+            await self._state.queue_moved.wait()
 
     def expire_tokens(self) -> None:
         """Invalidate every token issued so far; the next data request with one gets 401."""

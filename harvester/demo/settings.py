@@ -1,10 +1,9 @@
-"""What the demo API does (DemoSettings) and what it has done (DemoStats)."""
+"""What the demo API does: DemoSettings, checked once when made."""
 
 from __future__ import annotations
 
 import codecs
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from yarl import URL
@@ -12,8 +11,6 @@ from yarl import URL
 from .discovery import AUTH_METHODS, DISCOVERY_DOCUMENTS, DiscoveryDocument
 from .mtls import CLIENT_CERT_REQUIRED, ClientCertRequired
 
-# "429_storm" counts the 429s of a storm, apart from the limiter's and the random ones ("429").
-FAULT_KINDS = ("5xx", "drop", "truncate", "429", "401", "slow", "cut", "429_storm")
 # The headers that describe the rate limit on data answers; harvester.demo.ratelimit has each.
 RateLimitHeaders = Literal["none", "x", "ietf", "both"]
 RATE_LIMIT_HEADERS: tuple[RateLimitHeaders, ...] = get_args(RateLimitHeaders)
@@ -67,6 +64,11 @@ class DemoSettings:
     # limits per address, which clients bound to distinct addresses (shards) each get whole.
     rate_limit_per_address: bool = False
     rate_limit_headers: RateLimitHeaders = "none"
+    # rate_limit_queue: up to N requests over the rate wait their turn, answered at the rate's
+    # pace, as nginx's limit_req burst=N without nodelay (harvester.demo.queue); 0: refused at
+    # once. rate_limit_status: the limiter's refusals, 429 or nginx's 503, in either mode.
+    rate_limit_queue: int = 0
+    rate_limit_status: int = 429
     retry_after: float | None = None
     fault_rate: float = 0.0
     # The statuses a 5xx fault answers with, one at random. 503 is also how nginx's limit_req
@@ -207,17 +209,12 @@ class DemoSettings:
             "changes_generation": (self.changes_generation, 0),
             "changes_added": (self.changes_added, 0),
             "changes_updated": (self.changes_updated, 0),
+            "rate_limit_queue": (self.rate_limit_queue, 0),
         }
         for name, (value, least) in minimums.items():
             if value is not None and value < least:
                 raise ValueError(f"{name}: must be >= {least}, got {value}")
-        if self.rate_limit is not None and self.rate_limit <= 0:
-            raise ValueError(f"rate_limit: must be > 0, got {self.rate_limit}")
-        if self.rate_limit_headers not in RATE_LIMIT_HEADERS:
-            raise ValueError(
-                f"rate_limit_headers: must be one of {', '.join(RATE_LIMIT_HEADERS)}, "
-                f"got {self.rate_limit_headers!r}"
-            )
+        _check_rate_limit(self)
         for name, carrier in (
             ("totals_in", self.totals_in),
             ("next_cursor_in", self.next_cursor_in),
@@ -241,6 +238,25 @@ class DemoSettings:
                 f"cross_host_next: must be an http(s) URL like http://127.0.0.2:8765, "
                 f"got {self.cross_host_next!r}"
             )
+
+
+def _check_rate_limit(s: DemoSettings) -> None:
+    if s.rate_limit is not None and s.rate_limit <= 0:
+        raise ValueError(f"rate_limit: must be > 0, got {s.rate_limit}")
+    if s.rate_limit_headers not in RATE_LIMIT_HEADERS:
+        raise ValueError(
+            f"rate_limit_headers: must be one of {', '.join(RATE_LIMIT_HEADERS)}, "
+            f"got {s.rate_limit_headers!r}"
+        )
+    if s.rate_limit_status not in (429, 503):
+        raise ValueError(f"rate_limit_status: must be 429 or 503, got {s.rate_limit_status!r}")
+    if s.rate_limit_queue and s.rate_limit is None:
+        raise ValueError("rate_limit_queue: queues requests over rate_limit; set rate_limit too")
+    if s.rate_limit_queue and s.rate_limit_headers != "none":
+        raise ValueError(
+            f"rate_limit_headers: a queue sends none, as nginx's limit_req; leave it at none "
+            f"with rate_limit_queue, got {s.rate_limit_headers!r}"
+        )
 
 
 def _check_mtls_discovery(s: DemoSettings) -> None:
@@ -276,39 +292,3 @@ def _is_base_url(text: str) -> bool:
         and bool(url.host)
         and not (url.query_string or url.fragment)
     )
-
-
-@dataclass
-class DemoStats:
-    """Counters of what the server was asked and what it answered.
-
-    `statuses` counts every status the data endpoints sent; a dropped connection sends none,
-    so it shows only in `faults["drop"]`. A slow answer counts when it goes out, whether or not
-    its client still waits for it. `endpoints` counts data requests by path; `served`, the
-    pages answered 200 without a fault, by path and query; `clients`, data requests by the
-    client's source address.
-    """
-
-    token_requests: int = 0
-    tokens_issued: int = 0
-    data_requests: int = 0
-    statuses: Counter[int] = field(default_factory=Counter)
-    faults: Counter[str] = field(default_factory=Counter)
-    endpoints: Counter[str] = field(default_factory=Counter)
-    # The pages answered in full (200, no fault), by path and query: what a client was given
-    # more than once, it asked for again.
-    served: Counter[str] = field(default_factory=Counter)
-    # Data requests by the client's source address: which shard asked how much.
-    clients: Counter[str] = field(default_factory=Counter)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "token_requests": self.token_requests,
-            "tokens_issued": self.tokens_issued,
-            "data_requests": self.data_requests,
-            "statuses": dict(self.statuses),
-            # Every kind present, so a caller can index a fault that never happened.
-            "faults": {kind: self.faults[kind] for kind in FAULT_KINDS} | dict(self.faults),
-            "endpoints": dict(self.endpoints),
-            "clients": dict(self.clients),
-        }

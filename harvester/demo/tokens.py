@@ -16,7 +16,8 @@ from aiohttp import web
 
 from .assertions import AssertionRefused, check_assertion
 from .mtls import certificate_missing, client_common_name
-from .settings import DemoSettings, DemoStats
+from .settings import DemoSettings
+from .stats import DemoStats
 from .token_shapes import shaped_token_body
 
 

@@ -20,7 +20,8 @@ for the concurrency limiter, what exactly that many aiohttp workers get through,
 same row). Window limiters can exceed 100% over a run of a few windows. `refused` = share of
 requests answered 429/503. `wall s` = the client's process, start-up included. The bar (issue
 10): harvester >= 90% of the limit, <= 2% refused, a complete output, and a span no longer
-than the sequential client's. The long-quota rows set retry.max_retry_after below the quota's
+than the sequential client's (within 0.1%, a tie: where the limiter's own pace holds both
+clients, TIE). The long-quota rows set retry.max_retry_after below the quota's
 reset; harvester must hold until the reset (or, with retry.on_long_quota: fail, fail at once).
 
 --tune runs `harvester tune` against a subset at 30 requests per second instead: the rate it
@@ -66,6 +67,10 @@ BAR_SHARE, BAR_REFUSED = 0.90, 0.02
 TUNE_LOW, TUNE_HIGH = 0.80, 1.00
 # "No slower" allows this much for the noise of a shared machine between two runs.
 SAME_SPAN = 0.01
+# Beside the sequential client, spans this close are a tie: where a limiter's own pace holds
+# both (a queue answering one request every 50 ms, 1,000 requests in 49.97 s whatever the
+# client), they differ by the clock's and the loop's jitter, half a millisecond in 50 s.
+TIE = 0.001
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,7 +237,7 @@ class Result:
             missed.append(f"{self.share:.1%} of limit")
         if h.refused_share > BAR_REFUSED:
             missed.append(f"{h.refused_share:.1%} refused")
-        if s is not None and s.complete and h.span > s.span:
+        if s is not None and s.complete and h.span > s.span * (1 + TIE):
             missed.append("slower than sequential")
         return missed
 

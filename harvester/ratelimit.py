@@ -224,7 +224,7 @@ class Throttle:
                     now,
                     queued=queued,
                     lengthened=lengthened,
-                    least=self._api_time.needed(self._learner.rate(now)),
+                    least=self._api_time.needed(self.rate),
                 )
             data = ticket.flight is not None  # a token's time is another endpoint's
             self._learner.admitted(now, self._api_time.sequential(), sent=ticket.sent, data=data)

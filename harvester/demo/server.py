@@ -17,17 +17,15 @@ import contextlib
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
 
 import orjson
 from aiohttp import web
 from aiohttp.log import access_logger as web_logger
 
 from . import discovery, endpoints, users
-from .encodings import encode_answer
 from .mtls import certificate_missing, certificate_refusal
-from .pages import JSON, Answer, error_answer
-from .params import BadParam
+from .pages import JSON, error_answer
+from .respond import Page, answer_to, close, fault_response, hung_up, retry_after, send
 from .settings import DemoSettings
 from .state import DemoState, Fault
 from .stats import DemoStats
@@ -39,15 +37,7 @@ __all__ = ["DemoServer", "DemoSettings", "DemoStats", "create_app", "run_demo", 
 STATE = web.AppKey("demo_state", DemoState)
 # Set on every data request received, so that a test can wait for the nth without polling.
 RECEIVED = web.AppKey("demo_received", asyncio.Event)
-Page = Callable[[web.Request, DemoState], Answer]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _send(state: DemoState, answer: Answer) -> web.Response:
-    state.stats.statuses[answer.status] += 1
-    # As a header: aiohttp refuses a charset in its content_type argument.
-    headers = {**answer.headers, "Content-Type": answer.content_type}
-    return web.Response(status=answer.status, body=answer.body, headers=headers)
 
 
 async def _gate(
@@ -71,77 +61,25 @@ async def _gate(
     storm = state.storm_left()
     if storm:
         stats.faults["429_storm"] += 1
-        return _send(state, error_answer(429, "rate_limited", "storm", **_retry(state, storm))), {}
+        stormed = error_answer(429, "rate_limited", "storm", **retry_after(state, storm))
+        return send(state, stormed), {}
     refusal, limit_headers = await state.pass_rate_limit(
-        request.remote, hung_up=lambda: _hung_up(request)
+        request.remote, hung_up=lambda: hung_up(request)
     )
     if refusal == "gone":
-        _close(request)
+        close(request)
         return web.Response(), {}  # never written: its client hung up while it waited its turn
     if refusal is not None:
-        return _send(state, refusal), limit_headers
+        return send(state, refusal), limit_headers
     token = presented_token(request.headers, settings)
     if token is None or not state.tokens.is_valid(token):
         stats.faults["401"] += 1
         challenge = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
         refusal = error_answer(401, "invalid_token", "missing or expired", **challenge)
-        return _send(state, refusal), limit_headers
+        return send(state, refusal), limit_headers
     if settings.latency:
         await asyncio.sleep(settings.latency)
     return state.draw_fault(), limit_headers
-
-
-def _retry(state: DemoState, wait: float) -> dict[str, str]:
-    return {"Retry-After": state.retry_after(wait)}
-
-
-async def _fault_response(
-    request: web.Request, state: DemoState, fault: Fault, page: Page, headers: dict[str, str]
-) -> web.StreamResponse:
-    state.stats.faults[fault] += 1
-    if fault == "5xx":
-        status = state.random.choice(state.settings.fault_statuses)
-        return _send(state, error_answer(status, "server_error", "injected fault"))
-    if fault == "429":
-        return _send(state, error_answer(429, "rate_limited", "injected", **_retry(state, 1.0)))
-    if fault == "truncate":
-        # Status, headers and Content-Length as usual: only the JSON is broken.
-        answer = _answer(request, state, page)
-        return _send(state, replace(answer, body=answer.body[: len(answer.body) // 2]))
-    if fault == "slow":
-        # The client has most likely given up by the time this answer goes out.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(state.stopping.wait(), state.settings.slow_seconds)
-        return _send(state, _answer(request, state, page))
-    if fault == "cut":
-        return await _cut(request, state, _answer(request, state, page), headers)
-    # A drop: close the socket before a byte is written. aiohttp then fails to write the
-    # response returned here, takes that for a client that went away, and logs nothing.
-    _close(request)
-    return web.Response()
-
-
-async def _cut(
-    request: web.Request, state: DemoState, answer: Answer, headers: dict[str, str]
-) -> web.StreamResponse:
-    """The status, the headers and half the body, then the connection closes: cut in transit."""
-    state.stats.statuses[answer.status] += 1
-    response = web.StreamResponse(status=answer.status, headers={**answer.headers, **headers})
-    response.content_type = JSON
-    response.content_length = len(answer.body)
-    await response.prepare(request)
-    await response.write(answer.body[: len(answer.body) // 2])
-    _close(request)
-    return response
-
-
-def _hung_up(request: web.Request) -> bool:
-    return request.transport is None or request.transport.is_closing()
-
-
-def _close(request: web.Request) -> None:
-    if request.transport is not None:
-        request.transport.close()
 
 
 def _data_endpoint(page: Page) -> Handler:
@@ -152,9 +90,9 @@ def _data_endpoint(page: Page) -> Handler:
         if isinstance(gated, web.Response):
             response = gated
         elif gated is not None:
-            response = await _fault_response(request, state, gated, page, limit_headers)
+            response = await fault_response(request, state, gated, page, limit_headers)
         else:
-            response = _send(state, _answer(request, state, page))
+            response = send(state, answer_to(request, state, page))
             if response.status == 200:
                 state.stats.served[request.path_qs] += 1
         if not response.prepared:
@@ -162,13 +100,6 @@ def _data_endpoint(page: Page) -> Handler:
         return response
 
     return handler
-
-
-def _answer(request: web.Request, state: DemoState, page: Page) -> Answer:
-    try:
-        return encode_answer(page(request, state), state.settings)
-    except BadParam as exc:
-        return error_answer(400, "invalid_request", str(exc))
 
 
 async def _token(request: web.Request) -> web.StreamResponse:

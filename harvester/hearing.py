@@ -61,7 +61,10 @@ class Hearing:
     ) -> None:
         """A refusal at `now`, of a request `sent` then, that may teach the rate: the first of
         its cool-down, asking for `hold`; `at_once` as Concurrency.refused tells."""
-        if self._unheard is None and sent >= self._heard_at:
+        if self._unheard is None and sent < self._heard_at:
+            # Drawn by a pace learned from already: it teaches nothing, but held every worker.
+            self._learner.held(now, hold)
+        elif self._unheard is None:
             self._unheard = _Unheard(
                 at=now,
                 hold=hold,

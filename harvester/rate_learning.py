@@ -179,12 +179,8 @@ class RateLearner:
                 return self.stated
         elif self._sent_ok < self._since:
             # No success since the last pause: the same overload (a storm of 429s), which has
-            # been learned from already, once per overload, not once per 429. The rate does
-            # not grow while every worker waits: it grows with what was sent at it.
-            if self._base is not None and now + hold > self._base_at:
-                self._base = self.rate(now) or self._base
-                self._base_at = max(self._base_at, now + hold)
-            self._since = max(self._since, now + hold)
+            # been learned from already, once per overload, not once per 429.
+            self.held(now, hold)
             return self.rate(now)
         elif not self._ramping and now - self._stepped_at < WHOLE_SPAN:
             # Within a second of the last step down, after a short pause: what the API still
@@ -200,6 +196,15 @@ class RateLearner:
         self._stepped_at = now
         self._learn(learned, now, hold)
         return self.rate(self._base_at)
+
+    def held(self, now: float, hold: float) -> None:
+        """Every worker was held from `now` for `hold` seconds by a refusal that teaches
+        nothing new. The rate does not grow meanwhile (it grows with what was sent at it), and
+        what came back before the pause's end is no news of what the API bears after it."""
+        if self._base is not None and now + hold > self._base_at:
+            self._base = self.rate(now) or self._base
+            self._base_at = max(self._base_at, now + hold)
+        self._since = max(self._since, now + hold)
 
     def begin(self, now: float) -> None:
         """A data request was sent at `now`. The first: what came before (a token, a

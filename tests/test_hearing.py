@@ -10,6 +10,11 @@ from harvester.stats import Stats
 
 
 def hearing() -> tuple[Hearing, Concurrency, list[float]]:
+    heard, limit, learned, _ = hearing_and_learner()
+    return heard, limit, learned
+
+
+def hearing_and_learner() -> tuple[Hearing, Concurrency, list[float], RateLearner]:
     limit = Concurrency(16, adaptive=True, stats=Stats(), clock=lambda: 0.0, slow_start=False)
     api_time = ApiTime()
     api_time.took(0.02)
@@ -17,7 +22,8 @@ def hearing() -> tuple[Hearing, Concurrency, list[float]]:
     learner = RateLearner(0.0)
     for i in range(1, 11):
         learner.admitted(i / 100)
-    return Hearing(learner, limit, api_time, on_learned=learned.append), limit, learned
+    heard = Hearing(learner, limit, api_time, on_learned=learned.append)
+    return heard, limit, learned, learner
 
 
 def test_a_refusal_is_heard_once_those_in_flight_with_it_are_answered() -> None:
@@ -53,3 +59,19 @@ def test_a_refusal_still_waiting_long_after_is_overdue() -> None:
 
     assert not heard.overdue(0.12)
     assert heard.overdue(0.2)  # a few of the API's times: those in flight were admitted
+
+
+def test_a_refusal_that_teaches_nothing_still_holds_the_ramp() -> None:
+    """A refusal of a request sent before the last was heard is not learned from, but every
+    worker waited out its pause: the ramp does not grow through it (a learner that kept
+    growing measured its next stretch over the idle pause: 4.8/s against 16.8/s)."""
+    heard, _, learned, learner = hearing_and_learner()
+    heard.refused(0.1, 0.1, 1.0, told=True, coarse=True, at_once=False)
+    heard.settle(1.2)
+    assert (learner.rate(3.0) or 0.0) > (learner.rate(2.0) or 0.0)  # ramping
+    before = learner.rate(2.0) or 0.0
+
+    heard.refused(1.0, 2.0, 1.0, told=True, coarse=True, at_once=False)  # sent at 1.0
+
+    assert len(learned) == 1
+    assert learner.rate(3.0) == before

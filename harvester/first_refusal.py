@@ -5,9 +5,14 @@ for `hold` seconds more. `seen / (elapsed + hold)` is what it bore over that tim
 window limiter (its quota over its window), low for a token bucket with a small burst (its
 burst over the pause). A few admitted (a bucket's burst) tell no rate: the ramp starts no lower
 than a sequential client's pace, which most limits allow, and which one refusal corrects where
-not. A short window's quota tells it, even one below that pace: there, every window overrun
-costs a pause. A long window's quota is better spent at that pace, then waited out: one pause
-per long window.
+not. A short window's quota tells it, even one below that pace (there, every window overrun
+costs a pause), unless it is a few (under 16) near that pace: where answers take long, the slow
+start's first round trips span long enough for a bucket to refill its burst between them, so
+that is ramped as a guess. A long window's quota is better spent at that pace, then waited out:
+one pause per long window. A told pause too short to count a window over, but longer than a
+bucket's next place, is a window's end: what the API bore over a second starts the ramp, and
+a refusal right after it was a big burst's instead (the ramp starts over at the sequential
+pace).
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ class FirstGuess:
     rate: float
     ramping: bool  # a guess, ramped up from until the next refusal; else measured
     burst: int | None = None  # what was admitted at once: a token bucket's burst
+    # A window's end guessed from a short pause, above the sequential pace: where the next
+    # refusal comes right after the ramp begins, it was a big burst's instead (a bucket's next
+    # place), and the ramp starts again from here.
+    fallback: float | None = None
 
 
 def first_guess(
@@ -72,5 +81,6 @@ def first_guess(
     # bore over a second is its quota, a better start for the ramp than a sequential client's
     # pace where answers take long (10/s at 100 ms, whose ramp took 7 s to reach 50/s).
     bore = seen / max(elapsed + hold, WHOLE_SPAN)
-    window = told and hold * bore > 2
-    return FirstGuess(max(sequential or 0.0, bore) if window else sequential or bore, True)
+    if told and hold * bore > 2 and bore > (sequential or 0.0):
+        return FirstGuess(bore, True, fallback=sequential)
+    return FirstGuess(sequential or bore, True)

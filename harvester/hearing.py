@@ -61,9 +61,9 @@ class Hearing:
     ) -> None:
         """A refusal at `now`, of a request `sent` then, that may teach the rate: the first of
         its cool-down, asking for `hold`; `at_once` as Concurrency.refused tells."""
-        if self._unheard is None and sent < self._heard_at:
+        if sent < self._heard_at:
             # Drawn by a pace learned from already: it teaches nothing, but held every worker.
-            self._learner.held(now, hold)
+            self.pause(now, hold)
         elif self._unheard is None:
             self._unheard = _Unheard(
                 at=now,
@@ -73,6 +73,13 @@ class Hearing:
                 flying=self._concurrency.flying(),
                 at_once=at_once,
             )
+
+    def pause(self, now: float, hold: float) -> None:
+        """Every worker is held from `now` for `hold` by a refusal that teaches no rate: the
+        learner's rate does not grow through it (RateLearner.held). Not while a refusal waits to
+        be heard: what it teaches is measured up to it, and the pause would hide that."""
+        if self._unheard is None:
+            self._learner.held(now, hold)
 
     def not_at_once(self) -> None:
         """A refusal meanwhile came with fewer in flight than a limit on them would refuse at."""

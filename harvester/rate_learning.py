@@ -103,6 +103,7 @@ class RateLearner:
         self._sends = Sends()
         self._no_burst = False
         self._refilled = 0.0
+        self._fallback: float | None = None  # FirstGuess.fallback, until the next refusal
         # Against a limit with no burst (no_burst), the rate is bisected (rate_bisection.py).
         self._bisection = Bisection(_SHARE)
 
@@ -112,14 +113,13 @@ class RateLearner:
         sequential: float | None = None,
         *,
         sent: float | None = None,
-        data: bool = True,
     ) -> None:
-        """A success came back at `now`, `sent` when (None: unknown, taken as `now`);
-        `sequential` as for refused(); `data`: a data request's, not a token request's."""
+        """A data request's success came back at `now`, `sent` when (None: unknown, taken as
+        `now`); `sequential` as for refused()."""
         self._admitted.add(now)
         # A success sent before the last pause ended tells nothing of what the API bears after.
         self._sent_ok = max(self._sent_ok, now if sent is None else sent)
-        if self._base is None and sent is not None and data:
+        if self._base is None and sent is not None:
             self._sends.admitted(sent)
         base = self._base
         if (
@@ -255,10 +255,12 @@ class RateLearner:
         self._ramping = guess.ramping
         if guess.burst is not None:
             self._burst = guess.burst
+        self._fallback = guess.fallback
         return guess.rate
 
     def _again(self, now: float, hold: float) -> float:
         pace = self.rate(now) or 0.0
+        fallback, self._fallback = self._fallback, None
         # What the API admitted since the pause (over at most _HORIZON seconds; in a ramp, over
         # its last step, its pace below the limit before): a burst it saved up during the pause
         # inflates it; a pace not kept up lowers it.
@@ -276,6 +278,7 @@ class RateLearner:
             # it admitted over slower paces tried before tells nothing more.
             self._ramping = False
             return self._bisection.refused(pace)
+        restart = False
         if self._ramping and now - self._base_at >= _RAMP_STEP:
             # The ramp crossed the limit within its last step: back to where it was then.
             learned = pace / _RAMP_GROWTH
@@ -296,9 +299,14 @@ class RateLearner:
             learned = max(min(pace, measured) * _SHARE, floor if 2 * slivers >= seen else 0.0)
         else:
             # Right after the ramp began (the first guess was high), or soon after the last
-            # refusal: the pace is still being found.
-            learned = pace * _STEP_DOWN
-        self._ramping = False
+            # refusal: the pace is still being found. A window's end guessed from a short pause
+            # and refused at once was a big burst's next place: a step down a tenth at a time,
+            # a pause of a few intervals each, took 13 refusals in 1.2 s to find a bucket of
+            # 10/s with a burst of 100.
+            learned = pace * _STEP_DOWN if fallback is None else min(pace, fallback)
+            # From the fallback (the sequential pace), the ramp starts again, as it would have.
+            restart = fallback is not None
+        self._ramping = restart
         drained = self._drained(now)
         if drained is not None:
             learned = min(learned, drained * _SHARE)

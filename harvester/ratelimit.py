@@ -66,8 +66,10 @@ class Ticket:
         self.flight = flight  # a data request's place among those in flight (None: a token's)
 
     def sending(self) -> None:
-        """The request goes now, later than it was let through (it waited for a token)."""
+        """The request goes now, later than it was let through (it waited for a token): of
+        the cool-down episode current now."""
         self.sent = self._throttle._clock()
+        self.episode = self._throttle._cool_down.episode
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
         self._throttle._observe(self, status, headers)
@@ -226,8 +228,8 @@ class Throttle:
                     lengthened=lengthened,
                     least=self._api_time.needed(self.rate),
                 )
-            data = ticket.flight is not None  # a token's time is another endpoint's
-            self._learner.admitted(now, self._api_time.sequential(), sent=ticket.sent, data=data)
+                # A data request's: a token's success, like its refusal, is another endpoint's.
+                self._learner.admitted(now, self._api_time.sequential(), sent=ticket.sent)
             self._cool_down.succeeded(ticket.sent)
         self._hearing.settle(now)
 
@@ -297,7 +299,9 @@ class Throttle:
         # without a token), but tells nothing of the data's rate: the token endpoint is often
         # another server, with a budget of its own (a few requests a minute at some identity
         # providers).
-        if self._fixed_rate is None and ticket.flight is not None and (retry_after != 0 or spent):
+        if ticket.flight is None:
+            self._hearing.pause(now, self._cool_down.left(now))
+        elif self._fixed_rate is None and (retry_after != 0 or spent):
             self._hearing.refused(
                 ticket.sent,
                 now,

@@ -368,6 +368,41 @@ async def test_a_worker_that_waited_for_a_token_still_waits_out_a_cool_down(
     assert sent_at and sent_at[0] >= cool_until
 
 
+async def test_a_pages_time_starts_after_the_token_refresh_it_waited_for(
+    mock_http: aioresponses, harness: Harness
+) -> None:
+    """Let through the throttle, a worker may still refresh a token (it expired while it
+    waited): the API's time for its page starts when the page is sent. Counted from the
+    throttle, a slow refresh made the page look queued at the API (which ends the slow start)
+    and sent before any cool-down begun meanwhile."""
+    calls = 0
+
+    class RefreshingTokens:
+        async def current(self) -> None:
+            nonlocal calls
+            calls += 1
+            if calls == 2:  # the second look, past the throttle: a refresh of a second
+                await harness.time.sleep(1.0)
+
+        def accepted(self, token: Any) -> None:
+            pass
+
+    mock_http.get(PAGE0, payload=body())
+    throttle = harness.throttle()
+    async with aiohttp.ClientSession() as session:
+        fetcher = Fetcher(
+            harness.config,
+            session,
+            RefreshingTokens(),
+            harness.policy,
+            harness.stats,
+            throttle,  # type: ignore[arg-type]
+        )
+        await fetcher.fetch(harness.planner, harness.planner.request(0))
+
+    assert throttle._api_time.shortest == 0.0  # answered at once, not a second later
+
+
 async def test_a_token_that_goes_stale_during_a_cool_down_is_not_sent(
     mock_http: aioresponses, tmp_path: Path
 ) -> None:

@@ -501,6 +501,22 @@ def test_a_quota_of_a_few_near_the_sequential_pace_is_ramped_as_a_guess() -> Non
     assert learner.rate(2.2) == pytest.approx(11 * 0.97 * 1.25)
 
 
+def test_a_guessed_windows_end_refused_at_once_ramps_again_from_the_sequential_pace() -> None:
+    """A bucket of 10/s with a burst of 100, at 100 ms an answer, refusing a place at a time
+    with an exact Retry-After of 0.1 s, looks like a window's end: the ramp starts at the 100/s
+    it bore. Refused again at once, that was a burst, and the ramp starts over from the
+    sequential pace (a tenth off at a time took 13 refusals in 1.2 s)."""
+    learner = learner_with(100, 330)
+    learner.refused(0.31, hold=0.1, sequential=10.0)
+    assert learner.rate(0.41) == pytest.approx(100.0)
+    learner.admitted(0.52, 10.0, sent=0.42)  # the bucket's next place, taken
+
+    learner.refused(0.46, hold=0.1, sequential=10.0)
+
+    assert learner.rate(0.56) == pytest.approx(10.0)
+    assert learner.rate(1.56) == pytest.approx(12.5)
+
+
 def test_a_short_told_pause_after_a_windows_quota_starts_at_what_it_bore() -> None:
     """50 admitted in half a second at 100 ms an answer, then asked to wait 0.1 s (to the next
     wall-clock second): too long for a bucket's next place at what the API bore (an interval

@@ -1180,3 +1180,41 @@ async def test_a_token_requests_refusal_holds_every_request_but_teaches_no_rate(
     for _ in range(5):
         await answer(throttle, 200)
     assert throttle.rate is None
+
+
+async def test_a_token_requests_success_is_no_news_of_the_pages_rate(fake: FakeTime) -> None:
+    """A token endpoint has a budget of its own: its success after a pause is not a page the
+    API admitted, and a page's refusal after it is the same overload as before the pause."""
+    throttle, _ = throttle_on(fake)
+    for _ in range(10):
+        async with throttle.request() as ticket:
+            fake.now += 0.02
+            ticket.observe(200, headers())
+    await answer(throttle, 429, Retry_After="1")
+    await admitted_at(throttle, fake)  # the pause waited out
+    rate = throttle.rate
+    async with throttle.request(counted=False) as ticket:
+        ticket.observe(200, headers())
+
+    await answer(throttle, 429, Retry_After="1")
+
+    assert (throttle.rate or 0.0) >= (rate or 0.0)  # a storm: nothing new, no step down
+
+
+async def test_a_token_requests_refusal_holds_the_ramp_through_its_pause(fake: FakeTime) -> None:
+    """Every worker waits out a token request's refusal: the rate does not grow meanwhile (it
+    grows with what is sent at it), as through any pause that teaches nothing."""
+    throttle, _ = throttle_on(fake)
+    for _ in range(10):
+        async with throttle.request() as ticket:
+            fake.now += 0.02
+            ticket.observe(200, headers())
+    await answer(throttle, 429)  # untold: the ramp from a sequential client's pace
+    fake.now += 0.5
+    rate = throttle.rate
+
+    async with throttle.request(counted=False) as ticket:
+        ticket.observe(429, headers(Retry_After="2"))
+    fake.now += 2.0
+
+    assert throttle.rate == pytest.approx(rate)

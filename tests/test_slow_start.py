@@ -97,19 +97,15 @@ def test_without_it_a_run_starts_at_workers(adaptive: bool, slow_start: bool) ->
     assert limit.limit == 16
 
 
-@pytest.mark.parametrize("data", [True, False])
-def test_successes_sent_before_a_pause_tell_nothing_of_what_the_api_bears_after_it(
-    data: bool,
-) -> None:
+def test_successes_sent_before_a_pause_tell_nothing_of_what_the_api_bears_after_it() -> None:
     """Requests in flight when a refusal paused every worker are answered after the pause: a
-    refusal then, with no success sent since, is the same overload, not news of a lower rate.
-    A token request's success alike (`data` False)."""
+    refusal then, with no success sent since, is the same overload, not news of a lower rate."""
     learner = RateLearner(0.0)
     for i in range(5):
         learner.admitted(0.02 + i * 0.01, 50.0, sent=i * 0.01)
     learner.refused(0.07, 0.5, 50.0)  # a bucket's burst of five; paced from 0.57
     pace = learner.rate(0.6)
-    learner.admitted(0.58, 50.0, sent=0.06, data=data)  # sent before the pause, answered after
+    learner.admitted(0.58, 50.0, sent=0.06)  # sent before the pause, answered after
 
     assert learner.refused(0.6, 0.5, 50.0) == pytest.approx(pace)
 

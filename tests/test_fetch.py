@@ -57,6 +57,10 @@ class Harness:
             max_pause=self.policy.config.max_retry_after,
         )
 
+    def fetcher(self, session: aiohttp.ClientSession, tokens: Any, throttle: Throttle) -> Fetcher:
+        """A Fetcher whose tokens come from `tokens` (a TokenManager or a stand-in)."""
+        return Fetcher(self.config, session, tokens, self.policy, self.stats, throttle)
+
     async def fetch(self, index: int = 0) -> Fetched:
         async with aiohttp.ClientSession() as session:
             throttle = self.throttle()
@@ -350,14 +354,7 @@ async def test_a_worker_that_waited_for_a_token_still_waits_out_a_cool_down(
     mock_http.get(PAGE0, callback=answer)
     throttle = harness.throttle()
     async with aiohttp.ClientSession() as session:
-        fetcher = Fetcher(
-            harness.config,
-            session,
-            SlowTokens(),
-            harness.policy,
-            harness.stats,
-            throttle,  # type: ignore[arg-type]
-        )
+        fetcher = harness.fetcher(session, SlowTokens(), throttle)
         waiting = asyncio.create_task(fetcher.fetch(harness.planner, harness.planner.request(0)))
         await asyncio.sleep(0)  # the worker now waits for its token
         async with throttle.request() as ticket:  # another worker's request gets a 429
@@ -390,14 +387,7 @@ async def test_a_pages_time_starts_after_the_token_refresh_it_waited_for(
     mock_http.get(PAGE0, payload=body())
     throttle = harness.throttle()
     async with aiohttp.ClientSession() as session:
-        fetcher = Fetcher(
-            harness.config,
-            session,
-            RefreshingTokens(),
-            harness.policy,
-            harness.stats,
-            throttle,  # type: ignore[arg-type]
-        )
+        fetcher = harness.fetcher(session, RefreshingTokens(), throttle)
         await fetcher.fetch(harness.planner, harness.planner.request(0))
 
     assert throttle._api_time.shortest == 0.0  # answered at once, not a second later

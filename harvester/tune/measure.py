@@ -121,6 +121,9 @@ class _Unobserved(Ticket):
     def __init__(self, owner: Unthrottled) -> None:  # no super().__init__(): no throttle state
         self._owner = owner
 
+    def sending(self) -> None:
+        pass  # nothing is timed
+
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
         info = parse_rate_limit(headers)
         if info is not None and info.limit and info.window:

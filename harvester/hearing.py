@@ -38,9 +38,9 @@ class Hearing:
         concurrency: Concurrency,
         api_time: ApiTime,
         *,
-        on_learned: Callable[[float], None],
+        on_learned: Callable[[float | None], None],
     ) -> None:
-        """`on_learned`: told each rate learned."""
+        """`on_learned`: told what each refusal heard taught (None: no rate yet)."""
         self._learner = learner
         self._concurrency = concurrency
         self._api_time = api_time
@@ -118,5 +118,4 @@ class Hearing:
             in_flight_for=self._api_time.settled_in(),
             lag=self._api_time.shortest or 0.0,
         )
-        if learned is not None:
-            self._on_learned(learned)
+        self._on_learned(learned)

@@ -233,8 +233,9 @@ class Throttle:
             self._cool_down.succeeded(ticket.sent)
         self._hearing.settle(now)
 
-    def _learned(self, rate: float) -> None:
-        self._show_rate(rate)
+    def _learned(self, rate: float | None) -> None:
+        if rate is not None:
+            self._show_rate(rate)
         self._pacer.strict = self._learner.no_burst
 
     def _read_headers(self, info: RateLimitInfo, ticket: Ticket, now: float, *, told: bool) -> None:

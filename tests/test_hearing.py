@@ -18,7 +18,7 @@ def hearing_and_learner() -> tuple[Hearing, Concurrency, list[float], RateLearne
     limit = Concurrency(16, adaptive=True, stats=Stats(), clock=lambda: 0.0, slow_start=False)
     api_time = ApiTime()
     api_time.took(0.02)
-    learned: list[float] = []
+    learned: list[float | None] = []
     learner = RateLearner(0.0)
     for i in range(1, 11):
         learner.admitted(i / 100)

@@ -68,8 +68,7 @@ class Ticket:
     def sending(self) -> None:
         """The request goes now, later than it was let through (it waited for a token): of
         the cool-down episode current now."""
-        self.sent = self._throttle._clock()
-        self.episode = self._throttle._cool_down.episode
+        self._throttle._sending(self)
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
         self._throttle._observe(self, status, headers)
@@ -189,6 +188,10 @@ class Throttle:
 
     def _show_rate(self, rate: float) -> None:
         self._stats.rate_limit = round(rate, 2)
+
+    def _sending(self, ticket: Ticket) -> None:
+        ticket.sent = self._clock()
+        ticket.episode = self._cool_down.episode
 
     def _observe(self, ticket: Ticket, status: int, headers: Mapping[str, str]) -> None:
         until = self._cool_down.until

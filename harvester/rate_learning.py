@@ -16,7 +16,7 @@ No header need say it. What a refusal teaches depends on what came before it:
   tells what the API bore, a sliver under that; after a long clean stretch (the probe crossed
   the limit by a sliver, or arrivals bunched): 3% under it. Either way, a sliver under what the
   API admitted since the pause before (over at most `_HORIZON` seconds; in a ramp, its last
-  step). Where the first refusal found a bucket's burst, a stretch after a pause that refilled
+  step). A ramp stepped down with nothing measured since the pause ramps on. Where the first refusal found a bucket's burst, a stretch after a pause that refilled
   it, paced well above the rate from its start, tells the rate at once (see `_drained`).
 - Where the first refusal came from a limit with no burst (GCRA: one request admitted; or, of
   requests sent together or paced under a stated rate, a few, none of them sent together:
@@ -278,7 +278,7 @@ class RateLearner:
             # it admitted over slower paces tried before tells nothing more.
             self._ramping = False
             return self._bisection.refused(pace)
-        restart = False
+        restart = guessing = False
         if self._ramping and now - self._base_at >= _RAMP_STEP:
             # The ramp crossed the limit within its last step: back to where it was then.
             learned = pace / _RAMP_GROWTH
@@ -306,8 +306,23 @@ class RateLearner:
             learned = pace * _STEP_DOWN if fallback is None else min(pace, fallback)
             # From the fallback (the sequential pace), the ramp starts again, as it would have.
             restart = fallback is not None
-        self._ramping = restart
+            if restart and hold * pace < _SLIVER:
+                # Unless asked for a sliver of an interval: a pace a sliver over the limit (a
+                # sliding counter still counting the quota that drew the first refusal), not
+                # far over a bucket's rate, whose next place is a random part of its interval
+                # away. Back at the sequential pace, a 50/s counter at 100 ms an answer took
+                # 8 s to reach its rate again (81%). The fallback waits for the next refusal.
+                learned, self._fallback = pace * _STEP_DOWN, fallback
+            guessing = self._ramping
         drained = self._drained(now)
+        # A ramp stepped down blind (nothing measured since the pause) ramps on: a refusal right
+        # after a short pause may be what the API still counted from before it (a bucket a
+        # burst overran, refused its next place at the sequential pace), and a ramp stopped
+        # there would hold the run at a tenth under that pace, growing 2% in ten seconds (at
+        # 100 ms an answer, 20% of a 50/s bucket with a burst of 100). Still over the limit,
+        # the ramp is refused again within its first step, and measured then.
+        blind = measured is None and drained is None
+        self._ramping = restart or (guessing and blind)
         if drained is not None:
             learned = min(learned, drained * _SHARE)
         if measured is not None:

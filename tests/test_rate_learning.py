@@ -517,6 +517,62 @@ def test_a_guessed_windows_end_refused_at_once_ramps_again_from_the_sequential_p
     assert learner.rate(1.56) == pytest.approx(12.5)
 
 
+def test_a_guessed_windows_end_refused_for_a_sliver_steps_down_a_tenth_and_ramps_on() -> None:
+    """A sliding counter of 50/s at 100 ms an answer: its quota over a second starts the ramp,
+    and the next refusal, which asks for a sliver of an interval, is the counter still counting
+    that quota, not a burst's next place: a tenth down, not back to the sequential pace (8 s of
+    ramp to 50/s). A refusal right after that with a whole interval's pause was a burst's."""
+    learner = learner_with(50, 100)
+    learner.refused(0.5, hold=0.17, sequential=10.0)
+    learner.admitted(0.78, 10.0, sent=0.68)
+    pace = learner.rate(0.85)
+
+    learner.refused(0.85, hold=0.001, sequential=10.0)
+
+    assert learner.rate(0.851) == pytest.approx(0.9 * pace)
+    assert learner.rate(1.851) == pytest.approx(0.9 * pace * 1.25)
+    learner.admitted(0.96, 10.0, sent=0.86)
+
+    learner.refused(0.9, hold=0.1, sequential=10.0)
+
+    assert learner.rate(1.0) == pytest.approx(10.0)
+
+
+def test_a_ramp_refused_right_after_it_began_with_nothing_measured_ramps_on() -> None:
+    """Traced at 100 ms an answer against a 50/s bucket with a burst of 100: after the ramp
+    started over at the sequential pace, its first request was refused (the requests sent at
+    130/s just before had taken the bucket's places). Stepped down blind and kept there, the
+    run went at 9/s, growing 2% in ten seconds: 23% of the limit."""
+    learner = learner_with(100, 330)
+    learner.refused(0.31, hold=0.1, sequential=10.0)
+    learner.admitted(0.52, 10.0, sent=0.42)
+    learner.refused(0.46, hold=0.01, sequential=10.0)  # a burst's: from the sequential pace
+    assert learner.rate(0.47) == pytest.approx(10.0)
+
+    pace = learner.rate(0.56)
+    learner.admitted(0.6, 10.0, sent=0.5)
+
+    learner.refused(0.56, hold=0.01, sequential=10.0)  # 0.09 s into the ramp: nothing measured
+
+    assert learner.rate(0.57) == pytest.approx(0.9 * pace)
+    assert learner.rate(1.57) == pytest.approx(0.9 * pace * 1.25)  # the ramp goes on
+
+
+def test_a_ramp_refused_right_after_it_began_with_a_measure_stops_there() -> None:
+    """The same refusal, with a quarter second of successes since the pause to measure: the
+    rate a sliver under what the API bore, not ramped past."""
+    learner = learner_with(100, 330)
+    learner.refused(0.31, hold=0.1, sequential=10.0)
+    learner.admitted(0.52, 10.0, sent=0.42)
+    learner.refused(0.46, hold=0.01, sequential=10.0)
+    for i in range(6):
+        learner.admitted(0.58 + i / 20, 10.0, sent=0.48 + i / 20)
+
+    learner.refused(0.8, hold=0.01, sequential=10.0, lag=0.1)
+
+    assert learner.rate(0.81) == learner.rate(3.0)
+
+
 def test_a_short_told_pause_after_a_windows_quota_starts_at_what_it_bore() -> None:
     """50 admitted in half a second at 100 ms an answer, then asked to wait 0.1 s (to the next
     wall-clock second): too long for a bucket's next place at what the API bore (an interval

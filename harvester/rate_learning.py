@@ -2,13 +2,13 @@
 
 No header need say it. What a refusal teaches depends on what came before it:
 
-- The first refusal of a run (first_refusal.py): what the API admitted from the start until
-  then, over that time and the pause it asks for, or a sequential client's pace if that is
-  higher, ramped up by a quarter each second until the next refusal (unless a short window's
-  quota was measured). Refused before any answer came back, with a long pause to wait: the
-  first success tells that pace (a second wave at no pace would cost a second long pause). A
-  refusal by a limit on requests in flight (concurrency.py) teaches nothing here; the first
-  refusal is then counted from its pause.
+- The first refusal of a run (first_refusal.py; its count, first_count.py): what the API
+  admitted from the start until then, over that time and the pause it asks for, or a
+  sequential client's pace if that is higher, ramped up by a quarter each second until the
+  next refusal (unless a short window's quota was measured). Refused before any answer came
+  back, with a long pause to wait: the first success tells that pace (a second wave at no
+  pace would cost a second long pause). A refusal by a limit on requests in flight
+  (concurrency.py) teaches nothing here; the first refusal is then counted from its pause.
 - A refusal a step or more into the ramp: the ramp crossed the limit within its last step, so
   the rate goes back to where the ramp was a step before.
 - A refusal right after the ramp began (the first guess was high), or soon after the last
@@ -16,8 +16,9 @@ No header need say it. What a refusal teaches depends on what came before it:
   tells what the API bore, a sliver under that; after a long clean stretch (the probe crossed
   the limit by a sliver, or arrivals bunched): 3% under it. Either way, a sliver under what the
   API admitted since the pause before (over at most `_HORIZON` seconds; in a ramp, its last
-  step). A ramp stepped down with nothing measured since the pause ramps on. Where the first refusal found a bucket's burst, a stretch after a pause that refilled
-  it, paced well above the rate from its start, tells the rate at once (see `_drained`).
+  step). A ramp stepped down with nothing measured since the pause ramps on. Where the first
+  refusal found a bucket's burst, a stretch after a pause that refilled it, paced well above
+  the rate from its start, tells the rate at once (see `_drained`).
 - Where the first refusal came from a limit with no burst (GCRA: one request admitted; or, of
   requests sent together or paced under a stated rate, a few, none of them sent together:
   rate_bisection.no_burst), a refusal right after a pause starts a bisection
@@ -40,8 +41,9 @@ import math
 from collections import deque
 
 from harvester.admissions import Admissions
-from harvester.first_refusal import MIN_SPAN, WHOLE_SPAN, first_guess
-from harvester.rate_bisection import Bisection, Sends, held_after
+from harvester.first_count import FirstCount
+from harvester.first_refusal import MIN_SPAN, WHOLE_SPAN
+from harvester.rate_bisection import Bisection, held_after
 
 # The share of a measured rate kept: a little under the limit costs a little speed, a little
 # over costs a pause per overshoot.
@@ -80,10 +82,7 @@ class RateLearner:
         self._sent_ok = -math.inf  # when the latest success was sent
         # When recent refusals came (one per pause), and the pause each asked for (untold: inf).
         self._refusals: deque[tuple[float, float]] = deque()
-        # What a first refusal counts from: the first request (a window may start there), or
-        # the end of a pause nothing was learned from (a limit on requests in flight's).
-        self._counted_from = start
-        self._begun = False
+        self._count = FirstCount(start)  # what the first refusal is counted over
         self._base: float | None = None  # the rate as last learned
         self._base_at = start  # when it was learned (growth counts from there)
         self._ramping = False
@@ -91,17 +90,10 @@ class RateLearner:
         self._stepped_at = start  # when the rate was last stepped down
         # Successes from before this moment were drawn on already: the end of the last pause.
         self._since = start
-        # A first refusal that came before any answer told a pace (when, and the pause it
-        # asked for): learned from at the first success, which tells the latency.
-        self._undecided: tuple[float, float] | None = None
         self.stated: float | None = None  # RateLimit-Policy, less a sliver
         # What a first refusal found admitted at once (a bucket's burst), and how long the last
         # pause was: a stretch after a pause long enough to refill the burst tells the rate.
         self._burst: int | None = None
-        # When requests before the first rate was learned were sent: together (a burst), or
-        # one at a time (a limit with no burst admits no two together).
-        self._sends = Sends()
-        self._no_burst = False
         self._refilled = 0.0
         self._fallback: float | None = None  # FirstGuess.fallback, until the next refusal
         # Against a limit with no burst (no_burst), the rate is bisected (rate_bisection.py).
@@ -120,7 +112,7 @@ class RateLearner:
         # A success sent before the last pause ended tells nothing of what the API bears after.
         self._sent_ok = max(self._sent_ok, now if sent is None else sent)
         if self._base is None and sent is not None:
-            self._sends.admitted(sent)
+            self._count.sends.admitted(sent)
         base = self._base
         if (
             base is not None
@@ -128,9 +120,9 @@ class RateLearner:
             and self._admitted.answered(self._base_at, now) >= held_after(base)
         ):  # the pace tried held: the next, or the rate found
             self._base, self._base_at = self._bisection.held(base), now
-        if self._undecided is not None and sequential is not None:
-            at, hold = self._undecided
-            self._undecided = None
+        if self._count.undecided is not None and sequential is not None:
+            at, hold = self._count.undecided
+            self._count.undecided = None
             self._learn(self._first(at, hold, sequential, True, at), at, hold)
 
     def rate(self, now: float) -> float | None:
@@ -175,7 +167,7 @@ class RateLearner:
                 if hold >= _LONG_PAUSE:
                     # Refused before any answer came back, and another wave of requests would
                     # cost another long pause: the first success tells a pace (its latency).
-                    self._undecided = (now, hold)
+                    self._count.undecided = (now, hold)
                 return self.stated
         elif self._sent_ok < self._since:
             # No success since the last pause: the same overload (a storm of 429s), which has
@@ -210,16 +202,13 @@ class RateLearner:
         """A data request was sent at `now`. The first: what came before (a token, a
         connection) is no window's."""
         if self._base is None:
-            self._sends.sent(now)
-        if not self._begun:
-            self._begun = True
-            self._counted_from = max(self._counted_from, now)
+            self._count.begin(now)
 
     def paused(self, now: float, hold: float) -> None:
         """A refusal that tells nothing of the rate (a limit on requests in flight's) paused
         every worker until `now + hold`."""
         if self._base is None:
-            self._counted_from = max(self._counted_from, now + hold)
+            self._count.paused(now, hold)
 
     def _learn(self, learned: float | None, now: float, hold: float) -> None:
         """`learned` is the rate to keep from the end of the pause (`hold` from `now`)."""
@@ -238,18 +227,17 @@ class RateLearner:
         answered_by: float,
         coarse: bool = False,
     ) -> float | None:
-        # Admitted before the refusal, answered by then or soon after: a queue (a leaky bucket)
-        # that holds answers back admitted the late ones at its own pace, not at once.
-        seen = self._admitted.answered(self._counted_from, answered_by)
-        self._no_burst = self._sends.no_burst(seen, self._counted_from, sequential)
-        if self.stated is not None:
-            # The API states its rate: a refusal is a burst's (the first requests, sent before
-            # the statement came), not news of a lower rate. Paced at the statement from here.
-            return self.stated
-        # A refusal from before the count began (a token request's, refused before any data
-        # request went): nothing was admitted over no time.
-        elapsed = max(0.0, now - self._counted_from)
-        guess = first_guess(seen, elapsed, hold, sequential, told=told, coarse=coarse, share=_SHARE)
+        guess = self._count.guess(
+            self._admitted,
+            now,
+            hold,
+            sequential,
+            told=told,
+            answered_by=answered_by,
+            coarse=coarse,
+            stated=self.stated,
+            share=_SHARE,
+        )
         if guess is None:
             return None
         self._ramping = guess.ramping
@@ -333,7 +321,7 @@ class RateLearner:
     def no_burst(self) -> bool:
         """The first refusal came from a limit with no burst (GCRA; rate_bisection.no_burst),
         which refuses any two requests closer than its interval."""
-        return self._no_burst
+        return self._count.no_burst
 
     def _drained(self, now: float) -> float | None:
         """The rate a bucket refills at, from the stretch since the last pause that drained it
@@ -347,7 +335,7 @@ class RateLearner:
 
     def state(self, rate: float, now: float) -> None:
         """The API states its rate (RateLimit-Policy), read at `now`: never paced past."""
-        self._sends.stated(now)
+        self._count.sends.stated(now)
         self.stated = rate
         if self._base is not None and math.isfinite(rate):
             self._base = min(self._base, rate)

@@ -294,7 +294,7 @@ class RateLearner:
             learned = pace * _STEP_DOWN if fallback is None else min(pace, fallback)
             # From the fallback (the sequential pace), the ramp starts again, as it would have.
             restart = fallback is not None
-            if restart and hold * pace < _SLIVER:
+            if restart and 0 < hold * pace < _SLIVER:
                 # Unless asked for a sliver of an interval: a pace a sliver over the limit (a
                 # sliding counter still counting the quota that drew the first refusal), not
                 # far over a bucket's rate, whose next place is a random part of its interval

@@ -573,6 +573,37 @@ def test_a_ramp_refused_right_after_it_began_with_a_measure_stops_there() -> Non
     assert learner.rate(0.81) == learner.rate(3.0)
 
 
+def test_a_quota_spent_fast_where_answers_take_long_starts_the_ramp_at_half_of_it() -> None:
+    """50 admitted in half a second at 100 ms an answer, no Retry-After: the ramp starts at
+    25/s, half of what the API bore over a second, not at the sequential 10/s (7 s of ramp to
+    a window of 50/s). Refused again at once, that was a burst: back to the sequential pace."""
+    learner = learner_with(50, 100)
+
+    learner.refused(0.5, hold=0.25, sequential=10.0, told=False)
+
+    assert learner.rate(0.75) == pytest.approx(25.0)
+    learner.admitted(0.9, 10.0, sent=0.8)
+    learner.refused(0.85, hold=0.25, sequential=10.0, told=False)
+    assert learner.rate(1.1) == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize(
+    ("successes", "per_second", "sequential"),
+    [(50, 100, 46.0), (1200, 700, 10.0), (8, 100, 1.0)],
+    ids=["fast answers", "a long window", "a few"],
+)
+def test_a_quota_spent_slowly_or_near_the_sequential_pace_starts_there(
+    successes: int, per_second: float, sequential: float
+) -> None:
+    """At 20 ms an answer the sequential pace is near what a window of 50 bore; a quota that
+    took over a second to spend is a long window's; a few admitted are a burst's."""
+    learner = learner_with(successes, per_second)
+
+    learner.refused(successes / per_second, hold=0.25, sequential=sequential, told=False)
+
+    assert learner.rate(successes / per_second + 0.25) == pytest.approx(sequential)
+
+
 def test_a_short_told_pause_after_a_windows_quota_starts_at_what_it_bore() -> None:
     """50 admitted in half a second at 100 ms an answer, then asked to wait 0.1 s (to the next
     wall-clock second): too long for a bucket's next place at what the API bore (an interval

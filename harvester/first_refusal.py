@@ -12,19 +12,21 @@ that is ramped as a guess. A long window's quota is better spent at that pace, t
 one pause per long window. A told pause too short to count a window over, but longer than a
 bucket's next place, is a window's end: what the API bore over a second starts the ramp, and
 a refusal right after it was a big burst's instead (the ramp starts over at the sequential
-pace). Otherwise, a quota spent in under a second at over four times the sequential pace
-starts the ramp at half of it, with the same fallback.
+pace). Otherwise, a quota spent in under a second (past the slow start's round trips) at
+over four times the sequential pace starts the ramp at half of it, with the same fallback.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 QUOTA_SEEN = 10  # admitted before a first refusal: a window's quota, not a burst
 _GUESSED = 0.8  # a quota's rate under this share of the sequential pace may be a burst's
 _FEW_FOR_A_QUOTA = 16  # ... as may a quota of fewer: see first_guess
 _SHORT_WINDOW = 2.0  # seconds
+# The round trips a slow start takes to fill 16 workers (1, 2, 4, 8, 16 in flight): a quota
+# spent within a second of them was spent fast, whatever the API's time.
+_SLOW_START_ROUNDS = 5
 MIN_SPAN = 0.25  # the shortest stretch a rate is measured over
 WHOLE_SPAN = 1.0  # a measure over this long spans a whole second's window
 
@@ -85,12 +87,18 @@ def first_guess(
     bore = seen / max(elapsed + hold, WHOLE_SPAN)
     if told and hold * bore > 2 and bore > (sequential or 0.0):
         return FirstGuess(bore, True, fallback=sequential)
-    if seen >= QUOTA_SEEN and elapsed < WHOLE_SPAN and bore / 4 > (sequential or math.inf):
-        # A quota spent in under a second (a short window's, or a burst's) far above the
-        # sequential pace where answers take long: half of it starts the ramp, which from the
-        # sequential pace took 7 s to reach 50/s at 100 ms an answer (80% of a 1 s window of
-        # 50 without Retry-After, in the simulation; 93% from half). Where half was still a
-        # burst's, the next refusal comes at once and the ramp starts over from the sequential
-        # pace. A quota that took longer to spend is a long window's: spent at that pace.
+    if (
+        seen >= QUOTA_SEEN
+        and sequential is not None
+        and elapsed < WHOLE_SPAN + _SLOW_START_ROUNDS / sequential
+        and bore / 4 > sequential
+    ):
+        # A quota spent in under a second past the slow start's round trips (a short
+        # window's, or a burst's) far above the sequential pace where answers take long: half
+        # of it starts the ramp, which from the sequential pace took 7 s to reach 50/s at
+        # 100 ms an answer (80% of a 1 s window of 50 without Retry-After, in the simulation;
+        # 93% from half). Where half was still a burst's, the next refusal comes at once and
+        # the ramp starts over from the sequential pace. A quota that took longer to spend is
+        # a long window's: spent at that pace.
         return FirstGuess(bore / 2, True, fallback=sequential)
     return FirstGuess(sequential or bore, True)

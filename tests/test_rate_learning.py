@@ -587,6 +587,17 @@ def test_a_quota_spent_fast_where_answers_take_long_starts_the_ramp_at_half_of_i
     assert learner.rate(1.1) == pytest.approx(10.0)
 
 
+def test_a_quota_spent_within_the_slow_starts_round_trips_counts_as_spent_fast() -> None:
+    """At 300 ms an answer the slow start alone takes 1.5 s to fill 16 workers: 50 admitted in
+    1.8 s was spent as fast as it could be, and the ramp starts at half of what it bore, not at
+    the sequential 3.3/s (12 s of ramp to 50/s)."""
+    learner = learner_with(50, 50 / 1.8)
+
+    learner.refused(1.8, hold=0.25, sequential=1 / 0.3, told=False)
+
+    assert learner.rate(2.05) == pytest.approx(50 / 2.05 / 2)
+
+
 @pytest.mark.parametrize(
     ("successes", "per_second", "sequential"),
     [(50, 100, 46.0), (1200, 700, 10.0), (8, 100, 1.0)],

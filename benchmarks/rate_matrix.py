@@ -519,6 +519,13 @@ def main() -> None:
         metavar="S",
         help=f"the API's time per admitted request, seconds (the issue's matrix: {LATENCY})",
     )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="keep each row's folder under DIR (row-N: harvester.log, server.log, stats.json, "
+        "row.txt naming the row) instead of a temporary one: what a run did, to trace a miss",
+    )
     parser.add_argument("--tune", action="store_true", help="the tune table instead")
     parser.add_argument(
         "--tune-duration", type=float, metavar="S", help="harvester tune --duration"
@@ -538,11 +545,16 @@ def main() -> None:
         "oracle": args.oracle,
         "scale": args.scale,
     }
-    with tempfile.TemporaryDirectory(prefix="rate-matrix-") as tmp:
-        if args.tune:
-            document["tune"] = tune_matrix(args, Path(tmp))
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            tmp = args.keep
         else:
-            document["rows"] = _run_matrix(args, Path(tmp), document)
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rate-matrix-")))
+        if args.tune:
+            document["tune"] = tune_matrix(args, tmp)
+        else:
+            document["rows"] = _run_matrix(args, tmp, document)
     document["wall_seconds"] = time.perf_counter() - started
     print(f"\nwhole run: {document['wall_seconds'] / 60:.1f} min")
     if args.json:
@@ -617,7 +629,8 @@ def _run_matrix(args: argparse.Namespace, folder: Path, document: dict[str, Any]
             return
         # Each row in a folder of its own: with --jobs, rows run side by side.
         here = folder / f"row-{i}"
-        here.mkdir()
+        here.mkdir(exist_ok=True)
+        (here / "row.txt").write_text(row.name + "\n")
         result = run_row(row, here, cache, args.tree, args.oracle, not args.no_sequential)
         h = result.harvester
         verdict = "pass" if not result.misses() else "FAIL: " + "; ".join(result.misses())

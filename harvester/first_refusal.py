@@ -24,8 +24,9 @@ QUOTA_SEEN = 10  # admitted before a first refusal: a window's quota, not a burs
 _GUESSED = 0.8  # a quota's rate under this share of the sequential pace may be a burst's
 _FEW_FOR_A_QUOTA = 16  # ... as may a quota of fewer: see first_guess
 _SHORT_WINDOW = 2.0  # seconds
-# The round trips a slow start takes to fill 16 workers (1, 2, 4, 8, 16 in flight): a quota
-# spent within a second of them was spent fast, whatever the API's time.
+# Round trips of a slow start (concurrency.py: from 4 in flight, 8, 16, with two to spare for
+# answers that wait): a quota spent within a second of them was spent fast, whatever the
+# API's time.
 _SLOW_START_ROUNDS = 5
 MIN_SPAN = 0.25  # the shortest stretch a rate is measured over
 WHOLE_SPAN = 1.0  # a measure over this long spans a whole second's window
@@ -36,9 +37,9 @@ class FirstGuess:
     rate: float
     ramping: bool  # a guess, ramped up from until the next refusal; else measured
     burst: int | None = None  # what was admitted at once: a token bucket's burst
-    # A window's end guessed from a short pause, above the sequential pace: where the next
-    # refusal comes right after the ramp begins, it was a big burst's instead (a bucket's next
-    # place), and the ramp starts again from here.
+    # A start guessed above the sequential pace (a window's end from a short pause, or half
+    # a quota spent fast): where the next refusal comes right after the ramp begins, it was a
+    # big burst's instead (a bucket's next place), and the ramp starts again from here.
     fallback: float | None = None
 
 
@@ -89,7 +90,7 @@ def first_guess(
         return FirstGuess(bore, True, fallback=sequential)
     if (
         seen >= QUOTA_SEEN
-        and sequential is not None
+        and sequential
         and elapsed < WHOLE_SPAN + _SLOW_START_ROUNDS / sequential
         and bore / 4 > sequential
     ):

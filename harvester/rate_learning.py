@@ -95,7 +95,12 @@ class RateLearner:
         # pause was: a stretch after a pause long enough to refill the burst tells the rate.
         self._burst: int | None = None
         self._refilled = 0.0
-        self._fallback: float | None = None  # FirstGuess.fallback, until the next refusal
+        # FirstGuess.fallback, until the next refusal (kept past a sliver's, until its expiry).
+        self._fallback: float | None = None
+        self._fallback_until = math.inf
+        # The last step down kept the ramp going (nothing measured, or a sliver's): the next
+        # refusal within a second of it is what the API still counted from before it.
+        self._kept_ramping = False
         # Against a limit with no burst (no_burst), the rate is bisected (rate_bisection.py).
         self._bisection = Bisection(_SHARE)
 
@@ -174,7 +179,11 @@ class RateLearner:
             # been learned from already, once per overload, not once per 429.
             self.held(now, hold)
             return self.rate(now)
-        elif not self._ramping and now - self._stepped_at < WHOLE_SPAN:
+        elif (
+            (not self._ramping or self._kept_ramping)
+            and now - self._stepped_at < WHOLE_SPAN
+            and not self._falls_back(now, hold if told else 0.0)
+        ):
             # Within a second of the last step down, after a short pause: what the API still
             # counts (a sliding log's last second) was sent before it; one step down per
             # second, as TCP takes one per round trip. What it admits meanwhile is measured
@@ -243,12 +252,13 @@ class RateLearner:
         self._ramping = guess.ramping
         if guess.burst is not None:
             self._burst = guess.burst
-        self._fallback = guess.fallback
+        self._fallback, self._fallback_until = guess.fallback, math.inf
         return guess.rate
 
     def _again(self, now: float, hold: float) -> float:
         pace = self.rate(now) or 0.0
-        fallback, self._fallback = self._fallback, None
+        fallback = self._fallback if now <= self._fallback_until else None
+        self._fallback = None
         # What the API admitted since the pause (over at most _HORIZON seconds; in a ramp, over
         # its last step, its pace below the limit before): a burst it saved up during the pause
         # inflates it; a pace not kept up lowers it.
@@ -287,8 +297,9 @@ class RateLearner:
             learned = max(min(pace, measured) * _SHARE, floor if 2 * slivers >= seen else 0.0)
         else:
             # Right after the ramp began (the first guess was high), or soon after the last
-            # refusal: the pace is still being found. A window's end guessed from a short pause
-            # and refused at once was a big burst's next place: a step down a tenth at a time,
+            # refusal: the pace is still being found. A start guessed above the sequential pace
+            # (first_refusal.FirstGuess.fallback) and refused at once was a big burst's next
+            # place: a step down a tenth at a time,
             # a pause of a few intervals each, took 13 refusals in 1.2 s to find a bucket of
             # 10/s with a burst of 100.
             learned = pace * _STEP_DOWN if fallback is None else min(pace, fallback)
@@ -299,23 +310,34 @@ class RateLearner:
                 # sliding counter still counting the quota that drew the first refusal), not
                 # far over a bucket's rate, whose next place is a random part of its interval
                 # away. Back at the sequential pace, a 50/s counter at 100 ms an answer took
-                # 8 s to reach its rate again (81%). The fallback waits for the next refusal.
+                # 8 s to reach its rate again (81%). The fallback waits for a refusal asking
+                # for more, within the ramp's first step (_falls_back).
                 learned, self._fallback = pace * _STEP_DOWN, fallback
+                self._fallback_until = now + hold + _RAMP_STEP
             guessing = self._ramping
         drained = self._drained(now)
         # A ramp stepped down blind (nothing measured since the pause) ramps on: a refusal right
         # after a short pause may be what the API still counted from before it (a bucket a
         # burst overran, refused its next place at the sequential pace), and a ramp stopped
         # there would hold the run at a tenth under that pace, growing 2% in ten seconds (at
-        # 100 ms an answer, 20% of a 50/s bucket with a burst of 100). Still over the limit,
-        # the ramp is refused again within its first step, and measured then.
+        # 100 ms an answer, 20% of a 50/s bucket with a burst of 100). Either step, blind or a
+        # sliver's, is then taken once a second, as at a steady pace (refused every 0.13 s,
+        # stepped each time, 10/s fell to 5/s in a second); still over the limit, the ramp
+        # is refused again after it and measured then.
         blind = measured is None and drained is None
-        self._ramping = restart or (guessing and blind)
+        self._kept_ramping = self._fallback is not None or (guessing and blind and not restart)
+        self._ramping = restart or self._kept_ramping
         if drained is not None:
             learned = min(learned, drained * _SHARE)
         if measured is not None:
             learned = min(learned, max(measured * _SHARE, floor))
         return learned
+
+    def _falls_back(self, now: float, hold: float) -> bool:
+        """Whether a refusal asking for `hold` (told; else 0) takes the fallback kept past a
+        sliver's: one asking for more than a sliver of an interval, before its expiry."""
+        pace = self.rate(now) or 0.0
+        return self._fallback is not None and now <= self._fallback_until and hold * pace >= _SLIVER
 
     @property
     def no_burst(self) -> bool:

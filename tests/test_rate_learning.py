@@ -521,7 +521,9 @@ def test_a_guessed_windows_end_refused_for_a_sliver_steps_down_a_tenth_and_ramps
     """A sliding counter of 50/s at 100 ms an answer: its quota over a second starts the ramp,
     and the next refusal, which asks for a sliver of an interval, is the counter still counting
     that quota, not a burst's next place: a tenth down, not back to the sequential pace (8 s of
-    ramp to 50/s). A refusal right after that with a whole interval's pause was a burst's."""
+    ramp to 50/s). A refusal right after that with a pause of several intervals was a
+    burst's. (Successes come before refusals that came earlier: a refusal is heard once the
+    requests in flight with it are answered.)"""
     learner = learner_with(50, 100)
     learner.refused(0.5, hold=0.17, sequential=10.0)
     learner.admitted(0.78, 10.0, sent=0.68)
@@ -568,9 +570,50 @@ def test_a_ramp_refused_right_after_it_began_with_a_measure_stops_there() -> Non
     for i in range(6):
         learner.admitted(0.58 + i / 20, 10.0, sent=0.48 + i / 20)
 
+    pace = learner.rate(0.8)
+
     learner.refused(0.8, hold=0.01, sequential=10.0, lag=0.1)
 
-    assert learner.rate(0.81) == learner.rate(3.0)
+    assert learner.rate(0.81) == learner.rate(3.0)  # not ramped
+    # Sent over 0.47-0.8 s, 6 admitted: 18/s, over the pace; a tenth under the pace, then.
+    assert learner.rate(0.81) == pytest.approx(0.9 * pace)
+
+
+def test_after_a_step_that_kept_the_ramp_a_refusal_within_a_second_steps_no_further() -> None:
+    """A blind step keeps the ramp going; refusals right after it, each with a success or two
+    between, are what the API still counted from before it: one step a second, as at a
+    steady pace (stepped a tenth at each, the pace fell from 10/s to 5/s in a second)."""
+    learner = learner_with(100, 330)
+    learner.refused(0.31, hold=0.1, sequential=10.0)
+    learner.admitted(0.52, 10.0, sent=0.42)
+    learner.refused(0.46, hold=0.01, sequential=10.0)
+    learner.admitted(0.6, 10.0, sent=0.5)
+    learner.refused(0.56, hold=0.01, sequential=10.0)  # blind: a tenth down, ramping on
+    pace = learner.rate(0.57)
+
+    for i in range(1, 6):
+        learner.admitted(0.6 + i * 0.13 + 0.05, 10.0, sent=0.6 + i * 0.13 - 0.05)
+        learner.refused(0.6 + i * 0.13, hold=0.01, sequential=10.0)
+
+    assert learner.rate(0.57) == pytest.approx(pace)
+    assert learner.rate(1.57) == pytest.approx(pace * 1.25)
+
+
+def test_a_fallback_kept_past_a_slivers_refusal_expires_after_the_ramps_first_step() -> None:
+    """The fallback kept at a sliver's refusal is for the refusal right after it; one long
+    after (a pause that taught nothing between) is the ramp's crossing, not a burst's."""
+    learner = learner_with(50, 100)
+    learner.refused(0.5, hold=0.17, sequential=10.0)
+    learner.admitted(0.78, 10.0, sent=0.68)
+    learner.refused(0.85, hold=0.001, sequential=10.0)  # a sliver's: the fallback kept
+    for i in range(1, 21):
+        learner.admitted(0.86 + i / 25, 10.0, sent=0.76 + i / 25)
+    learner.held(1.7, 5.0)
+    learner.admitted(6.8, 10.0, sent=6.75)
+
+    learner.refused(7.0, hold=0.1, sequential=10.0)
+
+    assert learner.rate(7.1) > 20.0
 
 
 def test_a_quota_spent_fast_where_answers_take_long_starts_the_ramp_at_half_of_it() -> None:

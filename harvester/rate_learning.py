@@ -257,8 +257,7 @@ class RateLearner:
 
     def _again(self, now: float, hold: float) -> float:
         pace = self.rate(now) or 0.0
-        fallback = self._fallback if now <= self._fallback_until else None
-        self._fallback = None
+        fallback, self._fallback = self._fallback_at(now), None
         # What the API admitted since the pause (over at most _HORIZON seconds; in a ramp, over
         # its last step, its pace below the limit before): a burst it saved up during the pause
         # inflates it; a pace not kept up lowers it.
@@ -274,7 +273,7 @@ class RateLearner:
         if self.no_burst and bisecting:
             # A limit with no burst, refused at once after the pause, or while bisecting: what
             # it admitted over slower paces tried before tells nothing more.
-            self._ramping = False
+            self._ramping = self._kept_ramping = False
             return self._bisection.refused(pace)
         restart = guessing = False
         if self._ramping and now - self._base_at >= _RAMP_STEP:
@@ -299,9 +298,8 @@ class RateLearner:
             # Right after the ramp began (the first guess was high), or soon after the last
             # refusal: the pace is still being found. A start guessed above the sequential pace
             # (first_refusal.FirstGuess.fallback) and refused at once was a big burst's next
-            # place: a step down a tenth at a time,
-            # a pause of a few intervals each, took 13 refusals in 1.2 s to find a bucket of
-            # 10/s with a burst of 100.
+            # place: a step down a tenth at a time, a pause of a few intervals each, took 13
+            # refusals in 1.2 s to find a bucket of 10/s with a burst of 100.
             learned = pace * _STEP_DOWN if fallback is None else min(pace, fallback)
             # From the fallback (the sequential pace), the ramp starts again, as it would have.
             restart = fallback is not None
@@ -337,7 +335,11 @@ class RateLearner:
         """Whether a refusal asking for `hold` (told; else 0) takes the fallback kept past a
         sliver's: one asking for more than a sliver of an interval, before its expiry."""
         pace = self.rate(now) or 0.0
-        return self._fallback is not None and now <= self._fallback_until and hold * pace >= _SLIVER
+        return self._fallback_at(now) is not None and hold * pace >= _SLIVER
+
+    def _fallback_at(self, now: float) -> float | None:
+        """The fallback, if it still stands at `now`."""
+        return self._fallback if now <= self._fallback_until else None
 
     @property
     def no_burst(self) -> bool:

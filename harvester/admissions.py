@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import deque
 
 MEMORY = 60.0  # seconds: no measure looks back further
+# A pause this long refills a bucket's burst, as far as one can tell from the burst alone.
+REFILLS = 0.5
 
 
 class Admissions:
@@ -47,3 +49,22 @@ class Admissions:
             return None
         seen = self.of_sends(start, now)
         return (seen + 1 - burst) / span if seen > burst else None
+
+
+class Refill:
+    """A token bucket's burst, as a first refusal found it (admitted at once), and the last
+    pause: a stretch after a pause that refilled the burst, paced well above the bucket's rate
+    from its start, drains it, and tells that rate (Admissions.drained)."""
+
+    def __init__(self) -> None:
+        self.burst: int | None = None
+        self.pause = 0.0
+
+    def rate(self, admitted: Admissions, start: float, now: float, under: float) -> float | None:
+        """The bucket's rate from the stretch since `start`, the end of the last pause. None: no
+        burst seen, the pause too short to refill it, or a rate of `under` or more (the stretch
+        was not paced well above it from its start: the bucket did not drain all along)."""
+        if self.burst is None or self.pause < REFILLS:
+            return None
+        rate = admitted.drained(start, now, self.burst)
+        return rate if rate is not None and rate < under else None

@@ -18,6 +18,7 @@ over four times the sequential pace starts the ramp at half of it, with the same
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 QUOTA_SEEN = 10  # admitted before a first refusal: a window's quota, not a burst
@@ -103,3 +104,30 @@ def first_guess(
         # a long window's: spent at that pace.
         return FirstGuess(bore / 2, True, fallback=sequential)
     return FirstGuess(sequential or bore, True)
+
+
+class Fallback:
+    """FirstGuess.fallback, until the next refusal takes it. A refusal that does not use it may
+    keep it a while longer (rate_learning: one asking for a sliver of an interval)."""
+
+    def __init__(self) -> None:
+        self._rate: float | None = None
+        self._until = math.inf
+
+    def stand(self, rate: float | None, until: float = math.inf) -> None:
+        """`rate` (None: none) stands as the fallback until `until`, or the next refusal."""
+        self._rate, self._until = rate, until
+
+    def at(self, now: float) -> float | None:
+        """The fallback, if it still stands at `now`."""
+        return self._rate if now <= self._until else None
+
+    def take(self, now: float) -> float | None:
+        """The fallback, if it still stands at `now`; gone after."""
+        rate, self._rate = self.at(now), None
+        return rate
+
+    @property
+    def kept(self) -> bool:
+        """Whether one stands (or stood, until its expiry)."""
+        return self._rate is not None

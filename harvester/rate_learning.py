@@ -27,9 +27,9 @@ No header need say it. What a refusal teaches depends on what came before it:
 - A refusal with no success since the last pause is the same overload (a storm): nothing new.
   Nor is one within a second of a step down after a short pause: what the API still counts
   was sent before the step.
-- Once steady, the rate is probed upwards slowly (a limit may be raised, or was learned low):
-  every refusal costs a pause for every worker, often a whole second, so rarely, only after
-  five seconds at the rate learned, and half as eagerly after each probe that crossed it.
+
+Between refusals the rate grows (rate_growth.py): a ramp's by a quarter a second; once steady,
+by a slow probe, half as eager after each that crossed the limit.
 
 A rate the API states (RateLimit-Policy) caps all of it, and is the pace after a first refusal
 (which, under a stated rate, comes from the requests sent before the statement was read).
@@ -40,10 +40,11 @@ from __future__ import annotations
 import math
 from collections import deque
 
-from harvester.admissions import Admissions
+from harvester.admissions import Admissions, Refill
 from harvester.first_count import FirstCount
-from harvester.first_refusal import MIN_SPAN, WHOLE_SPAN
+from harvester.first_refusal import MIN_SPAN, WHOLE_SPAN, Fallback
 from harvester.rate_bisection import Bisection, held_after
+from harvester.rate_growth import RAMP_GROWTH, RAMP_STEP, Growth
 
 # The share of a measured rate kept: a little under the limit costs a little speed, a little
 # over costs a pause per overshoot.
@@ -53,15 +54,6 @@ _SHARE = 0.97
 _STEP_DOWN = 0.9
 _STEADY_STEP = 0.97
 _SETTLED = 10.0  # seconds without a refusal after which a pace is settled
-# After the first refusal, the rate grows by _RAMP_GROWTH every _RAMP_STEP seconds until the next.
-_RAMP_GROWTH = 1.25
-_RAMP_STEP = 1.0
-# Once learned, the rate grows by this factor per _PROBE_EVERY seconds without a refusal.
-_PROBE_STEP = 1.02
-_PROBE_EVERY = 10.0
-# ... after this many seconds at the rate learned: a pace found a sliver under the limit is
-# kept a while before it is probed past again (each probe past it costs a pause).
-_PROBE_AFTER = 5.0
 # The longest look back at what the API admitted.
 _HORIZON = 2.0
 # The fewest successes a rate is measured over (and the shortest stretch: MIN_SPAN).
@@ -83,21 +75,13 @@ class RateLearner:
         # When recent refusals came (one per pause), and the pause each asked for (untold: inf).
         self._refusals: deque[tuple[float, float]] = deque()
         self._count = FirstCount(start)  # what the first refusal is counted over
-        self._base: float | None = None  # the rate as last learned
-        self._base_at = start  # when it was learned (growth counts from there)
-        self._ramping = False
-        self._probe = _PROBE_STEP  # halved at each probe that crossed the limit
+        self._growth = Growth(start)  # the rate as last learned, and since when
         self._stepped_at = start  # when the rate was last stepped down
         # Successes from before this moment were drawn on already: the end of the last pause.
         self._since = start
         self.stated: float | None = None  # RateLimit-Policy, less a sliver
-        # What a first refusal found admitted at once (a bucket's burst), and how long the last
-        # pause was: a stretch after a pause long enough to refill the burst tells the rate.
-        self._burst: int | None = None
-        self._refilled = 0.0
-        # FirstGuess.fallback, until the next refusal (kept past a sliver's, until its expiry).
-        self._fallback: float | None = None
-        self._fallback_until = math.inf
+        self._refill = Refill()  # a bucket's burst, and the pause since (see _drained)
+        self._fallback = Fallback()  # FirstGuess.fallback (kept past a sliver's: _again)
         # The last step down kept the ramp going (nothing measured, or a sliver's): the next
         # refusal within a second of it is what the API still counted from before it.
         self._kept_ramping = False
@@ -116,15 +100,15 @@ class RateLearner:
         self._admitted.add(now)
         # A success sent before the last pause ended tells nothing of what the API bears after.
         self._sent_ok = max(self._sent_ok, now if sent is None else sent)
-        if self._base is None and sent is not None:
+        if self._growth.base is None and sent is not None:
             self._count.sends.admitted(sent)
-        base = self._base
+        base = self._growth.base
         if (
             base is not None
             and self._bisection.active
-            and self._admitted.answered(self._base_at, now) >= held_after(base)
+            and self._admitted.answered(self._growth.at, now) >= held_after(base)
         ):  # the pace tried held: the next, or the rate found
-            self._base, self._base_at = self._bisection.held(base), now
+            self._growth.learn(self._bisection.held(base), now)
         if self._count.undecided is not None and sequential is not None:
             at, hold = self._count.undecided
             self._count.undecided = None
@@ -132,16 +116,9 @@ class RateLearner:
 
     def rate(self, now: float) -> float | None:
         """The pace now: the learned rate, grown by the ramp or the probe since; under `stated`."""
-        if self._base is None:
+        grown = self._growth.rate(now, on_trial=self._bisection.active)
+        if grown is None:
             return self.stated
-        elapsed = max(0.0, now - self._base_at)
-        if self._ramping:
-            grown = self._base * math.pow(_RAMP_GROWTH, elapsed / _RAMP_STEP)
-        elif self._bisection.active:
-            grown = self._base  # a pace on trial: probed past, it would never be seen to hold
-        else:
-            probed = max(0.0, elapsed - _PROBE_AFTER)
-            grown = self._base * math.pow(self._probe, probed / _PROBE_EVERY)
         return grown if self.stated is None else min(grown, self.stated)
 
     def refused(
@@ -166,7 +143,7 @@ class RateLearner:
         self._admitted.lag = lag
         while self._refusals[0][0] < now - _HORIZON:  # no measure looks back further
             self._refusals.popleft()
-        if self._base is None:
+        if self._growth.base is None:
             learned = self._first(now, hold, sequential, told, now + in_flight_for, coarse)
             if learned is None:
                 if hold >= _LONG_PAUSE:
@@ -180,7 +157,7 @@ class RateLearner:
             self.held(now, hold)
             return self.rate(now)
         elif (
-            (not self._ramping or self._kept_ramping)
+            (not self._growth.ramping or self._kept_ramping)
             and now - self._stepped_at < WHOLE_SPAN
             and not self._falls_back(now, hold if told else 0.0)
         ):
@@ -196,36 +173,34 @@ class RateLearner:
             learned = self._again(now, hold if told else 0.0)
         self._stepped_at = now
         self._learn(learned, now, hold)
-        return self.rate(self._base_at)
+        return self.rate(self._growth.at)
 
     def held(self, now: float, hold: float) -> None:
         """Every worker was held from `now` for `hold` seconds by a refusal that teaches
         nothing new. The rate does not grow meanwhile (it grows with what was sent at it), and
         what came back before the pause's end is no news of what the API bears after it."""
-        if self._base is not None and now + hold > self._base_at:
-            self._base = self.rate(now) or self._base
-            self._base_at = max(self._base_at, now + hold)
+        self._growth.stop(self.rate(now), now + hold)
         self._since = max(self._since, now + hold)
 
     def begin(self, now: float) -> None:
         """A data request was sent at `now`. The first: what came before (a token, a
         connection) is no window's."""
-        if self._base is None:
+        if self._growth.base is None:
             self._count.begin(now)
 
     def paused(self, now: float, hold: float) -> None:
         """A refusal that tells nothing of the rate (a limit on requests in flight's) paused
         every worker until `now + hold`."""
-        if self._base is None:
+        if self._growth.base is None:
             self._count.paused(now, hold)
 
     def _learn(self, learned: float | None, now: float, hold: float) -> None:
         """`learned` is the rate to keep from the end of the pause (`hold` from `now`)."""
         if learned is None:
             return
-        self._refilled = hold
-        self._base = max(_SLOWEST, learned)
-        self._base_at = self._since = now + hold
+        self._refill.pause = hold
+        self._growth.learn(max(_SLOWEST, learned), now + hold)
+        self._since = now + hold
 
     def _first(
         self,
@@ -249,19 +224,19 @@ class RateLearner:
         )
         if guess is None:
             return None
-        self._ramping = guess.ramping
+        self._growth.ramping = guess.ramping
         if guess.burst is not None:
-            self._burst = guess.burst
-        self._fallback, self._fallback_until = guess.fallback, math.inf
+            self._refill.burst = guess.burst
+        self._fallback.stand(guess.fallback)
         return guess.rate
 
     def _again(self, now: float, hold: float) -> float:
         pace = self.rate(now) or 0.0
-        fallback, self._fallback = self._fallback_at(now), None
+        fallback = self._fallback.take(now)
         # What the API admitted since the pause (over at most _HORIZON seconds; in a ramp, over
         # its last step, its pace below the limit before): a burst it saved up during the pause
         # inflates it; a pace not kept up lowers it.
-        since = max(self._since, now - (_RAMP_STEP if self._ramping else _HORIZON))
+        since = max(self._since, now - (RAMP_STEP if self._growth.ramping else _HORIZON))
         seen = self._admitted.of_sends(since, now)
         span = now - since
         measured = seen / span if seen >= _MIN_SAMPLE and span >= MIN_SPAN else None
@@ -273,18 +248,18 @@ class RateLearner:
         if self.no_burst and bisecting:
             # A limit with no burst, refused at once after the pause, or while bisecting: what
             # it admitted over slower paces tried before tells nothing more.
-            self._ramping = self._kept_ramping = False
+            self._growth.ramping = self._kept_ramping = False
             return self._bisection.refused(pace)
         restart = guessing = False
-        if self._ramping and now - self._base_at >= _RAMP_STEP:
+        if self._growth.ramping and now - self._growth.at >= RAMP_STEP:
             # The ramp crossed the limit within its last step: back to where it was then.
-            learned = pace / _RAMP_GROWTH
-        elif not self._ramping and now - self._base_at >= _SETTLED:
+            learned = pace / RAMP_GROWTH
+        elif not self._growth.ramping and now - self._growth.at >= _SETTLED:
             # After a long clean stretch at a pace the probe raised a little at a time (or
             # bunched arrivals overran): a small step down, and a probe half as eager (each
             # probe past the limit costs a pause for every worker, often a whole second).
             learned = pace * _STEADY_STEP
-            self._probe = 1 + (self._probe - 1) / 2
+            self._growth.probe_crossed()
         elif measured is not None and span >= WHOLE_SPAN:
             # Soon after the last refusal, but what the API bore over a second or more tells,
             # unless it refused a request for every two or fewer it admitted, each asking for a
@@ -310,9 +285,9 @@ class RateLearner:
                 # away. Back at the sequential pace, a 50/s counter at 100 ms an answer took
                 # 8 s to reach its rate again (81%). The fallback waits for a refusal asking
                 # for more, within the ramp's first step (_falls_back).
-                learned, self._fallback = pace * _STEP_DOWN, fallback
-                self._fallback_until = now + hold + _RAMP_STEP
-            guessing = self._ramping
+                learned = pace * _STEP_DOWN
+                self._fallback.stand(fallback, until=now + hold + RAMP_STEP)
+            guessing = self._growth.ramping
         drained = self._drained(now)
         # A ramp stepped down blind (nothing measured since the pause) ramps on: a refusal right
         # after a short pause may be what the API still counted from before it (a bucket a
@@ -323,8 +298,8 @@ class RateLearner:
         # stepped each time, 10/s fell to 5/s in a second); still over the limit, the ramp
         # is refused again after it and measured then.
         blind = measured is None and drained is None
-        self._kept_ramping = self._fallback is not None or (guessing and blind and not restart)
-        self._ramping = restart or self._kept_ramping
+        self._kept_ramping = self._fallback.kept or (guessing and blind and not restart)
+        self._growth.ramping = restart or self._kept_ramping
         if drained is not None:
             learned = min(learned, drained * _SHARE)
         if measured is not None:
@@ -335,11 +310,7 @@ class RateLearner:
         """Whether a refusal asking for `hold` (told; else 0) takes the fallback kept past a
         sliver's: one asking for more than a sliver of an interval, before its expiry."""
         pace = self.rate(now) or 0.0
-        return self._fallback_at(now) is not None and hold * pace >= _SLIVER
-
-    def _fallback_at(self, now: float) -> float | None:
-        """The fallback, if it still stands at `now`."""
-        return self._fallback if now <= self._fallback_until else None
+        return self._fallback.at(now) is not None and hold * pace >= _SLIVER
 
     @property
     def no_burst(self) -> bool:
@@ -348,18 +319,15 @@ class RateLearner:
         return self._count.no_burst
 
     def _drained(self, now: float) -> float | None:
-        """The rate a bucket refills at, from the stretch since the last pause that drained it
-        (Admissions.drained). None: no burst seen, the pause too short to refill it, or a
-        stretch not paced well above that rate from its start (the bucket did not drain all
-        along)."""
-        if self._burst is None or self._refilled < _LONG_PAUSE or self._base is None:
+        """The rate a bucket refills at, from the stretch since the last pause, if it drained
+        the bucket's burst (Refill.rate); None: no such stretch."""
+        if self._growth.base is None:
             return None
-        rate = self._admitted.drained(self._since, now, self._burst)
-        return rate if rate is not None and rate < self._base * _STEP_DOWN else None
+        return self._refill.rate(self._admitted, self._since, now, self._growth.base * _STEP_DOWN)
 
     def state(self, rate: float, now: float) -> None:
         """The API states its rate (RateLimit-Policy), read at `now`: never paced past."""
         self._count.sends.stated(now)
         self.stated = rate
-        if self._base is not None and math.isfinite(rate):
-            self._base = min(self._base, rate)
+        if self._growth.base is not None and math.isfinite(rate):
+            self._growth.base = min(self._growth.base, rate)

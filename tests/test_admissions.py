@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harvester.admissions import MEMORY, Admissions
+from harvester.admissions import MEMORY, Admissions, Refill
 
 
 def test_a_stretch_of_sends_is_counted_a_lag_later() -> None:
@@ -36,3 +36,18 @@ def test_only_the_last_minute_is_remembered_and_measured() -> None:
 
     assert len(admissions) <= MEMORY * 10 + 1
     assert admissions.drained(0.0, 299.9, 5) is None  # longer than remembered
+
+
+def test_a_refill_tells_a_buckets_rate_only_after_a_pause_that_refilled_its_burst() -> None:
+    admissions = Admissions()
+    for i in range(25):
+        admissions.add(i / 25)
+    refill = Refill()
+    assert refill.rate(admissions, 0.0, 1.0, under=100.0) is None  # no burst seen
+    refill.burst, refill.pause = 5, 0.1
+    assert refill.rate(admissions, 0.0, 1.0, under=100.0) is None  # too short to refill it
+
+    refill.pause = 1.0
+
+    assert refill.rate(admissions, 0.0, 1.0, under=100.0) == pytest.approx(21.0)
+    assert refill.rate(admissions, 0.0, 1.0, under=20.0) is None  # not paced well above it

@@ -232,7 +232,6 @@ class RateLearner:
 
     def _again(self, now: float, hold: float) -> float:
         pace = self.rate(now) or 0.0
-        fallback = self._fallback.take(now)
         # What the API admitted since the pause (over at most _HORIZON seconds; in a ramp, over
         # its last step, its pace below the limit before): a burst it saved up during the pause
         # inflates it; a pace not kept up lowers it.
@@ -240,6 +239,9 @@ class RateLearner:
         seen = self._admitted.of_sends(since, now)
         span = now - since
         measured = seen / span if seen >= _MIN_SAMPLE and span >= MIN_SPAN else None
+        fallback = self._fallback.take(
+            now, measured_over=None if measured is None else span, pause=self._refill.pause
+        )
         # Refused a slot at a time (a pause of an interval or two: a bucket's next place), the
         # requests it refused took slots of the pace the API would have admitted: what it
         # admitted is low by as many, so one step goes no further than two of _STEP_DOWN.
@@ -272,9 +274,9 @@ class RateLearner:
         else:
             # Right after the ramp began (the first guess was high), or soon after the last
             # refusal: the pace is still being found. A start guessed above the sequential pace
-            # (first_refusal.FirstGuess.fallback) and refused at once was a big burst's next
-            # place: a step down a tenth at a time, a pause of a few intervals each, took 13
-            # refusals in 1.2 s to find a bucket of 10/s with a burst of 100.
+            # (first_refusal.FirstGuess.fallback) and refused at once (Fallback.take) was a big
+            # burst's next place: a step down a tenth at a time, a pause of a few intervals
+            # each, took 13 refusals in 1.2 s to find a bucket of 10/s with a burst of 100.
             learned = pace * _STEP_DOWN if fallback is None else min(pace, fallback)
             # From the fallback (the sequential pace), the ramp starts again, as it would have.
             restart = fallback is not None

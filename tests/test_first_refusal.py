@@ -10,8 +10,19 @@ def test_a_fallback_stands_until_a_refusal_takes_it() -> None:
     fallback.stand(10.0)
 
     assert fallback.at(100.0) == 10.0
-    assert fallback.take(100.0) == 10.0
-    assert fallback.take(100.0) is None
+    assert fallback.take(100.0, measured_over=None, pause=0.2) == 10.0
+    assert fallback.take(100.0, measured_over=None, pause=0.2) is None
+    assert not fallback.kept
+
+
+def test_a_refusal_measured_over_twice_the_pause_does_not_take_the_fallback() -> None:
+    """What the API admitted over twice the pause or more is no burst refilled meanwhile: the
+    guess was not a burst's next place. Gone all the same."""
+    fallback = Fallback()
+    fallback.stand(10.0)
+    assert fallback.take(1.0, measured_over=0.39, pause=0.2) == 10.0
+    fallback.stand(10.0)
+    assert fallback.take(1.0, measured_over=0.4, pause=0.2) is None
     assert not fallback.kept
 
 
@@ -20,7 +31,7 @@ def test_a_fallback_kept_a_while_longer_expires() -> None:
     fallback.stand(10.0, until=2.0)
 
     assert fallback.at(2.0) == 10.0
-    assert fallback.take(2.5) is None  # expired, and taken all the same
+    assert fallback.take(2.5, measured_over=None, pause=0.2) is None  # expired, taken all the same
 
 
 def test_half_a_quota_spent_fast_starts_the_ramp_with_the_sequential_pace_to_fall_back_to() -> None:

@@ -794,3 +794,34 @@ def test_a_slow_or_fast_limit_with_no_burst_is_bisected_to_its_end(
 
     assert paid <= pauses
     assert 0.92 * rate <= pace <= rate
+
+
+def ramp_refused(after: float) -> float | None:
+    """At 100 ms an answer (sequential: 10/s), 50 admitted in half a second and refused with a
+    pause of 0.2 s: a start well above the sequential pace, with it as the fallback. After the
+    pause, admitted at 55/s, and refused `after` seconds into the ramp: what it learns then."""
+    learner = RateLearner(0.0)
+    for i in range(50):
+        sent = 0.01 * i
+        learner.begin(sent)
+        learner.admitted(sent + 0.1, 10.0, sent=sent)
+    learner.refused(0.6, hold=0.2, sequential=10.0, in_flight_for=0.3, lag=0.1)
+    assert learner.rate(0.8) == pytest.approx(50.0)
+    for i in range(int(after * 55)):
+        sent = 0.8 + i / 55
+        learner.begin(sent)
+        learner.admitted(sent + 0.1, 10.0, sent=sent)
+    return learner.refused(0.8 + after, hold=0.09, sequential=10.0, in_flight_for=0.3, lag=0.1)
+
+
+def test_a_ramp_refused_after_it_was_measured_over_twice_the_pause_keeps_the_measure() -> None:
+    """The guess was near the API's rate (a 1 s window's quota), and the ramp crossed it: a
+    sliver under what the API bore since the pause, not the sequential pace, from which the
+    ramp took 7 s back to 50/s at 100 ms an answer."""
+    assert ramp_refused(0.918) == pytest.approx(0.97 * 50 / 0.918, rel=0.02)
+
+
+def test_a_ramp_refused_within_twice_the_pause_falls_back_to_the_sequential_pace() -> None:
+    """Measured over less than twice the pause, what the API admitted may be a bucket's burst,
+    refilled meanwhile: the sequential pace, ramped from."""
+    assert ramp_refused(0.35) == pytest.approx(10.0)

@@ -7,12 +7,13 @@ for about 1.5 hours. This runs the same rows in about a minute, for developing t
 the real `Throttle` and `RetryPolicy` of harvester, the real limiters of limiter_server.py (the
 `limits` library's strategies among them) and its headers, but no sockets: an event loop whose
 clock jumps to the next timer instead of waiting for it. What it leaves out: the client's CPU
-(a fixed `OVERHEAD` per request stands in), the reorder window, the token endpoint.
+(a fixed `OVERHEAD` per request stands in), the token endpoint.
 
-Workers behave as workers.py's and fetch.py's: each takes the next page, passes the throttle, is
-answered (20 ms after admission, refusals at once), tells the throttle, and on a refusal waits
-what the retry policy says (the Retry-After, or the backoff) before asking again. The sequential
-client is sequential_client.py's loop.
+Workers behave as workers.py's and fetch.py's: each takes the next page once it fits the
+reorder window (`WINDOW` pages past the oldest not yet fetched, as sink.py's), passes the
+throttle, is answered (20 ms after admission, refusals at once), tells the throttle, and on a
+refusal waits what the retry policy says before asking again, ahead of first attempts. The
+sequential client is sequential_client.py's loop.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ OVERHEAD = 0.0015  # the client's own time per request, seconds
 # paced client's requests arrive exactly spaced, as no network delivers them.
 JITTER = 0.001
 REFUSAL = 0.001  # a refusal is answered at once, from the API's edge
+WINDOW = 64  # pages: concurrency.max_buffered_pages's default
 EPOCH = 1_800_000_000.37  # wall-clock time at virtual zero: windows are not aligned to it
 
 
@@ -153,22 +155,26 @@ async def harvester(spec: Spec, pages: int, retry: dict[str, Any], workers: int 
     jitter = random.Random(1)
     served = Served()
 
+    window = _Window()
+
     async def worker(pending: Iterator[int]) -> None:
-        for _ in pending:
+        for page in pending:
+            await window.fits(page)
             for attempt in range(1, retry_config.max_attempts + 1):
-                async with throttle.request() as ticket:
+                async with throttle.request(again=attempt > 1) as ticket:
                     await asyncio.sleep(OVERHEAD + jitter.uniform(0.0, JITTER))
                     arrival = loop.time()
                     status, headers = await _answer(limiter, spec)
                     served.log.append((arrival, loop.time(), status == 200))
                     ticket.observe(status, headers)
                 if status == 200:
+                    await window.fetched(page)
                     break
                 wait_after = parse_retry_after(headers.get("Retry-After"))
                 long_quota = wait_after is not None and wait_after > retry_config.max_retry_after
                 if long_quota and retry_config.on_long_quota == "fail":
                     raise RuntimeError(f"long quota: {wait_after:.0f} s")
-                await asyncio.sleep(policy.wait_for(attempt, wait_after))
+                await asyncio.sleep(policy.wait_for(attempt, wait_after, held=True))
             else:
                 raise RuntimeError(f"gave up after {retry_config.max_attempts} attempts")
 
@@ -182,6 +188,28 @@ async def harvester(spec: Spec, pages: int, retry: dict[str, Any], workers: int 
     except* RuntimeError as failure:
         served.failed = str(failure.exceptions[0])
     return served
+
+
+class _Window:
+    """sink.py's reorder window: page i is fetched only once i < the oldest not yet fetched +
+    WINDOW (written in order, the pages past a missing one wait in memory)."""
+
+    def __init__(self) -> None:
+        self._oldest = 0
+        self._done: set[int] = set()
+        self._moved = asyncio.Condition()
+
+    async def fits(self, page: int) -> None:
+        async with self._moved:
+            await self._moved.wait_for(lambda: page < self._oldest + WINDOW)
+
+    async def fetched(self, page: int) -> None:
+        async with self._moved:
+            self._done.add(page)
+            while self._oldest in self._done:
+                self._done.discard(self._oldest)
+                self._oldest += 1
+            self._moved.notify_all()
 
 
 async def sequential(spec: Spec, pages: int) -> Served:

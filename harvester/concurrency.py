@@ -90,6 +90,7 @@ class Concurrency:
         self._told: int | None = None  # a limit on requests in flight the API states
         # Places taken: requests sent, and those waiting for their slot or a cool-down's end.
         self._taken = 0
+        self._again = 0  # retries waiting for a place: they go first
         self._streak = 0
         self._flying: set[Flight] = set()
         # The most the API was seen to admit at once, and when: a refusal with fewer held than
@@ -102,9 +103,22 @@ class Concurrency:
         self.single = False
         stats.concurrency_limit = self.limit
 
-    async def enter(self) -> None:
+    async def enter(self, *, again: bool = False) -> None:
+        """Take a place; `again` (a retry) before first attempts waiting for one (turn.py)."""
         async with self._changed:
-            await self._changed.wait_for(lambda: self._taken < (1 if self.single else self.limit))
+            if again:
+                self._again += 1
+            try:
+                await self._changed.wait_for(
+                    lambda: (
+                        self._taken < (1 if self.single else self.limit)
+                        and (again or not self._again)
+                    )
+                )
+            finally:
+                if again:
+                    self._again -= 1
+                    self._changed.notify_all()  # first attempts may go, if no retry waits
             self._taken += 1
 
     async def leave(self) -> None:

@@ -218,21 +218,25 @@ class Fetcher:
             log.debug("page %d: %s, retried in %.2f s", request.index, cause, wait)
 
         try:
-            async for attempt in self._policy.retrying(on_retry=count_retry):
+            # A refusal is held by the throttle's cool-down, and the retry goes first (turn.py).
+            async for attempt in self._policy.retrying(on_retry=count_retry, held=True):
                 with attempt:
-                    return await self._once(planner, request, url)
+                    again = attempt.retry_state.attempt_number > 1
+                    return await self._once(planner, request, url, again=again)
         except (RetryableStatus, InvalidBody, aiohttp.ClientError, TimeoutError) as exc:
             give_up(request, url, exc, self._policy, self._source)
         raise AssertionError("tenacity neither returned nor raised")  # pragma: no cover
 
-    async def _once(self, planner: Planner, request: PageRequest, url: URL) -> Fetched:
+    async def _once(
+        self, planner: Planner, request: PageRequest, url: URL, *, again: bool = False
+    ) -> Fetched:
         # The token first: a worker that waited for a token refresh must still pass the
         # cool-down and the rate afterwards, not find itself already past them. And once more
         # after them: a long cool-down or a slow rate may outlast the token, and a token sent
         # expired, if new and never accepted yet, would pass for one the API refuses.
         if request.send_token:
             await self._tokens.current()
-        async with self._throttle.request() as ticket:
+        async with self._throttle.request(again=again) as ticket:
             token = await self._tokens.current() if request.send_token else None
             ticket.sending()  # a token refresh may have taken a while: the API's time starts now
             if token is not None and request.url is not None:

@@ -58,21 +58,25 @@ class Hearing:
         told: bool,
         coarse: bool,
         at_once: bool | None,
-    ) -> None:
+    ) -> bool:
         """A refusal at `now`, of a request `sent` then, that may teach the rate: the first of
-        its cool-down, asking for `hold`; `at_once` as Concurrency.refused tells."""
+        its cool-down, asking for `hold`; `at_once` as Concurrency.refused tells. Whether it
+        waits to be heard (`on_learned` is told once it is)."""
         if sent < self._heard_at:
             # Drawn by a pace learned from already: it teaches nothing, but held every worker.
             self.pause(now, hold)
-        elif self._unheard is None:
-            self._unheard = _Unheard(
-                at=now,
-                hold=hold,
-                told=told,
-                coarse=coarse,
-                flying=self._concurrency.flying(),
-                at_once=at_once,
-            )
+            return False
+        if self._unheard is not None:
+            return False
+        self._unheard = _Unheard(
+            at=now,
+            hold=hold,
+            told=told,
+            coarse=coarse,
+            flying=self._concurrency.flying(),
+            at_once=at_once,
+        )
+        return True
 
     def pause(self, now: float, hold: float) -> None:
         """Every worker is held from `now` for `hold` by a refusal that teaches no rate: the
@@ -108,6 +112,7 @@ class Hearing:
         # An API whose headers tell when its budget comes back limits a rate.
         if unheard.at_once and not self.timed:
             self._learner.paused(unheard.at, unheard.hold)
+            self._on_learned(None)  # no rate taught
             return
         learned = self._learner.refused(
             unheard.at,

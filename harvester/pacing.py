@@ -28,6 +28,8 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from harvester.turn import Turn
+
 # A request let through late may be followed sooner than an interval, by at most this share of
 # one: the lag is made up, and no two go much closer.
 _CATCH_UP = 0.9
@@ -53,14 +55,14 @@ class Pacer:
         self._precise = clock is time.monotonic and sleep is asyncio.sleep
         self._next_slot = 0.0  # when the next request may go, burst aside
         self._not_before = 0.0  # no sooner after the last request let through: _CATCH_UP
-        self._turn = asyncio.Lock()
+        self._turn = Turn()
         # The API admits no two requests closer than an interval (no burst): no make-up.
         self.strict = False
 
     @contextlib.asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
-        """One waiter at a time."""
-        async with self._turn:
+    async def turn(self, *, first: bool = False) -> AsyncIterator[None]:
+        """One waiter at a time; `first` (a retry) before those that are not (turn.py)."""
+        async with self._turn(first=first):
             yield
 
     async def wait(self, rate: float, interrupted: Callable[[], bool]) -> bool:

@@ -35,7 +35,7 @@ from harvester.leases import LeasedPacer
 from harvester.pacing import Pacer
 from harvester.rate_headers import RateLimitInfo, parse_rate_limit
 from harvester.rate_learning import RateLearner
-from harvester.retry import in_whole_seconds, parse_retry_after
+from harvester.retry import REFUSALS, in_whole_seconds, parse_retry_after
 from harvester.stats import Stats
 
 log = logging.getLogger("harvester")
@@ -46,10 +46,6 @@ _STATED_SHARE = 0.97
 # waited out when nothing remains. Paced at limit / window, an hourly budget would be spread over
 # the hour even for a harvest that needs a tenth of it.
 _PACED_WINDOW = 2.0
-
-# The statuses that mean "fewer requests": a 429, and a 503 (nginx's limit_req refuses with it;
-# an overloaded server wants fewer requests too). tune counts them as refusals alike.
-REFUSALS = frozenset({429, 503})
 
 __all__ = ["REFUSALS", "RateLimitInfo", "Throttle", "Ticket", "parse_rate_limit"]
 
@@ -125,6 +121,8 @@ class Throttle:
             self._learner, self._concurrency, self._api_time, on_learned=self._learned
         )
         stats.rate_limit = config.rate_limit
+        # A cool-down's line (cause, wait, workers at once), told with the rate it leads to.
+        self._unheard_line: tuple[str, float, int] | None = None
 
     @property
     def rate(self) -> float | None:
@@ -139,8 +137,9 @@ class Throttle:
         return self._concurrency.limit
 
     @contextlib.asynccontextmanager
-    async def request(self, *, counted: bool = True) -> AsyncIterator[Ticket]:
-        """Wait for a place (concurrency, cool-down, rate); hold it for the request."""
+    async def request(self, *, counted: bool = True, again: bool = False) -> AsyncIterator[Ticket]:
+        """Wait for a place (concurrency, cool-down, rate); hold it for the request. `again`:
+        a retry, which takes its place and its slot before first attempts do (turn.py)."""
         if counted:
             # A limit with no burst refuses two requests closer than its interval, and the
             # requests' way varies: several in flight, paced, may arrive closer than sent. One
@@ -151,14 +150,14 @@ class Throttle:
                 and self._learner.no_burst
                 and self._api_time.near_sequential(self.rate)
             )
-            await self._concurrency.enter()
+            await self._concurrency.enter(again=again)
         flight: Flight | None = None
         try:
             await self._cool_down.wait()
             if self._hearing.overdue(self._clock()):
                 # A request still in flight this long after the refusal was admitted.
                 self._hearing.settle(self._clock(), force=True)
-            await self._wait_rate()
+            await self._wait_rate(again)
             now = self._clock()
             if counted:
                 flight = self._concurrency.send()
@@ -170,15 +169,15 @@ class Throttle:
             if counted:
                 await self._concurrency.leave()
 
-    async def _wait_rate(self) -> None:
+    async def _wait_rate(self, again: bool) -> None:
         if self._leased is not None:  # leased slots, with or without a rate of one's own
-            async with self._leased.turn():
+            async with self._leased.turn(first=again):
                 while not await self._leased.wait(self.rate, self._cool_down.active):
                     await self._cool_down.wait()
             return
         if self.rate is None:
             return
-        async with self._pacer.turn():
+        async with self._pacer.turn(first=again):
             while (rate := self.rate) is not None:
                 self._show_rate(rate)
                 if await self._pacer.wait(rate, self._cool_down.active):
@@ -240,6 +239,7 @@ class Throttle:
         if rate is not None:
             self._show_rate(rate)
         self._pacer.strict = self._learner.no_burst
+        self._tell_unheard()
 
     def _read_headers(self, info: RateLimitInfo, ticket: Ticket, now: float, *, told: bool) -> None:
         """`told`: a refusal with Retry-After, which says when to come back: a reset read with it
@@ -303,10 +303,11 @@ class Throttle:
         # without a token), but tells nothing of the data's rate: the token endpoint is often
         # another server, with a budget of its own (a few requests a minute at some identity
         # providers).
+        heard_later = False
         if ticket.flight is None:
             self._hearing.pause(now, self._cool_down.left(now))
         elif self._fixed_rate is None and (retry_after != 0 or spent):
-            self._hearing.refused(
+            heard_later = self._hearing.refused(
                 ticket.sent,
                 now,
                 self._cool_down.left(now),
@@ -314,11 +315,24 @@ class Throttle:
                 coarse=coarse,
                 at_once=at_once,
             )
+        self._tell_unheard()  # an earlier cool-down's, not heard yet: with the rate as it is
+        cause = "429 Too Many Requests" if status == 429 else f"{status} Service Unavailable"
+        self._unheard_line = (cause, self._cool_down.left(now), self.limit)
+        if not heard_later:
+            self._tell_unheard()
+
+    def _tell_unheard(self) -> None:
+        """The INFO line of the last cool-down, with the rate it leads to: told once the learner
+        has heard of its refusal (hearing.py), which may be a few answers later."""
+        if self._unheard_line is None:
+            return
+        cause, wait, limit = self._unheard_line
+        self._unheard_line = None
         rate = self.rate
         log.info(
             "cool-down: %s, every worker waits %.1f s; rate %s, %d workers at once",
-            "429 Too Many Requests" if status == 429 else f"{status} Service Unavailable",
-            self._cool_down.left(now),
+            cause,
+            wait,
             "not set" if rate is None else f"{rate:.2f}/s",
-            self.limit,
+            limit,
         )

@@ -293,3 +293,27 @@ async def test_many_in_flight_wait_for_a_place() -> None:
     await limit.leave()
     await asyncio.gather(*tasks)
     assert entered == 3
+
+
+async def test_a_retry_takes_the_next_place_before_first_attempts_waiting() -> None:
+    """A retried page holds the reorder window back until it is written: the next place is
+    its, ahead of first attempts that waited longer (turn.py)."""
+    limit, _ = concurrency(2)
+    order: list[str] = []
+    await limit.enter()
+    await limit.enter()  # both places taken
+
+    async def take(name: str, again: bool) -> None:
+        await limit.enter(again=again)
+        order.append(name)
+
+    waiting = [asyncio.create_task(take("first attempt", False))]
+    await asyncio.sleep(0)
+    waiting.append(asyncio.create_task(take("retry", True)))
+    await asyncio.sleep(0)
+    await limit.leave()
+    await asyncio.sleep(0)
+    assert order == ["retry"]
+    await limit.leave()
+    await asyncio.gather(*waiting)
+    assert order == ["retry", "first attempt"]

@@ -18,8 +18,8 @@ from harvester.demo import DemoServer, DemoSettings, run_demo
 from harvester.demo.__main__ import parse_args, settings_from
 from harvester.demo.queue import HANG_UP_CHECK, LeakyQueue, wait_turn
 
-from .conftest import FakeTime, expected_bytes, run_cli, write_config_file
-from .test_demo_ratelimit import get, limit_headers, token
+from .conftest import FakeTime, expected_bytes, run_cli
+from .test_demo_ratelimit import get, limit_headers, limited_harvest, token
 
 Answer = tuple[int, Mapping[str, str]]
 
@@ -240,12 +240,7 @@ async def test_harvester_keeps_to_a_queue_without_being_refused(tmp_path: Path) 
         records=records, latency=0.02, rate_limit=50.0, rate_limit_queue=10, rate_limit_status=503
     )
     async with run_demo(settings) as demo:
-        config = write_config_file(
-            tmp_path,
-            demo.url,
-            pagination={"page_size": 2},
-            concurrency={"workers": 16, "max_buffered_pages": 64},
-        )
+        config = limited_harvest(tmp_path, demo.url)
         result = await run_cli(str(config))
     assert result.code == 0, result.output
     assert (tmp_path / "out.jsonl").read_bytes() == expected_bytes(records)

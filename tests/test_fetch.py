@@ -133,6 +133,26 @@ async def test_retry_after_is_the_floor_of_the_wait(
     assert harness.stats.retries == {"429": 1}
 
 
+async def test_a_refused_page_waits_for_the_cool_down_alone_an_error_backs_off(
+    mock_http: aioresponses, tmp_path: Path
+) -> None:
+    """A 429 without Retry-After: every worker waits out the throttle's pause, the refused
+    page with them and no longer (a backoff of its own held the reorder window back). A 500
+    backs off as before. (Waits recorded, not slept.)"""
+    retry = {"max_attempts": 4, "initial_backoff": 0.5, "max_backoff": 8.0}
+    harness = Harness(make_config(BASE, tmp_path / "out.jsonl", retry=retry))
+    tokens(mock_http)
+    mock_http.get(PAGE0, status=429)
+    mock_http.get(PAGE0, status=500)
+    mock_http.get(PAGE0, payload=body())
+    started = harness.time.now
+    await harness.fetch()
+    assert harness.waits[0] == 0.0
+    assert harness.time.now - started >= 0.25  # the cool-down, slept on the throttle's clock
+    assert 0.5 <= harness.waits[1] <= 1.0  # the 500: the backoff after a second attempt
+    assert harness.stats.retries == {"429": 1, "5xx": 1}
+
+
 async def test_a_retry_after_beyond_max_retry_after_fails_the_page(
     mock_http: aioresponses, harness: Harness
 ) -> None:

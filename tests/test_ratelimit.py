@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import datetime
 import email.utils
+import logging
 import math
 import time
 from unittest import mock
@@ -487,6 +488,26 @@ async def test_rate_limit_holds_concurrent_requests_to_the_rate(fake: FakeTime) 
     assert fake.now == pytest.approx(T0 + 0.7)
 
 
+async def test_a_retry_takes_the_next_slot_ahead_of_first_attempts(fake: FakeTime) -> None:
+    """Five first attempts queue for slots at 10/s; a retry that comes after them goes at the
+    next slot free (page 1 already waits in its own), not behind them all: the page it
+    refetches holds the ordered output back."""
+    throttle, _ = throttle_on(fake, workers=8, rate_limit=10, burst=1)
+    order: list[str] = []
+
+    async def send(name: str, again: bool) -> None:
+        async with throttle.request(again=again):
+            order.append(name)
+
+    # Tasks run in the order they are made: page 0 goes at once, page 1 waits in its slot,
+    # pages 2-4 wait for their turn, and then comes the retry.
+    first = [asyncio.create_task(send(f"page {i}", False)) for i in range(5)]
+    retry = asyncio.create_task(send("retry", True))
+    await asyncio.gather(*first, retry)
+
+    assert order == ["page 0", "page 1", "retry", "page 2", "page 3", "page 4"]
+
+
 async def test_burst_lets_the_first_requests_go_at_once(fake: FakeTime) -> None:
     throttle, _ = throttle_on(fake, workers=8, rate_limit=10, burst=5)
 
@@ -644,6 +665,30 @@ async def test_a_429_sets_the_rate_the_api_bore_over_the_run_and_its_pause(
     fake.now = T0 + 3
     assert throttle.rate == pytest.approx(40 / 2.95, rel=0.01)
     assert stats.rate_limit == pytest.approx(40 / 2.95, abs=0.01)
+
+
+async def test_a_cool_downs_line_tells_the_rate_it_leads_to(
+    fake: FakeTime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One INFO line per cool-down, with the rate learned from it: told once the learner has
+    heard of the refusal, when the requests in flight with it have been answered."""
+    caplog.set_level(logging.INFO, logger="harvester")
+    throttle, _ = throttle_on(fake, workers=8)
+    await successes_at(throttle, fake, 20, 40)
+
+    def cool_downs() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.getMessage().startswith("cool-down")]
+
+    async with throttle.request() as in_flight:
+        await answer(throttle, 429, Retry_After="1")
+        assert cool_downs() == []  # not heard yet: one request in flight with it
+        in_flight.observe(200, headers())
+
+    assert throttle.rate == pytest.approx(41 / 2.95, rel=0.02)  # the one in flight admitted too
+    assert cool_downs() == [
+        f"cool-down: 429 Too Many Requests, every worker waits 1.0 s; rate {throttle.rate:.2f}/s, "
+        f"{throttle.limit} workers at once"
+    ]
 
 
 @pytest.mark.parametrize(

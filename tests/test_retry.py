@@ -211,6 +211,44 @@ def test_retry_after_above_max_retry_after_is_waited_for_by_default() -> None:
     assert p.wait_for(1, retry_after=86400.0) == 86400.0  # never shortened
 
 
+def test_a_held_first_refusal_waits_for_its_retry_after_alone() -> None:
+    """A refusal a throttle's cool-down holds every worker for: the first retry waits for that
+    alone (its Retry-After, never shortened; untold, the cool-down's own pause), not a backoff
+    of its own on top that would hold the oldest page back while the others go on."""
+    p = policy(rng=TopOfRange(), initial_backoff=0.5, max_backoff=8.0)
+    assert p.wait_for(1, None, held=True) == 0.0
+    assert p.wait_for(1, 0.02, held=True) == 0.02
+    assert p.wait_for(1, 3.0, held=True) == 3.0
+
+
+def test_a_held_request_refused_again_backs_off_from_the_first_step() -> None:
+    p = policy(rng=TopOfRange(), initial_backoff=0.5, max_backoff=8.0)
+    assert [p.wait_for(n, None, held=True) for n in range(1, 7)] == [0.0, 0.5, 1.0, 2.0, 4.0, 8.0]
+    assert p.wait_for(2, 3.0, held=True) == 3.0  # a Retry-After is still the floor
+
+
+def test_retry_after_zero_is_backed_off_held_or_not() -> None:
+    """A "Retry-After: 0" pauses no worker (the cool-down holds nothing): the backoff stands."""
+    p = policy(rng=TopOfRange(), initial_backoff=0.5, max_backoff=8.0)
+    assert [p.wait_for(n, 0.0, held=True) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
+
+
+async def test_only_refusals_are_held() -> None:
+    """In a loop whose refusals a throttle holds, a 429 without Retry-After is retried at once
+    (the throttle's cool-down is its wait); a 500 still backs off, and so does a request
+    refused after an earlier failure."""
+    sleep = FakeSleep()
+    p = policy(sleep=sleep, rng=TopOfRange(), initial_backoff=0.5, max_backoff=8.0, max_attempts=8)
+    fn, calls = failing(status(429), status(500), status(503), status(503, retry_after=2.0))
+
+    async for attempt in p.retrying(held=True):
+        with attempt:
+            await fn()
+
+    assert len(calls) == 5
+    assert sleep.waits == [0.0, 1.0, 1.0, 2.0]
+
+
 # --- the tenacity loop -----------------------------------------------------------------------
 
 

@@ -71,6 +71,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=d.rate_limit_status,
         help="the status of the limiter's refusals (nginx's limit_req: 503)",
     )
+    p.add_argument(
+        "--rate-limit-no-retry-after",
+        action="store_true",
+        help="with --rate-limit: refuse with no Retry-After (a sliding log behind a framework "
+        "that sends none)",
+    )
     p.add_argument("--retry-after", type=float, help="Retry-After on 429; unset: from the limiter")
     p.add_argument("--fault-rate", type=float, default=d.fault_rate, help="fraction: 5xx")
     p.add_argument("--drop-rate", type=float, default=d.drop_rate, help="fraction: no answer")
@@ -143,6 +149,7 @@ def settings_from(args: argparse.Namespace) -> DemoSettings:
         rate_limit_headers=args.rate_limit_headers,
         rate_limit_queue=args.rate_limit_queue,
         rate_limit_status=args.rate_limit_status,
+        rate_limit_retry_after=not args.rate_limit_no_retry_after,
         retry_after=args.retry_after,
         fault_rate=args.fault_rate,
         drop_rate=args.drop_rate,

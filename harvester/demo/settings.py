@@ -69,6 +69,10 @@ class DemoSettings:
     # once. rate_limit_status: the limiter's refusals, 429 or nginx's 503, in either mode.
     rate_limit_queue: int = 0
     rate_limit_status: int = 429
+    # False: the limiter's refusals carry no Retry-After (the `limits` library's strategies
+    # behind a framework that sends none); harvester's retry of such a page once held the
+    # ordered output back (issue 10, stop 36).
+    rate_limit_retry_after: bool = True
     retry_after: float | None = None
     fault_rate: float = 0.0
     # The statuses a 5xx fault answers with, one at random. 503 is also how nginx's limit_req

@@ -108,10 +108,12 @@ class DemoState:
 
     def _refusal(self, wait: float | None) -> Answer:
         """The limiter's refusal, Retry-After from `wait`; a full queue's (None) has none, as
-        nginx's, unless `retry_after` asks for one."""
+        nginx's, unless `retry_after` asks for one; none at all without
+        `rate_limit_retry_after`."""
         self.stats.faults["429"] += 1
         retry: dict[str, str] = {}
-        if wait is not None or self.settings.retry_after is not None:
+        told = wait is not None or self.settings.retry_after is not None
+        if told and self.settings.rate_limit_retry_after:
             retry["Retry-After"] = self.retry_after(wait or 0.0)
         status = self.settings.rate_limit_status
         return error_answer(status, "rate_limited", "too many requests", **retry)

@@ -140,7 +140,7 @@ class Unthrottled(Throttle):
     stated: float | None = None  # requests per second
 
     @contextlib.asynccontextmanager
-    async def request(self, *, counted: bool = True) -> AsyncIterator[Ticket]:
+    async def request(self, *, counted: bool = True, again: bool = False) -> AsyncIterator[Ticket]:
         yield _Unobserved(self)
 
 

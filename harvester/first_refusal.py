@@ -123,15 +123,18 @@ class Fallback:
         return self._rate if now <= self._until else None
 
     def take(self, now: float, *, measured_over: float | None, pause: float) -> float | None:
-        """The fallback, if it still stands at `now`, for a refusal that measured what the API
-        admitted since the end of a pause `pause` long over `measured_over` seconds (None: too
-        little to measure); gone after. Not where that measure spans twice the pause or more:
-        a bucket's refill during the pause inflates it by half its rate at most (and the
-        measure caps the step), so the guess was no burst's next place, and the ramp crossed
-        the limit (a 1 s window's quota, spent at the guess grown: back at the sequential pace,
-        a 50/s window at 100 ms an answer took 7 s to reach its rate again, 82%)."""
+        """The fallback, if it still stands at `now`; gone after.
+
+        For a refusal that measured what the API admitted over `measured_over` seconds since
+        the end of a pause `pause` long (None: too little to measure). Not where that spans
+        twice the pause or more: a bucket's refill during the pause inflates such a measure by
+        half its rate at most (and the measure caps the step), so the guess was no burst's next
+        place, and the ramp crossed the limit.
+        """
         rate, self._rate = self.at(now), None
         if measured_over is not None and measured_over >= 2 * pause:
+            # A 1 s window's quota, spent at the guess grown: back at the sequential pace, a
+            # 50/s window at 100 ms an answer took 7 s to reach its rate again (82%).
             return None
         return rate
 

@@ -77,8 +77,10 @@ class RateLearner:
         self._count = FirstCount(start)  # what the first refusal is counted over
         self._growth = Growth(start)  # the rate as last learned, and since when
         self._stepped_at = start  # when the rate was last stepped down
-        # Successes from before this moment were drawn on already: the end of the last pause.
+        # Successes from before this moment were drawn on already: the end of the last pause,
+        # and how long that pause was.
         self._since = start
+        self._pause = 0.0
         self.stated: float | None = None  # RateLimit-Policy, less a sliver
         self._refill = Refill()  # a bucket's burst, and the pause since (see _drained)
         self._fallback = Fallback()  # FirstGuess.fallback (kept past a sliver's: _again)
@@ -166,7 +168,7 @@ class RateLearner:
             # second, as TCP takes one per round trip. What it admits meanwhile is measured
             # on: a pause this short leaves no gap to keep out of the measure.
             if hold >= MIN_SPAN:
-                self._since = max(self._since, now + hold)
+                self._paused_until(now, hold)
             return self.rate(now)
         else:
             # An untold pause is harvester's own: the refusals came a place at a time.
@@ -180,7 +182,12 @@ class RateLearner:
         nothing new. The rate does not grow meanwhile (it grows with what was sent at it), and
         what came back before the pause's end is no news of what the API bears after it."""
         self._growth.stop(self.rate(now), now + hold)
-        self._since = max(self._since, now + hold)
+        self._paused_until(now, hold)
+
+    def _paused_until(self, now: float, hold: float) -> None:
+        """What comes back before the end of a pause of `hold` from `now` is drawn on already."""
+        if now + hold > self._since:
+            self._since, self._pause = now + hold, hold
 
     def begin(self, now: float) -> None:
         """A data request was sent at `now`. The first: what came before (a token, a
@@ -200,7 +207,7 @@ class RateLearner:
             return
         self._refill.pause = hold
         self._growth.learn(max(_SLOWEST, learned), now + hold)
-        self._since = now + hold
+        self._since, self._pause = now + hold, hold
 
     def _first(
         self,
@@ -240,7 +247,7 @@ class RateLearner:
         span = now - since
         measured = seen / span if seen >= _MIN_SAMPLE and span >= MIN_SPAN else None
         fallback = self._fallback.take(
-            now, measured_over=None if measured is None else span, pause=self._refill.pause
+            now, measured_over=None if measured is None else span, pause=self._pause
         )
         # Refused a slot at a time (a pause of an interval or two: a bucket's next place), the
         # requests it refused took slots of the pace the API would have admitted: what it

@@ -166,6 +166,9 @@ class Throttle:
         finally:
             if flight is not None:
                 self._concurrency.land(flight)
+                # Ended with no answer (timed out, cancelled): a refusal waiting for it is heard
+                # now, its cool-down's line with it, not at an answer that may never come.
+                self._hearing.settle(self._clock())
             if counted:
                 await self._concurrency.leave()
 
@@ -323,7 +326,8 @@ class Throttle:
 
     def _tell_unheard(self) -> None:
         """The INFO line of the last cool-down, with the rate it leads to: told once the learner
-        has heard of its refusal (hearing.py), which may be a few answers later."""
+        has heard of its refusal (hearing.py), which may be a few answers later; or, not heard
+        yet when the next cool-down begins, then, with the rate as it is."""
         if self._unheard_line is None:
             return
         cause, wait, limit = self._unheard_line

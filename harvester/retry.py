@@ -152,20 +152,20 @@ class RetryPolicy:
     def wait_for(
         self, attempt: int, retry_after: float | None = None, *, held: bool = False
     ) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1-based). `held`: the attempt
-        was refused (429, 503) where a throttle's cool-down holds every worker for it
-        (ratelimit.py): its Retry-After, or, untold, harvester's own pause, doubled while nothing
-        gets through. A first refusal then waits for that alone (a Retry-After, never
-        shortened); a backoff of its own on top held the oldest page back while the others
-        went on, until the reorder window was full and every worker stood still (against a
-        sliding log at 50/s, 0.3 to 0.9 s after most refusals: 72-83% of the limit, where the
-        client's shortfall then passed for the API's rate). A request refused again backs off
-        as any other, from the first step; so does one told "Retry-After: 0", which no
-        cool-down holds."""
-        if held and retry_after != 0:
-            if attempt == 1:
-                return retry_after or 0.0
-            attempt -= 1
+        """Seconds to wait after failed attempt number `attempt` (1-based).
+
+        `held`: the attempt was refused (429, 503) where a throttle's cool-down holds every
+        worker for it (ratelimit.py): its Retry-After, never shortened, or, untold, harvester's
+        own pause, doubled while nothing gets through. The first such refusal waits for that
+        alone; later attempts wait as any other (the schedule is the same, its first step
+        skipped), and so does one told "Retry-After: 0", which no cool-down holds.
+        """
+        # A backoff of its own on top of the cool-down held the oldest page back while the
+        # others went on, until the reorder window was full and every worker stood still:
+        # against a sliding log at 50/s, 0.2-0.9 s after most refusals, 70-84% of the limit,
+        # the client's shortfall then passing for the API's rate.
+        if held and attempt == 1 and retry_after != 0:
+            return retry_after or 0.0
         # The exponent is capped so that a late attempt cannot overflow a float.
         growth = 2.0 ** min(attempt - 1, 64)
         ceiling = min(self.config.max_backoff, self.config.initial_backoff * growth)

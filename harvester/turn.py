@@ -4,7 +4,8 @@ Pages are written in order through a bounded reorder window (sink.py), so a refu
 retried behind every worker already waiting for a slot, holds the window back: at 50/s with
 16 workers, a third of a second of slots went to pages past it, and after a few refusals the
 window was full and every worker stood still. Its retry goes first instead. Among first
-attempts, and among retries, the order is that of arrival.
+attempts, and among retries, the order is that of arrival. (The places among the requests in
+flight follow the same rule: Concurrency.enter, whose waiters share one condition.)
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 
 import pytest
 
@@ -237,7 +238,15 @@ def test_a_request_that_got_no_answer_does_not_hold_a_verdict_back() -> None:
     assert limit.limit == 2
 
 
-async def test_a_limit_on_requests_in_flight_teaches_the_throttle_no_rate() -> None:
+def cool_down_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("cool-down")]
+
+
+async def test_a_limit_on_requests_in_flight_teaches_the_throttle_no_rate(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Nor is its cool-down's line told before the answers that tell what refused it."""
+    caplog.set_level(logging.INFO, logger="harvester")
     fake = FakeTime()
     throttle = throttle_on(fake)
     async with contextlib.AsyncExitStack() as stack:
@@ -245,12 +254,34 @@ async def test_a_limit_on_requests_in_flight_teaches_the_throttle_no_rate() -> N
         refused = [await stack.enter_async_context(throttle.request()) for _ in range(4)]
         for ticket in refused:
             ticket.observe(429, {"Retry-After": "1"})
+        assert cool_down_lines(caplog) == []
         fake.now += 0.05
         for ticket in held:
             ticket.observe(200, {})
+        assert cool_down_lines(caplog) == [
+            "cool-down: 429 Too Many Requests, every worker waits 1.0 s; rate not set, "
+            "8 workers at once"
+        ]
 
     assert throttle.rate is None
     assert throttle.limit == 4
+
+
+async def test_a_cool_downs_line_is_told_when_those_in_flight_end_unanswered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Requests in flight with a refusal that time out, or are cancelled as the run ends, tell
+    it as an answer would: the line is not lost."""
+    caplog.set_level(logging.INFO, logger="harvester")
+    fake = FakeTime()
+    throttle = throttle_on(fake)
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(2):
+            await stack.enter_async_context(throttle.request())
+        refused = await stack.enter_async_context(throttle.request())
+        refused.observe(429, {"Retry-After": "1"})
+        assert cool_down_lines(caplog) == []
+    assert len(cool_down_lines(caplog)) == 1
 
 
 async def test_a_refusal_is_learned_once_those_in_flight_tell_it_was_the_rates() -> None:

@@ -221,9 +221,12 @@ def test_a_held_first_refusal_waits_for_its_retry_after_alone() -> None:
     assert p.wait_for(1, 3.0, held=True) == 3.0
 
 
-def test_a_held_request_refused_again_backs_off_from_the_first_step() -> None:
+def test_a_held_request_refused_again_backs_off_as_any_other() -> None:
+    """Only the first step of the schedule is skipped: a page lasts as long as before against
+    a long refusal (a quota window with no Retry-After, an overloaded server)."""
     p = policy(rng=TopOfRange(), initial_backoff=0.5, max_backoff=8.0)
-    assert [p.wait_for(n, None, held=True) for n in range(1, 7)] == [0.0, 0.5, 1.0, 2.0, 4.0, 8.0]
+    assert [p.wait_for(n, None, held=True) for n in range(1, 7)] == [0.0, 1.0, 2.0, 4.0, 8.0, 8.0]
+    assert [p.wait_for(n, held=True) for n in range(2, 7)] == [p.wait_for(n) for n in range(2, 7)]
     assert p.wait_for(2, 3.0, held=True) == 3.0  # a Retry-After is still the floor
 
 
@@ -246,7 +249,7 @@ async def test_only_refusals_are_held() -> None:
             await fn()
 
     assert len(calls) == 5
-    assert sleep.waits == [0.0, 1.0, 1.0, 2.0]
+    assert sleep.waits == [0.0, 1.0, 2.0, 4.0]
 
 
 # --- the tenacity loop -----------------------------------------------------------------------

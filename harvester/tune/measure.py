@@ -25,8 +25,8 @@ from harvester.config import INDEXED_STYLES, Config
 from harvester.errors import AuthError, CertificateError, HarvesterError
 from harvester.fetch import Fetcher
 from harvester.pagination import PageRequest, Planner, make_planner
-from harvester.ratelimit import REFUSALS, Throttle, Ticket, parse_rate_limit
-from harvester.retry import RetryPolicy
+from harvester.ratelimit import Throttle, Ticket, parse_rate_limit
+from harvester.retry import REFUSALS, RetryPolicy
 
 # A step with more errors (5xx, time-outs, bodies not JSON) than this share of its answers is
 # not recommended, and ends the ramp.

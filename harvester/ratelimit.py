@@ -165,10 +165,12 @@ class Throttle:
             yield Ticket(self, self._cool_down.episode, now, flight)
         finally:
             if flight is not None:
+                unanswered = flight.admitted is None  # an answer settled the hearing already
                 self._concurrency.land(flight)
-                # Ended with no answer (timed out, cancelled): a refusal waiting for it is heard
-                # now, its cool-down's line with it, not at an answer that may never come.
-                self._hearing.settle(self._clock())
+                if unanswered:
+                    # Ended with no answer (timed out, cancelled): a refusal waiting for it is
+                    # heard now, its cool-down's line with it, not at an answer that never comes.
+                    self._hearing.settle(self._clock())
             if counted:
                 await self._concurrency.leave()
 

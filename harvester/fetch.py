@@ -187,9 +187,10 @@ class Fetcher:
         """The page for `request`, after as many retries and token refreshes as it takes."""
         rejected: Token | None = None
         url = self.url_for(request)
-        for _ in range(_MAX_REFRESHES_PER_PAGE):
+        for refreshes in range(_MAX_REFRESHES_PER_PAGE):
             try:
-                return await self._with_retries(planner, request, url)
+                # Fetched again after a 401: a retry, which goes first as any other (turn.py).
+                return await self._with_retries(planner, request, url, again=refreshes > 0)
             except _Unauthorized as exc:
                 self._stats.count_retry("401")
                 # A token issued after this page's own 401, and never accepted by the API since,
@@ -211,7 +212,12 @@ class Fetcher:
             f"the API refused {_MAX_REFRESHES_PER_PAGE} tokens in a row", url=str(url), status=401
         )
 
-    async def _with_retries(self, planner: Planner, request: PageRequest, url: URL) -> Fetched:
+    async def _with_retries(
+        self, planner: Planner, request: PageRequest, url: URL, *, again: bool = False
+    ) -> Fetched:
+        """`again`: the page was fetched before (refused a token), so even its first attempt
+        here is a retry."""
+
         def count_retry(exc: BaseException, wait: float) -> None:
             cause = retry_cause(exc) or type(exc).__name__
             self._stats.count_retry(cause)
@@ -221,8 +227,8 @@ class Fetcher:
             # A refusal is held by the throttle's cool-down, and the retry goes first (turn.py).
             async for attempt in self._policy.retrying(on_retry=count_retry, held=True):
                 with attempt:
-                    again = attempt.retry_state.attempt_number > 1
-                    return await self._once(planner, request, url, again=again)
+                    retried = again or attempt.retry_state.attempt_number > 1
+                    return await self._once(planner, request, url, again=retried)
         except (RetryableStatus, InvalidBody, aiohttp.ClientError, TimeoutError) as exc:
             give_up(request, url, exc, self._policy, self._source)
         raise AssertionError("tenacity neither returned nor raised")  # pragma: no cover

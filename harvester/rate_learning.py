@@ -28,6 +28,9 @@ No header need say it. What a refusal teaches depends on what came before it:
   Nor is one within a second of a step down after a short pause: what the API still counts
   was sent before the step.
 
+The steps down past the first refusal are rate_steps.step_down's, from what the learner
+knows as each comes in; the learner keeps that state.
+
 Between refusals the rate grows (rate_growth.py): a ramp's by a quarter a second; once steady,
 by a slow probe, half as eager after each that crossed the limit.
 
@@ -44,16 +47,9 @@ from harvester.admissions import Admissions, Refill
 from harvester.first_count import FirstCount
 from harvester.first_refusal import MIN_SPAN, WHOLE_SPAN, Fallback
 from harvester.rate_bisection import Bisection, held_after
-from harvester.rate_growth import RAMP_GROWTH, RAMP_STEP, Growth
+from harvester.rate_growth import RAMP_STEP, Growth
+from harvester.rate_steps import SHARE, SLIVER, STEP_DOWN, Refusal, bounded, step_down
 
-# The share of a measured rate kept: a little under the limit costs a little speed, a little
-# over costs a pause per overshoot.
-_SHARE = 0.97
-# What a refusal lowers the rate it was drawn at to: right after a first guess, and at a steady
-# pace (see refused()).
-_STEP_DOWN = 0.9
-_STEADY_STEP = 0.97
-_SETTLED = 10.0  # seconds without a refusal after which a pace is settled
 # The longest look back at what the API admitted.
 _HORIZON = 2.0
 # The fewest successes a rate is measured over (and the shortest stretch: MIN_SPAN).
@@ -61,9 +57,6 @@ _MIN_SAMPLE = 5
 # A first pause this long is not risked again on a rate still unknown: see refused().
 _LONG_PAUSE = 0.5
 _SLOWEST = 0.1  # requests per second: the floor of any learned rate
-# A refusal asking for less than this share of an interval of the pace: a limit a sliver under
-# the pace (see _again).
-_SLIVER = 0.25
 
 
 class RateLearner:
@@ -88,7 +81,7 @@ class RateLearner:
         # refusal within a second of it is what the API still counted from before it.
         self._kept_ramping = False
         # Against a limit with no burst (no_burst), the rate is bisected (rate_bisection.py).
-        self._bisection = Bisection(_SHARE)
+        self._bisection = Bisection(SHARE)
 
     def admitted(
         self,
@@ -227,7 +220,7 @@ class RateLearner:
             answered_by=answered_by,
             coarse=coarse,
             stated=self.stated,
-            share=_SHARE,
+            share=SHARE,
         )
         if guess is None:
             return None
@@ -249,54 +242,28 @@ class RateLearner:
         fallback = self._fallback.take(
             now, measured_over=None if measured is None else span, pause=self._pause
         )
-        # Refused a slot at a time (a pause of an interval or two: a bucket's next place), the
-        # requests it refused took slots of the pace the API would have admitted: what it
-        # admitted is low by as many, so one step goes no further than two of _STEP_DOWN.
-        floor = pace * _STEP_DOWN**2 if hold * pace <= 2 else 0.0
         bisecting = self._bisection.active or (measured is None and not self._bisection.done)
         if self.no_burst and bisecting:
             # A limit with no burst, refused at once after the pause, or while bisecting: what
             # it admitted over slower paces tried before tells nothing more.
             self._growth.ramping = self._kept_ramping = False
             return self._bisection.refused(pace)
-        restart = guessing = False
-        if self._growth.ramping and now - self._growth.at >= RAMP_STEP:
-            # The ramp crossed the limit within its last step: back to where it was then.
-            learned = pace / RAMP_GROWTH
-        elif not self._growth.ramping and now - self._growth.at >= _SETTLED:
-            # After a long clean stretch at a pace the probe raised a little at a time (or
-            # bunched arrivals overran): a small step down, and a probe half as eager (each
-            # probe past the limit costs a pause for every worker, often a whole second).
-            learned = pace * _STEADY_STEP
+        refusal = Refusal(
+            pace=pace,
+            hold=hold,
+            ramping=self._growth.ramping,
+            learned_for=now - self._growth.at,
+            measured=measured,
+            span=span,
+            seen=seen,
+            slivers=sum(1 for t, held in self._refusals if since <= t and held * pace < SLIVER),
+            fallback=fallback,
+        )
+        step = step_down(refusal)
+        if step.crossed:
             self._growth.probe_crossed()
-        elif measured is not None and span >= WHOLE_SPAN:
-            # Soon after the last refusal, but what the API bore over a second or more tells,
-            # unless it refused a request for every two or fewer it admitted, each asking for a
-            # pause under a quarter of an interval: a limit with no burst (GCRA) a sliver under
-            # the pace, at which every refusal takes a slot it would have admitted, admits half
-            # the pace however close to it its rate is. (Twice over it, it admits half the pace
-            # too, but asks for a whole interval.)
-            slivers = sum(1 for t, held in self._refusals if since <= t and held * pace < _SLIVER)
-            learned = max(min(pace, measured) * _SHARE, floor if 2 * slivers >= seen else 0.0)
-        else:
-            # Right after the ramp began (the first guess was high), or soon after the last
-            # refusal: the pace is still being found. A start guessed above the sequential pace
-            # (first_refusal.FirstGuess.fallback) and refused at once (Fallback.take) was a big
-            # burst's next place: a step down a tenth at a time, a pause of a few intervals
-            # each, took 13 refusals in 1.2 s to find a bucket of 10/s with a burst of 100.
-            learned = pace * _STEP_DOWN if fallback is None else min(pace, fallback)
-            # From the fallback (the sequential pace), the ramp starts again, as it would have.
-            restart = fallback is not None
-            if restart and 0 < hold * pace < _SLIVER:
-                # Unless asked for a sliver of an interval: a pace a sliver over the limit (a
-                # sliding counter still counting the quota that drew the first refusal), not
-                # far over a bucket's rate, whose next place is a random part of its interval
-                # away. Back at the sequential pace, a 50/s counter at 100 ms an answer took
-                # 8 s to reach its rate again (81%). The fallback waits for a refusal asking
-                # for more, within the ramp's first step (_falls_back).
-                learned = pace * _STEP_DOWN
-                self._fallback.stand(fallback, until=now + hold + RAMP_STEP)
-            guessing = self._growth.ramping
+        if step.keep_fallback:
+            self._fallback.stand(fallback, until=now + hold + RAMP_STEP)
         drained = self._drained(now)
         # A ramp stepped down blind (nothing measured since the pause) ramps on: a refusal right
         # after a short pause may be what the API still counted from before it (a bucket a
@@ -307,19 +274,15 @@ class RateLearner:
         # stepped each time, 10/s fell to 5/s in a second); still over the limit, the ramp
         # is refused again after it and measured then.
         blind = measured is None and drained is None
-        self._kept_ramping = self._fallback.kept or (guessing and blind and not restart)
-        self._growth.ramping = restart or self._kept_ramping
-        if drained is not None:
-            learned = min(learned, drained * _SHARE)
-        if measured is not None:
-            learned = min(learned, max(measured * _SHARE, floor))
-        return learned
+        self._kept_ramping = self._fallback.kept or (step.guessing and blind and not step.restart)
+        self._growth.ramping = step.restart or self._kept_ramping
+        return bounded(step.rate, refusal, drained)
 
     def _falls_back(self, now: float, hold: float) -> bool:
         """Whether a refusal asking for `hold` (told; else 0) takes the fallback kept past a
         sliver's: one asking for more than a sliver of an interval, before its expiry."""
         pace = self.rate(now) or 0.0
-        return self._fallback.at(now) is not None and hold * pace >= _SLIVER
+        return self._fallback.at(now) is not None and hold * pace >= SLIVER
 
     @property
     def no_burst(self) -> bool:
@@ -332,7 +295,7 @@ class RateLearner:
         the bucket's burst (Refill.rate); None: no such stretch."""
         if self._growth.base is None:
             return None
-        return self._refill.rate(self._admitted, self._since, now, self._growth.base * _STEP_DOWN)
+        return self._refill.rate(self._admitted, self._since, now, self._growth.base * STEP_DOWN)
 
     def state(self, rate: float, now: float) -> None:
         """The API states its rate (RateLimit-Policy), read at `now`: never paced past."""

@@ -326,6 +326,30 @@ async def test_no_request_is_ever_sent_with_the_secret_in_the_url(
     assert URL(TOKEN_URL) in {url for (_, url) in mock_http.requests}
 
 
+async def test_a_page_fetched_again_after_a_401_goes_first_as_a_retry(
+    mock_http: aioresponses, harness: Harness
+) -> None:
+    """After a 401 and a fresh token, the page's next request is a retry: it takes its place
+    and slot ahead of first attempts (turn.py), as one after a 429 or a 500 does."""
+    asked: list[bool] = []
+
+    class Recording(Throttle):
+        def request(self, *, counted: bool = True, again: bool = False) -> Any:
+            if counted:
+                asked.append(again)
+            return super().request(counted=counted, again=again)
+
+    harness.throttle = lambda: Recording(  # type: ignore[method-assign]
+        harness.config.concurrency, harness.stats, clock=harness.time.clock
+    )
+    tokens(mock_http)
+    mock_http.get(PAGE0, status=401)
+    mock_http.get(PAGE0, status=500)
+    mock_http.get(PAGE0, payload=body())
+    await harness.fetch()
+    assert asked == [False, True, True]
+
+
 async def test_a_401_on_a_token_the_api_accepted_before_is_an_expiry_not_a_refusal(
     mock_http: aioresponses, harness: Harness
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import re
 from collections.abc import Awaitable, Callable, Iterable
@@ -270,6 +271,45 @@ def test_report_says_how_the_sustained_rate_was_measured() -> None:
 
     assert "sustained rate: 30.0 requests/s admitted, measured over 10.0 s" in text
     assert "the burst allowance was drained first, not counted" in text
+
+
+def bucket_steps(burst: int, rate: int) -> list[Step]:
+    """One worker at 50/s against a bucket of `burst` refilling at `rate`/s, refused once the
+    burst is spent, then a sustained phase at `rate`/s."""
+    sends = 50
+    ramp = Step(1)
+    for n in itertools.count():
+        sent = n / sends
+        admitted = n < burst + rate * sent
+        ramp.marks.append((sent, admitted))
+        ramp.requests += 1
+        if not admitted:
+            ramp.throttled, ramp.seconds = 1, sent
+            break
+    phase = sustained(1, admitted=rate * 10, throttled=(sends - rate) * 10)
+    phase.marks = [(ramp.seconds + k / sends, k % (sends // rate) == 0) for k in range(sends * 10)]
+    return [ramp, phase]
+
+
+def test_report_tells_the_burst_seen_before_the_first_refusal_and_does_not_advise_it() -> None:
+    steps = bucket_steps(burst=100, rate=25)
+
+    advice = advise(steps)
+    text = summary(Tuning(steps, advice, "limit", 64))
+
+    assert 95 <= advice.burst <= 100
+    assert f"the API admitted about {advice.burst} requests beyond its sustained rate" in text
+    assert "A harvest with no rate_limit spends it at once" in text
+    assert "burst:" not in advice.config_lines()
+
+
+def test_a_burst_of_a_few_requests_is_not_told() -> None:
+    steps = bucket_steps(burst=5, rate=25)
+
+    advice = advise(steps)
+
+    assert advice.burst <= 5
+    assert "burst:" not in summary(Tuning(steps, advice, "limit", 64))
 
 
 def test_report_without_a_rate_says_only_workers() -> None:

@@ -35,6 +35,9 @@ class Advice:
     measured_over: float = 0.0
     drained: bool = False
     stated: bool = False  # the API states the limit (RateLimit-Policy): no measuring needed
+    # Requests the API admitted before its first refusal beyond what its sustained rate
+    # accounts for (a bucket's burst, a window's quota): told, not advised (burst_seen).
+    burst: int = 0
 
     def config_lines(self, current: ConcurrencyConfig | None = None) -> str:
         """The `concurrency:` lines to paste: every one the user must change.
@@ -76,6 +79,7 @@ def advise(steps: list[Step], *, stated: float | None = None) -> Advice:
             limit=limit,
             measured_over=over,
             drained=measured.phase == "sustained",
+            burst=burst_seen(steps, limit),
         )
     if not clean:
         return Advice(workers=1, rate_limit=None)
@@ -86,6 +90,24 @@ def advise(steps: list[Step], *, stated: float | None = None) -> Advice:
         key=lambda s: s.concurrency,
     )
     return Advice(workers=enough.concurrency, rate_limit=None)
+
+
+def burst_seen(steps: list[Step], limit: float) -> int:
+    """How many requests the API admitted, from the first request to the first refusal, beyond
+    `limit` per second over that time: a token bucket's burst, or a window's quota (0: none).
+
+    Told, never advised as `concurrency.burst`: tune cannot tell a bucket's burst, which comes
+    back as the bucket refills, from a sliding window counter's quota, which a burst then a
+    steady pace under the rate overruns within the window; nor how long that window is
+    without waiting one out. A low bound where the ramp's first steps were under the rate
+    (a bucket full by then wasted what it refilled)."""
+    marks = sorted(mark for s in steps for mark in s.marks)
+    refusals = [sent for sent, admitted in marks if not admitted]
+    if not refusals:
+        return 0
+    first = refusals[0]
+    before = sum(1 for sent, admitted in marks if admitted and sent < first)
+    return max(0, math.floor(before - limit * (first - marks[0][0])))
 
 
 def _workers_for(rate: float, steps: list[Step], measured: Step) -> int:

@@ -108,12 +108,32 @@ def _how_measured(a: Advice) -> str:
     )
 
 
+# A burst worth this many seconds of the sustained rate is told (_burst_told).
+_BURST_WORTH_TELLING = 2.0
+
+
+def _burst_told(a: Advice) -> str:
+    """The burst the API allowed before its first refusal, where it is worth a harvest's while."""
+    if a.limit is None or a.stated or a.burst < _BURST_WORTH_TELLING * a.limit:
+        return ""
+    return (
+        f"burst: before its first refusal the API admitted about {a.burst} requests beyond its "
+        f"sustained rate ({a.burst / a.limit:.0f} s of requests at that rate): a token "
+        "bucket's burst, or a window's quota. A harvest with no rate_limit spends it at once "
+        "and learns the rate, for a few 429s; the rate_limit below draws none and spends "
+        "none. Not advised as concurrency.burst: tune cannot tell a bucket's burst from a "
+        "window's quota, which a burst followed by a steady pace would overrun"
+    )
+
+
 def summary(t: Tuning) -> str:
     """Why the ramp ended, how the rate was measured, the advice and the lines to paste."""
     a = t.advice
     lines = [_why_ended(t)]
     if how := _how_measured(a):
         lines.append(how)
+    if burst := _burst_told(a):
+        lines.append(burst)
     rate = f" and rate_limit {a.rate_limit:g}/s" if a.rate_limit else ""
     lines += [f"recommended: workers {a.workers}{rate}; paste into the config:", ""]
     lines.append(a.config_lines(t.current))
